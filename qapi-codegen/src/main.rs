@@ -1,0 +1,2 @@
+//! The `qapi-codegen` command-line tool.
+fn main() {}

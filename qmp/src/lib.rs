@@ -1,0 +1,2 @@
+//! Async QMP (QEMU Machine Protocol) transport.
+#![deny(missing_docs)]
