@@ -1,2 +1,7 @@
 //! Reads QEMU's QAPI schemas and generates typed Rust bindings.
+//!
+//! The pipeline runs in passes with an explicit model between them:
+//! sources or `query-qmp-schema` output → [`model::Schema`] (checked, resolved) → Rust.
 #![deny(missing_docs)]
+
+pub mod model;
