@@ -1,0 +1,966 @@
+//! Checks a command's arguments against a QAPI schema the way QEMU's monitor does.
+//!
+//! The schema comes in `query-qmp-schema` form: the JSON array of `SchemaInfo` entries a
+//! live QEMU returns from introspection (and that the bindings crate embeds). [`Schema`]
+//! indexes it once (names resolved to indices, so a check does no string look-ups of
+//! type names) and [`Schema::check_command`] then walks the arguments in the same order
+//! as QEMU's generated visitors and `qobject-input-visitor.c`, reporting the *first*
+//! problem with QEMU's exact wording:
+//!
+//! | problem | class | text |
+//! |---|---|---|
+//! | unknown command | `CommandNotFound` | `The command X has not been found` |
+//! | required member absent | `GenericError` | `Parameter 'a.b' is missing` |
+//! | member not in the schema | `GenericError` | `Parameter 'a.b' is unexpected` |
+//! | wrong JSON type | `GenericError` | `Invalid parameter type for 'a[0].b', expected: string` |
+//! | enum value not listed | `GenericError` | `Parameter 'b' does not accept value 'v'` |
+//! | no alternative matches | `GenericError` | `Invalid parameter type for 'b', expected: NAME` |
+//! | out of range for a sized int | `GenericError` | `Parameter 'b' expects uint8_t` |
+//!
+//! QEMU's quirks are kept on purpose, since the point is to refuse exactly what QEMU
+//! refuses with the text it sends: enum, alternate and range errors name the member
+//! only (not its path), and a list element is then called `'null'`.
+//!
+//! Fidelity limits: a live QEMU's introspection masks type names (alternates show up
+//! as `"109"`, so the alternate error names the masked type) and collapses every
+//! integer type into `int` (so range checks happen only when the schema keeps the
+//! precise builtin names, e.g. `uint8`, `size`). When several members are unexpected,
+//! QEMU names whichever its hash table yields first; we name the first in input order.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// Error class QEMU uses for argument and request-shape problems.
+pub const GENERIC_ERROR: &str = "GenericError";
+/// Error class QEMU uses for unknown (or not yet allowed) commands.
+pub const COMMAND_NOT_FOUND: &str = "CommandNotFound";
+
+/// Why a schema (the `query-qmp-schema` JSON) could not be indexed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid introspection schema: entry {index} ({name}): {reason}")]
+pub struct SchemaError {
+    /// Position of the offending entry in the array (0-based).
+    pub index: usize,
+    /// Its `name`, or `?` when it has none.
+    pub name: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A refusal as QEMU would send it: the error `class` and its `desc` text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// `GenericError` or `CommandNotFound`.
+    pub class: &'static str,
+    /// The human-readable text, worded exactly as QEMU words it.
+    pub desc: String,
+}
+
+impl Rejection {
+    fn generic(desc: String) -> Self {
+        Rejection {
+            class: GENERIC_ERROR,
+            desc,
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.desc)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// What the schema says about one command.
+#[derive(Debug, Clone)]
+pub struct CommandInfo {
+    /// The wire name.
+    pub name: String,
+    /// Whether `exec-oob` is allowed for it (`allow-oob`).
+    pub allow_oob: bool,
+    /// The schema's `features` of the command (e.g. `deprecated`).
+    pub features: Vec<String>,
+    arg_type: TypeId,
+}
+
+/// What the schema says about one event.
+#[derive(Debug, Clone)]
+pub struct EventInfo {
+    /// The wire name.
+    pub name: String,
+    arg_type: TypeId,
+}
+
+type TypeId = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntKind {
+    /// `int`, `int64` and any collapsed integer: accepts any integer JSON number.
+    Any,
+    Signed {
+        min: i64,
+        max: i64,
+        name: &'static str,
+    },
+    Unsigned {
+        max: u64,
+        name: &'static str,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Builtin {
+    String,
+    Int(IntKind),
+    Number,
+    Boolean,
+    Null,
+    Object,
+    Array,
+    Value,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    optional: bool,
+    ty: TypeId,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Builtin(Builtin),
+    Enum(Vec<String>),
+    Array(TypeId),
+    Object {
+        members: Vec<Member>,
+        tag: Option<String>,
+        variants: Vec<(String, TypeId)>,
+    },
+    Alternate(Vec<TypeId>),
+}
+
+#[derive(Debug, Clone)]
+struct TypeEntry {
+    name: String,
+    kind: Kind,
+}
+
+/// An indexed `query-qmp-schema` schema, ready for fast argument checks.
+#[derive(Debug, Clone, Default)]
+pub struct Schema {
+    types: Vec<TypeEntry>,
+    commands: HashMap<String, CommandInfo>,
+    events: HashMap<String, EventInfo>,
+}
+
+/// The JSON type QEMU's input visitor sees, for alternates' dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QType {
+    String,
+    Num,
+    Bool,
+    Null,
+    Dict,
+    List,
+}
+
+fn qtype_of(v: &Value) -> QType {
+    match v {
+        Value::String(_) => QType::String,
+        Value::Number(_) => QType::Num,
+        Value::Bool(_) => QType::Bool,
+        Value::Null => QType::Null,
+        Value::Object(_) => QType::Dict,
+        Value::Array(_) => QType::List,
+    }
+}
+
+fn builtin_from(name: &str, json_type: &str) -> Option<Builtin> {
+    // Precise names (kept by schemas written by our codegen) give QEMU's range checks;
+    // a live QEMU collapses them all into `int`.
+    let int = match name {
+        "int8" => Some(IntKind::Signed {
+            min: i8::MIN.into(),
+            max: i8::MAX.into(),
+            name: "int8_t",
+        }),
+        "int16" => Some(IntKind::Signed {
+            min: i16::MIN.into(),
+            max: i16::MAX.into(),
+            name: "int16_t",
+        }),
+        "int32" => Some(IntKind::Signed {
+            min: i32::MIN.into(),
+            max: i32::MAX.into(),
+            name: "int32_t",
+        }),
+        "uint8" => Some(IntKind::Unsigned {
+            max: u8::MAX.into(),
+            name: "uint8_t",
+        }),
+        "uint16" => Some(IntKind::Unsigned {
+            max: u16::MAX.into(),
+            name: "uint16_t",
+        }),
+        "uint32" => Some(IntKind::Unsigned {
+            max: u32::MAX.into(),
+            name: "uint32_t",
+        }),
+        "uint64" | "size" => Some(IntKind::Unsigned {
+            max: u64::MAX,
+            name: "uint64",
+        }),
+        _ => None,
+    };
+    Some(match json_type {
+        "string" => Builtin::String,
+        "int" => Builtin::Int(int.unwrap_or(IntKind::Any)),
+        "number" => Builtin::Number,
+        "boolean" => Builtin::Boolean,
+        "null" => Builtin::Null,
+        "object" => Builtin::Object,
+        "array" => Builtin::Array,
+        "value" => Builtin::Value,
+        _ => return None,
+    })
+}
+
+/// One segment of the path QEMU prints for a member (`a.b[2].c`).
+#[derive(Debug, Clone)]
+enum Seg<'a> {
+    Name(&'a str),
+    Index(usize),
+}
+
+struct Walk<'s, 'v> {
+    schema: &'s Schema,
+    path: Vec<Seg<'v>>,
+}
+
+impl Schema {
+    /// Indexes a `query-qmp-schema` reply (the array itself, or `{"return": [...]}`).
+    ///
+    /// # Errors
+    /// When an entry lacks a required member, has an unknown `meta-type` or
+    /// `json-type`, or names a type that is not in the array.
+    pub fn from_introspection(json: &Value) -> Result<Schema, SchemaError> {
+        let entries = match json {
+            Value::Array(a) => a,
+            Value::Object(o) => match o.get("return") {
+                Some(Value::Array(a)) => a,
+                _ => {
+                    return Err(SchemaError {
+                        index: 0,
+                        name: "?".into(),
+                        reason: "expected a JSON array of SchemaInfo".into(),
+                    })
+                }
+            },
+            _ => {
+                return Err(SchemaError {
+                    index: 0,
+                    name: "?".into(),
+                    reason: "expected a JSON array of SchemaInfo".into(),
+                })
+            }
+        };
+        Indexer::default().run(entries)
+    }
+
+    /// Parses and indexes a `query-qmp-schema` JSON text.
+    ///
+    /// # Errors
+    /// When the text is not JSON, or as [`Schema::from_introspection`].
+    pub fn from_json_str(text: &str) -> Result<Schema, SchemaError> {
+        let v: Value = serde_json::from_str(text).map_err(|e| SchemaError {
+            index: 0,
+            name: "?".into(),
+            reason: format!("not JSON: {e}"),
+        })?;
+        Schema::from_introspection(&v)
+    }
+
+    /// The command's entry, if the schema has it.
+    pub fn command(&self, name: &str) -> Option<&CommandInfo> {
+        self.commands.get(name)
+    }
+
+    /// The event's entry, if the schema has it.
+    pub fn event(&self, name: &str) -> Option<&EventInfo> {
+        self.events.get(name)
+    }
+
+    /// Every command name, unordered.
+    pub fn command_names(&self) -> impl Iterator<Item = &str> {
+        self.commands.keys().map(String::as_str)
+    }
+
+    /// Checks `arguments` (absent means `{}`) for command `name` as QEMU's dispatcher
+    /// would, returning the command's entry when QEMU would run it.
+    ///
+    /// # Errors
+    /// The [`Rejection`] QEMU would reply with: `CommandNotFound` for an unknown
+    /// command, `GenericError` with QEMU's text for the first bad argument.
+    pub fn check_command(
+        &self,
+        name: &str,
+        arguments: Option<&Map<String, Value>>,
+    ) -> Result<&CommandInfo, Rejection> {
+        let info = self.commands.get(name).ok_or_else(|| Rejection {
+            class: COMMAND_NOT_FOUND,
+            desc: format!("The command {name} has not been found"),
+        })?;
+        self.check_arguments(info.arg_type, arguments)?;
+        Ok(info)
+    }
+
+    /// Checks an event's `data` against the schema (same rules and texts as
+    /// commands), for servers that want to refuse emitting malformed events.
+    ///
+    /// # Errors
+    /// A [`Rejection`] naming the unknown event or the first bad member.
+    pub fn check_event(
+        &self,
+        name: &str,
+        data: Option<&Map<String, Value>>,
+    ) -> Result<(), Rejection> {
+        let info = self
+            .events
+            .get(name)
+            .ok_or_else(|| Rejection::generic(format!("The event {name} has not been found")))?;
+        self.check_arguments(info.arg_type, data)
+    }
+
+    fn check_arguments(
+        &self,
+        ty: TypeId,
+        args: Option<&Map<String, Value>>,
+    ) -> Result<(), Rejection> {
+        let empty = Map::new();
+        let args = args.unwrap_or(&empty);
+        let mut walk = Walk {
+            schema: self,
+            path: Vec::new(),
+        };
+        // The marshaller visits the arguments as an anonymous root struct.
+        walk.object(ty, args)
+    }
+}
+
+impl<'s: 'v, 'v> Walk<'s, 'v> {
+    /// QEMU's `full_name()`: the dotted path with `[i]` for list elements.
+    fn full_name(&self) -> String {
+        let mut s = String::new();
+        for seg in &self.path {
+            match seg {
+                Seg::Name(n) => {
+                    if !s.is_empty() {
+                        s.push('.');
+                    }
+                    s.push_str(n);
+                }
+                Seg::Index(i) => {
+                    s.push('[');
+                    s.push_str(&i.to_string());
+                    s.push(']');
+                }
+            }
+        }
+        if s.is_empty() {
+            "<anonymous>".into()
+        } else {
+            s
+        }
+    }
+
+    /// The bare `name` QEMU's visit core prints (`name ? name : "null"`).
+    fn plain_name(&self) -> &'v str {
+        match self.path.last() {
+            Some(Seg::Name(n)) => n,
+            _ => "null",
+        }
+    }
+
+    fn type_error(&self, expected: &str) -> Rejection {
+        Rejection::generic(format!(
+            "Invalid parameter type for '{}', expected: {expected}",
+            self.full_name()
+        ))
+    }
+
+    /// Visits the members of object type `ty` inside `map`, then rejects leftovers.
+    fn object(&mut self, ty: TypeId, map: &'v Map<String, Value>) -> Result<(), Rejection> {
+        let mut seen = Vec::with_capacity(map.len());
+        self.members(ty, map, &mut seen)?;
+        if seen.len() < map.len() {
+            if let Some(extra) = map.keys().find(|k| !seen.contains(&k.as_str())) {
+                self.path.push(Seg::Name(extra));
+                let e =
+                    Rejection::generic(format!("Parameter '{}' is unexpected", self.full_name()));
+                self.path.pop();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn members(
+        &mut self,
+        ty: TypeId,
+        map: &'v Map<String, Value>,
+        seen: &mut Vec<&'v str>,
+    ) -> Result<(), Rejection> {
+        let schema = self.schema;
+        let Kind::Object {
+            members,
+            tag,
+            variants,
+        } = &schema.types[ty].kind
+        else {
+            // Not reachable for a checked schema: arg-types and branches are objects.
+            return Err(self.type_error("object"));
+        };
+        for m in members {
+            match map.get_key_value(m.name.as_str()) {
+                Some((k, v)) => {
+                    seen.push(k.as_str());
+                    self.path.push(Seg::Name(k.as_str()));
+                    let r = self.value(m.ty, v);
+                    self.path.pop();
+                    r?;
+                }
+                None if m.optional => {}
+                None => {
+                    self.path.push(Seg::Name(m.name.as_str()));
+                    let e =
+                        Rejection::generic(format!("Parameter '{}' is missing", self.full_name()));
+                    self.path.pop();
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(tag) = tag {
+            // The tag was visited (and validated as an enum) with the base members.
+            if let Some(Value::String(case)) = map.get(tag.as_str()) {
+                if let Some((_, branch)) = variants.iter().find(|(c, _)| c == case) {
+                    self.members(*branch, map, seen)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, ty: TypeId, v: &'v Value) -> Result<(), Rejection> {
+        let schema = self.schema;
+        match &schema.types[ty].kind {
+            Kind::Builtin(b) => self.builtin(b, v),
+            Kind::Enum(values) => {
+                let Value::String(s) = v else {
+                    return Err(self.type_error("string"));
+                };
+                if values.iter().any(|x| x == s) {
+                    Ok(())
+                } else {
+                    Err(Rejection::generic(format!(
+                        "Parameter '{}' does not accept value '{s}'",
+                        self.plain_name()
+                    )))
+                }
+            }
+            Kind::Array(elem) => {
+                let Value::Array(items) = v else {
+                    return Err(self.type_error("array"));
+                };
+                for (i, item) in items.iter().enumerate() {
+                    self.path.push(Seg::Index(i));
+                    let r = self.value(*elem, item);
+                    self.path.pop();
+                    r?;
+                }
+                Ok(())
+            }
+            Kind::Object { .. } => {
+                let Value::Object(map) = v else {
+                    return Err(self.type_error("object"));
+                };
+                self.object(ty, map)
+            }
+            Kind::Alternate(alts) => {
+                let q = qtype_of(v);
+                match alts.iter().find(|a| schema.qtype(**a) == Some(q)) {
+                    Some(a) => self.value(*a, v),
+                    None => Err(Rejection::generic(format!(
+                        "Invalid parameter type for '{}', expected: {}",
+                        self.plain_name(),
+                        schema.types[ty].name
+                    ))),
+                }
+            }
+        }
+    }
+
+    fn builtin(&self, b: &Builtin, v: &Value) -> Result<(), Rejection> {
+        let ok = match b {
+            Builtin::String => v.is_string(),
+            Builtin::Number => v.is_number(),
+            Builtin::Boolean => v.is_boolean(),
+            Builtin::Null => v.is_null(),
+            Builtin::Object => v.is_object(),
+            Builtin::Array => v.is_array(),
+            Builtin::Value => true,
+            Builtin::Int(kind) => return self.int(*kind, v),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(self.type_error(match b {
+            Builtin::String => "string",
+            Builtin::Number => "number",
+            Builtin::Boolean => "boolean",
+            Builtin::Null => "null",
+            Builtin::Object => "object",
+            Builtin::Array => "array",
+            Builtin::Value | Builtin::Int(_) => "value",
+        }))
+    }
+
+    fn int(&self, kind: IntKind, v: &Value) -> Result<(), Rejection> {
+        let range = |ty: &str| {
+            Rejection::generic(format!("Parameter '{}' expects {ty}", self.plain_name()))
+        };
+        match kind {
+            IntKind::Any => match v.as_i64().is_some() || v.as_u64().is_some() {
+                true => Ok(()),
+                false => Err(self.type_error("integer")),
+            },
+            IntKind::Signed { min, max, name } => {
+                let Some(i) = v.as_i64() else {
+                    return Err(self.type_error("integer"));
+                };
+                if i < min || i > max {
+                    return Err(range(name));
+                }
+                Ok(())
+            }
+            IntKind::Unsigned { max, name } => {
+                // QEMU accepts negative values for unsigned types "for backward
+                // compatibility" and reinterprets them; so do we.
+                let u = match (v.as_u64(), v.as_i64()) {
+                    (Some(u), _) => u,
+                    (None, Some(i)) => i as u64,
+                    _ => {
+                        return Err(Rejection::generic(format!(
+                            "Parameter '{}' expects uint64",
+                            self.full_name()
+                        )))
+                    }
+                };
+                if u > max {
+                    return Err(range(name));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Schema {
+    /// The JSON type an alternative accepts (QAPI's `alternate_qtype()`).
+    fn qtype(&self, ty: TypeId) -> Option<QType> {
+        Some(match &self.types[ty].kind {
+            Kind::Builtin(b) => match b {
+                Builtin::String => QType::String,
+                Builtin::Int(_) | Builtin::Number => QType::Num,
+                Builtin::Boolean => QType::Bool,
+                Builtin::Null => QType::Null,
+                Builtin::Object => QType::Dict,
+                Builtin::Array => QType::List,
+                Builtin::Value => return None,
+            },
+            Kind::Enum(_) => QType::String,
+            Kind::Array(_) => QType::List,
+            Kind::Object { .. } => QType::Dict,
+            Kind::Alternate(_) => return None,
+        })
+    }
+}
+
+/// Builds a [`Schema`] in two passes: assign ids to every type name, then resolve.
+#[derive(Default)]
+struct Indexer {
+    ids: HashMap<String, TypeId>,
+}
+
+impl Indexer {
+    fn run(mut self, entries: &[Value]) -> Result<Schema, SchemaError> {
+        let err = |index: usize, e: &Value, reason: String| SchemaError {
+            index,
+            name: e
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string(),
+            reason,
+        };
+        let str_field = |index: usize, e: &Value, key: &str| -> Result<String, SchemaError> {
+            e.get(key)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| err(index, e, format!("member '{key}' missing or not a string")))
+        };
+        // Pass 1: ids for type entries.
+        let mut type_entries = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let meta = str_field(i, e, "meta-type")?;
+            let name = str_field(i, e, "name")?;
+            if !matches!(meta.as_str(), "command" | "event") {
+                if self.ids.insert(name.clone(), type_entries.len()).is_some() {
+                    return Err(err(i, e, "duplicate type name".into()));
+                }
+                type_entries.push((i, e));
+            }
+        }
+        let resolve =
+            |ids: &HashMap<String, TypeId>, index: usize, e: &Value, key: &str, name: &str| {
+                ids.get(name)
+                    .copied()
+                    .ok_or_else(|| err(index, e, format!("{key} '{name}' is not defined")))
+            };
+        // Pass 2: resolve type entries.
+        let mut types = Vec::with_capacity(type_entries.len());
+        for (i, e) in type_entries {
+            let name = str_field(i, e, "name")?;
+            let meta = str_field(i, e, "meta-type")?;
+            let array = |key: &str| -> Result<&Vec<Value>, SchemaError> {
+                e.get(key)
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| err(i, e, format!("member '{key}' missing or not an array")))
+            };
+            let kind = match meta.as_str() {
+                "builtin" => {
+                    let jt = str_field(i, e, "json-type")?;
+                    Kind::Builtin(
+                        builtin_from(&name, &jt)
+                            .ok_or_else(|| err(i, e, format!("unknown json-type '{jt}'")))?,
+                    )
+                }
+                "enum" => {
+                    // `values` is deprecated in favour of `members` but still sent; accept either.
+                    let values = match e.get("members").and_then(Value::as_array) {
+                        Some(ms) => ms
+                            .iter()
+                            .map(|m| str_field(i, m, "name"))
+                            .collect::<Result<Vec<_>, _>>()?,
+                        None => array("values")?
+                            .iter()
+                            .map(|v| {
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .ok_or_else(|| err(i, e, "enum value not a string".into()))
+                            })
+                            .collect::<Result<Vec<_>, _>>()?,
+                    };
+                    Kind::Enum(values)
+                }
+                "array" => {
+                    let elem = str_field(i, e, "element-type")?;
+                    Kind::Array(resolve(&self.ids, i, e, "element-type", &elem)?)
+                }
+                "object" => {
+                    let mut members = Vec::new();
+                    for m in array("members")? {
+                        let mname = str_field(i, m, "name")?;
+                        let mty = str_field(i, m, "type")?;
+                        members.push(Member {
+                            optional: m.get("default").is_some(),
+                            ty: resolve(&self.ids, i, e, "member type", &mty)?,
+                            name: mname,
+                        });
+                    }
+                    let tag = e.get("tag").and_then(Value::as_str).map(str::to_string);
+                    let mut variants = Vec::new();
+                    if let Some(vs) = e.get("variants").and_then(Value::as_array) {
+                        for v in vs {
+                            let case = str_field(i, v, "case")?;
+                            let vty = str_field(i, v, "type")?;
+                            variants.push((case, resolve(&self.ids, i, e, "variant type", &vty)?));
+                        }
+                    }
+                    if !variants.is_empty() && tag.is_none() {
+                        return Err(err(i, e, "variants without a tag".into()));
+                    }
+                    Kind::Object {
+                        members,
+                        tag,
+                        variants,
+                    }
+                }
+                "alternate" => {
+                    let mut alts = Vec::new();
+                    for m in array("members")? {
+                        let mty = str_field(i, m, "type")?;
+                        alts.push(resolve(&self.ids, i, e, "alternative", &mty)?);
+                    }
+                    Kind::Alternate(alts)
+                }
+                other => return Err(err(i, e, format!("unknown meta-type '{other}'"))),
+            };
+            types.push(TypeEntry { name, kind });
+        }
+        let mut schema = Schema {
+            types,
+            commands: HashMap::new(),
+            events: HashMap::new(),
+        };
+        // Pass 3: commands and events, whose argument types must be objects.
+        for (i, e) in entries.iter().enumerate() {
+            let meta = str_field(i, e, "meta-type")?;
+            if !matches!(meta.as_str(), "command" | "event") {
+                continue;
+            }
+            let name = str_field(i, e, "name")?;
+            let arg = str_field(i, e, "arg-type")?;
+            let arg_type = resolve(&self.ids, i, e, "arg-type", &arg)?;
+            if !matches!(schema.types[arg_type].kind, Kind::Object { .. }) {
+                return Err(err(i, e, format!("arg-type '{arg}' is not an object type")));
+            }
+            if meta == "command" {
+                let info = CommandInfo {
+                    name: name.clone(),
+                    allow_oob: e.get("allow-oob").and_then(Value::as_bool).unwrap_or(false),
+                    features: e
+                        .get("features")
+                        .and_then(Value::as_array)
+                        .map(|fs| {
+                            fs.iter()
+                                .filter_map(|f| f.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    arg_type,
+                };
+                schema.commands.insert(name, info);
+            } else {
+                schema
+                    .events
+                    .insert(name.clone(), EventInfo { name, arg_type });
+            }
+        }
+        // Branch types must be objects too (checked so the walk never meets anything else).
+        for (id, t) in schema.types.iter().enumerate() {
+            if let Kind::Object { variants, .. } = &t.kind {
+                for (case, b) in variants {
+                    if !matches!(schema.types[*b].kind, Kind::Object { .. }) {
+                        return Err(SchemaError {
+                            index: id,
+                            name: t.name.clone(),
+                            reason: format!("variant '{case}' is not an object type"),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Schema {
+        Schema::from_introspection(&json!([
+            {"name": "str", "meta-type": "builtin", "json-type": "string"},
+            {"name": "int", "meta-type": "builtin", "json-type": "int"},
+            {"name": "uint8", "meta-type": "builtin", "json-type": "int"},
+            {"name": "bool", "meta-type": "builtin", "json-type": "boolean"},
+            {"name": "null", "meta-type": "builtin", "json-type": "null"},
+            {"name": "number", "meta-type": "builtin", "json-type": "number"},
+            {"name": "0", "meta-type": "object", "members": []},
+            {"name": "Drv", "meta-type": "enum", "values": ["a", "b"]},
+            {"name": "[Drv]", "meta-type": "array", "element-type": "Drv"},
+            {"name": "Cache", "meta-type": "object", "members": [
+                {"name": "direct", "type": "bool", "default": null}]},
+            {"name": "[Cache]", "meta-type": "array", "element-type": "Cache"},
+            {"name": "BranchA", "meta-type": "object", "members": [{"name": "size", "type": "int"}]},
+            {"name": "Opts", "meta-type": "object", "tag": "driver",
+             "members": [
+                {"name": "driver", "type": "Drv"},
+                {"name": "node-name", "type": "str", "default": null},
+                {"name": "cache", "type": "Cache", "default": null},
+                {"name": "caches", "type": "[Cache]", "default": null},
+                {"name": "drivers", "type": "[Drv]", "default": null},
+                {"name": "ref", "type": "Ref", "default": null},
+                {"name": "small", "type": "uint8", "default": null},
+                {"name": "ratio", "type": "number", "default": null}],
+             "variants": [{"case": "a", "type": "BranchA"}]},
+            {"name": "Ref", "meta-type": "alternate", "members": [{"type": "Opts"}, {"type": "str"}]},
+            {"name": "add", "meta-type": "command", "arg-type": "Opts", "ret-type": "0"},
+            {"name": "ping", "meta-type": "command", "arg-type": "0", "ret-type": "0", "allow-oob": true},
+            {"name": "EV", "meta-type": "event", "arg-type": "Cache"}
+        ]))
+        .unwrap()
+    }
+
+    fn desc(name: &str, args: Value) -> String {
+        let s = schema();
+        match s.check_command(name, args.as_object()) {
+            Ok(_) => "ok".into(),
+            Err(r) => format!("{}: {}", r.class, r.desc),
+        }
+    }
+
+    #[test]
+    fn accepts_valid_arguments() {
+        assert_eq!(desc("add", json!({"driver": "b"})), "ok");
+        assert_eq!(
+            desc(
+                "add",
+                json!({"driver": "a", "size": 5, "ref": "x", "ratio": 1})
+            ),
+            "ok"
+        );
+        assert_eq!(
+            desc("add", json!({"driver": "b", "ref": {"driver": "b"}})),
+            "ok"
+        );
+        assert_eq!(desc("ping", json!({})), "ok");
+        assert!(schema().check_command("ping", None).unwrap().allow_oob);
+    }
+
+    #[test]
+    fn unknown_command_is_command_not_found() {
+        assert_eq!(
+            desc("nope", json!({})),
+            "CommandNotFound: The command nope has not been found"
+        );
+    }
+
+    #[test]
+    fn texts_match_qemu() {
+        let cases = [
+            (json!({}), "Parameter 'driver' is missing"),
+            (
+                json!({"driver": "b", "bogus": 1}),
+                "Parameter 'bogus' is unexpected",
+            ),
+            (
+                json!({"driver": "c"}),
+                "Parameter 'driver' does not accept value 'c'",
+            ),
+            (
+                json!({"driver": 1}),
+                "Invalid parameter type for 'driver', expected: string",
+            ),
+            (
+                json!({"driver": "b", "node-name": 5}),
+                "Invalid parameter type for 'node-name', expected: string",
+            ),
+            (json!({"driver": "a"}), "Parameter 'size' is missing"),
+            (
+                json!({"driver": "a", "size": 1.5}),
+                "Invalid parameter type for 'size', expected: integer",
+            ),
+            (
+                json!({"driver": "b", "size": 1}),
+                "Parameter 'size' is unexpected",
+            ),
+            (
+                json!({"driver": "b", "cache": {"direct": "x"}}),
+                "Invalid parameter type for 'cache.direct', expected: boolean",
+            ),
+            (
+                json!({"driver": "b", "cache": {"x": 1}}),
+                "Parameter 'cache.x' is unexpected",
+            ),
+            (
+                json!({"driver": "b", "cache": 1}),
+                "Invalid parameter type for 'cache', expected: object",
+            ),
+            (
+                json!({"driver": "b", "caches": [{}, {"direct": 1}]}),
+                "Invalid parameter type for 'caches[1].direct', expected: boolean",
+            ),
+            (
+                json!({"driver": "b", "drivers": ["a", "z"]}),
+                "Parameter 'null' does not accept value 'z'",
+            ),
+            (
+                json!({"driver": "b", "drivers": "a"}),
+                "Invalid parameter type for 'drivers', expected: array",
+            ),
+            (
+                json!({"driver": "b", "ref": 5}),
+                "Invalid parameter type for 'ref', expected: Ref",
+            ),
+            (
+                json!({"driver": "b", "ref": {"driver": "q"}}),
+                "Parameter 'driver' does not accept value 'q'",
+            ),
+            (
+                json!({"driver": "b", "ref": {"driver": "b", "cache": {"direct": 1}}}),
+                "Invalid parameter type for 'ref.cache.direct', expected: boolean",
+            ),
+            (
+                json!({"driver": "b", "small": 256}),
+                "Parameter 'small' expects uint8_t",
+            ),
+            (
+                json!({"driver": "b", "small": "x"}),
+                "Parameter 'small' expects uint64",
+            ),
+            (
+                json!({"driver": "b", "ratio": "x"}),
+                "Invalid parameter type for 'ratio', expected: number",
+            ),
+            (
+                json!({"driver": "b", "node-name": null}),
+                "Invalid parameter type for 'node-name', expected: string",
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(
+                desc("add", args.clone()),
+                format!("GenericError: {want}"),
+                "args {args}"
+            );
+        }
+        assert_eq!(
+            desc("ping", json!({"x": 1})),
+            "GenericError: Parameter 'x' is unexpected"
+        );
+    }
+
+    #[test]
+    fn events_are_checked() {
+        let s = schema();
+        assert!(s
+            .check_event("EV", json!({"direct": true}).as_object())
+            .is_ok());
+        assert!(s
+            .check_event("EV", json!({"direct": 1}).as_object())
+            .is_err());
+        assert!(s.check_event("NOPE", None).is_err());
+    }
+
+    #[test]
+    fn bad_schemas_are_reported_not_panicked() {
+        let bad = [
+            json!(5),
+            json!([{"name": "x"}]),
+            json!([{"name": "x", "meta-type": "array", "element-type": "y"}]),
+            json!([{"name": "c", "meta-type": "command", "arg-type": "str", "ret-type": "str"},
+                   {"name": "str", "meta-type": "builtin", "json-type": "string"}]),
+            json!([{"name": "x", "meta-type": "builtin", "json-type": "weird"}]),
+        ];
+        for b in bad {
+            assert!(Schema::from_introspection(&b).is_err(), "{b}");
+        }
+    }
+}
