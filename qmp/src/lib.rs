@@ -2,5 +2,6 @@
 #![deny(missing_docs)]
 
 mod command;
+pub mod schema_check;
 
 pub use command::{Command, Event, EventSet};
