@@ -1,7 +1,8 @@
 //! Async QMP (QEMU Machine Protocol) transport.
 #![deny(missing_docs)]
 
+pub mod codec;
 mod command;
-pub mod schema_check;
+pub mod message;
 
 pub use command::{Command, Event, EventSet};

@@ -1,0 +1,468 @@
+//! Newline-delimited JSON framing over any `AsyncRead` / `AsyncWrite`, with a read limit.
+//!
+//! QMP peers send one JSON object per line (QEMU ends its lines with `\r\n`). The
+//! [`LineReader`] hands out lines as borrowed `&str` slices of its buffer, so reading a
+//! message costs no allocation; the buffer grows only as far as the longest line seen
+//! and never beyond the configured maximum ([`DEFAULT_MAX_LINE`] by default), so a peer
+//! cannot make it use unbounded memory. The [`LineWriter`] collects any number of
+//! messages in one buffer and writes them with one `write_all`, which is how the client
+//! coalesces queued requests.
+//!
+//! Both are used by the client and by the test server.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The default maximum line length: 16 MiB.
+///
+/// QEMU 10.0's largest reply, `query-qmp-schema` on a full system emulator, is about
+/// 300 KB; 16 MiB leaves room for much larger schemas and `query-*` replies of big
+/// machines, while still bounding what a broken peer can make us buffer. The read
+/// buffer only grows this far if a line actually is this long.
+pub const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// The read buffer's starting (and resting) size.
+const INITIAL_BUFFER: usize = 16 * 1024;
+/// Read at least this much per `read` call.
+const MIN_READ: usize = 4 * 1024;
+
+/// A framing error.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Reading or writing failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A line exceeded the maximum length. The reader has dropped what it buffered of
+    /// it; a further [`LineReader::next_line`] call resumes after that line.
+    #[error("line longer than the limit of {limit} bytes")]
+    LineTooLong {
+        /// The configured maximum.
+        limit: usize,
+    },
+    /// A line was not valid UTF-8 (so not JSON). The line has been consumed.
+    #[error("line is not valid UTF-8: {0}")]
+    InvalidUtf8(#[from] std::str::Utf8Error),
+    /// The stream ended in the middle of a line.
+    #[error("stream ended inside a line ({partial} bytes without a newline)")]
+    TruncatedLine {
+        /// How many bytes of the incomplete line were received.
+        partial: usize,
+    },
+}
+
+/// Reads newline-terminated lines from an `AsyncRead`.
+///
+/// Lines are returned without their `\n` or `\r\n`; lines that are empty or only
+/// whitespace are skipped.
+///
+/// [`next_line`](Self::next_line) is cancellation-safe: if its future is dropped,
+/// no data is lost, and the next call picks up where it stopped.
+#[derive(Debug)]
+pub struct LineReader<R> {
+    inner: R,
+    /// Initialised storage; `buf[start..end]` holds unread data.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// `buf[start..scanned]` is known to contain no newline.
+    scanned: usize,
+    max_line: usize,
+    /// Skipping the rest of an over-long line.
+    discarding: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    /// A reader with the [`DEFAULT_MAX_LINE`] limit.
+    pub fn new(inner: R) -> Self {
+        Self::with_max_line(inner, DEFAULT_MAX_LINE)
+    }
+
+    /// A reader refusing lines longer than `max_line` bytes (terminator excluded).
+    pub fn with_max_line(inner: R, max_line: usize) -> Self {
+        LineReader {
+            inner,
+            buf: vec![0; INITIAL_BUFFER],
+            start: 0,
+            end: 0,
+            scanned: 0,
+            max_line: max_line.max(1),
+            discarding: false,
+        }
+    }
+
+    /// The configured maximum line length.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// Gives back the underlying reader (buffered, unread bytes are lost).
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// Bytes received but not yet returned as lines.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Reads the next non-blank line. `Ok(None)` at a clean end of stream.
+    ///
+    /// # Errors
+    /// [`CodecError::LineTooLong`], [`CodecError::InvalidUtf8`] (both recoverable:
+    /// call again to go on with the next line), [`CodecError::TruncatedLine`] when the
+    /// stream ends mid-line, and I/O errors.
+    pub async fn next_line(&mut self) -> Result<Option<&str>, CodecError> {
+        let (a, b) = loop {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..self.end]) {
+                let nl = self.scanned + pos;
+                let line_start = self.start;
+                self.start = nl + 1;
+                self.scanned = self.start;
+                if self.discarding {
+                    self.discarding = false;
+                    continue;
+                }
+                let mut line_end = nl;
+                if line_end > line_start && self.buf[line_end - 1] == b'\r' {
+                    line_end -= 1;
+                }
+                if line_end - line_start > self.max_line {
+                    return Err(CodecError::LineTooLong {
+                        limit: self.max_line,
+                    });
+                }
+                if self.buf[line_start..line_end]
+                    .iter()
+                    .all(u8::is_ascii_whitespace)
+                {
+                    continue;
+                }
+                break (line_start, line_end);
+            }
+            self.scanned = self.end;
+            if self.discarding {
+                // Keep nothing of a line we are skipping.
+                self.start = self.end;
+                self.scanned = self.end;
+            } else if self.end - self.start > self.max_line + 1 {
+                // +1: a line of exactly max_line bytes may still be waiting for "\n"
+                // after its "\r".
+                self.discarding = true;
+                self.start = self.end;
+                self.scanned = self.end;
+                self.make_room();
+                return Err(CodecError::LineTooLong {
+                    limit: self.max_line,
+                });
+            }
+            self.make_room();
+            let n = self.inner.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                let partial = self.end - self.start;
+                let blank = self.buf[self.start..self.end]
+                    .iter()
+                    .all(u8::is_ascii_whitespace);
+                self.start = self.end;
+                self.scanned = self.end;
+                if self.discarding || blank {
+                    self.discarding = false;
+                    return Ok(None);
+                }
+                return Err(CodecError::TruncatedLine { partial });
+            }
+            self.end += n;
+        };
+        Ok(Some(std::str::from_utf8(&self.buf[a..b])?))
+    }
+
+    /// Ensures at least [`MIN_READ`] bytes of free space after `end`, compacting and
+    /// growing (or shrinking back after a big line) as needed.
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            self.scanned = 0;
+            if self.buf.len() > 4 * INITIAL_BUFFER {
+                // A big message has gone through: give the memory back.
+                self.buf = vec![0; INITIAL_BUFFER];
+            }
+        }
+        if self.buf.len() - self.end >= MIN_READ {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < MIN_READ {
+            let limit = self.max_line.saturating_add(2 + MIN_READ);
+            let wanted = (self.buf.len() * 2).max(self.end + MIN_READ);
+            self.buf
+                .resize(wanted.min(limit).max(self.end + MIN_READ), 0);
+        }
+    }
+}
+
+/// How [`LineWriter`] ends each line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineEnding {
+    /// `\n` (what clients send).
+    #[default]
+    Lf,
+    /// `\r\n` (what QEMU sends).
+    CrLf,
+}
+
+/// Buffers whole lines and writes them to an `AsyncWrite` in one go.
+#[derive(Debug)]
+pub struct LineWriter<W> {
+    inner: W,
+    buf: Vec<u8>,
+    ending: LineEnding,
+}
+
+impl<W: AsyncWrite + Unpin> LineWriter<W> {
+    /// A writer ending lines with `\n`.
+    pub fn new(inner: W) -> Self {
+        Self::with_line_ending(inner, LineEnding::Lf)
+    }
+
+    /// A writer ending lines as given.
+    pub fn with_line_ending(inner: W, ending: LineEnding) -> Self {
+        LineWriter {
+            inner,
+            buf: Vec::with_capacity(4096),
+            ending,
+        }
+    }
+
+    /// Appends one message: `encode` writes the JSON (without terminator) into the
+    /// buffer, then the line ending is added. If `encode` fails, the buffer is left as
+    /// it was.
+    ///
+    /// # Errors
+    /// Whatever `encode` returns.
+    pub fn push_with<E>(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let before = self.buf.len();
+        if let Err(e) = encode(&mut self.buf) {
+            self.buf.truncate(before);
+            return Err(e);
+        }
+        self.end_line();
+        Ok(())
+    }
+
+    /// Appends one already-encoded message (which must not contain a newline).
+    pub fn push_bytes(&mut self, message: &[u8]) {
+        self.buf.extend_from_slice(message);
+        self.end_line();
+    }
+
+    fn end_line(&mut self) {
+        match self.ending {
+            LineEnding::Lf => self.buf.push(b'\n'),
+            LineEnding::CrLf => self.buf.extend_from_slice(b"\r\n"),
+        }
+    }
+
+    /// Bytes buffered and not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Writes everything buffered with one `write_all`, then flushes.
+    ///
+    /// Not cancellation-safe: if the future is dropped, part of the buffer may have
+    /// been written (drop the connection then).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.inner.write_all(&self.buf).await?;
+            self.buf.clear();
+            if self.buf.capacity() > 1024 * 1024 {
+                self.buf.shrink_to(4096);
+            }
+        }
+        self.inner.flush().await
+    }
+
+    /// The underlying writer (for writes that bypass the buffer, e.g. with fds).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// The underlying writer.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// Gives back the underlying writer (unwritten bytes are lost).
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn lines_of(chunks: &[&[u8]], max: usize) -> Vec<Result<String, String>> {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let chunks: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
+        let feeder = tokio::spawn(async move {
+            for c in chunks {
+                tx.write_all(&c).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut r = LineReader::with_max_line(rx, max);
+        let mut out = Vec::new();
+        loop {
+            match r.next_line().await {
+                Ok(Some(l)) => out.push(Ok(l.to_owned())),
+                Ok(None) => break,
+                Err(e @ CodecError::TruncatedLine { .. }) => {
+                    out.push(Err(e.to_string()));
+                    break;
+                }
+                Err(e) => out.push(Err(e.to_string())),
+            }
+        }
+        feeder.await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn splits_and_joins_lines() {
+        let got = lines_of(&[b"{\"a\":", b"1}\r\n{\"b\"", b":2}\n\n  \r\n{}\n"], 100).await;
+        assert_eq!(
+            got,
+            vec![
+                Ok("{\"a\":1}".to_owned()),
+                Ok("{\"b\":2}".to_owned()),
+                Ok("{}".to_owned())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn byte_by_byte() {
+        let text = b"{\"x\":\"y\"}\r\n{\"z\":[1,2,3]}\n";
+        let chunks: Vec<&[u8]> = text.chunks(1).collect();
+        let got = lines_of(&chunks, 100).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], Ok("{\"z\":[1,2,3]}".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn oversized_line_is_an_error_and_skipped() {
+        let big = vec![b'x'; 10_000];
+        let got = lines_of(&[b"{}\n", &big, b"\n{\"after\":1}\n"], 1000).await;
+        assert_eq!(got[0], Ok("{}".to_owned()));
+        assert_eq!(
+            got[1],
+            Err("line longer than the limit of 1000 bytes".to_owned())
+        );
+        assert_eq!(got[2], Ok("{\"after\":1}".to_owned()));
+        assert_eq!(got.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn oversized_line_in_one_chunk() {
+        let mut data = vec![b'y'; 50];
+        data.extend_from_slice(b"\n{}\n");
+        let got = lines_of(&[&data], 10).await;
+        assert_eq!(
+            got,
+            vec![
+                Err("line longer than the limit of 10 bytes".to_owned()),
+                Ok("{}".to_owned())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn line_of_exactly_the_limit_passes() {
+        let mut data = vec![b'z'; 10];
+        data.extend_from_slice(b"\r\n");
+        let got = lines_of(&[&data[..5], &data[5..]], 10).await;
+        assert_eq!(got, vec![Ok("z".repeat(10))]);
+    }
+
+    #[tokio::test]
+    async fn memory_stays_bounded_on_endless_line() {
+        let (mut tx, rx) = tokio::io::duplex(4096);
+        let feeder = tokio::spawn(async move {
+            let chunk = vec![b'a'; 4096];
+            for _ in 0..256 {
+                if tx.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut r = LineReader::with_max_line(rx, 20_000);
+        let first = r.next_line().await;
+        assert!(matches!(
+            first,
+            Err(CodecError::LineTooLong { limit: 20_000 })
+        ));
+        assert!(r.buf.len() <= 20_000 + 2 + 2 * MIN_READ);
+        // The rest of the endless line is discarded, then the stream ends.
+        assert!(matches!(r.next_line().await, Ok(None)));
+        assert!(r.buf.len() <= 20_000 + 2 + 2 * MIN_READ);
+        feeder.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn truncated_and_invalid_utf8() {
+        let got = lines_of(&[b"{}\n{\"cut\":"], 100).await;
+        assert_eq!(got[0], Ok("{}".to_owned()));
+        assert!(got[1]
+            .as_ref()
+            .unwrap_err()
+            .contains("stream ended inside a line"));
+        let got = lines_of(&[b"\xff\xfe\n{}\n"], 100).await;
+        assert!(got[0].as_ref().unwrap_err().contains("UTF-8"));
+        assert_eq!(got[1], Ok("{}".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn big_line_then_buffer_shrinks() {
+        let big = format!("{{\"k\":\"{}\"}}\n{{}}\n", "v".repeat(300_000));
+        let got = lines_of(&[big.as_bytes()], DEFAULT_MAX_LINE).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().unwrap().len(), 300_008);
+    }
+
+    #[tokio::test]
+    async fn writer_coalesces() {
+        let (tx, rx) = tokio::io::duplex(1 << 16);
+        let mut w = LineWriter::with_line_ending(tx, LineEnding::CrLf);
+        w.push_bytes(b"{}");
+        w.push_with(|b| {
+            b.extend_from_slice(b"{\"a\":1}");
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert!(w
+            .push_with(|b| {
+                b.extend_from_slice(b"partial");
+                Err(())
+            })
+            .is_err());
+        assert_eq!(w.pending(), 13);
+        w.flush().await.unwrap();
+        drop(w);
+        let mut r = LineReader::new(rx);
+        assert_eq!(r.next_line().await.unwrap(), Some("{}"));
+        assert_eq!(r.next_line().await.unwrap(), Some("{\"a\":1}"));
+        assert_eq!(r.next_line().await.unwrap(), None);
+    }
+}
