@@ -4,5 +4,6 @@
 pub mod codec;
 mod command;
 pub mod message;
+pub mod schema_check;
 
 pub use command::{Command, Event, EventSet};
