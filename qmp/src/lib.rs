@@ -4,6 +4,7 @@
 pub mod codec;
 mod command;
 pub mod message;
+pub mod runtime;
 pub mod schema_check;
 
 pub use command::{Command, Event, EventSet};
