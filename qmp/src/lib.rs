@@ -6,5 +6,6 @@ mod command;
 pub mod message;
 pub mod runtime;
 pub mod schema_check;
+pub mod server;
 
 pub use command::{Command, Event, EventSet};

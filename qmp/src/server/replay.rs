@@ -1,0 +1,219 @@
+//! Replaying a recorded session ([`super::transcript`]) as a server.
+//!
+//! The transcript is cut into exchanges: each request the client sent, with the
+//! messages the server sent after it until the next request (its reply, found by id
+//! when the request had one, and the events). When a request arrives, the first unused
+//! exchange with the same command name, the same `execute`/`exec-oob` form and equal
+//! arguments (absent and `{}` are equal) answers it: its events are sent in recorded
+//! order around the recorded reply, whose id is replaced by the incoming request's.
+//! The greeting is the recorded one; `qmp_capabilities` is handled by the server
+//! itself (so the handshake rules still hold), and events recorded with it are sent
+//! before the first replayed reply. A request nothing matches gets a `GenericError`
+//! saying so.
+
+use std::sync::Mutex;
+
+use serde_json::{Map, Value};
+
+use super::handler::{Ctx, QmpError};
+use super::transcript::{Direction, Entry};
+
+#[derive(Debug, Clone)]
+enum Recorded {
+    Event(Value),
+    Reply(Value),
+}
+
+#[derive(Debug)]
+struct Exchange {
+    command: String,
+    oob: bool,
+    arguments: Map<String, Value>,
+    id: Option<Value>,
+    messages: Vec<Recorded>,
+    has_reply: bool,
+    used: bool,
+}
+
+/// A recorded session, ready to serve (see [`super::ServerBuilder::replay`]).
+#[derive(Debug)]
+pub struct Replay {
+    greeting: Option<String>,
+    preamble: Mutex<Vec<Value>>,
+    exchanges: Mutex<Vec<Exchange>>,
+}
+
+impl Replay {
+    /// Cuts a transcript into exchanges.
+    pub fn new(entries: &[Entry]) -> Replay {
+        let mut greeting = None;
+        let mut exchanges: Vec<Exchange> = Vec::new();
+        for e in entries {
+            match e.dir {
+                Direction::ToServer => {
+                    let Some(obj) = e.msg.as_object() else {
+                        continue;
+                    };
+                    let (command, oob) = match (obj.get("execute"), obj.get("exec-oob")) {
+                        (Some(Value::String(c)), _) => (c.clone(), false),
+                        (_, Some(Value::String(c))) => (c.clone(), true),
+                        _ => continue,
+                    };
+                    exchanges.push(Exchange {
+                        command,
+                        oob,
+                        arguments: obj
+                            .get("arguments")
+                            .and_then(Value::as_object)
+                            .cloned()
+                            .unwrap_or_default(),
+                        id: obj.get("id").cloned(),
+                        messages: Vec::new(),
+                        has_reply: false,
+                        used: false,
+                    });
+                }
+                Direction::ToClient => {
+                    let Some(obj) = e.msg.as_object() else {
+                        continue;
+                    };
+                    if obj.contains_key("QMP") {
+                        if greeting.is_none() {
+                            greeting = Some(e.msg.to_string());
+                        }
+                    } else if obj.contains_key("event") {
+                        if let Some(x) = exchanges.last_mut() {
+                            x.messages.push(Recorded::Event(e.msg.clone()));
+                        }
+                    } else if obj.contains_key("return") || obj.contains_key("error") {
+                        let id = obj.get("id");
+                        let target = match id {
+                            Some(id) => exchanges
+                                .iter_mut()
+                                .rev()
+                                .find(|x| !x.has_reply && x.id.as_ref() == Some(id)),
+                            None => exchanges
+                                .iter_mut()
+                                .find(|x| !x.has_reply && x.id.is_none()),
+                        };
+                        if let Some(x) = target {
+                            let mut reply = obj.clone();
+                            reply.remove("id");
+                            x.messages.push(Recorded::Reply(Value::Object(reply)));
+                            x.has_reply = true;
+                        }
+                    }
+                }
+            }
+        }
+        // The server answers qmp_capabilities itself; keep its events for later.
+        let mut preamble = Vec::new();
+        exchanges.retain(|x| {
+            if x.command == "qmp_capabilities" {
+                preamble.extend(x.messages.iter().filter_map(|m| match m {
+                    Recorded::Event(e) => Some(e.clone()),
+                    Recorded::Reply(_) => None,
+                }));
+                false
+            } else {
+                true
+            }
+        });
+        Replay {
+            greeting,
+            preamble: Mutex::new(preamble),
+            exchanges: Mutex::new(exchanges),
+        }
+    }
+
+    /// Reads a transcript file and cuts it into exchanges.
+    ///
+    /// # Errors
+    /// As [`super::transcript::read`].
+    pub fn from_file(
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Replay, super::transcript::TranscriptError> {
+        Ok(Replay::new(&super::transcript::read(path)?))
+    }
+
+    /// The recorded greeting line, if the transcript has one.
+    pub fn greeting_line(&self) -> Option<String> {
+        self.greeting.clone()
+    }
+
+    /// How many recorded requests have not been replayed yet.
+    pub fn remaining(&self) -> usize {
+        self.exchanges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|x| !x.used)
+            .count()
+    }
+
+    /// Answers one request; `Ok(None)` when the recording has no reply for it.
+    pub(crate) async fn answer(
+        &self,
+        ctx: Ctx,
+        args: Map<String, Value>,
+    ) -> Result<Option<Value>, QmpError> {
+        let preamble =
+            std::mem::take(&mut *self.preamble.lock().unwrap_or_else(|p| p.into_inner()));
+        for ev in preamble {
+            emit_recorded(&ctx, &ev, false).await;
+        }
+        let messages = {
+            let mut exchanges = self.exchanges.lock().unwrap_or_else(|p| p.into_inner());
+            let found = exchanges.iter_mut().find(|x| {
+                !x.used && x.command == ctx.command && x.oob == ctx.oob && x.arguments == args
+            });
+            match found {
+                Some(x) => {
+                    x.used = true;
+                    x.messages.clone()
+                }
+                None => {
+                    return Err(QmpError::generic(format!(
+                        "qmp::server replay: no recorded request matches {} {}",
+                        ctx.command,
+                        Value::Object(args)
+                    )))
+                }
+            }
+        };
+        let mut reply = None;
+        for m in messages {
+            match m {
+                Recorded::Event(ev) => emit_recorded(&ctx, &ev, reply.is_some()).await,
+                Recorded::Reply(r) => reply = Some(r),
+            }
+        }
+        match reply {
+            None => Ok(None),
+            Some(Value::Object(mut r)) => match r.remove("return") {
+                Some(v) => Ok(Some(v)),
+                None => {
+                    let err = r.remove("error").unwrap_or_default();
+                    Err(QmpError::new(
+                        err.get("class")
+                            .and_then(Value::as_str)
+                            .unwrap_or("GenericError"),
+                        err.get("desc").and_then(Value::as_str).unwrap_or_default(),
+                    ))
+                }
+            },
+            Some(_) => Ok(None),
+        }
+    }
+}
+
+/// Sends a recorded event to the requesting client, before the reply or after it.
+async fn emit_recorded(ctx: &Ctx, ev: &Value, after_reply: bool) {
+    let name = ev.get("event").and_then(Value::as_str).unwrap_or_default();
+    let data = ev.get("data").cloned();
+    if after_reply {
+        ctx.emit_after_reply(name, data);
+    } else {
+        ctx.server.emit_raw_to(ctx.client, name, data).await;
+    }
+}

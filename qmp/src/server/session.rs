@@ -1,0 +1,598 @@
+//! One client connection: greeting, the reader loop, the in-band dispatcher, the writer.
+//!
+//! The structure follows QEMU's monitor (`monitor/qmp.c`): the reader parses each line;
+//! a request that looks out-of-band (`exec-oob` without `execute`) is dispatched at once,
+//! everything else (including parse errors, which are answered in order) goes to the
+//! in-band queue. Without `oob` negotiated the reader waits for each in-band request to
+//! be answered before reading the next (QEMU suspends the monitor); with it, up to 8
+//! requests are queued (`QMP_REQ_QUEUE_LEN_MAX`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::faults::{Faults, GreetingFault};
+use super::handler::{Ctx, QmpError};
+use super::transcript::{Direction, TrafficHook};
+use super::{encode_event, ClientId, Out, Server};
+use crate::codec::{CodecError, LineEnding, LineReader, LineWriter};
+use crate::message::{write_error, write_return};
+use crate::schema_check::COMMAND_NOT_FOUND;
+
+/// QEMU's `QMP_REQ_QUEUE_LEN_MAX`.
+const QUEUE_LEN: usize = 8;
+/// How many messages may wait for a client's writer.
+const OUT_QUEUE: usize = 1024;
+/// How long out-of-order replies are held for more to arrive.
+const OUT_OF_ORDER_WAIT: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+struct State {
+    negotiated: AtomicBool,
+    oob: AtomicBool,
+}
+
+type Trailing = Arc<Mutex<Vec<Vec<u8>>>>;
+
+struct InBand {
+    item: Result<Value, QmpError>,
+    done: oneshot::Sender<()>,
+}
+
+/// A reply ready to send, with the command it answers (for fault targeting).
+struct Reply {
+    command: Option<String>,
+    line: Option<Vec<u8>>,
+    /// Events the handler queued for after the reply.
+    trailing: Vec<Vec<u8>>,
+}
+
+pub(super) async fn run<S>(server: Server, stream: S) -> ClientId
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::channel::<Out>(OUT_QUEUE);
+    let id = server.register(tx.clone());
+    let hook = server.shared().hook.clone();
+    let mut writer = tokio::spawn(writer_task(wr, rx, hook.clone()));
+    let mut shutdown = server.shared().shutdown.subscribe();
+    tracing::debug!(client = id.0, "qmp::server: session start");
+
+    let faults = server.faults();
+    let greeting = match &faults.greeting {
+        None => Some(Out::Line(server.shared().greeting.clone().into_bytes())),
+        Some(GreetingFault::Missing) => None,
+        Some(GreetingFault::Close) => Some(Out::Close),
+        Some(GreetingFault::Garbage) => Some(Out::Line(b"\x01this is not JSON {".to_vec())),
+        Some(GreetingFault::NotAGreeting) => Some(Out::Line(b"{\"return\": {}}".to_vec())),
+        Some(GreetingFault::Custom(line)) => Some(Out::Line(line.clone().into_bytes())),
+    };
+    if let Some(g) = greeting {
+        let _ = tx.send(g).await;
+    }
+
+    let state = Arc::new(State::default());
+    let (queue_tx, queue_rx) = mpsc::channel::<InBand>(QUEUE_LEN);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(dispatcher(
+        server.clone(),
+        id,
+        state.clone(),
+        queue_rx,
+        tx.clone(),
+    ));
+
+    let mut reader = LineReader::with_max_line(rd, server.shared().max_line);
+    let mut read_after_negotiation: u64 = 0;
+    'session: loop {
+        let faults = server.faults();
+        if let Some(n) = faults.never_read_after {
+            if state.negotiated.load(Ordering::Acquire) && read_after_negotiation >= n {
+                tracing::debug!(client = id.0, "qmp::server: fault: no longer reading");
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => {}
+                    _ = &mut writer => {}
+                }
+                break 'session;
+            }
+        }
+        let line = tokio::select! {
+            r = reader.next_line() => r,
+            _ = shutdown.wait_for(|s| *s) => break 'session,
+            _ = &mut writer => break 'session,
+        };
+        let item = match line {
+            Ok(None) => break,
+            Ok(Some(l)) => {
+                if let Some(h) = &hook {
+                    h.message(Direction::ToServer, l);
+                }
+                serde_json::from_str::<Value>(l).map_err(|e| QmpError::generic(json_error_text(&e)))
+            }
+            Err(CodecError::LineTooLong { .. }) => {
+                Err(QmpError::generic("JSON token size limit exceeded"))
+            }
+            Err(CodecError::InvalidUtf8(_)) => Err(QmpError::generic(
+                "JSON parse error, invalid UTF-8 sequence in string",
+            )),
+            Err(e) => {
+                tracing::debug!(client = id.0, "qmp::server: read ends: {e}");
+                break;
+            }
+        };
+        if state.negotiated.load(Ordering::Acquire) {
+            read_after_negotiation += 1;
+        }
+        if let Ok(Value::Object(dict)) = &item {
+            // QEMU's qmp_is_oob(): dispatched at once, whether or not oob is enabled
+            // (without it, the dispatcher then refuses 'exec-oob').
+            if dict.contains_key("exec-oob") && !dict.contains_key("execute") {
+                let (server, state, tx) = (server.clone(), state.clone(), tx.clone());
+                let v = item.unwrap_or_default();
+                tasks.spawn(async move {
+                    let faults = server.faults();
+                    if let Some(reply) = dispatch(&server, id, &state, Ok(v), &tx).await {
+                        send_reply(&tx, reply, &faults).await;
+                    }
+                });
+                continue;
+            }
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        let queued = tokio::select! {
+            r = queue_tx.send(InBand { item, done: done_tx }) => r.is_ok(),
+            _ = shutdown.wait_for(|s| *s) => false,
+            _ = &mut writer => false,
+        };
+        if !queued {
+            break;
+        }
+        let read_ahead = state.oob.load(Ordering::Acquire) || faults.out_of_order.is_some();
+        if !read_ahead {
+            tokio::select! {
+                _ = done_rx => {}
+                _ = shutdown.wait_for(|s| *s) => break 'session,
+                _ = &mut writer => break 'session,
+            }
+        }
+    }
+    tracing::debug!(client = id.0, "qmp::server: session end");
+    tasks.abort_all();
+    server.unregister(id);
+    drop(tx);
+    writer.abort();
+    id
+}
+
+/// Runs in-band requests one after the other, as QEMU's dispatcher coroutine does.
+async fn dispatcher(
+    server: Server,
+    id: ClientId,
+    state: Arc<State>,
+    mut queue: mpsc::Receiver<InBand>,
+    tx: mpsc::Sender<Out>,
+) {
+    let mut held: Vec<Reply> = Vec::new();
+    loop {
+        let next = if held.is_empty() {
+            queue.recv().await
+        } else {
+            match tokio::time::timeout(OUT_OF_ORDER_WAIT, queue.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    flush_reversed(&tx, &mut held, &server.faults()).await;
+                    continue;
+                }
+            }
+        };
+        let Some(InBand { item, done }) = next else {
+            break;
+        };
+        let faults = server.faults();
+        if let Some(reply) = dispatch(&server, id, &state, item, &tx).await {
+            let reorder = faults.out_of_order.filter(|_| {
+                reply
+                    .command
+                    .as_deref()
+                    .is_some_and(|c| faults.applies_to(c))
+            });
+            match reorder {
+                Some(n) => {
+                    held.push(reply);
+                    if held.len() >= n.max(1) {
+                        flush_reversed(&tx, &mut held, &faults).await;
+                    }
+                }
+                None => send_reply(&tx, reply, &faults).await,
+            }
+        }
+        let _ = done.send(());
+    }
+}
+
+async fn flush_reversed(tx: &mpsc::Sender<Out>, held: &mut Vec<Reply>, faults: &Faults) {
+    while let Some(r) = held.pop() {
+        send_reply(tx, r, faults).await;
+    }
+}
+
+/// Sends one reply (and the events queued for after it), injecting the reply faults
+/// that apply to its command.
+async fn send_reply(tx: &mpsc::Sender<Out>, reply: Reply, faults: &Faults) {
+    let affected = reply
+        .command
+        .as_deref()
+        .is_some_and(|c| faults.applies_to(c));
+    if let Some(line) = reply.line {
+        if affected {
+            if !send_faulty(tx, line, faults).await {
+                return;
+            }
+        } else {
+            let _ = tx.send(Out::Line(line)).await;
+        }
+    }
+    for ev in reply.trailing {
+        let _ = tx.send(Out::Line(ev)).await;
+    }
+}
+
+/// Sends a reply with faults; false when the connection is being closed.
+async fn send_faulty(tx: &mpsc::Sender<Out>, line: Vec<u8>, faults: &Faults) -> bool {
+    if let Some(d) = faults.reply_delay {
+        tokio::time::sleep(d).await;
+    }
+    if let Some(n) = faults.oversized_line {
+        let mut big = Vec::with_capacity(n);
+        big.push(b'"');
+        big.resize(n.saturating_sub(1).max(1), b'x');
+        big.push(b'"');
+        let _ = tx.send(Out::Line(big)).await;
+    }
+    if faults.unknown_id_reply {
+        let line = format!("{{\"return\": {{}}, \"id\": {}}}", u64::MAX);
+        let _ = tx.send(Out::Line(line.into_bytes())).await;
+    }
+    if faults.close_mid_reply {
+        let mut cut = line;
+        cut.truncate(cut.len() / 2);
+        let _ = tx.send(Out::CutAndClose(cut)).await;
+        return false;
+    }
+    if faults.malformed_reply {
+        let _ = tx
+            .send(Out::Line(b"{\"return\": {\"broken\"".to_vec()))
+            .await;
+        return true;
+    }
+    if faults.duplicate_reply {
+        let _ = tx.send(Out::Line(line.clone())).await;
+    }
+    let _ = tx.send(Out::Line(line)).await;
+    true
+}
+
+fn reply_line(result: Result<Value, QmpError>, id: Option<&RawValue>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    match result {
+        Ok(v) => {
+            // A Value always serializes.
+            let _ = write_return(&mut out, &v, id);
+        }
+        Err(e) => write_error(&mut out, &e.class, &e.desc, id),
+    }
+    out
+}
+
+/// QEMU's qmp_dispatch() (and monitor_qmp_dispatch()'s negotiation-mode rewording).
+async fn dispatch(
+    server: &Server,
+    client: ClientId,
+    state: &State,
+    item: Result<Value, QmpError>,
+    tx: &mpsc::Sender<Out>,
+) -> Option<Reply> {
+    let negotiated = state.negotiated.load(Ordering::Acquire);
+    let error = |e: QmpError| {
+        Some(Reply {
+            command: None,
+            line: Some(reply_line(Err(e), None)),
+            trailing: Vec::new(),
+        })
+    };
+    let dict = match item {
+        Err(e) => return error(e),
+        Ok(Value::Object(dict)) => dict,
+        Ok(_) => return error(QmpError::generic("QMP input must be a JSON object")),
+    };
+    let id_raw = dict
+        .get("id")
+        .and_then(|id| RawValue::from_string(id.to_string()).ok());
+    let trailing = Arc::new(Mutex::new(Vec::new()));
+    let (command, result) = execute(server, client, state, &dict, negotiated, tx, &trailing).await;
+    let trailing = std::mem::take(&mut *trailing.lock().unwrap_or_else(|p| p.into_inner()));
+    let line = result.map(|result| {
+        let result = result.map_err(|e| {
+            if !negotiated && e.class == COMMAND_NOT_FOUND {
+                QmpError::command_not_found(
+                    "Expecting capabilities negotiation with 'qmp_capabilities'",
+                )
+            } else {
+                e
+            }
+        });
+        reply_line(result, id_raw.as_deref())
+    });
+    if line.is_none() && trailing.is_empty() {
+        return None;
+    }
+    Some(Reply {
+        command,
+        line,
+        trailing,
+    })
+}
+
+/// Checks the request and runs the command. `None` as result: no reply at all.
+async fn execute(
+    server: &Server,
+    client: ClientId,
+    state: &State,
+    dict: &Map<String, Value>,
+    negotiated: bool,
+    tx: &mpsc::Sender<Out>,
+    trailing: &Trailing,
+) -> (Option<String>, Option<Result<Value, QmpError>>) {
+    let allow_oob_input = state.oob.load(Ordering::Acquire);
+    // qmp_dispatch_check_obj(), in our map's (sorted) member order.
+    let mut exec_key: Option<&str> = None;
+    for (k, v) in dict {
+        let k = k.as_str();
+        if k == "execute" || (k == "exec-oob" && allow_oob_input) {
+            if !v.is_string() {
+                return (
+                    None,
+                    Some(Err(QmpError::generic(format!(
+                        "QMP input member '{k}' must be a string"
+                    )))),
+                );
+            }
+            if let Some(prev) = exec_key {
+                return (
+                    None,
+                    Some(Err(QmpError::generic(format!(
+                        "QMP input member '{k}' clashes with '{prev}'"
+                    )))),
+                );
+            }
+            exec_key = Some(k);
+        } else if k == "arguments" {
+            if !v.is_object() {
+                return (
+                    None,
+                    Some(Err(QmpError::generic(
+                        "QMP input member 'arguments' must be an object",
+                    ))),
+                );
+            }
+        } else if k != "id" {
+            return (
+                None,
+                Some(Err(QmpError::generic(format!(
+                    "QMP input member '{k}' is unexpected"
+                )))),
+            );
+        }
+    }
+    let Some(exec_key) = exec_key else {
+        return (
+            None,
+            Some(Err(QmpError::generic("QMP input lacks member 'execute'"))),
+        );
+    };
+    let oob = exec_key == "exec-oob";
+    let name = dict
+        .get(exec_key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let result = run_command(
+        server, client, state, dict, &name, oob, negotiated, tx, trailing,
+    )
+    .await;
+    (Some(name), result)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_command(
+    server: &Server,
+    client: ClientId,
+    state: &State,
+    dict: &Map<String, Value>,
+    name: &str,
+    oob: bool,
+    negotiated: bool,
+    tx: &mpsc::Sender<Out>,
+    trailing: &Trailing,
+) -> Option<Result<Value, QmpError>> {
+    let shared = server.shared();
+    let not_found = || {
+        Some(Err(QmpError::command_not_found(format!(
+            "The command {name} has not been found"
+        ))))
+    };
+    let empty = Map::new();
+    let args = dict
+        .get("arguments")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+
+    if name == "qmp_capabilities" {
+        if oob {
+            return Some(Err(QmpError::generic(format!(
+                "The command {name} does not support OOB"
+            ))));
+        }
+        let schema = match &shared.schema {
+            Some(s) if s.command(name).is_some() => s,
+            _ => &shared.caps_schema,
+        };
+        if let Err(r) = schema.check_command(name, Some(args)) {
+            return Some(Err(r.into()));
+        }
+        if negotiated {
+            return Some(Err(QmpError::command_not_found(
+                "Capabilities negotiation is already complete, command ignored",
+            )));
+        }
+        let enable: Vec<&str> = args
+            .get("enable")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let unavailable: Vec<&str> = enable
+            .iter()
+            .copied()
+            .filter(|c| !shared.offered.iter().any(|o| o == c))
+            .collect();
+        if !unavailable.is_empty() {
+            return Some(Err(QmpError::generic(format!(
+                "Capability {} not available",
+                unavailable.join(", ")
+            ))));
+        }
+        state.oob.store(enable.contains(&"oob"), Ordering::Release);
+        state.negotiated.store(true, Ordering::Release);
+        server.set_negotiated(client);
+        let faults = server.faults();
+        if let Some(n) = faults.event_flood {
+            // Queue the reply first, then flood (the flood task starts after it).
+            let mut line = Vec::new();
+            let id = dict
+                .get("id")
+                .and_then(|id| RawValue::from_string(id.to_string()).ok());
+            let _ = write_return(&mut line, &serde_json::json!({}), id.as_deref());
+            let _ = tx.send(Out::Line(line)).await;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for i in 0..n {
+                    let ev = encode_event("FLOOD", Some(&serde_json::json!({ "n": i })));
+                    if tx.send(Out::Line(ev)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            return None;
+        }
+        return Some(Ok(serde_json::json!({})));
+    }
+    if !negotiated {
+        return not_found();
+    }
+    let registered = shared.handlers.get(name).or(shared.fallback.as_ref());
+    let allow_oob = match &shared.schema {
+        Some(schema) => match schema.command(name) {
+            Some(info) => info.allow_oob,
+            None => return not_found(),
+        },
+        None => match registered {
+            Some(r) => r.allow_oob,
+            None => return not_found(),
+        },
+    };
+    if oob && !allow_oob {
+        return Some(Err(QmpError::generic(format!(
+            "The command {name} does not support OOB"
+        ))));
+    }
+    if let Some(schema) = &shared.schema {
+        if let Err(r) = schema.check_command(name, Some(args)) {
+            return Some(Err(r.into()));
+        }
+    }
+    let Some(registered) = registered else {
+        return Some(Err(QmpError::generic(format!(
+            "qmp::server: no handler registered for command {name}"
+        ))));
+    };
+    let ctx = Ctx {
+        client,
+        command: name.to_string(),
+        oob,
+        server: server.clone(),
+        trailing: trailing.clone(),
+    };
+    (registered.handler)(ctx, args.clone()).await.transpose()
+}
+
+/// Maps serde_json's parse errors to the texts of QEMU's JSON parser where they
+/// correspond (`JSON parse error, ...`).
+fn json_error_text(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let what = if e.is_eof() {
+        "premature EOI"
+    } else if msg.starts_with("key must be a string") {
+        "key is not a string in object"
+    } else if msg.starts_with("expected `:`") {
+        "missing : in object pair"
+    } else if msg.starts_with("expected `,` or `}`") {
+        "expected separator in dict"
+    } else if msg.starts_with("expected `,` or `]`") {
+        "expected separator in list"
+    } else if msg.starts_with("invalid escape") || msg.starts_with("invalid unicode") {
+        "invalid escape sequence in string"
+    } else if msg.starts_with("trailing characters") {
+        // QEMU parses a stream: trailing text is a second (bad) message.
+        "expecting value"
+    } else {
+        "expecting value"
+    };
+    format!("JSON parse error, {what}")
+}
+
+async fn writer_task<W>(wr: W, mut rx: mpsc::Receiver<Out>, hook: Option<Arc<dyn TrafficHook>>)
+where
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let mut w = LineWriter::with_line_ending(wr, LineEnding::CrLf);
+    while let Some(first) = rx.recv().await {
+        let mut item = Some(first);
+        while let Some(out) = item.take() {
+            match out {
+                Out::Line(line) => {
+                    if let Some(h) = &hook {
+                        h.message(Direction::ToClient, &String::from_utf8_lossy(&line));
+                    }
+                    w.push_bytes(&line);
+                }
+                Out::CutAndClose(bytes) => {
+                    let _ = w.flush().await;
+                    let inner = w.get_mut();
+                    let _ = inner.write_all(&bytes).await;
+                    let _ = inner.flush().await;
+                    let _ = inner.shutdown().await;
+                    return;
+                }
+                Out::Close => {
+                    let _ = w.flush().await;
+                    let _ = w.get_mut().shutdown().await;
+                    return;
+                }
+            }
+            // Coalesce what is already queued into one write.
+            if w.pending() < 256 * 1024 {
+                item = rx.try_recv().ok();
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Session transcripts: the traffic of one QMP session as JSON lines, for record and
+//! replay.
+//!
+//! Each line of a transcript file is one message:
+//!
+//! ```json
+//! {"t": 0.001234, "dir": "s2c", "msg": {"QMP": {"version": {...}, "capabilities": ["oob"]}}}
+//! {"t": 0.002001, "dir": "c2s", "msg": {"execute": "qmp_capabilities", "id": 0}}
+//! ```
+//!
+//! `t` is seconds since the recorder was created, `dir` is `c2s` (client to server) or
+//! `s2c` (server to client) and `msg` is the message itself. The same format is written
+//! whichever side records, so a transcript recorded by the client against real QEMU can
+//! be replayed by [`crate::server`] (see [`super::replay`]).
+//!
+//! The recording side only needs a [`TrafficHook`]: something told about every line it
+//! sends and receives. [`Recorder`] is the hook that writes a transcript file.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// Client to server: requests.
+    #[serde(rename = "c2s")]
+    ToServer,
+    /// Server to client: the greeting, replies and events.
+    #[serde(rename = "s2c")]
+    ToClient,
+}
+
+/// Told about every message of a session, as the raw JSON line (no terminator).
+///
+/// Implementations must be cheap and must not block for long: they are called from the
+/// connection's I/O tasks.
+pub trait TrafficHook: Send + Sync + 'static {
+    /// One message went `dir`. `line` is the JSON text as sent or received.
+    fn message(&self, dir: Direction, line: &str);
+}
+
+/// One transcript line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Seconds since the start of the recording.
+    pub t: f64,
+    /// Which way the message went.
+    pub dir: Direction,
+    /// The message.
+    pub msg: Value,
+}
+
+/// A [`TrafficHook`] that appends every message to a transcript file, flushing each
+/// line so that a transcript survives a crash of the recording process.
+#[derive(Debug)]
+pub struct Recorder {
+    start: Instant,
+    out: Mutex<BufWriter<File>>,
+}
+
+impl Recorder {
+    /// Creates (truncates) `path` and records into it.
+    ///
+    /// # Errors
+    /// When the file cannot be created.
+    pub fn create(path: impl AsRef<Path>) -> std::io::Result<Recorder> {
+        Ok(Recorder {
+            start: Instant::now(),
+            out: Mutex::new(BufWriter::new(File::create(path)?)),
+        })
+    }
+}
+
+impl TrafficHook for Recorder {
+    fn message(&self, dir: Direction, line: &str) {
+        let t = self.start.elapsed().as_secs_f64();
+        // A line that is not JSON (garbage from a broken peer) is kept as a string so
+        // the transcript stays valid JSON lines.
+        let raw = RawValue::from_string(line.to_owned());
+        let mut out = match self.out.lock() {
+            Ok(out) => out,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let dir = match dir {
+            Direction::ToServer => "c2s",
+            Direction::ToClient => "s2c",
+        };
+        let result = match raw {
+            Ok(raw) => writeln!(out, "{{\"t\":{t},\"dir\":\"{dir}\",\"msg\":{}}}", raw.get()),
+            Err(_) => writeln!(
+                out,
+                "{{\"t\":{t},\"dir\":\"{dir}\",\"msg\":{}}}",
+                Value::String(line.to_owned())
+            ),
+        };
+        if let Err(e) = result.and_then(|()| out.flush()) {
+            tracing::warn!("transcript recorder: write failed: {e}");
+        }
+    }
+}
+
+/// Why a transcript could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscriptError {
+    /// Reading the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A line is not a transcript entry.
+    #[error("{path}:{line}: not a transcript entry: {reason}")]
+    Entry {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// The decoding error.
+        reason: String,
+    },
+}
+
+/// Reads a transcript file (blank lines are skipped).
+///
+/// # Errors
+/// When the file cannot be read or a line is not an [`Entry`] (with its line number).
+pub fn read(path: impl AsRef<Path>) -> Result<Vec<Entry>, TranscriptError> {
+    let path = path.as_ref();
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|source| TranscriptError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let mut entries = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|source| TranscriptError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry = serde_json::from_str(&line).map_err(|e| TranscriptError::Entry {
+            path: shown.clone(),
+            line: n + 1,
+            reason: e.to_string(),
+        })?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let rec = Recorder::create(&path).unwrap();
+        rec.message(Direction::ToClient, r#"{"QMP": {"capabilities": []}}"#);
+        rec.message(Direction::ToServer, r#"{"execute": "x", "id": 1}"#);
+        rec.message(Direction::ToClient, "not json {");
+        let entries = read(&path).unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].dir, Direction::ToClient);
+        assert_eq!(entries[1].msg["execute"], "x");
+        assert_eq!(entries[2].msg, Value::String("not json {".into()));
+        assert!(entries[0].t <= entries[2].t);
+    }
+
+    #[test]
+    fn bad_line_names_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(&path, "{\"t\":0,\"dir\":\"c2s\",\"msg\":{}}\n\n{\"t\":1}\n").unwrap();
+        let err = read(&path).unwrap_err().to_string();
+        assert!(err.contains(":3: not a transcript entry"), "{err}");
+    }
+}

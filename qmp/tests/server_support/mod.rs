@@ -1,0 +1,123 @@
+//! Helpers shared by the server, reliability and interop tests: a real
+//! `qemu-storage-daemon` started and killed by the test, and a raw line-based QMP peer
+//! that sends exactly the bytes it is given.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+/// A generous bound: a test that waits this long for one message has hung.
+pub const HANG: Duration = Duration::from_secs(20);
+
+/// A `qemu-storage-daemon` with its QMP monitor on a Unix socket in a temp dir,
+/// killed when dropped.
+pub struct Qsd {
+    child: Child,
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Qsd {
+    /// Starts the daemon, or `None` (with a message) when it is not installed.
+    pub fn start() -> Option<Qsd> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("qsd.sock");
+        let child = Command::new("qemu-storage-daemon")
+            .arg("--chardev")
+            .arg(format!(
+                "socket,id=m,path={},server=on,wait=off",
+                socket.display()
+            ))
+            .arg("--monitor")
+            .arg("chardev=m")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("qemu-storage-daemon not available ({e}): skipping");
+                return None;
+            }
+        };
+        let qsd = Qsd {
+            child,
+            socket,
+            _dir: dir,
+        };
+        for _ in 0..400 {
+            if qsd.socket.exists() {
+                return Some(qsd);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("qemu-storage-daemon did not create its socket");
+    }
+}
+
+impl Drop for Qsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw peer: writes lines verbatim, reads lines as JSON.
+pub struct RawPeer {
+    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    writer: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl RawPeer {
+    pub async fn connect(path: &Path) -> RawPeer {
+        let s = tokio::time::timeout(HANG, UnixStream::connect(path))
+            .await
+            .expect("connect hung")
+            .expect("connect");
+        let (r, w) = s.into_split();
+        RawPeer {
+            reader: BufReader::new(r),
+            writer: w,
+        }
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.writer.write_all(line.as_bytes()).await.expect("write");
+        self.writer.write_all(b"\n").await.expect("write");
+    }
+
+    /// The next line, `None` at end of stream.
+    pub async fn recv_line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let n = tokio::time::timeout(HANG, self.reader.read_line(&mut line))
+            .await
+            .expect("no message within the hang bound")
+            .expect("read");
+        (n > 0).then_some(line)
+    }
+
+    pub async fn recv(&mut self) -> Value {
+        let line = self.recv_line().await.expect("peer closed");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    }
+
+    /// Sends a request and returns the next message.
+    pub async fn call(&mut self, line: &str) -> Value {
+        self.send(line).await;
+        self.recv().await
+    }
+}
+
+/// The `query-qmp-schema` of a live daemon.
+pub async fn live_schema(socket: &Path) -> Value {
+    let mut p = RawPeer::connect(socket).await;
+    p.recv().await;
+    p.call(r#"{"execute":"qmp_capabilities"}"#).await;
+    let mut r = p.call(r#"{"execute":"query-qmp-schema"}"#).await;
+    r["return"].take()
+}
