@@ -1,0 +1,512 @@
+//! [`Client`]: the cheap, cloneable handle through which calls are made and events
+//! subscribed.
+
+use std::borrow::Cow;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connection::{self, Outgoing, ReplyLine, ReplyResult, Shared};
+use crate::error::{Error, Result};
+use crate::events::{self, EventStream, RawEvent};
+use crate::message::{write_request, ExecKind, Greeting};
+use crate::state::{RunState, RunStateWatch};
+use crate::{Command, Event, EventSet};
+
+/// A handle to a QMP connection. Clone it freely: all clones share the connection.
+///
+/// The connection closes when [`close`](Self::close) is called, when the peer goes
+/// away, or when the last handle is dropped. See the crate documentation for the
+/// ordering, cancellation, timeout and disconnect guarantees.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("state", &self.shared.state.current())
+            .field("oob", &self.shared.oob)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// What [`Client::call`] sends.
+struct CallSpec<'a, A: ?Sized> {
+    kind: ExecKind,
+    name: Cow<'static, str>,
+    args: Option<&'a A>,
+    fds: Vec<OwnedFd>,
+    with_id: bool,
+    timeout: Option<Duration>,
+}
+
+/// Removes the pending entry if the call future is dropped before it completes, so a
+/// cancelled call never leaves state behind (its late reply is then logged and dropped).
+struct CallGuard<'a> {
+    shared: &'a Shared,
+    id: Option<u64>,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            if self.shared.abandon(id).is_some() {
+                tracing::debug!(target: "qmp::client", id, "call dropped before its reply");
+            }
+        }
+    }
+}
+
+impl Client {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        tx: mpsc::UnboundedSender<Outgoing>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        Client {
+            shared,
+            tx,
+            timeout,
+        }
+    }
+
+    /// The server's greeting.
+    pub fn greeting(&self) -> &Greeting {
+        &self.shared.greeting
+    }
+
+    /// Whether the `oob` capability was negotiated (so [`execute_oob`](Self::execute_oob)
+    /// works and requests pipeline).
+    pub fn oob_enabled(&self) -> bool {
+        self.shared.oob
+    }
+
+    /// Whether file descriptors can be passed on this connection (Unix sockets).
+    pub fn fd_passing(&self) -> bool {
+        self.shared.fd_passing
+    }
+
+    /// The maximum incoming message size in force.
+    pub fn max_message_size(&self) -> usize {
+        self.shared.max_message
+    }
+
+    /// The default call timeout of this handle.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// A handle to the same connection whose calls use `timeout` instead (`None`:
+    /// wait forever).
+    pub fn with_timeout(&self, timeout: Option<Duration>) -> Client {
+        Client {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// The current run state.
+    pub fn state(&self) -> RunState {
+        self.shared.state.current()
+    }
+
+    /// A watcher of the run state (sees every transition from now on).
+    pub fn run_state(&self) -> RunStateWatch {
+        self.shared.state.watch()
+    }
+
+    /// Whether the connection is closing or closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Closes the connection and waits until the disconnect has completed (every
+    /// pending call failed with [`crate::ErrorKind::Closed`]).
+    pub async fn close(&self) {
+        let mut watch = self.run_state();
+        self.shared.close();
+        if self.state() != RunState::Idle {
+            watch.wait_for(RunState::Idle).await;
+        }
+    }
+
+    /// Waits until the connection is gone (peer closed, error, or closed by a handle),
+    /// then returns the error that ended it.
+    pub async fn closed(&self) -> Error {
+        self.shared.closed().await;
+        let mut watch = self.run_state();
+        if self.state() != RunState::Idle {
+            watch.wait_for(RunState::Idle).await;
+        }
+        self.shared
+            .error_if_closed()
+            .unwrap_or_else(|| Error::closed("connection closed"))
+    }
+
+    /// Runs a command and decodes its reply.
+    ///
+    /// Not sent until the future is first polled. Dropping the future cancels the
+    /// call: if it was still queued it is not sent; if it was sent, its reply is
+    /// dropped when it arrives.
+    ///
+    /// For commands declared `SUCCESS_RESPONSE = false` (QEMU sends no reply on
+    /// success), this returns once the request is queued, decoding the reply type from
+    /// `{}`.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Qmp`] for an error reply, [`crate::ErrorKind::Decode`] when
+    /// the reply does not match `C::Reply`, [`crate::ErrorKind::Timeout`], or the error
+    /// that closed the connection.
+    pub async fn execute<C: Command>(&self, cmd: &C) -> Result<C::Reply> {
+        self.execute_as(ExecKind::Execute, cmd, Vec::new()).await
+    }
+
+    /// Runs a command out of band (`exec-oob`): QEMU handles it at once, even while
+    /// an in-band command is running. Needs the `oob` capability and a command that
+    /// allows it (`C::ALLOW_OOB`).
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Unsupported`] without `oob` or when `C` does not allow it;
+    /// otherwise as [`execute`](Self::execute).
+    pub async fn execute_oob<C: Command>(&self, cmd: &C) -> Result<C::Reply> {
+        if !C::ALLOW_OOB {
+            return Err(Error::unsupported(format!(
+                "`{}` does not allow out-of-band execution",
+                C::NAME
+            )));
+        }
+        self.execute_as(ExecKind::ExecOob, cmd, Vec::new()).await
+    }
+
+    /// Runs a command passing file descriptors with it (`SCM_RIGHTS`), e.g. `getfd` or
+    /// `add-fd`. The fds are closed on our side once sent.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Unsupported`] unless connected over a Unix socket;
+    /// otherwise as [`execute`](Self::execute).
+    pub async fn execute_with_fds<C: Command>(
+        &self,
+        cmd: &C,
+        fds: Vec<OwnedFd>,
+    ) -> Result<C::Reply> {
+        self.execute_as(ExecKind::Execute, cmd, fds).await
+    }
+
+    async fn execute_as<C: Command>(
+        &self,
+        kind: ExecKind,
+        cmd: &C,
+        fds: Vec<OwnedFd>,
+    ) -> Result<C::Reply> {
+        let spec = CallSpec {
+            kind,
+            name: Cow::Borrowed(C::NAME),
+            args: Some(cmd),
+            fds,
+            with_id: true,
+            timeout: self.timeout,
+        };
+        if !C::SUCCESS_RESPONSE {
+            self.send_only(spec)?;
+            return decode_value::<C::Reply>(C::NAME, "{}", "{}");
+        }
+        let reply = self.call(spec).await?;
+        decode_reply::<C::Reply>(C::NAME, &reply)
+    }
+
+    /// Runs a command by name with JSON arguments (`None`, or anything that
+    /// serializes to `{}`/`null`, sends no `arguments`), returning the `return` value.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn execute_raw<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        args: Option<&A>,
+    ) -> Result<serde_json::Value> {
+        self.raw(ExecKind::Execute, name, args, true).await
+    }
+
+    /// Like [`execute_raw`](Self::execute_raw), out of band (no `ALLOW_OOB` check:
+    /// QEMU refuses what it does not allow).
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Unsupported`] without `oob`; otherwise as
+    /// [`execute`](Self::execute).
+    pub async fn execute_oob_raw<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        args: Option<&A>,
+    ) -> Result<serde_json::Value> {
+        self.raw(ExecKind::ExecOob, name, args, true).await
+    }
+
+    /// Runs a command by name without an `id`. QEMU answers id-less in-band requests
+    /// in order, so the reply is matched to the oldest id-less call still waiting. Use
+    /// this only for peers that cannot handle ids; prefer [`execute_raw`](Self::execute_raw).
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn execute_raw_without_id<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        args: Option<&A>,
+    ) -> Result<serde_json::Value> {
+        self.raw(ExecKind::Execute, name, args, false).await
+    }
+
+    /// Runs a command by name with JSON arguments and file descriptors.
+    ///
+    /// # Errors
+    /// As [`execute_with_fds`](Self::execute_with_fds).
+    pub async fn execute_raw_with_fds<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        args: Option<&A>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<serde_json::Value> {
+        let spec = CallSpec {
+            kind: ExecKind::Execute,
+            name: Cow::Owned(name.to_owned()),
+            args,
+            fds,
+            with_id: true,
+            timeout: self.timeout,
+        };
+        let reply = self.call(spec).await?;
+        decode_reply(name, &reply)
+    }
+
+    async fn raw<A: Serialize + ?Sized>(
+        &self,
+        kind: ExecKind,
+        name: &str,
+        args: Option<&A>,
+        with_id: bool,
+    ) -> Result<serde_json::Value> {
+        let spec = CallSpec {
+            kind,
+            name: Cow::Owned(name.to_owned()),
+            args,
+            fds: Vec::new(),
+            with_id,
+            timeout: self.timeout,
+        };
+        let reply = self.call(spec).await?;
+        decode_reply(name, &reply)
+    }
+
+    fn encode<A: Serialize + ?Sized>(
+        &self,
+        spec: &CallSpec<'_, A>,
+        id: Option<u64>,
+    ) -> Result<Vec<u8>> {
+        if spec.kind == ExecKind::ExecOob && !self.shared.oob {
+            return Err(Error::unsupported(format!(
+                "`{}`: exec-oob needs the `oob` capability, which was not negotiated",
+                spec.name
+            )));
+        }
+        if !spec.fds.is_empty() && !self.shared.fd_passing {
+            return Err(Error::unsupported(format!(
+                "`{}`: file descriptors can only be passed over a Unix socket",
+                spec.name
+            )));
+        }
+        let mut bytes = Vec::with_capacity(48 + spec.name.len());
+        write_request(&mut bytes, spec.kind, &spec.name, spec.args, id)
+            .map_err(|e| Error::encode(&spec.name, e))?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    /// Queues a request nobody waits a reply for.
+    fn send_only<A: Serialize + ?Sized>(&self, spec: CallSpec<'_, A>) -> Result<()> {
+        if let Some(e) = self.shared.error_if_closed() {
+            return Err(e);
+        }
+        let bytes = self.encode(&spec, None)?;
+        self.tx
+            .send(Outgoing {
+                bytes,
+                id: None,
+                idless_reply: None,
+                fds: spec.fds,
+            })
+            .map_err(|_| self.closed_error())
+    }
+
+    fn closed_error(&self) -> Error {
+        self.shared
+            .error_if_closed()
+            .unwrap_or_else(|| Error::closed("connection closed"))
+    }
+
+    /// Sends a request and waits for its reply line.
+    async fn call<A: Serialize + ?Sized>(&self, mut spec: CallSpec<'_, A>) -> Result<ReplyLine> {
+        if spec.with_id {
+            let (id, rx) = self.shared.register(spec.name.clone())?;
+            let guard = CallGuard {
+                shared: &self.shared,
+                id: Some(id),
+            };
+            let bytes = match self.encode(&spec, Some(id)) {
+                Ok(b) => b,
+                Err(e) => {
+                    drop(guard);
+                    return Err(e);
+                }
+            };
+            let fds = std::mem::take(&mut spec.fds);
+            self.tx
+                .send(Outgoing {
+                    bytes,
+                    id: Some(id),
+                    idless_reply: None,
+                    fds,
+                })
+                .map_err(|_| self.closed_error())?;
+            self.wait(rx, guard, &spec.name, spec.timeout).await
+        } else {
+            if let Some(e) = self.shared.error_if_closed() {
+                return Err(e);
+            }
+            let bytes = self.encode(&spec, None)?;
+            let (tx, rx) = oneshot::channel();
+            let fds = std::mem::take(&mut spec.fds);
+            self.tx
+                .send(Outgoing {
+                    bytes,
+                    id: None,
+                    idless_reply: Some(tx),
+                    fds,
+                })
+                .map_err(|_| self.closed_error())?;
+            let guard = CallGuard {
+                shared: &self.shared,
+                id: None,
+            };
+            self.wait(rx, guard, &spec.name, spec.timeout).await
+        }
+    }
+
+    async fn wait(
+        &self,
+        mut rx: oneshot::Receiver<ReplyResult>,
+        mut guard: CallGuard<'_>,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ReplyLine> {
+        let outcome = match timeout {
+            None => Ok((&mut rx).await),
+            Some(t) => tokio::time::timeout(t, &mut rx).await,
+        };
+        match outcome {
+            Ok(Ok(reply)) => {
+                guard.id = None;
+                reply
+            }
+            Ok(Err(_)) => {
+                guard.id = None;
+                Err(self.closed_error())
+            }
+            Err(_elapsed) => {
+                let stage = guard.id.take().and_then(|id| self.shared.abandon(id));
+                match stage {
+                    Some(stage) => {
+                        tracing::debug!(target: "qmp::client", command = name, ?stage, "call timed out");
+                        Err(connection::timeout_error(name, stage))
+                    }
+                    // The reply (or the connection's error) arrived just as the timer
+                    // fired: deliver it. Id-less calls cannot tell; they report
+                    // "unanswered" unless the reply is already here.
+                    None => match rx.try_recv() {
+                        Ok(reply) => reply,
+                        Err(_) => Err(crate::error::Error::timeout(
+                            name,
+                            crate::TimeoutStage::Unanswered,
+                        )),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Subscribes to one event type. Subscribe before sending the command whose
+    /// events you want, or use [`execute_and_wait`](Self::execute_and_wait).
+    pub fn subscribe<E: Event + Send + 'static>(&self) -> EventStream<E> {
+        EventStream::new(self.shared.subscribe(), events::decode_one::<E>)
+    }
+
+    /// Subscribes to every event, decoded into an [`EventSet`] (e.g. the generated
+    /// all-events enum).
+    pub fn subscribe_set<S: EventSet + Send + 'static>(&self) -> EventStream<S> {
+        EventStream::new(self.shared.subscribe(), events::decode_set::<S>)
+    }
+
+    /// Subscribes to every event, undecoded.
+    pub fn subscribe_raw(&self) -> EventStream<Arc<RawEvent>> {
+        EventStream::new(self.shared.subscribe(), events::decode_raw)
+    }
+
+    /// Runs `cmd`, then waits for the first event `E` for which `until` returns true,
+    /// subscribing before the command is sent so the event cannot be missed even if
+    /// it arrives before the reply. E.g. `job-dismiss` waiting for a
+    /// `JOB_STATUS_CHANGE` to `null`, or `blockdev-create` waiting for `concluded`.
+    ///
+    /// The call's timeout covers the reply only; wrap the whole future in
+    /// `tokio::time::timeout` to bound the wait for the event.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute); [`crate::ErrorKind::Lagged`] if events were
+    /// missed while waiting (the awaited one may be among them); the connection's
+    /// error if it closes first.
+    pub async fn execute_and_wait<C, E, F>(&self, cmd: &C, mut until: F) -> Result<(C::Reply, E)>
+    where
+        C: Command,
+        E: Event + Send + 'static,
+        F: FnMut(&E) -> bool,
+    {
+        let mut events = self.subscribe::<E>();
+        let reply = self.execute(cmd).await?;
+        loop {
+            match events.next().await {
+                Some(Ok(e)) if until(&e) => return Ok((reply, e)),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(self.closed_error()),
+            }
+        }
+    }
+}
+
+fn decode_reply<T: DeserializeOwned>(command: &str, reply: &ReplyLine) -> Result<T> {
+    if reply.is_error {
+        let body: crate::message::ErrorBody = serde_json::from_str(reply.value())
+            .map_err(|e| Error::decode(command, "error".into(), reply.line.clone(), e))?;
+        return Err(Error::qmp(command, body, reply.line.clone()));
+    }
+    decode_value(command, reply.value(), &reply.line)
+}
+
+fn decode_value<T: DeserializeOwned>(command: &str, value: &str, raw: &str) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_str(value);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." {
+            "return".to_owned()
+        } else {
+            format!("return.{path}")
+        };
+        Error::decode(command, path, raw.to_owned(), e.into_inner())
+    })
+}

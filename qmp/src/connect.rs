@@ -1,0 +1,348 @@
+//! Connection set-up: [`Config`], connecting and accepting, the greeting and the
+//! capability negotiation, all before the connection is split into background tasks.
+//!
+//! Every set-up function is cancellation-safe: until it returns a [`Client`], it owns
+//! the socket, so dropping its future (or hitting its timeout) closes the socket and
+//! leaves nothing half-open.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs, UnixListener, UnixStream};
+
+use crate::client::Client;
+use crate::codec::{CodecError, LineReader, LineWriter, DEFAULT_MAX_LINE};
+use crate::connection::{self, ReadHalf, TaskOptions, WriteHalf};
+use crate::error::{Error, Result};
+use crate::message::{parse_error_body, write_request, ExecKind, Greeting, Incoming};
+use crate::state::{RunState, RunStateWatch, StateCell};
+
+/// The default number of events buffered per subscriber before it lags.
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+/// The default time allowed for connecting plus the handshake.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connection options, a builder: `Config::new().call_timeout(d).connect_unix(path)`.
+///
+/// A `Config` also owns a run state ([`Config::run_state`]) that the connections made
+/// with it update, so a watcher created before connecting sees `Connecting` too.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) max_message: usize,
+    pub(crate) event_capacity: usize,
+    pub(crate) negotiate_oob: bool,
+    pub(crate) state: StateCell,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+impl Config {
+    /// Defaults: 30 s connect timeout, no call timeout, 16 MiB maximum message, 1024
+    /// buffered events per subscriber, `oob` negotiated when offered.
+    pub fn new() -> Self {
+        Config {
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            call_timeout: None,
+            max_message: DEFAULT_MAX_LINE,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            negotiate_oob: true,
+            state: StateCell::new(),
+        }
+    }
+
+    /// Time allowed for connecting (or accepting) plus greeting and negotiation;
+    /// `None` waits forever.
+    pub fn connect_timeout(&mut self, t: Option<Duration>) -> &mut Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Default timeout for every call on the client (override per call with
+    /// [`Client::with_timeout`]); `None` (the default) waits forever.
+    pub fn call_timeout(&mut self, t: Option<Duration>) -> &mut Self {
+        self.call_timeout = t;
+        self
+    }
+
+    /// Maximum size of one incoming message in bytes (default 16 MiB,
+    /// [`DEFAULT_MAX_LINE`]). A longer line ends the connection with a protocol error.
+    pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// How many events each subscriber may fall behind before it misses some
+    /// (default 1024). Memory used is bounded by this times the event size.
+    pub fn event_capacity(&mut self, n: usize) -> &mut Self {
+        self.event_capacity = n.max(1);
+        self
+    }
+
+    /// Whether to enable the `oob` capability when the server offers it (default
+    /// true). With it, QEMU keeps reading while a command runs (so requests pipeline)
+    /// and `exec-oob` commands can overtake in-band ones.
+    pub fn negotiate_oob(&mut self, yes: bool) -> &mut Self {
+        self.negotiate_oob = yes;
+        self
+    }
+
+    /// A watcher of the run state of connections made with this `Config` (and its
+    /// clones).
+    pub fn run_state(&self) -> RunStateWatch {
+        self.state.watch()
+    }
+
+    /// Connects to a QMP Unix socket.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Io`] when connecting fails, [`crate::ErrorKind::Handshake`]
+    /// when the peer does not speak QMP, [`crate::ErrorKind::Timeout`] when it takes
+    /// longer than the connect timeout.
+    pub async fn connect_unix(&self, path: impl AsRef<Path>) -> Result<Client> {
+        let path = path.as_ref().to_owned();
+        let peer = path.display().to_string();
+        self.setup(
+            async move {
+                let stream = UnixStream::connect(&path)
+                    .await
+                    .map_err(|e| Error::io(&format!("connecting to {}", path.display()), e))?;
+                Ok(split_unix(stream))
+            },
+            peer,
+        )
+        .await
+    }
+
+    /// Connects to a QMP TCP socket.
+    ///
+    /// # Errors
+    /// As [`connect_unix`](Self::connect_unix).
+    pub async fn connect_tcp(&self, addr: impl ToSocketAddrs) -> Result<Client> {
+        self.setup(
+            async move {
+                let stream = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| Error::io("connecting over TCP", e))?;
+                let _ = stream.set_nodelay(true);
+                Ok(split_other(stream))
+            },
+            "tcp".into(),
+        )
+        .await
+    }
+
+    /// Speaks QMP over an already connected stream (a socket pair, an in-memory
+    /// `tokio::io::duplex`, a TLS stream…). File descriptors cannot be passed over it
+    /// (use [`connect_unix_stream`](Self::connect_unix_stream) for a Unix socket).
+    ///
+    /// # Errors
+    /// As [`connect_unix`](Self::connect_unix).
+    pub async fn connect_stream<S>(&self, stream: S) -> Result<Client>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        self.setup(async move { Ok(split_other(stream)) }, "stream".into())
+            .await
+    }
+
+    /// Speaks QMP over a connected Unix stream (fd passing available).
+    ///
+    /// # Errors
+    /// As [`connect_unix`](Self::connect_unix).
+    pub async fn connect_unix_stream(&self, stream: UnixStream) -> Result<Client> {
+        self.setup(async move { Ok(split_unix(stream)) }, "unix-stream".into())
+            .await
+    }
+
+    /// Waits for QEMU to connect to `listener` (QEMU started with a client-mode
+    /// monitor, e.g. `-chardev socket,path=P,server=off`), then handshakes. The
+    /// listener stays usable for further connections.
+    ///
+    /// # Errors
+    /// As [`connect_unix`](Self::connect_unix).
+    pub async fn accept_unix(&self, listener: &UnixListener) -> Result<Client> {
+        self.setup(
+            async move {
+                let (stream, _) = listener
+                    .accept()
+                    .await
+                    .map_err(|e| Error::io("accepting a connection", e))?;
+                Ok(split_unix(stream))
+            },
+            "accepted-unix".into(),
+        )
+        .await
+    }
+
+    /// Like [`accept_unix`](Self::accept_unix), over TCP.
+    ///
+    /// # Errors
+    /// As [`connect_unix`](Self::connect_unix).
+    pub async fn accept_tcp(&self, listener: &TcpListener) -> Result<Client> {
+        self.setup(
+            async move {
+                let (stream, _) = listener
+                    .accept()
+                    .await
+                    .map_err(|e| Error::io("accepting a connection", e))?;
+                let _ = stream.set_nodelay(true);
+                Ok(split_other(stream))
+            },
+            "accepted-tcp".into(),
+        )
+        .await
+    }
+
+    /// Runs `open` and the handshake under the connect timeout, keeping the run state.
+    async fn setup(
+        &self,
+        open: impl std::future::Future<Output = Result<(ReadHalf, WriteHalf)>>,
+        peer: String,
+    ) -> Result<Client> {
+        self.state.set(RunState::Connecting);
+        // Back to Idle however this ends, unless it ends connected (also on drop).
+        let mut guard = IdleOnDrop(Some(&self.state));
+        let work = async {
+            let (r, w) = open.await?;
+            let mut reader = LineReader::with_max_line(r, self.max_message);
+            let mut writer = LineWriter::new(w);
+            let (greeting, oob) = handshake(&mut reader, &mut writer, self.negotiate_oob).await?;
+            Ok::<_, Error>((reader, writer, greeting, oob))
+        };
+        let (reader, writer, greeting, oob) = match self.connect_timeout {
+            Some(t) => tokio::time::timeout(t, work)
+                .await
+                .map_err(|_| Error::timeout("connect", crate::TimeoutStage::Unanswered))??,
+            None => work.await?,
+        };
+        tracing::debug!(target: "qmp::connection", %peer, ?greeting, oob, "connected");
+        let (shared, tx) = connection::spawn(
+            reader,
+            writer,
+            TaskOptions {
+                event_capacity: self.event_capacity,
+                greeting,
+                oob,
+                state: self.state.clone(),
+                peer,
+            },
+        );
+        guard.0 = None;
+        self.state.set(RunState::Running);
+        Ok(Client::new(shared, tx, self.call_timeout))
+    }
+}
+
+struct IdleOnDrop<'a>(Option<&'a StateCell>);
+
+impl Drop for IdleOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.set(RunState::Idle);
+        }
+    }
+}
+
+fn split_unix(stream: UnixStream) -> (ReadHalf, WriteHalf) {
+    let (r, w) = stream.into_split();
+    (Box::new(r), WriteHalf::Unix(w))
+}
+
+fn split_other<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> (ReadHalf, WriteHalf) {
+    let (r, w) = tokio::io::split(stream);
+    (Box::new(r), WriteHalf::Other(Box::new(w)))
+}
+
+/// Reads the greeting and runs `qmp_capabilities`. Returns the greeting and whether
+/// `oob` is enabled.
+async fn handshake(
+    reader: &mut LineReader<ReadHalf>,
+    writer: &mut LineWriter<WriteHalf>,
+    want_oob: bool,
+) -> Result<(Greeting, bool)> {
+    let line = read_line(reader, "the greeting").await?;
+    let greeting: Greeting = match Incoming::parse(line) {
+        Ok(Incoming::Greeting(_)) => serde_json::from_str(line)
+            .map_err(|e| Error::handshake(format!("malformed greeting ({e}): {line}")))?,
+        _ => {
+            return Err(Error::handshake(format!(
+                "expected a QMP greeting, got: {line}"
+            )))
+        }
+    };
+    let oob = want_oob && greeting.offers("oob");
+    let enable: &[&str] = if oob { &["oob"] } else { &[] };
+    #[derive(serde::Serialize)]
+    struct Caps<'a> {
+        enable: &'a [&'a str],
+    }
+    writer
+        .push_with(|b| {
+            write_request(
+                b,
+                ExecKind::Execute,
+                "qmp_capabilities",
+                Some(&Caps { enable }),
+                Some(0),
+            )
+        })
+        .map_err(|e| Error::encode("qmp_capabilities", e))?;
+    writer
+        .flush()
+        .await
+        .map_err(|e| Error::io("sending qmp_capabilities", e))?;
+    loop {
+        let line = read_line(reader, "the qmp_capabilities reply").await?;
+        match Incoming::parse(line) {
+            Ok(Incoming::Return { .. }) => return Ok((greeting, oob)),
+            Ok(Incoming::Error { error, .. }) => {
+                let desc = parse_error_body(error)
+                    .map(|b| format!("{}: {}", b.class, b.desc))
+                    .unwrap_or_else(|_| error.get().to_owned());
+                return Err(Error::handshake(format!("qmp_capabilities failed: {desc}")));
+            }
+            Ok(Incoming::Event { name, .. }) => {
+                tracing::debug!(target: "qmp::connection", event = %name, "event during negotiation dropped");
+            }
+            _ => {
+                return Err(Error::handshake(format!(
+                    "unexpected message during negotiation: {line}"
+                )))
+            }
+        }
+    }
+}
+
+async fn read_line<'r>(reader: &'r mut LineReader<ReadHalf>, what: &str) -> Result<&'r str> {
+    match reader.next_line().await {
+        Ok(Some(line)) => Ok(line),
+        Ok(None) => Err(Error::handshake(format!(
+            "the peer closed the connection before {what}"
+        ))),
+        Err(CodecError::Io(e)) => Err(Error::io(&format!("reading {what}"), e)),
+        Err(e) => Err(Error::handshake(format!("reading {what}: {e}"))),
+    }
+}
+
+/// Connects to a QMP Unix socket with the default [`Config`].
+///
+/// # Errors
+/// See [`Config::connect_unix`].
+pub async fn connect_unix(path: impl AsRef<Path>) -> Result<Client> {
+    Config::new().connect_unix(path).await
+}
+
+/// Connects to a QMP TCP socket with the default [`Config`].
+///
+/// # Errors
+/// See [`Config::connect_tcp`].
+pub async fn connect_tcp(addr: impl ToSocketAddrs) -> Result<Client> {
+    Config::new().connect_tcp(addr).await
+}

@@ -1,0 +1,612 @@
+//! The background half of a connection: the reader task, the writer task, the table
+//! of pending calls, and the disconnect path.
+//!
+//! After the handshake, [`spawn`] starts three tasks:
+//!
+//! * the **writer** takes requests from an unbounded channel, drains everything that
+//!   is queued into one buffer and writes it with one `write_all` (requests carrying
+//!   file descriptors go out alone with `sendmsg`);
+//! * the **reader** reads lines, routes replies to the waiting caller by `id` (a
+//!   `HashMap<u64, oneshot::Sender>`, id-less replies to a FIFO of id-less callers)
+//!   and fans events out on a broadcast channel;
+//! * the **supervisor** waits for either to stop, stops the other, then fails every
+//!   pending caller with the first error and sets the run state to `Idle`. Neither
+//!   task can block it: both watch the shutdown token in every wait, so the
+//!   disconnect completes even when the peer is dead or stops reading.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, trace, warn, Instrument};
+
+use crate::codec::{CodecError, LineReader, LineWriter};
+use crate::error::{Error, TimeoutStage};
+use crate::events::RawEvent;
+use crate::message::{parse_client_id, Greeting, Incoming};
+use crate::state::{RunState, StateCell};
+
+/// How many recently abandoned (timed-out or cancelled) ids are remembered, so that
+/// their late replies are logged as such rather than as unknown.
+const ABANDONED_MEMORY: usize = 1024;
+/// Most bytes the writer gathers into one write.
+const MAX_BATCH: usize = 256 * 1024;
+
+/// A reply line handed to the caller, who decodes it in its own task.
+#[derive(Debug)]
+pub(crate) struct ReplyLine {
+    pub(crate) line: String,
+    pub(crate) is_error: bool,
+    /// Where the `return` value or the `error` member is in `line`.
+    pub(crate) value: Range<usize>,
+}
+
+impl ReplyLine {
+    pub(crate) fn value(&self) -> &str {
+        &self.line[self.value.clone()]
+    }
+}
+
+pub(crate) type ReplyResult = Result<ReplyLine, Error>;
+
+/// How far a request has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Queued,
+    Writing,
+    Sent,
+}
+
+struct PendingCall {
+    tx: oneshot::Sender<ReplyResult>,
+    stage: Stage,
+    command: Cow<'static, str>,
+}
+
+#[derive(Default)]
+struct Pending {
+    calls: HashMap<u64, PendingCall>,
+    /// Callers of id-less requests, in the order their requests were written.
+    idless: VecDeque<oneshot::Sender<ReplyResult>>,
+    /// Ids of calls that timed out or were dropped, with their command.
+    abandoned: VecDeque<(u64, Cow<'static, str>)>,
+    /// Set once the connection is gone: new calls fail with it.
+    closed: Option<Error>,
+}
+
+/// A request on its way to the writer.
+pub(crate) struct Outgoing {
+    /// The encoded line, terminator included.
+    pub(crate) bytes: Vec<u8>,
+    /// The id the caller registered, if any.
+    pub(crate) id: Option<u64>,
+    /// For id-less requests: where the reply goes.
+    pub(crate) idless_reply: Option<oneshot::Sender<ReplyResult>>,
+    /// File descriptors to pass with the request (Unix sockets only).
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+/// State shared by the client handles and the background tasks.
+pub(crate) struct Shared {
+    pending: Mutex<Pending>,
+    next_id: AtomicU64,
+    events: Mutex<Option<broadcast::Sender<Arc<RawEvent>>>>,
+    first_error: OnceLock<Error>,
+    shutdown: CancellationToken,
+    pub(crate) state: StateCell,
+    pub(crate) greeting: Greeting,
+    pub(crate) oob: bool,
+    pub(crate) fd_passing: bool,
+    pub(crate) max_message: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding the lock cannot leave the table inconsistent in a way
+        // that matters more than losing the connection; keep going.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the error that ends the connection. Only the first one counts; later
+    /// ones are logged.
+    pub(crate) fn fail(&self, e: Error) {
+        match self.first_error.set(e) {
+            Ok(()) => {
+                let e = self.first_error.get().expect("just set");
+                debug!(target: "qmp::connection", error = %e, "connection failing");
+                self.state.set(RunState::Disconnecting);
+            }
+            Err(later) => {
+                debug!(target: "qmp::connection", error = %later, "further error while disconnecting");
+            }
+        }
+        self.shutdown.cancel();
+    }
+
+    /// Starts a disconnect initiated by the client.
+    pub(crate) fn close(&self) {
+        self.fail(Error::closed("closed by the client"));
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    pub(crate) fn error_if_closed(&self) -> Option<Error> {
+        self.lock().closed.clone()
+    }
+
+    /// Allocates a fresh id and registers the caller waiting for its reply.
+    pub(crate) fn register(
+        &self,
+        command: Cow<'static, str>,
+    ) -> Result<(u64, oneshot::Receiver<ReplyResult>), Error> {
+        let (tx, rx) = oneshot::channel();
+        let mut p = self.lock();
+        if let Some(e) = &p.closed {
+            return Err(e.clone());
+        }
+        let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Never reuse an id that is still waiting (only conceivable after 2^64 calls).
+        while p.calls.contains_key(&id) {
+            id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        p.calls.insert(
+            id,
+            PendingCall {
+                tx,
+                stage: Stage::Queued,
+                command,
+            },
+        );
+        Ok((id, rx))
+    }
+
+    /// Removes a call that gave up (timeout or drop). Returns its stage if it was still
+    /// waiting, or `None` if the reply (or the connection's error) was already handed
+    /// over.
+    pub(crate) fn abandon(&self, id: u64) -> Option<Stage> {
+        let mut p = self.lock();
+        let call = p.calls.remove(&id)?;
+        if p.abandoned.len() == ABANDONED_MEMORY {
+            p.abandoned.pop_front();
+        }
+        p.abandoned.push_back((id, call.command));
+        Some(call.stage)
+    }
+
+    pub(crate) fn subscribe(&self) -> Option<broadcast::Receiver<Arc<RawEvent>>> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(broadcast::Sender::subscribe)
+    }
+
+    /// Ends waits of a client that wants to know when the connection is down.
+    pub(crate) async fn closed(&self) {
+        self.shutdown.cancelled().await;
+    }
+}
+
+/// The two halves of a transport.
+pub(crate) enum WriteHalf {
+    /// A Unix socket: file descriptors can be passed.
+    Unix(OwnedWriteHalf),
+    Other(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Unix(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Other(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Unix(w) => std::pin::Pin::new(w).poll_flush(cx),
+            WriteHalf::Other(w) => std::pin::Pin::new(w).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Unix(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+            WriteHalf::Other(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Options the background tasks need.
+pub(crate) struct TaskOptions {
+    pub(crate) event_capacity: usize,
+    pub(crate) greeting: Greeting,
+    pub(crate) oob: bool,
+    pub(crate) state: StateCell,
+    pub(crate) peer: String,
+}
+
+/// Starts the reader, writer and supervisor tasks; returns the shared state and the
+/// request channel.
+pub(crate) fn spawn(
+    reader: LineReader<ReadHalf>,
+    writer: LineWriter<WriteHalf>,
+    opts: TaskOptions,
+) -> (Arc<Shared>, mpsc::UnboundedSender<Outgoing>) {
+    let (events_tx, _) = broadcast::channel(opts.event_capacity.max(1));
+    let fd_passing = matches!(writer.get_ref(), WriteHalf::Unix(_));
+    let shared = Arc::new(Shared {
+        pending: Mutex::new(Pending::default()),
+        next_id: AtomicU64::new(1),
+        events: Mutex::new(Some(events_tx.clone())),
+        first_error: OnceLock::new(),
+        shutdown: CancellationToken::new(),
+        state: opts.state,
+        greeting: opts.greeting,
+        oob: opts.oob,
+        fd_passing,
+        max_message: reader.max_line(),
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let span = tracing::debug_span!("qmp", peer = %opts.peer);
+    let reader_task =
+        tokio::spawn(read_loop(reader, shared.clone(), events_tx).instrument(span.clone()));
+    let writer_task = tokio::spawn(write_loop(writer, rx, shared.clone()).instrument(span.clone()));
+    tokio::spawn(supervise(reader_task, writer_task, shared.clone()).instrument(span));
+    (shared, tx)
+}
+
+async fn supervise(
+    mut reader: tokio::task::JoinHandle<()>,
+    mut writer: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+) {
+    let first_reader = tokio::select! {
+        r = &mut reader => { note_join("reader", r, &shared); true }
+        w = &mut writer => { note_join("writer", w, &shared); false }
+    };
+    // Whatever stopped first, stop the other. Both watch the token in every wait;
+    // the timeout and abort are a last resort so this path always completes.
+    shared.shutdown.cancel();
+    let other = if first_reader {
+        &mut writer
+    } else {
+        &mut reader
+    };
+    if tokio::time::timeout(Duration::from_secs(5), &mut *other)
+        .await
+        .is_err()
+    {
+        warn!(target: "qmp::connection", "background task did not stop; aborting it");
+        other.abort();
+    }
+    if shared.first_error.get().is_none() {
+        shared.fail(Error::closed("all client handles were dropped"));
+    }
+    let error = shared
+        .first_error
+        .get()
+        .cloned()
+        .unwrap_or_else(|| Error::closed("connection closed"));
+    shared.state.set(RunState::Disconnecting);
+    // Events: dropping the last sender ends every subscriber's stream.
+    shared
+        .events
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let (calls, idless) = {
+        let mut p = shared.lock();
+        p.closed = Some(error.clone());
+        (std::mem::take(&mut p.calls), std::mem::take(&mut p.idless))
+    };
+    let n = calls.len() + idless.len();
+    for (_, call) in calls {
+        let _ = call.tx.send(Err(error.clone()));
+    }
+    for tx in idless {
+        let _ = tx.send(Err(error.clone()));
+    }
+    debug!(target: "qmp::connection", failed_calls = n, error = %error, "disconnected");
+    shared.state.set(RunState::Idle);
+}
+
+fn note_join(task: &str, r: Result<(), tokio::task::JoinError>, shared: &Shared) {
+    if let Err(e) = r {
+        shared.fail(Error::protocol(format!("the {task} task failed: {e}")));
+    }
+}
+
+async fn read_loop(
+    mut reader: LineReader<ReadHalf>,
+    shared: Arc<Shared>,
+    events: broadcast::Sender<Arc<RawEvent>>,
+) {
+    loop {
+        let line = tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return,
+            line = reader.next_line() => line,
+        };
+        let line = match line {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                shared.fail(Error::closed("the peer closed the connection"));
+                return;
+            }
+            Err(CodecError::Io(e)) => {
+                shared.fail(Error::io("reading from the peer", e));
+                return;
+            }
+            Err(e) => {
+                shared.fail(Error::protocol_with("bad input from the peer".into(), e));
+                return;
+            }
+        };
+        if let Err(e) = route(line, &shared, &events) {
+            shared.fail(e);
+            return;
+        }
+    }
+}
+
+/// Routes one incoming line. An `Err` ends the connection.
+fn route(
+    line: &str,
+    shared: &Shared,
+    events: &broadcast::Sender<Arc<RawEvent>>,
+) -> Result<(), Error> {
+    let incoming = Incoming::parse(line).map_err(|e| {
+        let shown: String = line.chars().take(200).collect();
+        Error::protocol_with(
+            format!("peer sent a line that is not a QMP message: {shown}"),
+            e,
+        )
+    })?;
+    match incoming {
+        Incoming::Return { id, value } => deliver(shared, line, id, false, value.get()),
+        Incoming::Error { id, error } => deliver(shared, line, id, true, error.get()),
+        Incoming::Event {
+            name,
+            data,
+            timestamp,
+        } => {
+            debug!(target: "qmp::wire", event = %name, "event");
+            trace!(target: "qmp::wire", json = line, "recv");
+            // No subscribers: nothing to allocate.
+            if events.receiver_count() > 0 {
+                let _ = events.send(Arc::new(RawEvent::new(line, &name, data, timestamp)));
+            }
+        }
+        Incoming::Greeting(_) => {
+            warn!(target: "qmp::wire", "ignoring a second greeting");
+        }
+        Incoming::Request { .. } | Incoming::Unknown => {
+            let shown: String = line.chars().take(200).collect();
+            warn!(target: "qmp::wire", line = %shown, "ignoring a message that is neither a reply nor an event");
+        }
+    }
+    Ok(())
+}
+
+fn deliver(
+    shared: &Shared,
+    line: &str,
+    id: Option<&serde_json::value::RawValue>,
+    is_error: bool,
+    value: &str,
+) {
+    let start = value.as_ptr() as usize - line.as_ptr() as usize;
+    let make = || ReplyLine {
+        line: line.to_owned(),
+        is_error,
+        value: start..start + value.len(),
+    };
+    let Some(id) = id else {
+        let waiter = shared.lock().idless.pop_front();
+        match waiter {
+            Some(tx) => {
+                debug!(target: "qmp::wire", is_error, "reply without id");
+                trace!(target: "qmp::wire", json = line, "recv");
+                let _ = tx.send(Ok(make()));
+            }
+            None => {
+                warn!(target: "qmp::wire", reply = line, "dropping a reply without id that nobody waits for")
+            }
+        }
+        return;
+    };
+    let Some(n) = parse_client_id(id) else {
+        warn!(target: "qmp::wire", id = id.get(), "dropping a reply with an id this client never used");
+        return;
+    };
+    let mut p = shared.lock();
+    if let Some(call) = p.calls.remove(&n) {
+        drop(p);
+        debug!(target: "qmp::wire", id = n, command = %call.command, is_error, "reply");
+        trace!(target: "qmp::wire", json = line, "recv");
+        let _ = call.tx.send(Ok(make()));
+    } else if let Some((_, command)) = p.abandoned.iter().find(|(i, _)| *i == n) {
+        warn!(target: "qmp::wire", id = n, command = %command, "dropping a late reply: its caller timed out or gave up");
+    } else {
+        warn!(target: "qmp::wire", id = n, "dropping a reply with an unknown id");
+    }
+}
+
+async fn write_loop(
+    mut writer: LineWriter<WriteHalf>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    shared: Arc<Shared>,
+) {
+    let mut batch: Vec<Outgoing> = Vec::new();
+    let mut written_ids: Vec<u64> = Vec::new();
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return,
+            m = rx.recv() => m,
+        };
+        let Some(first) = first else {
+            // Every client handle is gone: close the connection.
+            debug!(target: "qmp::connection", "all client handles dropped");
+            return;
+        };
+        batch.push(first);
+        let mut size = batch[0].bytes.len();
+        while size < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => {
+                    size += m.bytes.len();
+                    batch.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return,
+            r = write_batch(&mut writer, &mut batch, &mut written_ids, &shared) => r,
+        };
+        if let Err(e) = result {
+            shared.fail(Error::io("writing to the peer", e));
+            return;
+        }
+    }
+}
+
+/// Writes a batch: everything up to a request with fds goes out in one write, a
+/// request with fds goes alone.
+async fn write_batch(
+    writer: &mut LineWriter<WriteHalf>,
+    batch: &mut Vec<Outgoing>,
+    written_ids: &mut Vec<u64>,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let mut items = std::mem::take(batch).into_iter().peekable();
+    while items.peek().is_some() {
+        let mut with_fds = None;
+        {
+            let mut p = shared.lock();
+            for mut m in items.by_ref() {
+                if let Some(id) = m.id {
+                    match p.calls.get_mut(&id) {
+                        Some(call) => call.stage = Stage::Writing,
+                        None => {
+                            // The caller gave up before the request went out: don't send it.
+                            debug!(target: "qmp::wire", id, "not sending an abandoned request");
+                            continue;
+                        }
+                    }
+                    written_ids.push(id);
+                }
+                if let Some(tx) = m.idless_reply.take() {
+                    if tx.is_closed() {
+                        continue;
+                    }
+                    // Queued before writing, so the reply cannot come first.
+                    p.idless.push_back(tx);
+                }
+                if tracing::enabled!(target: "qmp::wire", tracing::Level::TRACE) {
+                    trace!(target: "qmp::wire", json = %String::from_utf8_lossy(&m.bytes).trim_end(), "send");
+                }
+                if m.fds.is_empty() {
+                    writer.push_bytes(strip_newline(&m.bytes));
+                } else {
+                    with_fds = Some(m);
+                    break;
+                }
+            }
+        }
+        writer.flush().await?;
+        if let Some(m) = with_fds {
+            send_with_fds(writer.get_mut(), &m.bytes, &m.fds).await?;
+        }
+        if !written_ids.is_empty() {
+            let mut p = shared.lock();
+            for id in written_ids.drain(..) {
+                if let Some(call) = p.calls.get_mut(&id) {
+                    call.stage = Stage::Sent;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn strip_newline(b: &[u8]) -> &[u8] {
+    b.strip_suffix(b"\n").unwrap_or(b)
+}
+
+/// Sends `bytes` with `fds` attached to the first byte(s) (`SCM_RIGHTS`), then the rest.
+async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std::io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::os::fd::{AsFd, BorrowedFd};
+    let WriteHalf::Unix(half) = w else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "file descriptors can only be passed over Unix sockets",
+        ));
+    };
+    let stream: &tokio::net::UnixStream = half.as_ref();
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    let sent = loop {
+        stream.writable().await?;
+        let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            let mut space = vec![
+                std::mem::MaybeUninit::<u8>::uninit();
+                rustix::cmsg_space!(ScmRights(borrowed.len()))
+            ];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+                return Err(std::io::Error::other("too many file descriptors"));
+            }
+            rustix::net::sendmsg(
+                stream,
+                &[std::io::IoSlice::new(bytes)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match r {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    debug!(target: "qmp::wire", fds = fds.len(), "sent file descriptors");
+    if sent < bytes.len() {
+        half.write_all(&bytes[sent..]).await?;
+    }
+    Ok(())
+}
+
+/// Turns the outcome of a timed-out call into an error; the caller has already
+/// removed its entry (`stage` is what [`Shared::abandon`] returned).
+pub(crate) fn timeout_error(command: &str, stage: Stage) -> Error {
+    let stage = match stage {
+        Stage::Queued | Stage::Writing => TimeoutStage::NotSent,
+        Stage::Sent => TimeoutStage::Unanswered,
+    };
+    Error::timeout(command, stage)
+}

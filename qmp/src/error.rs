@@ -1,0 +1,379 @@
+//! [`Error`]: what went wrong, with a [`ErrorKind`] and predicates.
+//!
+//! Shaped like tokio-postgres' error: an opaque, cheaply cloneable value (so the one
+//! error that ended a connection can be handed to every caller that was waiting on it)
+//! with a kind, a source, and accessors for the details of each kind.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::message::ErrorBody;
+
+/// The broad category of an [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The peer closed the connection (end of stream), or the client closed it.
+    Closed,
+    /// Reading from or writing to the connection failed, or connecting failed.
+    Io,
+    /// The peer sent something that is not QMP: malformed JSON, a non-object, a
+    /// truncated line, or a line over the configured maximum size.
+    Protocol,
+    /// The greeting or the capability negotiation failed.
+    Handshake,
+    /// The command ran and QEMU answered with an `error` reply.
+    Qmp,
+    /// The reply (or event) did not decode into the expected Rust type.
+    Decode,
+    /// The command's arguments failed to serialize.
+    Encode,
+    /// No reply arrived within the timeout (see [`Error::timeout_stage`]).
+    Timeout,
+    /// An event subscriber fell behind and missed events (see [`Error::missed_events`]).
+    Lagged,
+    /// The operation is not possible on this connection (e.g. fds over TCP, `exec-oob`
+    /// without the `oob` capability).
+    Unsupported,
+}
+
+/// How far a request had got when its call timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeoutStage {
+    /// The request was never (completely) written: it was still queued behind other
+    /// requests, or the peer stopped reading. If it was still queued, it will not be
+    /// sent.
+    NotSent,
+    /// The request was written, but no reply came in time. A reply arriving later is
+    /// dropped and logged, never delivered to another caller.
+    Unanswered,
+}
+
+/// An error reply from QEMU: `{"error": {"class", "desc"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QmpError {
+    /// The error class, e.g. `"GenericError"`, `"CommandNotFound"`.
+    pub class: String,
+    /// QEMU's description.
+    pub desc: String,
+    /// The whole reply line as received.
+    pub raw: String,
+}
+
+#[derive(Debug)]
+enum Detail {
+    None,
+    Message(String),
+    Qmp(QmpError),
+    Decode { path: String, raw: String },
+    Timeout(TimeoutStage),
+    Lagged(u64),
+}
+
+struct Inner {
+    kind: ErrorKind,
+    command: Option<String>,
+    detail: Detail,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+/// The error type of this crate.
+///
+/// Cloning is cheap (reference counted). Use [`kind`](Self::kind) or the predicates
+/// (`is_closed()`, `is_timeout()`, …) to decide what to do, and the accessors for
+/// details.
+#[derive(Clone)]
+pub struct Error(Arc<Inner>);
+
+impl Error {
+    fn new(kind: ErrorKind, command: Option<String>, detail: Detail) -> Self {
+        Error(Arc::new(Inner {
+            kind,
+            command,
+            detail,
+            source: None,
+        }))
+    }
+
+    fn with_source(
+        kind: ErrorKind,
+        command: Option<String>,
+        detail: Detail,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Error(Arc::new(Inner {
+            kind,
+            command,
+            detail,
+            source: Some(source.into()),
+        }))
+    }
+
+    pub(crate) fn closed(why: &str) -> Self {
+        Self::new(ErrorKind::Closed, None, Detail::Message(why.to_owned()))
+    }
+
+    pub(crate) fn io(context: &str, e: std::io::Error) -> Self {
+        Self::with_source(ErrorKind::Io, None, Detail::Message(context.to_owned()), e)
+    }
+
+    pub(crate) fn protocol(msg: String) -> Self {
+        Self::new(ErrorKind::Protocol, None, Detail::Message(msg))
+    }
+
+    pub(crate) fn protocol_with(
+        msg: String,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self::with_source(ErrorKind::Protocol, None, Detail::Message(msg), source)
+    }
+
+    pub(crate) fn handshake(msg: String) -> Self {
+        Self::new(ErrorKind::Handshake, None, Detail::Message(msg))
+    }
+
+    pub(crate) fn qmp(command: &str, body: ErrorBody, raw: String) -> Self {
+        Self::new(
+            ErrorKind::Qmp,
+            Some(command.to_owned()),
+            Detail::Qmp(QmpError {
+                class: body.class,
+                desc: body.desc,
+                raw,
+            }),
+        )
+    }
+
+    pub(crate) fn decode(
+        command: &str,
+        path: String,
+        raw: String,
+        source: serde_json::Error,
+    ) -> Self {
+        Self::with_source(
+            ErrorKind::Decode,
+            Some(command.to_owned()),
+            Detail::Decode { path, raw },
+            source,
+        )
+    }
+
+    pub(crate) fn encode(command: &str, source: serde_json::Error) -> Self {
+        Self::with_source(
+            ErrorKind::Encode,
+            Some(command.to_owned()),
+            Detail::None,
+            source,
+        )
+    }
+
+    pub(crate) fn timeout(command: &str, stage: TimeoutStage) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            Some(command.to_owned()),
+            Detail::Timeout(stage),
+        )
+    }
+
+    pub(crate) fn lagged(missed: u64) -> Self {
+        Self::new(ErrorKind::Lagged, None, Detail::Lagged(missed))
+    }
+
+    pub(crate) fn unsupported(msg: String) -> Self {
+        Self::new(ErrorKind::Unsupported, None, Detail::Message(msg))
+    }
+
+    /// The error's category.
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// True when the connection is gone: the peer closed it, the client closed it, an
+    /// I/O error or a protocol violation ended it. Every call pending at that moment,
+    /// and every later call, fails with the error that ended the connection.
+    pub fn is_closed(&self) -> bool {
+        matches!(
+            self.0.kind,
+            ErrorKind::Closed | ErrorKind::Io | ErrorKind::Protocol
+        )
+    }
+
+    /// True when a call timed out; see [`timeout_stage`](Self::timeout_stage).
+    pub fn is_timeout(&self) -> bool {
+        self.0.kind == ErrorKind::Timeout
+    }
+
+    /// True when QEMU answered with an error reply; see [`qmp_error`](Self::qmp_error).
+    pub fn is_qmp_error(&self) -> bool {
+        self.0.kind == ErrorKind::Qmp
+    }
+
+    /// True when a reply or event did not decode into its Rust type.
+    pub fn is_decode(&self) -> bool {
+        self.0.kind == ErrorKind::Decode
+    }
+
+    /// True when an event subscriber missed events; see
+    /// [`missed_events`](Self::missed_events).
+    pub fn is_lagged(&self) -> bool {
+        self.0.kind == ErrorKind::Lagged
+    }
+
+    /// The command this error is about, when it is about one.
+    pub fn command(&self) -> Option<&str> {
+        self.0.command.as_deref()
+    }
+
+    /// QEMU's error reply, for [`ErrorKind::Qmp`].
+    pub fn qmp_error(&self) -> Option<&QmpError> {
+        match &self.0.detail {
+            Detail::Qmp(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// For [`ErrorKind::Timeout`]: whether the request had been sent.
+    pub fn timeout_stage(&self) -> Option<TimeoutStage> {
+        match self.0.detail {
+            Detail::Timeout(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// For [`ErrorKind::Lagged`]: how many events the subscriber missed.
+    pub fn missed_events(&self) -> Option<u64> {
+        match self.0.detail {
+            Detail::Lagged(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// For [`ErrorKind::Decode`]: the serde path of the member that failed (e.g.
+    /// `return.qemu.major`; `.` when the top level failed).
+    pub fn decode_path(&self) -> Option<&str> {
+        match &self.0.detail {
+            Detail::Decode { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The raw JSON received, for [`ErrorKind::Qmp`] and [`ErrorKind::Decode`].
+    pub fn raw(&self) -> Option<&str> {
+        match &self.0.detail {
+            Detail::Qmp(e) => Some(&e.raw),
+            Detail::Decode { raw, .. } => Some(raw),
+            _ => None,
+        }
+    }
+
+    /// The underlying I/O error, if this is one.
+    pub fn as_io(&self) -> Option<&std::io::Error> {
+        self.0.source.as_ref()?.downcast_ref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cmd = self.0.command.as_deref().unwrap_or("?");
+        match &self.0.detail {
+            Detail::Qmp(e) => write!(f, "QMP error from `{cmd}`: {}: {}", e.class, e.desc)?,
+            Detail::Decode { path, raw } => {
+                const MAX: usize = 2000;
+                let shown = if raw.len() > MAX {
+                    let mut end = MAX;
+                    while !raw.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    format!("{}… ({} bytes)", &raw[..end], raw.len())
+                } else {
+                    raw.clone()
+                };
+                write!(
+                    f,
+                    "cannot decode the reply of `{cmd}` at `{path}`; reply: {shown}"
+                )?
+            }
+            Detail::Timeout(TimeoutStage::NotSent) => {
+                write!(f, "`{cmd}` timed out before the request was sent")?
+            }
+            Detail::Timeout(TimeoutStage::Unanswered) => {
+                write!(f, "`{cmd}` was sent but not answered in time")?
+            }
+            Detail::Lagged(n) => write!(f, "event subscriber lagged behind: {n} events missed")?,
+            Detail::Message(m) => {
+                let what = match self.0.kind {
+                    ErrorKind::Closed => "connection closed",
+                    ErrorKind::Io => "I/O error",
+                    ErrorKind::Protocol => "QMP protocol error",
+                    ErrorKind::Handshake => "QMP handshake failed",
+                    ErrorKind::Unsupported => "unsupported",
+                    _ => "error",
+                };
+                write!(f, "{what}: {m}")?
+            }
+            Detail::None => match self.0.kind {
+                ErrorKind::Encode => write!(f, "cannot serialize the arguments of `{cmd}`")?,
+                k => write!(f, "{k:?}")?,
+            },
+        }
+        if let Some(source) = &self.0.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.0.kind)
+            .field("command", &self.0.command)
+            .field("detail", &self.0.detail)
+            .field("source", &self.0.source)
+            .finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0
+            .source
+            .as_ref()
+            .map(|s| &**s as &(dyn StdError + 'static))
+    }
+}
+
+/// `Result<T, qmp::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_and_display() {
+        let e = Error::qmp(
+            "stop",
+            ErrorBody {
+                class: "GenericError".into(),
+                desc: "nope".into(),
+            },
+            "{\"error\":{}}".into(),
+        );
+        assert!(e.is_qmp_error() && !e.is_closed() && !e.is_timeout());
+        assert_eq!(e.qmp_error().unwrap().class, "GenericError");
+        assert_eq!(e.command(), Some("stop"));
+        assert_eq!(e.to_string(), "QMP error from `stop`: GenericError: nope");
+        let t = Error::timeout("x", TimeoutStage::NotSent);
+        assert!(t.is_timeout());
+        assert_eq!(t.timeout_stage(), Some(TimeoutStage::NotSent));
+        let io = Error::io("read", std::io::Error::other("boom"));
+        assert!(io.is_closed());
+        assert!(io.as_io().is_some());
+        assert_eq!(io.to_string(), "I/O error: read: boom");
+        assert_eq!(Error::lagged(3).missed_events(), Some(3));
+        let clone = io.clone();
+        assert_eq!(clone.kind(), ErrorKind::Io);
+    }
+}

@@ -1,0 +1,212 @@
+//! Event fan-out: [`RawEvent`] and the [`EventStream`]s subscribers read.
+//!
+//! The reader task wraps each event line once in an `Arc<RawEvent>` and puts it on a
+//! bounded `tokio::sync::broadcast` channel (nothing is allocated when nobody is
+//! subscribed). Each subscriber decodes lazily, in its own task, only the events it
+//! asked for. A subscriber that falls behind by more than the channel's capacity
+//! loses the oldest events and is told how many ([`Error::missed_events`]); the
+//! reader never waits for subscribers, so memory stays bounded under event floods.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use serde_json::value::RawValue;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::error::{Error, Result};
+use crate::message::Timestamp;
+use crate::{Event, EventSet};
+
+/// One event as received: the line, with the positions of its name and data.
+pub struct RawEvent {
+    line: Box<str>,
+    name: NameRepr,
+    data: Option<Range<usize>>,
+    timestamp: Timestamp,
+}
+
+enum NameRepr {
+    InLine(Range<usize>),
+    /// The name had JSON escapes, so it is not a slice of the line.
+    Owned(Box<str>),
+}
+
+fn offset_in(line: &str, part: &str) -> Range<usize> {
+    let start = part.as_ptr() as usize - line.as_ptr() as usize;
+    start..start + part.len()
+}
+
+impl RawEvent {
+    /// Builds an event from a line and the parts [`crate::message::Incoming::parse`]
+    /// found in it (`name` and `data` must borrow from `line`, unless `name` is owned).
+    pub(crate) fn new(
+        line: &str,
+        name: &str,
+        data: Option<&RawValue>,
+        timestamp: Timestamp,
+    ) -> RawEvent {
+        let line_range = line.as_ptr() as usize..line.as_ptr() as usize + line.len();
+        let name = if line_range.contains(&(name.as_ptr() as usize)) {
+            NameRepr::InLine(offset_in(line, name))
+        } else {
+            // Unescaped copy of a name that had escapes in the line.
+            NameRepr::Owned(name.into())
+        };
+        let data = data.map(|d| offset_in(line, d.get()));
+        RawEvent {
+            line: line.into(),
+            name,
+            data,
+            timestamp,
+        }
+    }
+
+    /// The event name, e.g. `"STOP"`.
+    pub fn name(&self) -> &str {
+        match &self.name {
+            NameRepr::InLine(r) => &self.line[r.clone()],
+            NameRepr::Owned(n) => n,
+        }
+    }
+
+    /// The `data` member as JSON text, if present.
+    pub fn data_json(&self) -> Option<&str> {
+        self.data.as_ref().map(|r| &self.line[r.clone()])
+    }
+
+    /// The timestamp QEMU put on the event.
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+
+    /// The whole event line, as received.
+    pub fn json(&self) -> &str {
+        &self.line
+    }
+
+    /// Decodes `data` into `T` (from `{}` when the event has no `data`).
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Decode`] naming the event and the failing member.
+    pub fn decode_data<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let text = self.data_json().unwrap_or("{}");
+        let mut de = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = format!("data.{}", e.path());
+            Error::decode(self.name(), path, self.line.to_string(), e.into_inner())
+        })
+    }
+
+    /// Decodes this event with an [`EventSet`] (e.g. the generated all-events enum).
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Decode`] when `data` does not match the set's type for
+    /// this event name.
+    pub fn decode_set<S: EventSet>(&self) -> Result<S> {
+        let data: Option<&RawValue> = match self.data_json() {
+            // Already validated by the reader; this re-borrows it as a RawValue.
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                Error::decode(self.name(), "data".into(), self.line.to_string(), e)
+            })?),
+            None => None,
+        };
+        S::decode(self.name(), data)
+            .map_err(|e| Error::decode(self.name(), "data".into(), self.line.to_string(), e))
+    }
+
+    /// The whole event as a `serde_json::Value`.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.line).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl fmt::Debug for RawEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawEvent")
+            .field("line", &self.line)
+            .finish()
+    }
+}
+
+/// Turns a shared raw event into a subscriber's item, or skips it (`None`).
+type Decoder<T> = fn(&Arc<RawEvent>) -> Option<Result<T>>;
+
+/// A subscription to events: a [`Stream`] of `Result<T, Error>`.
+///
+/// Items are `Err` when the subscriber missed events ([`Error::is_lagged`], the
+/// stream goes on after it) or when an event did not decode. The stream ends when the
+/// connection is closed.
+///
+/// Events that arrive before a reply are kept in the subscription, so subscribing
+/// before sending a command never misses the events that command causes.
+pub struct EventStream<T> {
+    inner: BroadcastStream<Arc<RawEvent>>,
+    decode: Decoder<T>,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for EventStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventStream")
+    }
+}
+
+impl<T: 'static + Send> EventStream<T> {
+    pub(crate) fn new(
+        rx: Option<tokio::sync::broadcast::Receiver<Arc<RawEvent>>>,
+        decode: Decoder<T>,
+    ) -> Self {
+        // A subscription made after the connection closed ends at once.
+        let rx = rx.unwrap_or_else(|| tokio::sync::broadcast::channel(1).1);
+        EventStream {
+            inner: BroadcastStream::new(rx),
+            decode,
+            _marker: PhantomData,
+        }
+    }
+
+    /// The next item, or `None` when the connection has closed.
+    pub async fn next(&mut self) -> Option<Result<T>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl<T: 'static + Send> Stream for EventStream<T> {
+    type Item = Result<T>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(n)))) => {
+                    tracing::warn!(target: "qmp::events", missed = n, "event subscriber lagged");
+                    return Poll::Ready(Some(Err(Error::lagged(n))));
+                }
+                Poll::Ready(Some(Ok(ev))) => {
+                    if let Some(item) = (self.decode)(&ev) {
+                        return Poll::Ready(Some(item));
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn decode_raw(ev: &Arc<RawEvent>) -> Option<Result<Arc<RawEvent>>> {
+    Some(Ok(ev.clone()))
+}
+
+pub(crate) fn decode_one<E: Event>(ev: &Arc<RawEvent>) -> Option<Result<E>> {
+    (ev.name() == E::NAME).then(|| ev.decode_data::<E>())
+}
+
+pub(crate) fn decode_set<S: EventSet>(ev: &Arc<RawEvent>) -> Option<Result<S>> {
+    Some(ev.decode_set::<S>())
+}
