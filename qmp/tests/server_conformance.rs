@@ -121,6 +121,7 @@ const PLAIN: &[(&str, Compare)] = &[
         r#"{"execute":"blockdev-add","arguments":{"driver":"null-co","node-name":"n0"},"id":14}"#,
         Exact,
     ),
+    (r#"{'execute':'query-version','id':'it\'s "sq"'}"#, Exact),
     (r#"{"execute":"query-version","id":"last"}"#, Exact),
 ];
 

@@ -45,6 +45,7 @@
 
 mod faults;
 mod handler;
+mod json_stream;
 pub mod replay;
 mod session;
 pub mod transcript;

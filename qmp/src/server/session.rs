@@ -1,27 +1,30 @@
 //! One client connection: greeting, the reader loop, the in-band dispatcher, the writer.
 //!
-//! The structure follows QEMU's monitor (`monitor/qmp.c`): the reader parses each line;
+//! The structure follows QEMU's monitor (`monitor/qmp.c`): the reader splits the input into JSON
+//! values as QEMU's streaming parser does (no newline needed, see `json_stream`);
 //! a request that looks out-of-band (`exec-oob` without `execute`) is dispatched at once,
 //! everything else (including parse errors, which are answered in order) goes to the
 //! in-band queue. Without `oob` negotiated the reader waits for each in-band request to
 //! be answered before reading the next (QEMU suspends the monitor); with it, up to 8
 //! requests are queued (`QMP_REQ_QUEUE_LEN_MAX`).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::faults::{Faults, GreetingFault};
 use super::handler::{Ctx, QmpError};
+use super::json_stream::{JsonSplitter, Piece};
 use super::transcript::{Direction, TrafficHook};
 use super::{encode_event, ClientId, Out, Server};
-use crate::codec::{CodecError, LineEnding, LineReader, LineWriter};
+use crate::codec::{LineEnding, LineWriter};
 use crate::message::{write_error, write_return};
 use crate::schema_check::COMMAND_NOT_FOUND;
 
@@ -89,7 +92,11 @@ where
         tx.clone(),
     ));
 
-    let mut reader = LineReader::with_max_line(rd, server.shared().max_line);
+    let mut rd = rd;
+    let mut splitter = JsonSplitter::new(server.shared().max_line);
+    let mut pieces: VecDeque<Piece> = VecDeque::new();
+    let mut scratch: Vec<Piece> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
     let mut read_after_negotiation: u64 = 0;
     'session: loop {
         let faults = server.faults();
@@ -103,29 +110,37 @@ where
                 break 'session;
             }
         }
-        let line = tokio::select! {
-            r = reader.next_line() => r,
-            _ = shutdown.wait_for(|s| *s) => break 'session,
-            _ = &mut writer => break 'session,
-        };
-        let item = match line {
-            Ok(None) => break,
-            Ok(Some(l)) => {
-                if let Some(h) = &hook {
-                    h.message(Direction::ToServer, l);
+        let piece = match pieces.pop_front() {
+            Some(p) => p,
+            None => {
+                let n = tokio::select! {
+                    r = rd.read(&mut chunk) => r,
+                    _ = shutdown.wait_for(|s| *s) => break 'session,
+                    _ = &mut writer => break 'session,
+                };
+                match n {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        splitter.push(&chunk[..n], &mut scratch);
+                        pieces.extend(scratch.drain(..));
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(client = id.0, "qmp::server: read ends: {e}");
+                        break;
+                    }
                 }
-                serde_json::from_str::<Value>(l).map_err(|e| QmpError::generic(json_error_text(&e)))
             }
-            Err(CodecError::LineTooLong { .. }) => {
-                Err(QmpError::generic("JSON token size limit exceeded"))
+        };
+        let item = match piece {
+            Piece::Message(bytes) => {
+                if let Some(h) = &hook {
+                    h.message(Direction::ToServer, &String::from_utf8_lossy(&bytes));
+                }
+                serde_json::from_slice::<Value>(&bytes)
+                    .map_err(|e| QmpError::generic(json_error_text(&e)))
             }
-            Err(CodecError::InvalidUtf8(_)) => Err(QmpError::generic(
-                "JSON parse error, invalid UTF-8 sequence in string",
-            )),
-            Err(e) => {
-                tracing::debug!(client = id.0, "qmp::server: read ends: {e}");
-                break;
-            }
+            Piece::TooLong => Err(QmpError::generic("JSON token size limit exceeded")),
         };
         if state.negotiated.load(Ordering::Acquire) {
             read_after_negotiation += 1;

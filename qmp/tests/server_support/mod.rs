@@ -121,3 +121,63 @@ pub async fn live_schema(socket: &Path) -> Value {
     let mut r = p.call(r#"{"execute":"query-qmp-schema"}"#).await;
     r["return"].take()
 }
+
+/// Runs a raw session against `socket` (greeting, then each request line answered by
+/// one reply) while recording it with `hook`, as a client-side recorder would.
+pub async fn record_session(
+    socket: &Path,
+    hook: &dyn qmp::server::transcript::TrafficHook,
+    requests: &[&str],
+) -> Vec<Value> {
+    use qmp::server::transcript::Direction;
+    let mut p = RawPeer::connect(socket).await;
+    let greeting = p.recv_line().await.expect("greeting");
+    hook.message(Direction::ToClient, greeting.trim_end());
+    let mut replies = Vec::new();
+    for r in requests {
+        hook.message(Direction::ToServer, r);
+        p.send(r).await;
+        let line = p.recv_line().await.expect("reply");
+        hook.message(Direction::ToClient, line.trim_end());
+        replies.push(serde_json::from_str(&line).expect("reply JSON"));
+    }
+    replies
+}
+
+/// The Python interpreter of the venv with `qemu.qmp` (created by
+/// `scripts/python-venv` on first use).
+pub fn venv_python() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/python-venv");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/python-venv");
+    assert!(out.status.success(), "scripts/python-venv failed");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    PathBuf::from(stdout.lines().last().expect("python path").trim())
+}
+
+/// Runs `qmp/tests/interop/qemu_qmp_client.py` with `args`, returning its JSON output.
+pub async fn run_qemu_qmp(python: &Path, args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/qemu_qmp_client.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(python)
+            .arg(&script)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("qemu.qmp client hung")
+    .expect("spawn python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "qemu.qmp client failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad output ({e}): {stdout}"))
+}

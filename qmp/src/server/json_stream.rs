@@ -1,0 +1,194 @@
+//! Splits the server's input into JSON messages the way QEMU's `json-streamer.c` does.
+//!
+//! QEMU does not read lines: its JSON parser is fed a byte stream and emits a message
+//! whenever braces and brackets balance. Clients rely on that: QEMU's own Python
+//! library (`qemu.qmp`) sends requests *without* a newline. So the server cannot use the
+//! client's line codec for input; this splitter finds message boundaries instead and
+//! also rewrites QEMU's single-quoted strings (and `\'` escapes) into standard JSON,
+//! so that `serde_json` can parse what QEMU accepts.
+
+/// One message found in the stream, or a message that exceeded the size limit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// The bytes of one JSON value (strings rewritten to double quotes).
+    Message(Vec<u8>),
+    /// A message grew past the limit; input is skipped up to the next newline.
+    TooLong,
+}
+
+#[derive(Debug)]
+pub(crate) struct JsonSplitter {
+    buf: Vec<u8>,
+    depth: usize,
+    /// Inside a string opened by this quote character.
+    quote: Option<u8>,
+    escape: bool,
+    /// Skipping the rest of an over-long message.
+    skipping: bool,
+    max: usize,
+}
+
+impl JsonSplitter {
+    pub(crate) fn new(max: usize) -> JsonSplitter {
+        JsonSplitter {
+            buf: Vec::new(),
+            depth: 0,
+            quote: None,
+            escape: false,
+            skipping: false,
+            max: max.max(1),
+        }
+    }
+
+    fn emit(&mut self, out: &mut Vec<Piece>) {
+        let msg = std::mem::take(&mut self.buf);
+        self.depth = 0;
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(256);
+        }
+        out.push(Piece::Message(msg));
+    }
+
+    /// Feeds bytes; complete messages are appended to `out` in order.
+    pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<Piece>) {
+        for &b in bytes {
+            if self.skipping {
+                if b == b'\n' {
+                    self.skipping = false;
+                }
+                continue;
+            }
+            if let Some(q) = self.quote {
+                if self.escape {
+                    self.escape = false;
+                    if b == b'\'' {
+                        // `\'` is QEMU's escape for a single quote; JSON has none.
+                        self.buf.pop();
+                    }
+                    self.buf.push(b);
+                } else if b == b'\\' {
+                    self.escape = true;
+                    self.buf.push(b);
+                } else if b == q {
+                    self.quote = None;
+                    self.buf.push(b'"');
+                    if self.depth == 0 {
+                        self.emit(out);
+                    }
+                } else if q == b'\'' && b == b'"' {
+                    self.buf.extend_from_slice(b"\\\"");
+                } else {
+                    self.buf.push(b);
+                }
+            } else {
+                match b {
+                    b'"' | b'\'' => {
+                        self.quote = Some(b);
+                        self.buf.push(b'"');
+                    }
+                    b'{' | b'[' => {
+                        self.depth += 1;
+                        self.buf.push(b);
+                    }
+                    b'}' | b']' => {
+                        self.buf.push(b);
+                        self.depth = self.depth.saturating_sub(1);
+                        if self.depth == 0 {
+                            self.emit(out);
+                        }
+                    }
+                    b' ' | b'\t' | b'\r' | b'\n' => {
+                        if self.depth == 0 {
+                            // A bare scalar at top level ends at whitespace.
+                            if !self.buf.is_empty() {
+                                self.emit(out);
+                            }
+                        } else {
+                            self.buf.push(b);
+                        }
+                    }
+                    _ => self.buf.push(b),
+                }
+            }
+            if self.buf.len() > self.max {
+                self.buf = Vec::new();
+                self.depth = 0;
+                self.quote = None;
+                self.escape = false;
+                self.skipping = b != b'\n';
+                out.push(Piece::TooLong);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]], max: usize) -> Vec<Piece> {
+        let mut s = JsonSplitter::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            s.push(c, &mut out);
+        }
+        out
+    }
+
+    fn msg(s: &str) -> Piece {
+        Piece::Message(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn messages_without_newlines_and_split_across_chunks() {
+        let got = split(
+            &[
+                b"{\"execute\": \"a\"}{\"exec",
+                b"ute\": \"b\", \"x\": [1, {}]}",
+            ],
+            1000,
+        );
+        assert_eq!(
+            got,
+            vec![
+                msg("{\"execute\": \"a\"}"),
+                msg("{\"execute\": \"b\", \"x\": [1, {}]}")
+            ]
+        );
+    }
+
+    #[test]
+    fn braces_inside_strings_do_not_count() {
+        let got = split(&[br#"{"a": "}{\"", "b": "]"}"#], 1000);
+        assert_eq!(got, vec![msg(r#"{"a": "}{\"", "b": "]"}"#)]);
+    }
+
+    #[test]
+    fn single_quotes_become_json() {
+        let got = split(&[br#"{'execute': 'it\'s "x"'}"#], 1000);
+        assert_eq!(got, vec![msg(r#"{"execute": "it's \"x\""}"#)]);
+        let v: serde_json::Value = match &got[0] {
+            Piece::Message(m) => serde_json::from_slice(m).unwrap(),
+            Piece::TooLong => panic!(),
+        };
+        assert_eq!(v["execute"], "it's \"x\"");
+    }
+
+    #[test]
+    fn scalars_and_malformed_input_are_emitted() {
+        let got = split(&[b"\"str\"\n42\n{\"execute\": }\n]"], 1000);
+        assert_eq!(
+            got,
+            vec![msg("\"str\""), msg("42"), msg("{\"execute\": }"), msg("]")]
+        );
+    }
+
+    #[test]
+    fn too_long_skips_to_newline() {
+        let mut big = b"{\"a\": \"".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 100));
+        big.extend_from_slice(b"\"}\n{\"ok\": 1}");
+        let got = split(&[&big], 50);
+        assert_eq!(got, vec![Piece::TooLong, msg("{\"ok\": 1}")]);
+    }
+}
