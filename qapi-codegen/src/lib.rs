@@ -4,4 +4,5 @@
 //! sources or `query-qmp-schema` output → [`model::Schema`] (checked, resolved) → Rust.
 #![deny(missing_docs)]
 
+pub mod introspect;
 pub mod model;

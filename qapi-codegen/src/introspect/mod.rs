@@ -1,0 +1,157 @@
+//! The introspection reader and writer: `query-qmp-schema` output ⇄ [`Schema`].
+//!
+//! A running QEMU describes its QMP interface with the command `query-qmp-schema`
+//! (QEMU's `qapi/introspect.json`, produced by `scripts/qapi/introspect.py`): a flat
+//! JSON array of `SchemaInfo` objects, one per command, event and used type.
+//! [`read`] turns that array into the same [`Schema`] model the source reader builds, and
+//! [`to_json`] does the inverse, producing what QEMU's generator would produce.
+//!
+//! # What introspection says, and what it does not
+//!
+//! QEMU flattens its schema for introspection: object types list all their members
+//! (bases are merged in), every integer type becomes `int`, arrays are named `[T]`,
+//! optional members carry `"default": null`, and conditions are evaluated at build time
+//! (what is listed is compiled in). Docs, conditions, integer widths, bases and the
+//! command flags other than `allow-oob` are not in the output. The model read here
+//! leaves them unknown rather than guessing: no docs, no conditions, `int` for every
+//! integer, `base: None`, and QEMU's defaults for `gen`, `success-response`,
+//! `allow-preconfig` and `coroutine`. `boxed` is set for commands and events whose
+//! argument type is a union, since QAPI only allows union arguments when boxed.
+//!
+//! # Names
+//!
+//! QEMU masks the names of most types as decimal numbers that change from one build
+//! to the next. [`read`] derives readable names from where each type is used; see
+//! [`names`](self#naming-rules) below. Names that are not masked (commands, events,
+//! builtins, and every name of an unmasked dump) are kept as they are, and the mapping
+//! from derived to masked names is kept in [`Origin::Introspection`].
+//!
+//! ## Naming rules
+//!
+//! Each masked type is named after its first use in a breadth-first walk that starts
+//! from the commands and events in the order QEMU lists them (that order is the
+//! schema's definition order, which does not depend on the masked numbers):
+//!
+//! | use | derived name |
+//! |---|---|
+//! | arguments of command `query-foo` | `QueryFooArg` |
+//! | reply of command `query-foo` | `QueryFooReply` |
+//! | data of event `BLOCK_JOB_READY` | `BlockJobReadyEventData` |
+//! | member `bar-baz` of type `P` | `PBarBaz` |
+//! | branch `qcow2` of union `P` | `PQcow2` |
+//! | alternative of alternate `P` that is an object / enum / array | `PObject` / `PEnum` / `PArray` |
+//! | element of an array used at a place named `X` | `X` (the array is `XList`) |
+//! | a type no command or event reaches | `UnusedType`, `UnusedType2`, … |
+//!
+//! QEMU lists types that are used only under conditions its build left out (it
+//! collects used types before evaluating conditions), so real output has unreached
+//! types; they are named after the others, ordered by their content (member names and
+//! the names of the types they use), not by their position or number.
+//!
+//! Alternatives of an alternate are named after their type (the names QEMU's source
+//! gave them are not in the output).
+//!
+//! Words are split at every character that is not an ASCII letter or digit, and each
+//! word is capitalised (all-caps words such as event names are lowered first). The
+//! empty object QEMU uses for "no arguments" and "empty reply" is named `q_empty`, as
+//! in the sources, and commands and events using it have no argument (or reply) type.
+//! Arrays are named `ElementList`, as the source reader names them.
+//!
+//! A derived name never equals another entity's name and never equals another type's
+//! name up to case and punctuation (so they stay distinct once converted to Rust
+//! case); on a clash the next free `Name2`, `Name3`, … is taken, in walk order.
+//!
+//! # Errors
+//!
+//! Bad input gives an [`IntrospectError`] naming the file and the JSON path of the bad
+//! entry (for example `$[12].members[3].type`); no input panics.
+
+mod names;
+mod parse;
+mod read;
+pub mod write;
+
+pub use read::read;
+pub use write::to_json;
+
+use crate::model::Schema;
+
+/// An error reading `query-qmp-schema` output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntrospectError {
+    /// The text is not JSON.
+    #[error("{file}:{line}:{column}: invalid JSON: {message}")]
+    Json {
+        /// The file name as given to [`read`].
+        file: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What the JSON parser reported.
+        message: String,
+    },
+    /// The JSON is not a valid `query-qmp-schema` reply.
+    #[error("{file}: {path}: {message}")]
+    Invalid {
+        /// The file name as given to [`read`].
+        file: String,
+        /// JSON path of the offending value, e.g. `$[12].members[3].type` (`$` is the
+        /// schema array, also when the input was a whole `{"return": [...]}` reply).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl IntrospectError {
+    /// The JSON path of the offending value, for [`IntrospectError::Invalid`].
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            IntrospectError::Invalid { path, .. } => Some(path),
+            IntrospectError::Json { .. } => None,
+        }
+    }
+}
+
+/// True if `text` looks like `query-qmp-schema` output rather than QAPI source: its
+/// first non-whitespace byte is `[`, or it is a JSON object whose first key is
+/// `"return"` (a whole QMP reply). QAPI sources start with a comment or a `{ '…'`
+/// expression, so the two never overlap.
+pub fn looks_like_introspection(text: &[u8]) -> bool {
+    let rest = trim_ws(text);
+    match rest.first() {
+        Some(b'[') => true,
+        Some(b'{') => trim_ws(&rest[1..]).starts_with(b"\"return\""),
+        _ => false,
+    }
+}
+
+fn trim_ws(text: &[u8]) -> &[u8] {
+    let start = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(text.len());
+    &text[start..]
+}
+
+/// Reads a file of `query-qmp-schema` output; [`read`] with the file's name.
+///
+/// # Errors
+///
+/// An [`IntrospectError::Invalid`] with path `$` when the file cannot be read or is not
+/// UTF-8, otherwise what [`read`] reports.
+pub fn read_file(path: &std::path::Path) -> Result<Schema, IntrospectError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| IntrospectError::Invalid {
+        file: file.clone(),
+        path: "$".into(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| IntrospectError::Invalid {
+        file: file.clone(),
+        path: "$".into(),
+        message: format!("not UTF-8: {e}"),
+    })?;
+    read(&text, &file)
+}
