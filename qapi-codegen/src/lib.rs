@@ -5,4 +5,5 @@
 #![deny(missing_docs)]
 
 pub mod introspect;
+pub mod emit;
 pub mod model;

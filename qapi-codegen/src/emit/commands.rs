@@ -1,0 +1,151 @@
+//! Commands: one struct per command (its arguments) implementing `qmp::Command`, the
+//! `COMMANDS` table and `check_command_arguments`, into `pub mod commands`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::names::{self, Namer};
+use super::types::{fields, struct_with_ctor};
+use super::{id, ifcond_tokens, Ctx, EmitError, Module};
+use crate::model::{EntityKind, Object};
+
+pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
+    let mut namer = Namer::with_reserved(&["COMMANDS"]);
+    let mut items = TokenStream::new();
+    let mut table = Vec::new();
+    let mut checks = Vec::new();
+    for (e, c) in ctx.schema.commands() {
+        let name = id(&namer.unique(names::camel(&e.name)));
+        let wire = &e.name;
+        let docs = ctx.entity_docs(e, "command");
+        let dep = ctx.deprecated_attr(Some(e), &e.features);
+        let reply = match c.ret_type {
+            Some(t) => ctx.rust_type(t, Module::Other)?,
+            None => quote!(::qmp::runtime::Empty),
+        };
+        let args_obj: Option<&Object> = match c.arg_type.map(|a| &ctx.schema.entity(a).kind) {
+            Some(EntityKind::Object(o)) if !c.boxed => Some(o),
+            _ => None,
+        };
+        let unit = c.arg_type.is_none()
+            || args_obj.is_some_and(|o| o.members.is_empty() && o.branches.is_none() && c.gen);
+        if unit {
+            items.extend(quote! {
+                #docs
+                #dep
+                #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+                pub struct #name;
+                ::qmp::__qapi_unit_serde!(#name);
+            });
+            checks.push(quote!(#wire => ::qmp::runtime::check_no_arguments(args),));
+        } else if let (Some(o), false) = (args_obj, c.boxed) {
+            let mut fnamer = Namer::default();
+            let mut f = fields(ctx, e, None, &o.members, None, Module::Other, &mut fnamer)?;
+            // `gen: false` commands take more than their schema says (`device_add`
+            // takes the device's properties): keep whatever else is given.
+            let extra = if c.gen {
+                quote!()
+            } else {
+                let extra = id(&fnamer.unique("extra".to_owned()));
+                let set = super::setter(&extra.to_string());
+                f.setters.push(quote! {
+                    /// Adds an argument the schema does not declare (this command takes
+                    /// more than its schema says, e.g. a device's properties).
+                    pub fn #set(mut self, name: &str, value: ::serde_json::Value) -> Self {
+                        self.#extra.insert(::std::borrow::ToOwned::to_owned(name), value);
+                        self
+                    }
+                });
+                f.inits.push(quote!(#extra: ::serde_json::Map::new()));
+                quote! {
+                    /// Arguments the schema does not declare.
+                    #[serde(flatten)]
+                    pub #extra: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+                }
+            };
+            items.extend(struct_with_ctor(&docs, &dep, &name, &f, extra));
+            checks.push(quote!(#wire => ::qmp::runtime::check_arguments::<#name>(args),));
+        } else {
+            // boxed: the arguments are one (possibly union) type.
+            let Some(arg) = c.arg_type else {
+                return Err(EmitError::Model(format!(
+                    "command `{wire}` lost its arguments"
+                )));
+            };
+            let inner = ctx.rust_type(arg, Module::Other)?;
+            items.extend(quote! {
+                #docs
+                #dep
+                #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+                #[serde(transparent)]
+                pub struct #name(pub #inner);
+                impl #name {
+                    /// Creates the command from its arguments.
+                    pub fn new(arguments: #inner) -> Self {
+                        Self(arguments)
+                    }
+                }
+            });
+            checks.push(quote!(#wire => ::qmp::runtime::check_arguments::<#name>(args),));
+        }
+        let oob = c.allow_oob;
+        let success = c.success_response;
+        let consts = {
+            let mut t = TokenStream::new();
+            if oob {
+                t.extend(quote!(
+                    const ALLOW_OOB: bool = true;
+                ));
+            }
+            if !success {
+                t.extend(quote!(
+                    const SUCCESS_RESPONSE: bool = false;
+                ));
+            }
+            t
+        };
+        items.extend(quote! {
+            impl ::qmp::Command for #name {
+                const NAME: &'static str = #wire;
+                type Reply = #reply;
+                #consts
+            }
+        });
+        let ifc = ifcond_tokens(e.ifcond.as_ref());
+        let deprecated = e.is_deprecated();
+        let unstable = e.is_unstable();
+        table.push(quote! {
+            ::qmp::runtime::CommandInfo {
+                name: #wire,
+                ifcond: #ifc,
+                deprecated: #deprecated,
+                unstable: #unstable,
+                allow_oob: #oob,
+                success_response: #success,
+            },
+        });
+    }
+    items.extend(quote! {
+        /// Every command of the schema, in definition order, with what is known about it
+        /// at run time (conditions, features, `allow-oob`, `success-response`).
+        pub const COMMANDS: &[::qmp::runtime::CommandInfo] = &[#(#table)*];
+    });
+    if ctx.opts.check_arguments {
+        items.extend(quote! {
+            /// Checks the JSON `arguments` of command `name` against its typed arguments.
+            ///
+            /// Returns `None` for a command the schema does not have, `Some(Err(..))`
+            /// naming the offending member when the arguments do not fit.
+            pub fn check_command_arguments(
+                name: &str,
+                args: &::serde_json::Value,
+            ) -> ::std::option::Option<::std::result::Result<(), ::std::string::String>> {
+                ::std::option::Option::Some(match name {
+                    #(#checks)*
+                    _ => return ::std::option::Option::None,
+                })
+            }
+        });
+    }
+    Ok(items)
+}
