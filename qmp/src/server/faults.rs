@@ -35,7 +35,7 @@ pub struct Faults {
     pub close_mid_reply: bool,
     /// Send a line of invalid JSON instead of each affected reply.
     pub malformed_reply: bool,
-    /// Before each affected reply, send a line of this many bytes (a JSON string).
+    /// Before each affected reply, send an `OVERSIZED` event padded to this many bytes.
     pub oversized_line: Option<usize>,
     /// Before each affected reply, send a reply with an id that no request used.
     pub unknown_id_reply: bool,

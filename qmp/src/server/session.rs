@@ -265,10 +265,13 @@ async fn send_faulty(tx: &mpsc::Sender<Out>, line: Vec<u8>, faults: &Faults) -> 
         tokio::time::sleep(d).await;
     }
     if let Some(n) = faults.oversized_line {
-        let mut big = Vec::with_capacity(n);
-        big.push(b'"');
-        big.resize(n.saturating_sub(1).max(1), b'x');
-        big.push(b'"');
+        // A well-formed event padded to `n` bytes: only its size is wrong.
+        let head = br#"{"event": "OVERSIZED", "data": {"pad": ""#;
+        let tail = br#""}, "timestamp": {"seconds": 0, "microseconds": 0}}"#;
+        let mut big = Vec::with_capacity(n.max(head.len() + tail.len()));
+        big.extend_from_slice(head);
+        big.resize(n.saturating_sub(tail.len()).max(head.len()), b'x');
+        big.extend_from_slice(tail);
         let _ = tx.send(Out::Line(big)).await;
     }
     if faults.unknown_id_reply {
