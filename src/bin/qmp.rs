@@ -1,0 +1,317 @@
+//! `qmp`: talk to QEMU's QMP monitor from the command line.
+//!
+//! ```text
+//! qmp [--socket PATH | --tcp HOST:PORT] call COMMAND [JSON-ARGS]   # prints the reply
+//! qmp [--socket PATH | --tcp HOST:PORT] events [--count N]         # JSON lines
+//! qmp [--socket PATH | --tcp HOST:PORT] schema                     # query-qmp-schema
+//! ```
+//!
+//! Without `--socket`/`--tcp`, it starts a private `qemu-storage-daemon` with a QMP
+//! monitor on a socket in a temporary directory, and stops it on exit (also on error
+//! and on Ctrl-C or SIGTERM), so `qmp call query-version` works on a fresh machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, Stdio};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser, Debug)]
+#[command(name = "qmp", version, about = "Talk to QEMU's QMP monitor")]
+struct Cli {
+    /// Path of QEMU's QMP Unix socket.
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "tcp")]
+    socket: Option<PathBuf>,
+    /// Address of QEMU's QMP TCP socket.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    tcp: Option<String>,
+    /// Give up on a call after this many seconds.
+    #[arg(long, global = true, value_name = "SECONDS")]
+    timeout: Option<f64>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run one command and print its reply (the `return` value) as JSON.
+    Call {
+        /// The command name, e.g. `query-version`.
+        command: String,
+        /// The arguments as a JSON object, e.g. '{"node-name": "n0"}'.
+        args: Option<String>,
+        /// Print on one line instead of pretty-printing.
+        #[arg(long)]
+        compact: bool,
+    },
+    /// Print events as JSON lines until interrupted (or until --count events).
+    Events {
+        /// Exit after this many events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Print the peer's schema (`query-qmp-schema`) as JSON.
+    Schema,
+}
+
+/// Checks a command's arguments before anything is sent.
+///
+/// Today this only does the checks that need no schema: the arguments must be a JSON
+/// object.
+// TODO(bindings hook): once the `qemu-qapi` bindings expose their command table
+// (argument members, types, optional flags), look `command` up there and report an
+// unknown command or a missing, unexpected or mistyped member by name, without a
+// round trip to QEMU.
+fn check_arguments(command: &str, args: &Value) -> Result<(), String> {
+    if !args.is_object() {
+        return Err(format!(
+            "the arguments of `{command}` must be a JSON object, not {}",
+            match args {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "an array",
+                Value::Object(_) => "an object",
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// A `qemu-storage-daemon` started for this run; killed when dropped.
+struct LocalDaemon {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalDaemon {
+    fn start() -> Result<LocalDaemon, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("qmp-cli-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        let socket = dir.path().join("qmp.sock");
+        let child = std::process::Command::new("qemu-storage-daemon")
+            .arg("--chardev")
+            .arg(format!(
+                "socket,id=m,path={},server=on,wait=off",
+                socket.display()
+            ))
+            .args(["--monitor", "chardev=m"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "no --socket or --tcp given, and qemu-storage-daemon could not be started: {e}"
+                )
+            })?;
+        Ok(LocalDaemon {
+            child,
+            socket,
+            _dir: dir,
+        })
+    }
+
+    async fn wait_for_socket(&mut self) -> Result<(), String> {
+        for _ in 0..400 {
+            if self.socket.exists() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("qemu-storage-daemon exited early ({status})"));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Err("qemu-storage-daemon did not create its QMP socket in 10 s".into())
+    }
+}
+
+impl Drop for LocalDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect(cli: &Cli, socket: Option<&Path>) -> Result<qmp::Client, String> {
+    let mut config = qmp::Config::new();
+    config.call_timeout(cli.timeout.map(Duration::from_secs_f64));
+    let r = match (&cli.tcp, socket) {
+        (Some(addr), _) => config.connect_tcp(addr.as_str()).await,
+        (None, Some(path)) => config.connect_unix(path).await,
+        (None, None) => unreachable!("a socket is always chosen"),
+    };
+    r.map_err(|e| e.to_string())
+}
+
+/// Prints `v` on stdout. A closed stdout (e.g. `qmp schema | head`) is not an error
+/// worth reporting: it returns `Ok(false)` so the caller stops.
+fn print_json(v: &Value, compact: bool) -> Result<bool, String> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = if compact {
+        serde_json::to_writer(&mut out, v)
+    } else {
+        serde_json::to_writer_pretty(&mut out, v)
+    }
+    .map_err(std::io::Error::from)
+    .and_then(|()| writeln!(out))
+    .and_then(|()| out.flush());
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(format!("writing to stdout: {e}")),
+    }
+}
+
+async fn run(cli: &Cli, socket: Option<&Path>) -> Result<(), String> {
+    // Validate before connecting, so a typo costs no round trip.
+    let call_args = match &cli.command {
+        Cmd::Call {
+            command,
+            args: Some(text),
+            ..
+        } => {
+            let v: Value = serde_json::from_str(text)
+                .map_err(|e| format!("the arguments are not valid JSON: {e}"))?;
+            check_arguments(command, &v)?;
+            Some(v)
+        }
+        _ => None,
+    };
+    let client = connect(cli, socket).await?;
+    let result = match &cli.command {
+        Cmd::Call {
+            command, compact, ..
+        } => {
+            let reply = client
+                .execute_raw(command, call_args.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            print_json(&reply, *compact).map(drop)
+        }
+        Cmd::Schema => {
+            let schema = client
+                .execute_raw("query-qmp-schema", None::<&()>)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_json(&schema, false).map(drop)
+        }
+        Cmd::Events { count } => {
+            let mut events = client.subscribe_raw();
+            let v = &client.greeting().qmp.version.qemu;
+            eprintln!(
+                "qmp: connected to QEMU {}.{}.{}; waiting for events",
+                v.major, v.minor, v.micro
+            );
+            let mut seen = 0;
+            let mut out = Ok(());
+            while !matches!(count, Some(c) if seen >= *c) {
+                match events.next().await {
+                    Some(Ok(e)) => {
+                        // Normalise to one compact line whatever the peer's spacing.
+                        match print_json(&e.to_value(), true) {
+                            Ok(true) => seen += 1,
+                            Ok(false) => break,
+                            Err(e) => {
+                                out = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    Some(Err(e)) if e.is_lagged() => {
+                        eprintln!("qmp: {e}");
+                    }
+                    Some(Err(e)) => {
+                        out = Err(e.to_string());
+                        break;
+                    }
+                    None => {
+                        out = Err(client.closed().await.to_string());
+                        break;
+                    }
+                }
+            }
+            out
+        }
+    };
+    client.close().await;
+    result
+}
+
+async fn interrupted() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "interrupted";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term.recv() => "terminated",
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("qmp: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        // The daemon (if any) lives in this scope: it is killed on every way out.
+        let mut daemon = None;
+        let socket = match (&cli.socket, &cli.tcp) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(_)) => None,
+            (None, None) => {
+                let mut d = LocalDaemon::start()?;
+                d.wait_for_socket().await?;
+                let s = d.socket.clone();
+                daemon = Some(d);
+                Some(s)
+            }
+        };
+        let r = tokio::select! {
+            r = run(&cli, socket.as_deref()) => r,
+            why = interrupted() => Err(why.to_owned()),
+        };
+        drop(daemon);
+        r
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qmp: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_must_be_an_object() {
+        assert!(check_arguments("x", &serde_json::json!({"a": 1})).is_ok());
+        let e = check_arguments("blockdev-del", &serde_json::json!([1])).unwrap_err();
+        assert!(
+            e.contains("`blockdev-del`") && e.contains("an array"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! The `qmp` command-line program against real QEMU 10.0: `call`, `events` and the
+//! no-socket mode (a private `qemu-storage-daemon`, always stopped on exit).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const QMP: &str = env!("CARGO_BIN_EXE_qmp");
+
+fn have(binary: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(binary).is_file()))
+        .unwrap_or(false);
+    if !found {
+        println!("skipping: {binary} is not installed");
+    }
+    found
+}
+
+/// A process killed on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn storage_daemon(dir: &Path) -> (Guard, PathBuf) {
+    let socket = dir.join("qsd.sock");
+    let child = Command::new("qemu-storage-daemon")
+        .arg("--chardev")
+        .arg(format!(
+            "socket,id=m,path={},server=on,wait=off",
+            socket.display()
+        ))
+        .args(["--monitor", "chardev=m"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = Guard(child);
+    wait_for(&socket);
+    (guard, socket)
+}
+
+fn qmp(args: &[&str]) -> Output {
+    Command::new(QMP)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "qmp failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn call_prints_the_reply() {
+    if !have("qemu-storage-daemon") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_qsd, socket) = storage_daemon(dir.path());
+    let s = socket.to_str().unwrap();
+    let v = json_of(&qmp(&["--socket", s, "call", "query-version"]));
+    assert_eq!(v["qemu"]["major"], 10);
+    let out = qmp(&[
+        "--socket",
+        s,
+        "call",
+        "blockdev-add",
+        r#"{"driver": "null-co", "node-name": "cli0"}"#,
+        "--compact",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "{}");
+    let nodes = json_of(&qmp(&[
+        "--socket",
+        s,
+        "call",
+        "query-named-block-nodes",
+        r#"{"flat": true}"#,
+    ]));
+    assert!(nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["node-name"] == "cli0"));
+    // A QMP error: non-zero exit, the class on stderr.
+    let out = qmp(&["--socket", s, "call", "no-such-command"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CommandNotFound"));
+    // `schema` prints query-qmp-schema.
+    let schema = json_of(&qmp(&["--socket", s, "schema"]));
+    assert!(schema
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "query-version" && e["meta-type"] == "command"));
+}
+
+#[test]
+fn bad_arguments_are_refused_before_connecting() {
+    // The socket does not exist: the error must come from the argument check.
+    let out = qmp(&[
+        "--socket",
+        "/nonexistent/qmp.sock",
+        "call",
+        "blockdev-del",
+        "[1]",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must be a JSON object"), "{err}");
+    let out = qmp(&["--socket", "/nonexistent/qmp.sock", "call", "x", "{oops"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+}
+
+/// Reads the child's stderr until the "waiting for events" line.
+fn wait_until_listening(child: &mut Child) {
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("waiting for events") {
+            // Keep draining stderr so the child never blocks on it.
+            std::thread::spawn(move || for _ in lines {});
+            return;
+        }
+    }
+    panic!("qmp events never started listening");
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "qmp did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn events_are_streamed_as_json_lines() {
+    if !have("qemu-system-x86_64") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let listen = dir.path().join("events.sock");
+    let control = dir.path().join("control.sock");
+    let qemu = Command::new("qemu-system-x86_64")
+        .args(["-M", "none", "-nodefaults", "-display", "none"])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=m1,path={},server=on,wait=off",
+            listen.display()
+        ))
+        .args(["-mon", "chardev=m1,mode=control"])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=m2,path={},server=on,wait=off",
+            control.display()
+        ))
+        .args(["-mon", "chardev=m2,mode=control"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _qemu = Guard(qemu);
+    wait_for(&listen);
+    wait_for(&control);
+    let events = Command::new(QMP)
+        .args([
+            "--socket",
+            listen.to_str().unwrap(),
+            "events",
+            "--count",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut events = Guard(events);
+    wait_until_listening(&mut events.0);
+    let c = control.to_str().unwrap();
+    json_of(&qmp(&["--socket", c, "call", "stop"]));
+    json_of(&qmp(&["--socket", c, "call", "cont"]));
+    let status = wait_exit(&mut events.0, Duration::from_secs(20));
+    assert!(status.success());
+    let mut out = String::new();
+    events
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["event"], "STOP");
+    assert_eq!(lines[1]["event"], "RESUME");
+    assert!(lines[0]["timestamp"]["seconds"].as_i64().unwrap() > 0);
+}
+
+/// Pids of the processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command name: state, ppid, ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // A zombie no longer runs.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn without_a_socket_a_private_storage_daemon_is_started_and_stopped() {
+    if !have("qemu-storage-daemon") {
+        return;
+    }
+    // `call`: the daemon answers, and is gone when qmp exits.
+    let v = json_of(&qmp(&["call", "query-version"]));
+    assert_eq!(v["qemu"]["major"], 10);
+
+    // `events`, interrupted by a signal: the daemon is stopped too.
+    let child = Command::new(QMP)
+        .arg("events")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Guard(child);
+    wait_until_listening(&mut child.0);
+    let daemons = children_of(child.0.id());
+    assert_eq!(daemons.len(), 1, "one private daemon runs: {daemons:?}");
+    let status = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_exit(&mut child.0, Duration::from_secs(10));
+    assert!(!status.success(), "interrupted is reported as failure");
+    assert!(gone(daemons[0]), "the private daemon was stopped");
+}
