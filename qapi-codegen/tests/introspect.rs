@@ -161,8 +161,25 @@ fn check_masking(masked: &Value, unmasked: &Value) -> HashMap<String, String> {
     map
 }
 
+/// QEMU before 6.2 listed enum values only as `values`; the writer writes QEMU 10.0's
+/// format, which also has `members` (with each value's features).
+fn upgrade(x: &mut Value) {
+    for e in x.as_array_mut().into_iter().flatten() {
+        if e["meta-type"] == "enum" && e.get("members").is_none() {
+            let members: Vec<Value> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| json!({ "name": v }))
+                .collect();
+            e["members"] = Value::Array(members);
+        }
+    }
+}
+
 fn check_round_trips(text: &str, file: &str) -> Schema {
-    let original: Value = serde_json::from_str(text).unwrap();
+    let mut original: Value = serde_json::from_str(text).unwrap();
+    upgrade(&mut original);
     let schema = read(text, file).unwrap_or_else(|e| panic!("{e}"));
     // Unmasked, the output is QEMU's with the derived names.
     let renamed = rename(&original, &masked_map(&schema));
@@ -590,4 +607,54 @@ fn live_storage_daemon() {
         ],
         STORAGE_DAEMON,
     );
+}
+
+// ---- older QEMU releases ---------------------------------------------------------
+
+/// QEMU 4.2 to 8.0 on several targets, as captured by libvirt for its tests (fetched
+/// by `scripts/fetch-old-schemas`): read without error, written back the same.
+#[test]
+fn older_releases_round_trip() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/old-schemas/introspect");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        println!(
+            "skipped: {} is absent (run scripts/fetch-old-schemas)",
+            dir.display()
+        );
+        return;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "replies"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no captures in {}", dir.display());
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        // A transcript: each command, then its reply, matched by id.
+        let mut schema_id = None;
+        let mut reply = None;
+        for value in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
+            let value = value.unwrap_or_else(|e| panic!("{file}: {e}"));
+            if value["execute"] == "query-qmp-schema" {
+                schema_id = Some(value["id"].clone());
+            } else if value.get("return").is_some() && Some(&value["id"]) == schema_id.as_ref() {
+                reply = Some(value);
+                break;
+            }
+        }
+        let reply = reply.unwrap_or_else(|| panic!("{file}: no query-qmp-schema reply"));
+        let schema = check_round_trips(&reply["return"].to_string(), &file);
+        // The whole reply, with its id, reads the same.
+        let whole = read(&reply.to_string(), &file).unwrap();
+        assert_eq!(whole.entities.len(), schema.entities.len(), "{file}");
+        println!(
+            "{file}: {} commands, {} events, {} entities",
+            schema.commands().count(),
+            schema.events().count(),
+            schema.entities.len()
+        );
+    }
 }
