@@ -7,3 +7,4 @@
 pub mod introspect;
 pub mod emit;
 pub mod model;
+pub mod snapshot;

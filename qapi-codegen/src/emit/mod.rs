@@ -54,6 +54,9 @@ pub struct Options {
     pub check_arguments: bool,
     /// The page items without doc text link to. Default: QEMU's QMP reference manual.
     pub manual_url: String,
+    /// Convert the QAPI doc text into the generated docs (otherwise every item gets a
+    /// one-line description and a link to the manual). Default: true.
+    pub docs: bool,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
         Options {
             check_arguments: true,
             manual_url: "https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html".to_owned(),
+            docs: true,
         }
     }
 }
@@ -270,7 +274,7 @@ impl<'a> Ctx<'a> {
 
     fn entity_doc_lines(&self, e: &Entity, what: &str) -> Vec<String> {
         let mut lines = vec![format!("QAPI {what} `{}`.", e.name)];
-        let doc = e.doc.map(|d| self.schema.doc(d));
+        let doc = e.doc.filter(|_| self.opts.docs).map(|d| self.schema.doc(d));
         let mut since = None;
         if let Some(doc) = doc {
             let body = docs::to_markdown(&doc.body.text);
@@ -334,6 +338,7 @@ impl<'a> Ctx<'a> {
     pub fn member_doc_lines(&self, owner: &Entity, name: &str) -> Vec<String> {
         let text = owner
             .doc
+            .filter(|_| self.opts.docs)
             .map(|d| self.schema.doc(d))
             .and_then(|d| d.args.iter().find(|(n, _)| n == name))
             .map(|(_, s)| docs::to_markdown(&s.text))
@@ -352,6 +357,7 @@ impl<'a> Ctx<'a> {
         }
         let note = owner
             .and_then(|o| o.doc)
+            .filter(|_| self.opts.docs)
             .map(|d| self.schema.doc(d))
             .and_then(|d| d.features.iter().find(|(n, _)| n == "deprecated"))
             .map(|(_, s)| docs::to_markdown(&s.text).join(" "))
