@@ -191,4 +191,34 @@ mod tests {
         let got = split(&[&big], 50);
         assert_eq!(got, vec![Piece::TooLong, msg("{\"ok\": 1}")]);
     }
+
+    proptest::proptest! {
+        /// Cutting the same input anywhere gives the same messages.
+        #[test]
+        fn splits_do_not_matter(cuts in proptest::collection::vec(0usize..200, 0..8)) {
+            let input: &[u8] = br#"{"execute": "a", "arguments": {"s": "}{]['\"", 'q': 'it\'s'}} [1, [2]]
+                "str" {'x': "y"}{"id": {"n": [null, true]}}"#;
+            let whole = split(&[input], 1000);
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c % (input.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for p in points {
+                chunks.push(&input[last..p]);
+                last = p;
+            }
+            chunks.push(&input[last..]);
+            proptest::prop_assert_eq!(split(&chunks, 1000), whole);
+        }
+
+        /// Arbitrary bytes never panic, and nothing longer than the limit comes out.
+        #[test]
+        fn arbitrary_bytes_are_bounded(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            for piece in split(&[&bytes], 50) {
+                if let Piece::Message(m) = piece {
+                    proptest::prop_assert!(m.len() <= 51);
+                }
+            }
+        }
+    }
 }
