@@ -47,6 +47,7 @@ mod faults;
 mod handler;
 mod json_stream;
 pub mod replay;
+pub mod serve;
 mod session;
 pub mod transcript;
 
