@@ -251,3 +251,37 @@ async fn live_schema_accepts_what_qemu_accepts() {
         .count();
     assert!(n > 10, "only {n} argument-less commands");
 }
+
+/// Requests written back to back in one write, without newlines (as `qemu.qmp` sends
+/// them), some single-quoted and one split over lines: QEMU's streaming parser and
+/// ours find the same messages and answer them in order.
+#[tokio::test]
+async fn pipelined_requests_without_newlines_match() {
+    let Some(qsd) = Qsd::start() else { return };
+    let schema = Schema::from_introspection(&live_schema(&qsd.socket).await).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ours.sock");
+    let server = our_server(schema);
+    let _listening = server.listen_unix(&sock).await.unwrap();
+    let burst = concat!(
+        r#"{"execute":"qmp_capabilities","id":0}"#,
+        r#"{'execute':'query-version','id':1}"#,
+        "{\"execute\":\n \"nope\",\n \"id\": 2}",
+        r#"{"execute":"blockdev-add","arguments":{"driver":"null-co","node-name":"n1"},"id":3}"#,
+        r#"[]{"execute":"query-version","id":4}"#,
+        "\n"
+    );
+    let mut replies = Vec::new();
+    for path in [&qsd.socket, &sock] {
+        let mut p = RawPeer::connect(path).await;
+        p.recv().await;
+        p.send(burst.trim_end()).await;
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            got.push(normalise(p.recv().await));
+        }
+        replies.push(got);
+    }
+    assert_eq!(replies[0], replies[1]);
+    assert_eq!(replies[0][2]["error"]["class"], "CommandNotFound");
+}
