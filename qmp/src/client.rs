@@ -334,7 +334,8 @@ impl Client {
         if let Some(e) = self.shared.error_if_closed() {
             return Err(e);
         }
-        let bytes = self.encode(&spec, None)?;
+        // With an id, so an error reply is never matched to an id-less caller.
+        let bytes = self.encode(&spec, Some(self.shared.unregistered_id()))?;
         self.tx
             .send(Outgoing {
                 bytes,

@@ -144,6 +144,12 @@ impl Shared {
         self.lock().closed.clone()
     }
 
+    /// Allocates an id for a request nobody waits for (its reply, if any, is logged
+    /// and dropped as unknown, never handed to another caller).
+    pub(crate) fn unregistered_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Allocates a fresh id and registers the caller waiting for its reply.
     pub(crate) fn register(
         &self,
