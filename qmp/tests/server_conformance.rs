@@ -285,3 +285,52 @@ async fn pipelined_requests_without_newlines_match() {
     assert_eq!(replies[0], replies[1]);
     assert_eq!(replies[0][2]["error"]["class"], "CommandNotFound");
 }
+
+/// The full system emulator's schema (many alternates, unions, features) indexes,
+/// and the checker agrees with QEMU on a few real commands, accepted and refused.
+#[tokio::test]
+async fn system_emulator_schema_checks_agree_with_qemu() {
+    let Some(qemu) = Qsd::start_system() else {
+        return;
+    };
+    let schema = Schema::from_introspection(&live_schema(&qemu.socket).await).expect("indexes");
+    let mut p = RawPeer::connect(&qemu.socket).await;
+    p.recv().await;
+    p.call(r#"{"execute":"qmp_capabilities"}"#).await;
+    let cases = [
+        r#"{"execute":"qom-list","arguments":{"path":"/machine"}}"#,
+        r#"{"execute":"qom-list","arguments":{"path":5}}"#,
+        r#"{"execute":"qom-list","arguments":{}}"#,
+        r#"{"execute":"qom-get","arguments":{"path":"/machine","property":"type","x":1}}"#,
+        r#"{"execute":"query-cpus-fast","arguments":{"x":1}}"#,
+        r#"{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"nope","state":true}]}}"#,
+        r#"{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"xbzrle","state":"on"}]}}"#,
+        r#"{"execute":"set-action","arguments":{"reboot":"bogus"}}"#,
+        r#"{"execute":"no-such-command"}"#,
+    ];
+    for line in cases {
+        let req: Value = serde_json::from_str(line).unwrap();
+        let reply = p.call(line).await;
+        let ours = schema.check_command(
+            req["execute"].as_str().unwrap(),
+            req["arguments"].as_object(),
+        );
+        match (reply.get("error"), ours) {
+            (Some(e), Err(r)) => {
+                assert_eq!(e["class"], r.class, "{line}");
+                assert_eq!(e["desc"], r.desc.as_str(), "{line}");
+            }
+            (None, Ok(_)) => {}
+            // QEMU may refuse valid arguments for other reasons (state, values).
+            (Some(e), Ok(_)) => assert!(
+                !e["desc"].as_str().unwrap_or("").starts_with("Parameter")
+                    && !e["desc"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("Invalid parameter"),
+                "{line}: QEMU refused the arguments ({e}) but the checker accepted them"
+            ),
+            (None, Err(r)) => panic!("{line}: QEMU accepted it, the checker refused: {r}"),
+        }
+    }
+}

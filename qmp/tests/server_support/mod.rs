@@ -60,6 +60,40 @@ impl Qsd {
     }
 }
 
+impl Qsd {
+    /// Starts `qemu-system-x86_64 -M none` (no KVM needed) with its QMP monitor on a
+    /// Unix socket, or `None` when it is not installed.
+    pub fn start_system() -> Option<Qsd> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("qemu.sock");
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-M", "none", "-nodefaults", "-display", "none", "-qmp"])
+            .arg(format!("unix:{},server=on,wait=off", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("qemu-system-x86_64 not available ({e}): skipping");
+                return None;
+            }
+        };
+        let q = Qsd {
+            child,
+            socket,
+            _dir: dir,
+        };
+        for _ in 0..400 {
+            if q.socket.exists() {
+                return Some(q);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("qemu-system-x86_64 did not create its socket");
+    }
+}
+
 impl Drop for Qsd {
     fn drop(&mut self) {
         let _ = self.child.kill();
