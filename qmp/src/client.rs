@@ -217,7 +217,10 @@ impl Client {
         };
         if !C::SUCCESS_RESPONSE {
             self.send_only(spec)?;
-            return decode_value::<C::Reply>(C::NAME, "{}", "{}");
+            // Nothing comes back: the reply type decodes from `{}` (a struct) or
+            // `null` (a unit type).
+            return decode_value::<C::Reply>(C::NAME, "{}", "{}")
+                .or_else(|_| decode_value::<C::Reply>(C::NAME, "null", "null"));
         }
         let reply = self.call(spec).await?;
         decode_reply::<C::Reply>(C::NAME, &reply)

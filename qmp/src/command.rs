@@ -45,8 +45,3 @@ pub trait EventSet: Sized {
     /// When `data` does not match the type the set has for `name`.
     fn decode(name: &str, data: Option<&RawValue>) -> Result<Self, serde_json::Error>;
 }
-
-/// A reply (or event data) with no members of interest: decodes from `{}` and from
-/// any object, ignoring its members (newer QEMU may add some). Serializes as `{}`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
-pub struct Empty {}

@@ -93,8 +93,10 @@ impl Config {
         self
     }
 
-    /// A watcher of the run state of connections made with this `Config` (and its
-    /// clones).
+    /// A watcher of the run state of the connections made with this `Config` (and
+    /// its clones), created before connecting so it sees `Connecting` too. With
+    /// several connections at once it follows whichever changed last; use
+    /// [`Client::run_state`] to follow one connection.
     pub fn run_state(&self) -> RunStateWatch {
         self.state.watch()
     }
@@ -206,9 +208,10 @@ impl Config {
         open: impl std::future::Future<Output = Result<(ReadHalf, WriteHalf)>>,
         peer: String,
     ) -> Result<Client> {
-        self.state.set(RunState::Connecting);
+        let state = self.state.child();
+        state.set(RunState::Connecting);
         // Back to Idle however this ends, unless it ends connected (also on drop).
-        let mut guard = IdleOnDrop(Some(&self.state));
+        let mut guard = IdleOnDrop(Some(&state));
         let work = async {
             let (r, w) = open.await?;
             let mut reader = LineReader::with_max_line(r, self.max_message);
@@ -230,12 +233,12 @@ impl Config {
                 event_capacity: self.event_capacity,
                 greeting,
                 oob,
-                state: self.state.clone(),
+                state: state.clone(),
                 peer,
             },
         );
         guard.0 = None;
-        self.state.set(RunState::Running);
+        state.set(RunState::Running);
         Ok(Client::new(shared, tx, self.call_timeout))
     }
 }

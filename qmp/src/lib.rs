@@ -160,10 +160,12 @@ pub mod server;
 mod state;
 
 pub use client::Client;
-pub use command::{Command, Empty, Event, EventSet};
+pub use command::{Command, Event, EventSet};
 pub use connect::{
     connect_tcp, connect_unix, Config, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EVENT_CAPACITY,
 };
 pub use error::{Error, ErrorKind, QmpError, Result, TimeoutStage};
 pub use events::{EventStream, RawEvent};
+/// The reply type of commands that return nothing (`{}`); accepts any value.
+pub use runtime::Empty;
 pub use state::{RunState, RunStateWatch, Transition};

@@ -48,9 +48,29 @@ pub struct Transition {
 }
 
 /// The writing side, shared by a [`crate::Config`] and the connections it makes.
+///
+/// Each connection has its own cell, a child of its `Config`'s: setting the child's
+/// state sets the parent's too, so a `Config` watcher follows its latest connection
+/// while a `Client` watcher follows only its own.
 #[derive(Debug, Clone)]
 pub(crate) struct StateCell {
     tx: Arc<watch::Sender<Snapshot>>,
+    parent: Option<Arc<watch::Sender<Snapshot>>>,
+}
+
+fn apply(tx: &watch::Sender<Snapshot>, state: RunState) {
+    tx.send_modify(|s| {
+        if s.current == state {
+            return;
+        }
+        s.seq += 1;
+        s.current = state;
+        let history = Arc::make_mut(&mut s.history);
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back((s.seq, state));
+    });
 }
 
 impl StateCell {
@@ -60,22 +80,25 @@ impl StateCell {
             current: RunState::Idle,
             history: Arc::new(VecDeque::new()),
         });
-        StateCell { tx: Arc::new(tx) }
+        StateCell {
+            tx: Arc::new(tx),
+            parent: None,
+        }
+    }
+
+    /// A fresh cell for one connection, reporting to this one too.
+    pub(crate) fn child(&self) -> StateCell {
+        StateCell {
+            parent: Some(self.tx.clone()),
+            ..StateCell::new()
+        }
     }
 
     pub(crate) fn set(&self, state: RunState) {
-        self.tx.send_modify(|s| {
-            if s.current == state {
-                return;
-            }
-            s.seq += 1;
-            s.current = state;
-            let history = Arc::make_mut(&mut s.history);
-            if history.len() == HISTORY {
-                history.pop_front();
-            }
-            history.push_back((s.seq, state));
-        });
+        apply(&self.tx, state);
+        if let Some(parent) = &self.parent {
+            apply(parent, state);
+        }
         tracing::debug!(target: "qmp::state", ?state, "run state");
     }
 
