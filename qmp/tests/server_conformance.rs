@@ -122,6 +122,16 @@ const PLAIN: &[(&str, Compare)] = &[
         Exact,
     ),
     (r#"{'execute':'query-version','id':'it\'s "sq"'}"#, Exact),
+    (r#"{"a" 1}"#, Exact),
+    (r#"{1:2}"#, Exact),
+    (r#"[1 2]"#, Exact),
+    (r#"{"a":1,,}"#, Exact),
+    (r#"tru"#, Exact),
+    (r#"{"a": nul}"#, Exact),
+    (r#"{"a":"\x"}"#, Exact),
+    (r#"{"execute":"query-version","id":1,"id":2}"#, Exact),
+    (r#"123"#, Exact),
+    (r#"null"#, Exact),
     (r#"{"execute":"query-version","id":"last"}"#, Exact),
 ];
 

@@ -122,6 +122,164 @@ impl JsonSplitter {
     }
 }
 
+/// Parses one message as QEMU's JSON parser would, with its error texts
+/// (`JSON parse error, ...`), including the duplicate keys and bad keywords that
+/// `serde_json` alone would accept or word differently.
+pub(crate) fn parse_message(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return Err(json_error_text(bytes, &e)),
+    };
+    if let Err(e) = serde_json::from_slice::<NoDuplicateKeys>(bytes) {
+        if e.to_string().starts_with("duplicate key") {
+            return Err("JSON parse error, duplicate key".into());
+        }
+    }
+    Ok(value)
+}
+
+/// Maps serde_json's parse errors to the texts of QEMU's `json-parser.c` where they
+/// correspond.
+fn json_error_text(bytes: &[u8], e: &serde_json::Error) -> String {
+    if let Some(word) = bad_keyword(bytes) {
+        return format!("JSON parse error, invalid keyword '{word}'");
+    }
+    let msg = e.to_string();
+    let what = if e.is_eof() {
+        "premature EOI"
+    } else if msg.starts_with("key must be a string") {
+        // QEMU parses the key as a value first: a token that is no value at all (`,`
+        // `}` `]` `:`) is "expecting value"; a value that is not a string is this.
+        match byte_at(bytes, e.line(), e.column()) {
+            Some(b',' | b'}' | b']' | b':') => "expecting value",
+            _ => "key is not a string in object",
+        }
+    } else if msg.starts_with("expected `:`") {
+        "missing : in object pair"
+    } else if msg.starts_with("expected `,` or `}`") {
+        "expected separator in dict"
+    } else if msg.starts_with("expected `,` or `]`") {
+        "expected separator in list"
+    } else if msg.starts_with("invalid escape") || msg.starts_with("invalid unicode") {
+        "invalid escape sequence in string"
+    } else {
+        // Includes trailing text: QEMU parses a stream, so it is a second bad message.
+        "expecting value"
+    };
+    format!("JSON parse error, {what}")
+}
+
+/// The byte at serde_json's 1-based line and column.
+fn byte_at(bytes: &[u8], line: usize, column: usize) -> Option<u8> {
+    let start = if line <= 1 {
+        0
+    } else {
+        let mut seen = 1;
+        let nl = bytes.iter().position(|&b| {
+            if b == b'\n' {
+                seen += 1;
+            }
+            seen == line
+        })?;
+        nl + 1
+    };
+    bytes.get(start + column.checked_sub(1)?).copied()
+}
+
+/// The first bare word outside strings that is not `true`, `false` or `null`.
+fn bad_keyword(bytes: &[u8]) -> Option<String> {
+    let mut in_str = false;
+    let mut escape = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_str {
+            if escape {
+                escape = false;
+            } else if b == b'\\' {
+                escape = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_str = true;
+        } else if b.is_ascii_alphabetic() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let word = &bytes[start..i];
+            if !matches!(word, b"true" | b"false" | b"null") {
+                return Some(String::from_utf8_lossy(word).into_owned());
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Deserializes any JSON, failing on an object with a repeated key.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeysVisitor)
+    }
+}
+
+struct NoDuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if !keys.insert(k) {
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(NoDuplicateKeys)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use super::faults::{Faults, GreetingFault};
 use super::handler::{Ctx, QmpError};
-use super::json_stream::{JsonSplitter, Piece};
+use super::json_stream::{parse_message, JsonSplitter, Piece};
 use super::transcript::{Direction, TrafficHook};
 use super::{encode_event, ClientId, Out, Server};
 use crate::codec::{LineEnding, LineWriter};
@@ -137,8 +137,7 @@ where
                 if let Some(h) = &hook {
                     h.message(Direction::ToServer, &String::from_utf8_lossy(&bytes));
                 }
-                serde_json::from_slice::<Value>(&bytes)
-                    .map_err(|e| QmpError::generic(json_error_text(&e)))
+                parse_message(&bytes).map_err(QmpError::generic)
             }
             Piece::TooLong => Err(QmpError::generic("JSON token size limit exceeded")),
         };
@@ -548,31 +547,6 @@ async fn run_command(
         trailing: trailing.clone(),
     };
     (registered.handler)(ctx, args.clone()).await.transpose()
-}
-
-/// Maps serde_json's parse errors to the texts of QEMU's JSON parser where they
-/// correspond (`JSON parse error, ...`).
-fn json_error_text(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    let what = if e.is_eof() {
-        "premature EOI"
-    } else if msg.starts_with("key must be a string") {
-        "key is not a string in object"
-    } else if msg.starts_with("expected `:`") {
-        "missing : in object pair"
-    } else if msg.starts_with("expected `,` or `}`") {
-        "expected separator in dict"
-    } else if msg.starts_with("expected `,` or `]`") {
-        "expected separator in list"
-    } else if msg.starts_with("invalid escape") || msg.starts_with("invalid unicode") {
-        "invalid escape sequence in string"
-    } else if msg.starts_with("trailing characters") {
-        // QEMU parses a stream: trailing text is a second (bad) message.
-        "expecting value"
-    } else {
-        "expecting value"
-    };
-    format!("JSON parse error, {what}")
 }
 
 async fn writer_task<W>(wr: W, mut rx: mpsc::Receiver<Out>, hook: Option<Arc<dyn TrafficHook>>)
