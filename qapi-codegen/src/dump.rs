@@ -148,8 +148,11 @@ fn dump_entities(schema: &Schema, out: &mut String) {
                 }
                 EntityKind::Array(a) => {
                     // QEMU's dump leaves out the arrays of builtins (which have no
-                    // source position).
-                    if e.pos.is_none() {
+                    // source position); a model read by introspection has no
+                    // positions at all, and its other arrays are shown.
+                    let module = schema.modules.get(e.module.0 as usize);
+                    let in_builtin = module.map_or("./builtin", |m| m.name.as_str()) == "./builtin";
+                    if e.pos.is_none() && in_builtin {
                         continue;
                     }
                     let _ = writeln!(out, "array {} {}", e.name, type_name(schema, a.element));

@@ -334,6 +334,14 @@ fn accepts_whole_reply_and_detects_it() {
         b"{ 'include': 'a.json' }"
     ));
     assert!(!introspect::looks_like_introspection(b""));
+    assert!(introspect::looks_like_introspection(b"[]"));
+    assert!(introspect::looks_like_introspection(b" [ {} ]"));
+    // QAPI sources, even broken ones, are not taken for introspection.
+    assert!(!introspect::looks_like_introspection(
+        b"['Daisy,', 'Daisy,'"
+    ));
+    assert!(!introspect::looks_like_introspection(b"[{'name': 'x'}]"));
+    assert!(!introspect::looks_like_introspection(b"[ 1 ]"));
 }
 
 fn err(text: &str) -> IntrospectError {
@@ -657,4 +665,51 @@ fn older_releases_round_trip() {
             schema.entities.len()
         );
     }
+}
+
+/// `qapi-codegen dump` detects `query-qmp-schema` output and prints the model in the
+/// source dump's format.
+#[test]
+fn dump_command_reads_introspection() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../schema/introspect")
+        .join(STORAGE_DAEMON);
+    let out = Command::new(env!("CARGO_BIN_EXE_qapi-codegen"))
+        .arg("dump")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("module ./builtin\n"), "{stdout:.200}");
+    assert!(stdout.contains("\nobject q_empty\n"));
+    assert!(stdout.contains("\nenum QType\n"));
+    assert!(stdout.contains("\ncommand query-version None -> QueryVersionReply\n"));
+    assert!(stdout.contains("\narray QueryBlockReplyList QueryBlockReply\n"));
+    assert!(stdout.contains("\nevent BLOCK_JOB_COMPLETED BlockJobCompletedEventData\n"));
+
+    // A bad file: a clear error naming the file and the place, exit status 1.
+    let dir = std::env::temp_dir().join(format!("qapi-introspect-dump-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"return": [{"name": "x", "meta-type": "object"}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_qapi-codegen"))
+        .arg("dump")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("{}: $[0]: missing \"members\"\n", bad.display())
+    );
 }

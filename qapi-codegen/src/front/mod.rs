@@ -24,6 +24,7 @@
 mod doc;
 mod error;
 mod expr;
+mod legacy;
 mod lexer;
 mod names;
 mod parser;
@@ -36,7 +37,7 @@ use std::path::Path;
 
 pub use error::SchemaError;
 
-use crate::model::Schema;
+use crate::model::{Dialect, Schema};
 
 /// Read and check the schema rooted at `path` (relative names are relative to the
 /// current directory, and error messages name files as QEMU would: `path` as given,
@@ -67,7 +68,43 @@ pub fn parse_file(path: impl AsRef<Path>) -> Result<Schema, SchemaError> {
 ///
 /// # Errors
 /// As [`parse_file`]; an error of `loader` is reported as QEMU reports an `OSError`.
-pub fn parse_with_loader<F>(fname: &str, cwd: &str, mut loader: F) -> Result<Schema, SchemaError>
+pub fn parse_with_loader<F>(fname: &str, cwd: &str, loader: F) -> Result<Schema, SchemaError>
+where
+    F: FnMut(&str) -> io::Result<Vec<u8>>,
+{
+    parse_with_loader_dialect(fname, cwd, loader, Dialect::Current)
+}
+
+/// Like [`parse_file`], reading the schema as written in `dialect`
+/// ([`Dialect::Legacy`] for QEMU 3.1 to 7.x, see `legacy.rs`).
+///
+/// # Errors
+/// As [`parse_file`].
+pub fn parse_file_dialect(path: impl AsRef<Path>, dialect: Dialect) -> Result<Schema, SchemaError> {
+    let path = path.as_ref();
+    let Some(fname) = path.to_str() else {
+        return Err(SchemaError::plain(format!(
+            "can't read schema file '{}': file name is not valid UTF-8",
+            path.display()
+        )));
+    };
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_owned))
+        .unwrap_or_else(|| "/".to_owned());
+    parse_with_loader_dialect(fname, &cwd, |f: &str| std::fs::read(f), dialect)
+}
+
+/// Like [`parse_with_loader`], reading the schema as written in `dialect`.
+///
+/// # Errors
+/// As [`parse_file`].
+pub fn parse_with_loader_dialect<F>(
+    fname: &str,
+    cwd: &str,
+    mut loader: F,
+    dialect: Dialect,
+) -> Result<Schema, SchemaError>
 where
     F: FnMut(&str) -> io::Result<Vec<u8>>,
 {
@@ -78,6 +115,7 @@ where
     };
     let loader: &mut parser::Loader<'_> = &mut loader;
     let mut ctx = parser::ParseCtx::new(cwd.clone(), loader);
+    ctx.legacy = dialect == Dialect::Legacy;
     match ctx.parse_file(fname, None, 0) {
         Ok(()) => {}
         Err(Ok(e)) => return Err(e),
@@ -90,23 +128,44 @@ where
     }
     let parser::Parsed {
         mut sources,
-        exprs,
+        mut exprs,
         docs,
-        pragma,
+        mut pragma,
     } = ctx.into_parts();
-    let exprs = expr::check_exprs(exprs, &docs, &mut sources, &pragma)?;
-    schema::build(fname, cwd, exprs, docs, &sources, &pragma)
+    let implicit = match dialect {
+        Dialect::Legacy => legacy::rewrite(&mut exprs, &mut pragma),
+        Dialect::Current => Vec::new(),
+    };
+    let mut exprs = expr::check_exprs(exprs, &docs, &mut sources, &pragma)?;
+    legacy::insert_implicit(&mut exprs, implicit);
+    let mut schema = schema::build(fname, cwd, exprs, docs, &sources, &pragma)?;
+    schema.origin = crate::model::Origin::Source { dialect };
+    Ok(schema)
 }
 
 /// Read a schema from `path`, whatever its kind: the single place where the kind of
 /// input is decided (used by the `dump` command and by tools).
 ///
-/// Today this reads QAPI sources. INPUT-KIND DECISION POINT: `query-qmp-schema` output
-/// (a JSON array, or a `{"return": ...}` reply) is to be detected here and handed to
-/// the introspection reader once it exists.
+/// `query-qmp-schema` output (a JSON array of objects, or a `{"return": ...}` reply;
+/// see [`crate::introspect::looks_like_introspection`]) is read by
+/// [`crate::introspect`]; anything else as QAPI sources.
 ///
 /// # Errors
-/// As [`parse_file`].
+/// As [`parse_file`], or the introspection reader's error as plain text.
 pub fn load_schema(path: impl AsRef<Path>) -> Result<Schema, SchemaError> {
+    let path = path.as_ref();
+    if starts_like_introspection(path) {
+        return crate::introspect::read_file(path).map_err(|e| SchemaError::plain(e.to_string()));
+    }
     parse_file(path)
+}
+
+/// Looks at the start of the file only; unreadable files go to the source reader,
+/// which reports them as QEMU does.
+fn starts_like_introspection(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+        .is_ok_and(|_| crate::introspect::looks_like_introspection(&head))
 }

@@ -89,6 +89,8 @@ pub(crate) struct ParseCtx<'l> {
     pub docs: Vec<QapiDoc>,
     pub pragma: Pragma,
     pub cwd: String,
+    /// Read the legacy dialect (see `legacy.rs`).
+    pub legacy: bool,
     included: HashSet<String>,
     loader: &'l mut Loader<'l>,
 }
@@ -125,6 +127,7 @@ impl<'l> ParseCtx<'l> {
             docs: Vec::new(),
             pragma: Pragma::default(),
             cwd,
+            legacy: false,
             included: HashSet::new(),
             loader,
         }
@@ -220,6 +223,10 @@ impl FileParser<'_, '_> {
         self.accept(true)?;
         while self.lx.tok != Tok::Eof {
             let info = self.lx.info;
+            if self.lx.tok == Tok::Comment && self.ctx.legacy {
+                super::legacy::skip_doc(self)?;
+                continue;
+            }
             if self.lx.tok == Tok::Comment {
                 self.reject_expr_doc(cur_doc)?;
                 let doc = self.get_doc()?;
@@ -304,6 +311,11 @@ impl FileParser<'_, '_> {
     }
 
     fn pragma(&mut self, name: &str, value: &Value, info: Info) -> Result<(), SchemaError> {
+        let name = if self.ctx.legacy {
+            super::legacy::pragma_name(name)
+        } else {
+            name
+        };
         let list = |p: &Self| -> Result<Vec<String>, SchemaError> {
             match value {
                 Value::List(l) => l

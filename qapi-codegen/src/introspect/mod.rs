@@ -114,14 +114,24 @@ impl IntrospectError {
     }
 }
 
-/// True if `text` looks like `query-qmp-schema` output rather than QAPI source: its
-/// first non-whitespace byte is `[`, or it is a JSON object whose first key is
-/// `"return"` (a whole QMP reply). QAPI sources start with a comment or a `{ '…'`
-/// expression, so the two never overlap.
+/// True if `text` looks like `query-qmp-schema` output rather than QAPI source: a JSON
+/// array whose first element is an object with a double-quoted key (`[{"name": …`) or
+/// that is empty, or a JSON object whose first key is `"return"` (a whole QMP reply).
+///
+/// QAPI sources are sequences of objects with single-quoted strings, so they never
+/// match, even malformed ones that start with `[` (QEMU's test case
+/// `missing-array-rsqb.json` starts with `['Daisy,'`).
 pub fn looks_like_introspection(text: &[u8]) -> bool {
     let rest = trim_ws(text);
     match rest.first() {
-        Some(b'[') => true,
+        Some(b'[') => {
+            let rest = trim_ws(&rest[1..]);
+            match rest.first() {
+                Some(b']') => true,
+                Some(b'{') => matches!(trim_ws(&rest[1..]).first(), Some(b'"' | b'}')),
+                _ => false,
+            }
+        }
         Some(b'{') => trim_ws(&rest[1..]).starts_with(b"\"return\""),
         _ => false,
     }
@@ -135,19 +145,34 @@ fn trim_ws(text: &[u8]) -> &[u8] {
     &text[start..]
 }
 
+/// The largest file [`read_file`] reads (QEMU's own output is well under 1 MiB).
+pub const MAX_FILE_SIZE: u64 = 256 << 20;
+
 /// Reads a file of `query-qmp-schema` output; [`read`] with the file's name.
 ///
 /// # Errors
 ///
-/// An [`IntrospectError::Invalid`] with path `$` when the file cannot be read or is not
-/// UTF-8, otherwise what [`read`] reports.
+/// An [`IntrospectError::Invalid`] with path `$` when the file cannot be read, is larger
+/// than [`MAX_FILE_SIZE`] or is not UTF-8, otherwise what [`read`] reports.
 pub fn read_file(path: &std::path::Path) -> Result<Schema, IntrospectError> {
+    use std::io::Read;
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| IntrospectError::Invalid {
+    let cannot_read = |e: std::io::Error| IntrospectError::Invalid {
         file: file.clone(),
         path: "$".into(),
         message: format!("cannot read: {e}"),
-    })?;
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes))
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(IntrospectError::Invalid {
+            file,
+            path: "$".into(),
+            message: format!("file too large (limit {MAX_FILE_SIZE} bytes)"),
+        });
+    }
     let text = String::from_utf8(bytes).map_err(|e| IntrospectError::Invalid {
         file: file.clone(),
         path: "$".into(),

@@ -1,0 +1,207 @@
+//! Older QAPI dialects: real schemas of older QEMU releases (fetched from Debian's
+//! source packages by `scripts/fetch-old-schemas` into `target/old-schemas/<version>/`)
+//! are read without error with `Dialect::Legacy`, and agree with what QEMU of that
+//! release reported through `query-qmp-schema` (libvirt's captures, fetched by the
+//! same script into `target/old-schemas/introspect/`).
+
+use std::path::{Path, PathBuf};
+
+use qapi_codegen::front::{parse_file_dialect, parse_with_loader_dialect};
+use qapi_codegen::model::{Dialect, EntityKind, IfCond, Origin};
+
+#[path = "support/schema_diff.rs"]
+mod schema_diff;
+
+/// The three root schemas of a QEMU source tree.
+const ROOTS: [&str; 3] = [
+    "qapi/qapi-schema.json",
+    "qga/qapi-schema.json",
+    "storage-daemon/qapi/qapi-schema.json",
+];
+
+fn old_schemas() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/old-schemas");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!(
+            "skipped: {} is absent (run scripts/fetch-old-schemas)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// `<dir>/<major.minor>/` folders holding a fetched release.
+fn releases(dir: &Path) -> Vec<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("VERSION").is_file() && p.join("qapi").is_dir())
+        .collect();
+    versions.sort();
+    versions
+}
+
+#[test]
+fn old_release_schemas_are_read() {
+    let Some(dir) = old_schemas() else {
+        return;
+    };
+    let versions = releases(&dir);
+    assert!(
+        versions.len() >= 2,
+        "releases in {}: {versions:?}",
+        dir.display()
+    );
+    let mut failures = Vec::new();
+    for version in &versions {
+        for root in ROOTS {
+            let path = version.join(root);
+            if !path.is_file() {
+                // storage-daemon/ appeared in QEMU 5.0.
+                continue;
+            }
+            match parse_file_dialect(&path, Dialect::Legacy) {
+                Ok(schema) => {
+                    assert_eq!(
+                        schema.origin,
+                        Origin::Source {
+                            dialect: Dialect::Legacy
+                        }
+                    );
+                    println!(
+                        "{}: {} commands, {} events",
+                        path.display(),
+                        schema.commands().count(),
+                        schema.events().count()
+                    );
+                    assert!(schema.commands().count() > 0, "{}", path.display());
+                }
+                Err(e) => failures.push(format!("{}:\n{e}", path.display())),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The sources of each release, read in the legacy dialect, against QEMU's own
+/// `query-qmp-schema` output of that release for x86_64: same commands, events,
+/// members, values and branches, except items under an `if`.
+#[test]
+fn old_release_schemas_match_their_introspection() {
+    let Some(dir) = old_schemas() else {
+        return;
+    };
+    let mut compared = 0;
+    for version in releases(&dir) {
+        let v = version.file_name().unwrap().to_string_lossy().into_owned();
+        let capture = dir.join(format!("introspect/caps_{v}.0.x86_64.replies"));
+        if !capture.is_file() {
+            println!("{}: no capture of QEMU {v}", capture.display());
+            continue;
+        }
+        let text = std::fs::read_to_string(&capture).unwrap();
+        let mut schema_id = None;
+        let mut reply = None;
+        for value in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
+            let value = value.unwrap();
+            if value["execute"] == "query-qmp-schema" {
+                schema_id = Some(value["id"].clone());
+            } else if value.get("return").is_some() && Some(&value["id"]) == schema_id.as_ref() {
+                reply = Some(value);
+                break;
+            }
+        }
+        let reply = reply.expect("query-qmp-schema reply");
+        let live = qapi_codegen::introspect::read(&reply.to_string(), &v).unwrap();
+        let path = version.join("qapi/qapi-schema.json");
+        let schema = parse_file_dialect(&path, Dialect::Legacy).unwrap_or_else(|e| panic!("{e}"));
+        let (major, minor) = v.split_once('.').unwrap();
+        let release = (major.parse().unwrap(), minor.parse().unwrap());
+        schema_diff::diff(&schema, &live, release)
+            .check(&format!("QEMU {v} sources vs its query-qmp-schema"));
+        compared += 1;
+    }
+    assert!(compared >= 2, "compared {compared} releases");
+}
+
+/// The legacy constructs, each modelled as QEMU 5.2 did.
+#[test]
+fn legacy_constructs() {
+    let schema = r#"
+{ 'pragma': { 'returns-whitelist': [ 'x_get' ], 'name-case-whitelist': [ 'Old' ] } }
+{ 'struct': 'Old', 'data': { 'CamelCase': 'str', 'under_score': 'int' } }
+{ 'struct': 'Vnc', 'data': { 'port': 'int' }, 'if': 'defined(CONFIG_VNC)' }
+{ 'union': 'Simple',
+  'data': { 'vnc': 'Vnc', 'names': ['str'],
+            'old': { 'type': 'Old', 'if': ['defined(A)', '!defined(B) || C'] } } }
+{ 'command': 'x_get', 'returns': 'int', 'data': { 'arg': 'Simple' } }
+"#;
+    let parse = |dialect| {
+        parse_with_loader_dialect(
+            "s.json",
+            "/",
+            |_: &str| Ok(schema.as_bytes().to_vec()),
+            dialect,
+        )
+    };
+    assert!(parse(Dialect::Current).is_err());
+    let s = parse(Dialect::Legacy).unwrap_or_else(|e| panic!("{e}"));
+    let n = |x: &str| IfCond::Name(x.to_string());
+    assert_eq!(s.lookup("Vnc").unwrap().ifcond, Some(n("CONFIG_VNC")));
+    // The implicit enum of branch names, with the branches' conditions.
+    let EntityKind::Enum(kind) = &s.lookup("SimpleKind").expect("SimpleKind").kind else {
+        panic!()
+    };
+    let values: Vec<_> = kind.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(values, ["vnc", "names", "old"]);
+    assert_eq!(
+        kind.members[2].ifcond,
+        Some(IfCond::All(vec![
+            n("A"),
+            IfCond::Any(vec![IfCond::Not(Box::new(n("B"))), n("C")])
+        ]))
+    );
+    // One wrapper per branch type, conditional like the wrapped type.
+    let wrapper = s.lookup("q_obj_Vnc-wrapper").expect("wrapper");
+    assert_eq!(wrapper.ifcond, Some(n("CONFIG_VNC")));
+    let EntityKind::Object(w) = &wrapper.kind else {
+        panic!()
+    };
+    assert_eq!(w.members.len(), 1);
+    assert_eq!(w.members[0].name, "data");
+    assert_eq!(s.entity(w.members[0].ty).name, "Vnc");
+    let EntityKind::Object(w) = &s.lookup("q_obj_strList-wrapper").expect("wrapper").kind else {
+        panic!()
+    };
+    assert_eq!(s.entity(w.members[0].ty).name, "strList");
+    // The union: tag `type` of the implicit enum, a branch per name.
+    let EntityKind::Object(u) = &s.lookup("Simple").unwrap().kind else {
+        panic!()
+    };
+    let branches = u.branches.as_ref().unwrap();
+    assert_eq!(branches.tag_member.name, "type");
+    assert_eq!(s.entity(branches.tag_member.ty).name, "SimpleKind");
+    let cases: Vec<_> = branches
+        .variants
+        .iter()
+        .map(|v| (v.name.as_str(), s.entity(v.ty).name.as_str()))
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            ("vnc", "q_obj_Vnc-wrapper"),
+            ("names", "q_obj_strList-wrapper"),
+            ("old", "q_obj_Old-wrapper")
+        ]
+    );
+    // Old pragma names and naming rules.
+    assert_eq!(s.pragma.command_returns_exceptions, ["x_get"]);
+    assert!(s.pragma.member_name_exceptions.contains(&"Old".to_string()));
+    assert!(s
+        .pragma
+        .command_name_exceptions
+        .contains(&"x_get".to_string()));
+}
