@@ -101,10 +101,12 @@
 //! to in-band calls made from one task arrive in call order; `exec-oob` replies may
 //! overtake. Every request carries a fresh integer `id` (never reused while its call
 //! waits), and each reply goes to the call with that id, never to another caller.
-//! Events go to every subscriber in the order received; events that arrive before a
-//! reply are delivered before that reply's caller resumes only in the sense that a
-//! subscription made *before* sending always sees them
-//! ([`Client::execute_and_wait`] does exactly that).
+//! Events go to every subscriber in the order received. An event QEMU sends before a
+//! reply is handed to the subscribers before that reply is handed to its caller, so
+//! a subscription made *before* sending a command sees every event the command
+//! causes, whether it arrives before or after the reply
+//! ([`Client::execute_and_wait`] does exactly that). Events sent before a
+//! subscription existed are not replayed to it.
 //!
 //! **Cancellation.** Nothing is sent until a call's future is first polled. Dropping
 //! a call's future cancels the call: if its request is still queued it is never

@@ -372,6 +372,44 @@ mod basics {
         drop(qemu);
     }
 
+    #[tokio::test]
+    async fn tcp_connection() {
+        if !have("qemu-storage-daemon") {
+            return;
+        }
+        // A free loopback port (QEMU cannot report the one it picks for port 0).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let _qemu = Qemu::spawn("qemu-storage-daemon", |_| {
+            vec![
+                "--chardev".into(),
+                format!("socket,id=m,host=127.0.0.1,port={port},server=on,wait=off"),
+                "--monitor".into(),
+                "chardev=m".into(),
+            ]
+        });
+        let mut client = None;
+        for _ in 0..200 {
+            match Config::new().connect_tcp(("127.0.0.1", port)).await {
+                Ok(c) => {
+                    client = Some(c);
+                    break;
+                }
+                Err(e) if e.kind() == qmp::ErrorKind::Io => {
+                    tokio::time::sleep(Duration::from_millis(25)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let client = client.expect("QEMU listens on TCP");
+        assert!(!client.fd_passing());
+        let v = client.execute(&QueryVersion {}).await.unwrap();
+        assert_eq!(v.qemu.major, 10);
+    }
+
     #[test]
     fn blocking_wrapper() {
         if !have("qemu-system-x86_64") {
