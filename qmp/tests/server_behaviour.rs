@@ -377,3 +377,65 @@ async fn server_side_recording_replays() {
         .unwrap_err();
     assert_eq!(err.qmp_error().unwrap().class, "GenericError");
 }
+
+/// Our client records a session with real QEMU through `record_stream`; the
+/// transcript replays to a new client with the same replies and events.
+#[tokio::test]
+async fn client_session_recorded_through_the_proxy_replays() {
+    let Some(qsd) = Qsd::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.jsonl");
+    let commands = [
+        ("query-version", json!({})),
+        (
+            "blockdev-add",
+            json!({"driver": "null-co", "node-name": "rec0"}),
+        ),
+        (
+            "blockdev-add",
+            json!({"driver": "null-co", "node-name": "rec0"}),
+        ),
+        ("query-named-block-nodes", json!({"flat": true})),
+    ];
+    let mut recorded = Vec::new();
+    {
+        let stream = tokio::net::UnixStream::connect(&qsd.socket).await.unwrap();
+        let hook = Arc::new(Recorder::create(&path).unwrap());
+        let proxied = transcript::record_stream(stream, hook);
+        let c = bounded(Config::new().connect_stream(proxied))
+            .await
+            .unwrap();
+        for (name, args) in &commands {
+            recorded.push(
+                bounded(c.execute_raw(name, Some(args)))
+                    .await
+                    .map_err(|e| e.qmp_error().cloned()),
+            );
+        }
+        c.close().await;
+    }
+    drop(qsd);
+    assert!(recorded[2].is_err(), "QEMU refuses a duplicate node name");
+    let entries = transcript::read(&path).unwrap();
+    assert!(entries[0].msg.get("QMP").is_some(), "{:?}", entries[0]);
+    assert_eq!(entries[1].msg["execute"], "qmp_capabilities");
+
+    let server = Server::builder()
+        .replay(Replay::from_file(&path).unwrap())
+        .build();
+    let sock = dir.path().join("replay.sock");
+    let _l = server.listen_unix(&sock).await.unwrap();
+    let c = bounded(qmp::connect_unix(&sock)).await.unwrap();
+    for ((name, args), want) in commands.iter().zip(&recorded) {
+        let got = bounded(c.execute_raw(name, Some(args)))
+            .await
+            .map_err(|e| e.qmp_error().cloned());
+        match (got, want) {
+            (Ok(g), Ok(w)) => assert_eq!(&g, w, "{name}"),
+            (Err(Some(g)), Err(Some(w))) => {
+                assert_eq!((&g.class, &g.desc), (&w.class, &w.desc), "{name}")
+            }
+            (g, w) => panic!("{name}: replayed {g:?}, recorded {w:?}"),
+        }
+    }
+}

@@ -19,12 +19,13 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -104,6 +105,63 @@ impl TrafficHook for Recorder {
             tracing::warn!("transcript recorder: write failed: {e}");
         }
     }
+}
+
+/// The longest line a recording proxy keeps (longer lines are forwarded, not recorded).
+const MAX_RECORDED_LINE: usize = 64 * 1024 * 1024;
+
+/// Puts a recording proxy in front of `peer`: returns a stream to hand to a client
+/// (e.g. [`crate::Config::connect_stream`]); every byte is forwarded both ways
+/// unchanged, and every complete line is reported to `hook` with its direction.
+///
+/// This records any client's session without the client's help (what `qmp --record`
+/// uses). File descriptors cannot cross the proxy. Must be called within a tokio
+/// runtime: it spawns one task per direction, which end when either side closes.
+pub fn record_stream<S>(peer: S, hook: Arc<dyn TrafficHook>) -> tokio::io::DuplexStream
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let (peer_r, peer_w) = tokio::io::split(peer);
+    let (client_r, client_w) = tokio::io::split(theirs);
+    tokio::spawn(pump(client_r, peer_w, hook.clone(), Direction::ToServer));
+    tokio::spawn(pump(peer_r, client_w, hook, Direction::ToClient));
+    ours
+}
+
+async fn pump<R, W>(mut from: R, mut to: W, hook: Arc<dyn TrafficHook>, dir: Direction)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut line = Vec::new();
+    let mut too_long = false;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
+            break;
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim();
+                if !text.is_empty() && !too_long {
+                    hook.message(dir, text);
+                }
+                line.clear();
+                too_long = false;
+            } else if line.len() < MAX_RECORDED_LINE {
+                line.push(b);
+            } else {
+                too_long = true;
+            }
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// Why a transcript could not be read.
