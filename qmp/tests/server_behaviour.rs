@@ -439,3 +439,55 @@ async fn client_session_recorded_through_the_proxy_replays() {
         }
     }
 }
+
+/// What `qmp serve --replay FILE --record FILE` runs: a replay server that records.
+#[tokio::test]
+async fn serve_options_replay_and_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let transcript_path = dir.path().join("in.jsonl");
+    std::fs::write(
+        &transcript_path,
+        concat!(
+            r#"{"t":0.0,"dir":"s2c","msg":{"QMP":{"version":{"qemu":{"micro":2,"minor":0,"major":10},"package":""},"capabilities":["oob"]}}}"#,
+            "\n",
+            r#"{"t":0.1,"dir":"c2s","msg":{"execute":"qmp_capabilities","arguments":{"enable":["oob"]},"id":0}}"#,
+            "\n",
+            r#"{"t":0.1,"dir":"s2c","msg":{"return":{},"id":0}}"#,
+            "\n",
+            r#"{"t":0.2,"dir":"c2s","msg":{"execute":"stop","id":1}}"#,
+            "\n",
+            r#"{"t":0.3,"dir":"s2c","msg":{"timestamp":{"seconds":1,"microseconds":2},"event":"STOP"}}"#,
+            "\n",
+            r#"{"t":0.3,"dir":"s2c","msg":{"return":{},"id":1}}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out_path = dir.path().join("out.jsonl");
+    let options = qmp::server::serve::ServeOptions {
+        socket: Some(dir.path().join("s.sock")),
+        replay: Some(transcript_path),
+        record: Some(out_path.clone()),
+        ..Default::default()
+    };
+    let (_server, listening) = qmp::server::serve::start(&options).await.unwrap();
+    let c = bounded(qmp::connect_unix(options.socket.as_ref().unwrap()))
+        .await
+        .unwrap();
+    assert!(c.oob_enabled());
+    let mut events = c.subscribe_raw();
+    assert_eq!(
+        bounded(c.execute_raw("stop", None::<&()>)).await.unwrap(),
+        json!({})
+    );
+    assert_eq!(
+        bounded(events.next()).await.unwrap().unwrap().name(),
+        "STOP"
+    );
+    c.close().await;
+    drop(listening);
+    let recorded = transcript::read(&out_path).unwrap();
+    assert!(recorded
+        .iter()
+        .any(|e| e.dir == Direction::ToServer && e.msg["execute"] == "stop"));
+}
