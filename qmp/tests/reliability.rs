@@ -473,3 +473,99 @@ async fn many_concurrent_callers_each_get_their_own_reply() {
         assert_eq!(r.unwrap(), json!({ "k": k }));
     }
 }
+
+#[tokio::test]
+async fn cancelled_caller_reply_is_not_misdelivered() {
+    let h = harness(Faults {
+        reply_delay: Some(Duration::from_millis(300)),
+        only_command: Some("echo".into()),
+        ..Faults::none()
+    })
+    .await;
+    let c = h.client().await;
+    // Drop a call future after its request went out.
+    let dropped = tokio::time::timeout(Duration::from_millis(50), echo(&c, 1)).await;
+    assert!(dropped.is_err(), "the delayed call cannot have finished");
+    // And one cancelled by aborting its task.
+    let task = {
+        let c = c.clone();
+        tokio::spawn(async move { echo(&c, 2).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    task.abort();
+    h.server.set_faults(Faults::none());
+    for k in 3..10 {
+        assert_eq!(bounded(echo(&c, k)).await.unwrap(), json!({ "k": k }));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Versioned {}
+
+#[derive(Debug, serde::Deserialize, PartialEq)]
+struct VersionedReply {
+    a: u32,
+}
+
+impl qmp::Command for Versioned {
+    const NAME: &'static str = "versioned";
+    type Reply = VersionedReply;
+}
+
+#[tokio::test]
+async fn newer_server_extra_capabilities_and_members_are_tolerated() {
+    let server = Server::builder()
+        .greeting_line(
+            r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 0, "major": 99}, "package": "", "extra": 1}, "capabilities": ["oob", "future-capability"], "new-member": true}}"#,
+        )
+        .handle_raw("versioned", false, |_ctx, _args| async {
+            Ok(json!({"a": 1, "added-in-99": {"x": [1]}}))
+        })
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let _l = server.listen_unix(&path).await.unwrap();
+    let c = bounded(qmp::connect_unix(&path)).await.unwrap();
+    assert!(c.oob_enabled());
+    assert_eq!(c.greeting().qmp.version.qemu.major, 99);
+    assert_eq!(
+        bounded(c.execute(&Versioned {})).await.unwrap(),
+        VersionedReply { a: 1 }
+    );
+}
+
+/// The blocking wrapper under a fault: an error, not a hang, then a new connection.
+#[test]
+fn blocking_client_gets_an_error_when_the_server_cuts_a_reply() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h = rt.block_on(harness(Faults {
+        close_mid_reply: true,
+        only_command: Some("echo".into()),
+        ..Faults::none()
+    }));
+    let path = h.path.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let c = qmp::blocking::Client::connect_unix(&Config::new(), &path).unwrap();
+        let r = c.execute_raw("echo", Some(&json!({"k": 1})));
+        let _ = done_tx.send(r.map_err(|e| e.kind()));
+    });
+    let r = done_rx.recv_timeout(HANG).expect("blocking call hung");
+    assert!(
+        matches!(
+            r,
+            Err(ErrorKind::Closed | ErrorKind::Protocol | ErrorKind::Io)
+        ),
+        "{r:?}"
+    );
+    h.server.set_faults(Faults::none());
+    let path = h.path.clone();
+    let again = std::thread::spawn(move || {
+        let c = qmp::blocking::Client::connect_unix(&Config::new(), &path).unwrap();
+        c.execute_raw("echo", Some(&json!({"k": 2}))).unwrap()
+    });
+    assert_eq!(again.join().unwrap(), json!({"k": 2}));
+    drop(h);
+    drop(rt);
+}
