@@ -158,3 +158,28 @@ fn long_array_chains_are_an_error() {
         "{err}"
     );
 }
+
+/// Many types wanting the same name (here the alternatives of one alternate, all
+/// `CArgObject`) get `CArgObject2`, `CArgObject3`, … in linear time: a hostile input
+/// must not make the reader crawl.
+#[test]
+fn many_clashing_names() {
+    let n = 10_000u64;
+    let mut entries = vec![
+        serde_json::json!({"name": "c", "meta-type": "command", "arg-type": "0", "ret-type": "0"}),
+        serde_json::json!({"name": "0", "meta-type": "object", "members": [{"name": "arg", "type": "1"}]}),
+    ];
+    let alternatives: Vec<Value> = (0..n)
+        .map(|i| serde_json::json!({ "type": (i + 2).to_string() }))
+        .collect();
+    entries
+        .push(serde_json::json!({"name": "1", "meta-type": "alternate", "members": alternatives}));
+    for i in 0..n {
+        entries.push(
+            serde_json::json!({"name": (i + 2).to_string(), "meta-type": "object", "members": []}),
+        );
+    }
+    let schema = read(&Value::Array(entries).to_string(), "clash.json").unwrap();
+    assert!(schema.lookup("CArgArgObject").is_some());
+    assert!(schema.lookup(&format!("CArgArgObject{n}")).is_some());
+}

@@ -14,15 +14,22 @@
 //!   like the wrapped type), and a union whose tag member `type` is of that enum. The
 //!   union is rewritten to the flat form with base `{'type': 'NAMEKind'}`; the enum and
 //!   wrappers are returned as definitions to insert before it, past the name checks
-//!   (their names are reserved to QEMU's implicit types).
+//!   (their names are reserved to QEMU's implicit types). One difference from QEMU
+//!   5.2's model remains: the tag member comes from an implicit base
+//!   `q_obj_NAME-base` rather than being the union's own local member; the members,
+//!   branches and wire format are the same.
 //! - **Pragmas**: `returns-whitelist` and `name-case-whitelist` are today's
 //!   `command-returns-exceptions` and `member-name-exceptions`.
 //! - **Naming rules**: old schemas used `_` in command and member names freely; such
 //!   commands and the types with such members are added to the exception pragmas,
 //!   which is what QEMU 6.0 did when it introduced the rules.
 //! - **Docs**: the doc syntax changed many times (`Note:`, `Example:` sections,
-//!   headings); the lenient doc mode keeps doc blocks as free text and skips the
-//!   checks that tie docs to definitions.
+//!   headings, indentation rules), so in this dialect doc blocks are skipped, not read
+//!   (`doc-required` is off): a model of an old schema has no docs.
+//!
+//! The dialect is chosen by the caller ([`super::parse_file_dialect`]); it is not
+//! guessed, because what the legacy dialect accepts includes what QEMU 10.0 rejects
+//! with specific errors (its own test cases check them).
 
 use std::collections::HashMap;
 

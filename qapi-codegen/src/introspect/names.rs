@@ -29,9 +29,13 @@ pub(super) fn camel(name: &str) -> String {
 
 /// The names in use: exact names of every entity, and a folded form (lower case, letters
 /// and digits only) of every type name.
+#[derive(Default)]
 struct Taken {
     exact: HashSet<String>,
     folded: HashSet<String>,
+    /// The next suffix worth trying for a base name, so that many uses of one name
+    /// cost linear time, not quadratic.
+    next_suffix: HashMap<String, u64>,
 }
 
 fn fold(name: &str) -> String {
@@ -61,10 +65,16 @@ impl Taken {
             candidate
         };
         let mut name = base.to_string();
-        let mut n = 2u64;
-        while !self.is_free(&name) {
-            name = format!("{base}{n}");
-            n += 1;
+        if !self.is_free(&name) {
+            let mut n = self.next_suffix.get(base).copied().unwrap_or(2);
+            loop {
+                name = format!("{base}{n}");
+                n += 1;
+                if self.is_free(&name) {
+                    break;
+                }
+            }
+            self.next_suffix.insert(base.to_string(), n);
         }
         self.reserve(&name, true);
         name
@@ -81,10 +91,7 @@ pub(super) fn derive(
     index: &HashMap<&str, usize>,
     q_empty: Option<usize>,
 ) -> Vec<String> {
-    let mut taken = Taken {
-        exact: HashSet::new(),
-        folded: HashSet::new(),
-    };
+    let mut taken = Taken::default();
     let mut names: Vec<Option<String>> = vec![None; entries.len()];
     for (i, e) in entries.iter().enumerate() {
         let is_array = matches!(e.kind, RawKind::Array { .. });
@@ -317,10 +324,7 @@ mod tests {
 
     #[test]
     fn unique_names_skip_case_and_punctuation_clashes() {
-        let mut t = Taken {
-            exact: HashSet::new(),
-            folded: HashSet::new(),
-        };
+        let mut t = Taken::default();
         t.reserve("query-foo", false);
         t.reserve("Foo-bar", true);
         assert_eq!(t.unique("QueryFoo"), "QueryFoo");
