@@ -569,3 +569,33 @@ fn blocking_client_gets_an_error_when_the_server_cuts_a_reply() {
     drop(h);
     drop(rt);
 }
+
+/// Every non-fatal fault at once, with many callers in flight.
+#[tokio::test]
+async fn all_non_fatal_faults_at_once_route_every_reply() {
+    let h = harness(Faults {
+        reply_delay: Some(Duration::from_millis(1)),
+        oversized_line: Some(10_000),
+        unknown_id_reply: true,
+        duplicate_reply: true,
+        out_of_order: Some(7),
+        event_flood: Some(50_000),
+        only_command: Some("echo".into()),
+        ..Faults::none()
+    })
+    .await;
+    let c = bounded(Config::new().event_capacity(16).connect_unix(&h.path))
+        .await
+        .unwrap();
+    let _lagging = c.subscribe_raw();
+    let calls: Vec<_> = (0..200)
+        .map(|k| {
+            let c = c.clone();
+            tokio::spawn(async move { (k, echo(&c, k).await) })
+        })
+        .collect();
+    for call in calls {
+        let (k, r) = bounded(call).await.unwrap();
+        assert_eq!(r.unwrap(), json!({ "k": k }));
+    }
+}
