@@ -491,3 +491,28 @@ async fn serve_options_replay_and_record() {
         .iter()
         .any(|e| e.dir == Direction::ToServer && e.msg["execute"] == "stop"));
 }
+
+#[tokio::test]
+async fn a_panicking_handler_costs_one_error_reply_not_the_session() {
+    let server = Server::builder()
+        .handle_raw("boom", true, |_ctx, _args| async {
+            if true {
+                panic!("handler bug");
+            }
+            Ok(json!({}))
+        })
+        .handle_raw("fine", false, |_ctx, _args| async { Ok(json!("fine")) })
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let _l = server.listen_unix(&path).await.unwrap();
+    let c = bounded(qmp::connect_unix(&path)).await.unwrap();
+    let err = bounded(c.execute_raw("boom", None::<&()>))
+        .await
+        .unwrap_err();
+    assert_eq!(err.qmp_error().unwrap().class, "GenericError");
+    assert_eq!(
+        bounded(c.execute_raw("fine", None::<&()>)).await.unwrap(),
+        json!("fine")
+    );
+}

@@ -110,6 +110,8 @@ where
                 break 'session;
             }
         }
+        // Forget finished out-of-band tasks (a long session must not accumulate them).
+        while tasks.try_join_next().is_some() {}
         let piece = match pieces.pop_front() {
             Some(p) => p,
             None => {
@@ -546,7 +548,14 @@ async fn run_command(
         server: server.clone(),
         trailing: trailing.clone(),
     };
-    (registered.handler)(ctx, args.clone()).await.transpose()
+    // In a task of its own, so that a panicking handler costs one error reply, not
+    // the session.
+    match tokio::spawn((registered.handler)(ctx, args.clone())).await {
+        Ok(r) => r.transpose(),
+        Err(e) => Some(Err(QmpError::generic(format!(
+            "qmp::server: the handler of {name} failed: {e}"
+        )))),
+    }
 }
 
 async fn writer_task<W>(wr: W, mut rx: mpsc::Receiver<Out>, hook: Option<Arc<dyn TrafficHook>>)
