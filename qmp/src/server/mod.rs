@@ -37,6 +37,21 @@
 //!   command is checked first: unknown commands get `CommandNotFound`, bad arguments get
 //!   QEMU's exact `GenericError` text.
 //!
+//! # Record and replay
+//! A transcript ([`transcript`]) is a session's traffic as JSON lines with direction
+//! and time. Record one with [`ServerBuilder::traffic_hook`] and a
+//! [`transcript::Recorder`] (server side), or put [`transcript::record_stream`] in
+//! front of any client's connection (client side, e.g. against real QEMU). Serve it
+//! back with [`ServerBuilder::replay`]: requests are matched by command and arguments,
+//! ids rewritten, recorded events sent in order (see [`replay`]).
+//!
+//! # Fault injection
+//! [`Faults`] (set at build time or switched with [`Server::set_faults`]) makes the
+//! server misbehave on purpose: delayed replies, a reply cut mid-line followed by a
+//! close, malformed JSON, an oversized line, replies with unknown ids, duplicated or
+//! reordered replies, an event flood, a server that stops reading, a missing or wrong
+//! greeting. `qmp/tests/reliability.rs` asserts the client's behaviour under each.
+//!
 //! # Ordering
 //! Replies and events to one client go through one queue, in the order they were
 //! produced: an event a handler emits before returning reaches the client before the
