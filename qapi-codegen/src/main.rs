@@ -40,6 +40,8 @@ fn cmd_dump(file: &std::path::Path) -> ExitCode {
     match qapi_codegen::front::load_schema(file) {
         Ok(schema) => {
             let text = qapi_codegen::dump::dump(&schema);
+            // The process ends here: freeing the model would only cost time.
+            std::mem::forget(schema);
             let mut stdout = std::io::stdout().lock();
             if stdout
                 .write_all(text.as_bytes())

@@ -296,9 +296,9 @@ impl QapiDoc {
     }
 }
 
-impl FileParser<'_, '_> {
+impl<'a> FileParser<'a, '_> {
     /// `get_doc_line`: the current comment as a doc line; `None` at the closing `##`.
-    fn get_doc_line(&self) -> Result<Option<String>, SchemaError> {
+    fn get_doc_line(&self) -> Result<Option<&'a str>, SchemaError> {
         if self.lx.tok != Tok::Comment {
             return Err(self.perr("documentation comment must end with '##'"));
         }
@@ -310,40 +310,40 @@ impl FileParser<'_, '_> {
             return Ok(None);
         }
         if val == "#" {
-            return Ok(Some(String::new()));
+            return Ok(Some(""));
         }
         if !val[1..].starts_with(' ') {
             return Err(self.perr("missing space after #"));
         }
-        Ok(Some(val[2..].trim_end_matches(py_isspace).to_owned()))
+        Ok(Some(val[2..].trim_end_matches(py_isspace)))
     }
 
-    fn next_doc_line(&mut self) -> Result<Option<String>, SchemaError> {
+    fn next_doc_line(&mut self) -> Result<Option<&'a str>, SchemaError> {
         self.accept(false)?;
         self.get_doc_line()
     }
 
-    fn get_doc_indented(&mut self, doc: &mut QapiDoc) -> Result<Option<String>, SchemaError> {
+    fn get_doc_indented(&mut self, doc: &mut QapiDoc) -> Result<Option<&'a str>, SchemaError> {
         let mut line = self.next_doc_line()?;
-        while line.as_deref() == Some("") {
+        while line == Some("") {
             doc.append_line("");
             line = self.next_doc_line()?;
         }
         let Some(first) = line else { return Ok(None) };
-        let indent = indent_of(&first);
+        let indent = indent_of(first);
         if indent == 0 {
             return Ok(Some(first));
         }
-        doc.append_line(&first);
+        doc.append_line(first);
         let mut prev_line_blank = false;
         loop {
             let Some(line) = self.next_doc_line()? else {
                 return Ok(None);
             };
-            if match_at_name_colon(&line).is_some() {
+            if match_at_name_colon(line).is_some() {
                 return Ok(Some(line));
             }
-            let cur_indent = indent_of(&line);
+            let cur_indent = indent_of(line);
             if !line.is_empty() && cur_indent < indent {
                 if prev_line_blank {
                     return Ok(Some(line));
@@ -352,17 +352,17 @@ impl FileParser<'_, '_> {
                     "unexpected de-indent (expected at least {indent} spaces)"
                 )));
             }
-            doc.append_line(&line);
+            doc.append_line(line);
             prev_line_blank = true;
         }
     }
 
-    fn get_doc_paragraph(&mut self, doc: &mut QapiDoc) -> Result<Option<String>, SchemaError> {
+    fn get_doc_paragraph(&mut self, doc: &mut QapiDoc) -> Result<Option<&'a str>, SchemaError> {
         loop {
             match self.next_doc_line()? {
                 None => return Ok(None),
                 Some(l) if l.is_empty() => return Ok(Some(l)),
-                Some(l) => doc.append_line(&l),
+                Some(l) => doc.append_line(l),
             }
         }
     }
@@ -375,7 +375,7 @@ impl FileParser<'_, '_> {
         let info = self.lx.info;
         let mut line = self.next_doc_line()?;
         let mut doc;
-        if let Some(first) = line.as_deref().filter(|l| l.starts_with('@')) {
+        if let Some(first) = line.filter(|l| l.starts_with('@')) {
             if !first.ends_with(':') {
                 return Err(self.perr("line should end with ':'"));
             }
@@ -387,7 +387,7 @@ impl FileParser<'_, '_> {
             line = self.next_doc_line()?;
             let mut no_more_args = false;
             while line.is_some() {
-                while line.as_deref() == Some("") {
+                while line == Some("") {
                     line = self.next_doc_line()?;
                 }
                 let Some(l) = line.take() else { break };
@@ -396,11 +396,11 @@ impl FileParser<'_, '_> {
                         return Err(self.perr("duplicated 'Features:' line"));
                     }
                     line = self.next_doc_line()?;
-                    while line.as_deref() == Some("") {
+                    while line == Some("") {
                         line = self.next_doc_line()?;
                     }
-                    while let Some((name, end)) = line.as_deref().and_then(match_at_name_colon) {
-                        let l = line.as_deref().unwrap_or_default();
+                    while let Some((name, end)) = line.and_then(match_at_name_colon) {
+                        let l = line.unwrap_or_default();
                         doc.new_description(&self.ctx.sources, self.lx.info, name, Kind::Feature)?;
                         if end < l.len() {
                             doc.append_line(&l[end..]);
@@ -411,15 +411,15 @@ impl FileParser<'_, '_> {
                         return Err(self.perr("feature descriptions expected"));
                     }
                     no_more_args = true;
-                } else if let Some((name, _)) = match_at_name_colon(&l) {
+                } else if let Some((name, _)) = match_at_name_colon(l) {
                     if no_more_args {
                         return Err(
                             self.perr(format!("description of '@{name}:' follows a section"))
                         );
                     }
                     line = Some(l);
-                    while let Some((name, end)) = line.as_deref().and_then(match_at_name_colon) {
-                        let l = line.as_deref().unwrap_or_default();
+                    while let Some((name, end)) = line.and_then(match_at_name_colon) {
+                        let l = line.unwrap_or_default();
                         doc.new_description(&self.ctx.sources, self.lx.info, name, Kind::Member)?;
                         if end < l.len() {
                             doc.append_line(&l[end..]);
@@ -427,7 +427,7 @@ impl FileParser<'_, '_> {
                         line = self.get_doc_indented(&mut doc)?;
                     }
                     no_more_args = true;
-                } else if let Some((tag, end)) = match_tag(&l) {
+                } else if let Some((tag, end)) = match_tag(l) {
                     if tag.contains("Note") {
                         return Err(self.perr(format!(
                             "The '{tag}' section is no longer supported. Please use rST's \
@@ -457,7 +457,7 @@ impl FileParser<'_, '_> {
                     return Err(self.perr("unexpected '=' markup in definition documentation"));
                 } else {
                     doc.ensure_untagged_section(self.lx.info);
-                    doc.append_line(&l);
+                    doc.append_line(l);
                     line = self.get_doc_paragraph(&mut doc)?;
                 }
             }
@@ -466,7 +466,7 @@ impl FileParser<'_, '_> {
             doc.ensure_untagged_section(self.lx.info);
             let mut first = true;
             while let Some(l) = line {
-                if let Some((name, _)) = match_at_name_colon(&l) {
+                if let Some((name, _)) = match_at_name_colon(l) {
                     return Err(
                         self.perr(format!("'@{name}:' not allowed in free-form documentation"))
                     );
@@ -474,7 +474,7 @@ impl FileParser<'_, '_> {
                 if l.starts_with('=') && !first {
                     return Err(self.perr("'=' heading must come first in a comment block"));
                 }
-                doc.append_line(&l);
+                doc.append_line(l);
                 line = self.next_doc_line()?;
                 first = false;
             }

@@ -4,7 +4,7 @@
 
 use super::doc::QapiDoc;
 use super::error::SchemaError;
-use super::names::{c_name, valid_name_stem};
+use super::names::valid_name_stem;
 use super::parser::{Dict, ParsedExpr, Value};
 use super::source::{Info, Sources};
 use crate::model::{IfCond, Pragma};
@@ -157,8 +157,11 @@ impl Checker<'_> {
     }
 
     fn name_str<'n>(&self, name: &'n str, source: &str) -> R<&'n str> {
+        // `c_name(name, False).startswith('q_')`, without building the C name.
+        let b = name.as_bytes();
+        let q_prefixed = b.len() >= 2 && b[0] == b'q' && !b[1].is_ascii_alphanumeric();
         match valid_name_stem(name) {
-            Some(stem) if !c_name(name, false).starts_with("q_") => Ok(stem),
+            Some(stem) if !q_prefixed => Ok(stem),
             _ => Err(self.err(format!("{source} has an invalid name"))),
         }
     }
@@ -386,8 +389,11 @@ impl Checker<'_> {
             let key_source = format!("{source} member '{key}'");
             let bare = key.strip_prefix('*').unwrap_or(key);
             self.name_lower(bare, &key_source, permissive, permissive)?;
-            let c = c_name(bare, false);
-            if c == "u" || c.starts_with("has_") {
+            // `c_name(key) == 'u' or c_name(key).startswith('has_')`.
+            let b = bare.as_bytes();
+            if bare == "u"
+                || (b.len() >= 4 && b.starts_with(b"has") && !b[3].is_ascii_alphanumeric())
+            {
                 return Err(self.err(format!("{key_source} uses reserved name")));
             }
             let arg = View::of(arg, "type");

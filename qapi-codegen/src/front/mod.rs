@@ -24,6 +24,7 @@
 mod doc;
 mod error;
 mod expr;
+mod fxhash;
 mod legacy;
 mod lexer;
 mod names;

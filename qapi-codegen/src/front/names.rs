@@ -18,107 +18,39 @@ pub(crate) fn c_name(name: &str, protect: bool) -> String {
     mapped
 }
 
+/// True when `c_name(name, true)` is `name` itself (most names): saves an allocation.
+pub(crate) fn c_name_is_identity(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && !is_c_word(name)
+}
+
 fn is_c_word(s: &str) -> bool {
-    const WORDS: &[&str] = &[
+    matches!(
+        s,
         // C89
-        "auto",
-        "break",
-        "case",
-        "char",
-        "const",
-        "continue",
-        "default",
-        "do",
-        "double",
-        "else",
-        "enum",
-        "extern",
-        "float",
-        "for",
-        "goto",
-        "if",
-        "int",
-        "long",
-        "register",
-        "return",
-        "short",
-        "signed",
-        "sizeof",
-        "static",
-        "struct",
-        "switch",
-        "typedef",
-        "union",
-        "unsigned",
-        "void",
-        "volatile",
-        "while",
-        // C99
-        "inline",
-        "restrict",
-        "_Bool",
-        "_Complex",
-        "_Imaginary",
-        // C11
-        "_Alignas",
-        "_Alignof",
-        "_Atomic",
-        "_Generic",
-        "_Noreturn",
-        "_Static_assert",
-        "_Thread_local",
-        // GCC
-        "asm",
-        "typeof",
-        // C++
-        "bool",
-        "catch",
-        "class",
-        "const_cast",
-        "delete",
-        "dynamic_cast",
-        "explicit",
-        "false",
-        "friend",
-        "mutable",
-        "namespace",
-        "new",
-        "operator",
-        "private",
-        "protected",
-        "public",
-        "reinterpret_cast",
-        "static_cast",
-        "template",
-        "this",
-        "throw",
-        "true",
-        "try",
-        "typeid",
-        "typename",
-        "using",
-        "virtual",
-        "wchar_t",
-        "and",
-        "and_eq",
-        "bitand",
-        "bitor",
-        "compl",
-        "not",
-        "not_eq",
-        "or",
-        "or_eq",
-        "xor",
-        "xor_eq",
-        // namespace pollution
-        "unix",
-        "errno",
-        "mips",
-        "sparc",
-        "i386",
-        "linux",
-    ];
-    WORDS.contains(&s)
+        "auto" | "break" | "case" | "char" | "const" | "continue" | "default" | "do"
+            | "double" | "else" | "enum" | "extern" | "float" | "for" | "goto" | "if"
+            | "int" | "long" | "register" | "return" | "short" | "signed" | "sizeof"
+            | "static" | "struct" | "switch" | "typedef" | "union" | "unsigned" | "void"
+            | "volatile" | "while"
+            // C99
+            | "inline" | "restrict" | "_Bool" | "_Complex" | "_Imaginary"
+            // C11
+            | "_Alignas" | "_Alignof" | "_Atomic" | "_Generic" | "_Noreturn"
+            | "_Static_assert" | "_Thread_local"
+            // GCC
+            | "asm" | "typeof"
+            // C++
+            | "bool" | "catch" | "class" | "const_cast" | "delete" | "dynamic_cast"
+            | "explicit" | "false" | "friend" | "mutable" | "namespace" | "new"
+            | "operator" | "private" | "protected" | "public" | "reinterpret_cast"
+            | "static_cast" | "template" | "this" | "throw" | "true" | "try" | "typeid"
+            | "typename" | "using" | "virtual" | "wchar_t" | "and" | "and_eq" | "bitand"
+            | "bitor" | "compl" | "not" | "not_eq" | "or" | "or_eq" | "xor" | "xor_eq"
+            // namespace pollution
+            | "unix" | "errno" | "mips" | "sparc" | "i386" | "linux"
+    )
 }
 
 fn stem_ok(s: &str) -> bool {

@@ -6,12 +6,14 @@
 //! QEMU's recursive object checks, connected to their doc comments, and assigned to
 //! modules. Every error is the one QEMU would report first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::doc::QapiDoc;
 use super::error::SchemaError;
 use super::expr::{BranchDef, Data, Def, DefKind, Expr, FeatDef, MemberDef, TypeRef};
-use super::names::c_name;
+use super::fxhash::{FxHashMap, FxHashSet};
+use super::names::{c_name, c_name_is_identity};
 use super::paths;
 use super::source::{Info, Sources};
 use crate::model::{self, Builtin, EntityId, IfCond, ModuleId, Pragma};
@@ -19,7 +21,7 @@ use crate::model::{self, Builtin, EntityId, IfCond, ModuleId, Pragma};
 type R<T> = Result<T, SchemaError>;
 
 /// How deeply object checks may recurse (base chains, nested branches).
-const MAX_CHECK_DEPTH: usize = 512;
+const MAX_CHECK_DEPTH: usize = 100;
 
 /// QEMU's builtins in its definition order, with their JSON types.
 const BUILTINS: [(Builtin, &str, &str); 15] = [
@@ -72,10 +74,10 @@ struct SFeature {
 
 #[derive(Clone, Debug)]
 struct SMember {
-    name: String,
+    name: Rc<str>,
     info: Option<Info>,
     ifcond: Option<IfCond>,
-    defined_in: String,
+    defined_in: Rc<str>,
     role: Role,
     ty_name: String,
     ty: Option<u32>,
@@ -85,10 +87,10 @@ struct SMember {
 
 #[derive(Clone, Debug)]
 struct SEnumValue {
-    name: String,
+    name: Rc<str>,
     info: Option<Info>,
     ifcond: Option<IfCond>,
-    defined_in: String,
+    defined_in: Rc<str>,
     features: Vec<SFeature>,
 }
 
@@ -172,8 +174,8 @@ struct SEnt {
 #[derive(Clone, Debug)]
 struct Seen {
     role: Role,
-    name: String,
-    defined_in: String,
+    name: Rc<str>,
+    defined_in: Rc<str>,
     ty: Option<u32>,
     optional: bool,
     conditional: bool,
@@ -192,18 +194,18 @@ impl Seen {
     }
 }
 
-type SeenMap = HashMap<String, Seen>;
+type SeenMap = FxHashMap<Rc<str>, Seen>;
 
 struct Builder<'a> {
     sources: &'a Sources,
     pragma: &'a Pragma,
     docs: Vec<QapiDoc>,
     ents: Vec<SEnt>,
-    by_name: HashMap<String, u32>,
+    by_name: FxHashMap<String, u32>,
     modules: Vec<String>,
-    module_index: HashMap<String, usize>,
+    module_index: FxHashMap<String, usize>,
     features: Vec<Option<Info>>,
-    feature_names: HashSet<String>,
+    feature_names: FxHashSet<String>,
     schema_dir: String,
     cwd: String,
 }
@@ -222,9 +224,9 @@ pub(crate) fn build(
         pragma,
         docs,
         ents: Vec::with_capacity(exprs.len() * 2 + 64),
-        by_name: HashMap::new(),
+        by_name: FxHashMap::default(),
         modules: Vec::new(),
-        module_index: HashMap::new(),
+        module_index: FxHashMap::default(),
         features: vec![None, None],
         feature_names: ["deprecated", "unstable"]
             .iter()
@@ -392,10 +394,10 @@ impl Builder<'_> {
         ]
         .iter()
         .map(|n| SEnumValue {
-            name: n.to_string(),
+            name: Rc::from(*n),
             info: None,
             ifcond: None,
-            defined_in: "QType".into(),
+            defined_in: Rc::from("QType"),
             features: Vec::new(),
         })
         .collect();
@@ -443,6 +445,7 @@ impl Builder<'_> {
         info: Info,
         defined_in: &str,
     ) -> R<Vec<SMember>> {
+        let defined_in: Rc<str> = Rc::from(defined_in);
         let mut out = Vec::with_capacity(data.len());
         for m in data {
             let (name, optional) = match m.name.strip_prefix('*') {
@@ -452,10 +455,10 @@ impl Builder<'_> {
             let ty_name = self.type_ref(m.ty, info)?;
             let features = self.make_features(m.features, info, &name);
             out.push(SMember {
-                name,
+                name: Rc::from(name),
                 info: Some(info),
                 ifcond: m.ifcond,
-                defined_in: defined_in.to_owned(),
+                defined_in: Rc::clone(&defined_in),
                 role: Role::Member,
                 ty_name,
                 ty: None,
@@ -472,14 +475,15 @@ impl Builder<'_> {
         info: Info,
         defined_in: &str,
     ) -> R<Vec<SMember>> {
+        let defined_in: Rc<str> = Rc::from(defined_in);
         let mut out = Vec::with_capacity(data.len());
         for v in data {
             let ty_name = self.type_ref(v.ty, info)?;
             out.push(SMember {
-                name: v.name,
+                name: Rc::from(v.name),
                 info: Some(info),
                 ifcond: v.ifcond,
-                defined_in: defined_in.to_owned(),
+                defined_in: Rc::clone(&defined_in),
                 role: Role::Branch,
                 ty_name,
                 ty: None,
@@ -551,10 +555,10 @@ impl Builder<'_> {
                     .map(|v| {
                         let features = self.make_features(v.features, info, &v.name);
                         SEnumValue {
-                            name: v.name,
+                            name: Rc::from(v.name),
                             info: Some(info),
                             ifcond: v.ifcond,
-                            defined_in: name.clone(),
+                            defined_in: Rc::from(name.as_str()),
                             features,
                         }
                     })
@@ -603,7 +607,7 @@ impl Builder<'_> {
                     name: "type".into(),
                     info: Some(info),
                     ifcond: None,
-                    defined_in: name.clone(),
+                    defined_in: Rc::from(name.as_str()),
                     role: Role::Member,
                     ty_name: "QType".into(),
                     ty: None,
@@ -694,7 +698,11 @@ impl Builder<'_> {
     }
 
     fn check_clash(&self, info: Option<Info>, seen: &mut SeenMap, s: Seen) -> R<()> {
-        let cname = c_name(&s.name, true);
+        let cname: Rc<str> = if c_name_is_identity(&s.name) {
+            Rc::clone(&s.name)
+        } else {
+            Rc::from(c_name(&s.name, true))
+        };
         if let Some(old) = seen.get(&cname) {
             return Err(self.err(
                 info,
@@ -710,12 +718,12 @@ impl Builder<'_> {
     }
 
     fn check_features_clash(&self, info: Option<Info>, features: &[SFeature]) -> R<()> {
-        let mut seen = SeenMap::new();
+        let mut seen = SeenMap::default();
         for f in features {
             let s = Seen {
                 role: Role::Feature,
-                name: f.name.clone(),
-                defined_in: f.defined_in.clone(),
+                name: Rc::from(f.name.as_str()),
+                defined_in: Rc::from(f.defined_in.as_str()),
                 ty: None,
                 optional: false,
                 conditional: false,
@@ -803,7 +811,7 @@ impl Builder<'_> {
             return Err(self.err(info, "types nest too deeply"));
         }
         self.check_definition(idx)?;
-        let mut seen = SeenMap::new();
+        let mut seen = SeenMap::default();
         let base_name = self.object(idx).and_then(|o| o.base_name.clone());
         let mut members = Vec::new();
         if let Some(base_name) = base_name {
@@ -887,9 +895,9 @@ impl Builder<'_> {
             return Ok(());
         };
         let binfo = Some(br.info);
-        let tag = seen.get(&c_name(&br.tag_name, true));
+        let tag = seen.get(c_name(&br.tag_name, true).as_str());
         let tag = match tag {
-            Some(t) if t.name == br.tag_name => t.clone(),
+            Some(t) if *t.name == *br.tag_name => t.clone(),
             _ => {
                 return Err(self.err(
                     binfo,
@@ -903,7 +911,7 @@ impl Builder<'_> {
             format!("base type '{}'", tag.defined_in)
         };
         let tag_ty = tag.ty.unwrap_or(u32::MAX);
-        let tag_values: Vec<(String, Option<IfCond>)> =
+        let tag_values: Vec<(Rc<str>, Option<IfCond>)> =
             match self.ents.get(tag_ty as usize).map(|e| &e.kind) {
                 Some(SKind::Enum { values, .. }) => values
                     .iter()
@@ -938,7 +946,7 @@ impl Builder<'_> {
             ));
         }
         let mut variants = br.variants;
-        let cases: HashSet<String> = variants.iter().map(|v| v.name.clone()).collect();
+        let cases: FxHashSet<Rc<str>> = variants.iter().map(|v| v.name.clone()).collect();
         for (vname, vif) in &tag_values {
             if !cases.contains(vname) {
                 variants.push(SMember {
@@ -1001,7 +1009,7 @@ impl Builder<'_> {
         for v in &mut alt.variants {
             self.check_member(v)?;
         }
-        let mut seen = SeenMap::new();
+        let mut seen = SeenMap::default();
         let mut types_seen: HashMap<&'static str, String> = HashMap::new();
         for v in &alt.variants {
             self.check_clash(info, &mut seen, Seen::of(v))?;
@@ -1036,7 +1044,7 @@ impl Builder<'_> {
             if qtype == "QTYPE_QSTRING" {
                 if let SKind::Enum { values, .. } = &ent.kind {
                     for m in values {
-                        if m.name == "on" || m.name == "off" {
+                        if &*m.name == "on" || &*m.name == "off" {
                             conflicting.push("QTYPE_QBOOL");
                         }
                         if m.name.starts_with(|c: char| "-+0123456789.".contains(c)) {
@@ -1064,7 +1072,7 @@ impl Builder<'_> {
                         ),
                     ));
                 }
-                types_seen.insert(qt, v.name.clone());
+                types_seen.insert(qt, v.name.to_string());
             }
         }
         self.ents[idx as usize].kind = SKind::Alternate(alt);
@@ -1149,7 +1157,7 @@ impl Builder<'_> {
             SKind::Builtin(..) => self.check_definition(idx),
             SKind::Enum { .. } => {
                 let info = e.info;
-                let mut seen = SeenMap::new();
+                let mut seen = SeenMap::default();
                 self.check_definition(idx)?;
                 let SKind::Enum { values, .. } = &self.ents[idx as usize].kind else {
                     return Ok(());
@@ -1361,17 +1369,17 @@ impl Builder<'_> {
             pos: pos(f.info),
         };
         let member = |m: SMember| model::Member {
-            name: m.name,
+            name: m.name.to_string(),
             ty: id(m.ty),
             optional: m.optional,
             ifcond: m.ifcond,
             features: m.features.into_iter().map(feature).collect(),
             pos: pos(m.info),
-            defined_in: m.defined_in,
+            defined_in: m.defined_in.to_string(),
             default: None,
         };
         let variant = |m: SMember| model::Variant {
-            name: m.name,
+            name: m.name.to_string(),
             ty: id(m.ty),
             ifcond: m.ifcond,
             pos: pos(m.info),
@@ -1402,7 +1410,7 @@ impl Builder<'_> {
                     members: values
                         .into_iter()
                         .map(|v| model::EnumMember {
-                            name: v.name,
+                            name: v.name.to_string(),
                             ifcond: v.ifcond,
                             features: v.features.into_iter().map(feature).collect(),
                             pos: pos(v.info),

@@ -6,10 +6,10 @@
 //! object exactly because each file is parsed at most once; the definition recorded
 //! for a line lives in [`Sources`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::SchemaError;
+use super::fxhash::FxHashMap;
 use crate::model::Pos;
 
 /// A line of a source file: QEMU's `QAPISourceInfo`.
@@ -32,7 +32,7 @@ pub(crate) struct FileRec {
 #[derive(Debug, Default)]
 pub(crate) struct Sources {
     pub files: Vec<FileRec>,
-    defns: HashMap<Info, (&'static str, String)>,
+    defns: FxHashMap<Info, (&'static str, String)>,
 }
 
 impl Sources {
