@@ -14,6 +14,9 @@ pub(crate) enum Piece {
     Message(Vec<u8>),
     /// A message grew past the limit; input is skipped up to the next newline.
     TooLong,
+    /// A byte no JSON token can contain, outside strings (QEMU's lexer rejects it and
+    /// drops the message it was in).
+    Stray(u8),
 }
 
 #[derive(Debug)]
@@ -97,6 +100,11 @@ impl JsonSplitter {
                             self.emit(out);
                         }
                     }
+                    _ if is_stray(b) => {
+                        self.buf.clear();
+                        self.depth = 0;
+                        out.push(Piece::Stray(b));
+                    }
                     b' ' | b'\t' | b'\r' | b'\n' => {
                         if self.depth == 0 {
                             // A bare scalar at top level ends at whitespace.
@@ -120,6 +128,32 @@ impl JsonSplitter {
             }
         }
     }
+}
+
+/// Whether QEMU's JSON lexer has no token starting with (or containing) `b` outside
+/// strings: anything but structure, whitespace, numbers and keywords.
+fn is_stray(b: u8) -> bool {
+    !(b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'{' | b'}'
+                | b'['
+                | b']'
+                | b','
+                | b':'
+                | b'-'
+                | b'+'
+                | b'.'
+                | b' '
+                | b'\t'
+                | b'\r'
+                | b'\n'
+        ))
+}
+
+/// QEMU's text for a stray byte.
+pub(crate) fn stray_text(b: u8) -> String {
+    format!("JSON parse error, stray '{}'", char::from(b))
 }
 
 /// Parses one message as QEMU's JSON parser would, with its error texts
@@ -327,7 +361,7 @@ mod tests {
         assert_eq!(got, vec![msg(r#"{"execute": "it's \"x\""}"#)]);
         let v: serde_json::Value = match &got[0] {
             Piece::Message(m) => serde_json::from_slice(m).unwrap(),
-            Piece::TooLong => panic!(),
+            other => panic!("{other:?}"),
         };
         assert_eq!(v["execute"], "it's \"x\"");
     }

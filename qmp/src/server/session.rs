@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use super::faults::{Faults, GreetingFault};
 use super::handler::{Ctx, QmpError};
-use super::json_stream::{parse_message, JsonSplitter, Piece};
+use super::json_stream::{parse_message, stray_text, JsonSplitter, Piece};
 use super::transcript::{Direction, TrafficHook};
 use super::{encode_event, ClientId, Out, Server};
 use crate::codec::{LineEnding, LineWriter};
@@ -142,6 +142,7 @@ where
                 parse_message(&bytes).map_err(QmpError::generic)
             }
             Piece::TooLong => Err(QmpError::generic("JSON token size limit exceeded")),
+            Piece::Stray(b) => Err(QmpError::generic(stray_text(b))),
         };
         if state.negotiated.load(Ordering::Acquire) {
             read_after_negotiation += 1;

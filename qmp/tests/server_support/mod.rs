@@ -50,13 +50,8 @@ impl Qsd {
             socket,
             _dir: dir,
         };
-        for _ in 0..400 {
-            if qsd.socket.exists() {
-                return Some(qsd);
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("qemu-storage-daemon did not create its socket");
+        wait_listening(&qsd.socket);
+        Some(qsd)
     }
 }
 
@@ -84,14 +79,21 @@ impl Qsd {
             socket,
             _dir: dir,
         };
-        for _ in 0..400 {
-            if q.socket.exists() {
-                return Some(q);
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("qemu-system-x86_64 did not create its socket");
+        wait_listening(&q.socket);
+        Some(q)
     }
+}
+
+/// Waits until something accepts connections on `socket` (the file can exist a moment
+/// before QEMU listens on it).
+fn wait_listening(socket: &Path) {
+    for _ in 0..400 {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("nothing listens on {}", socket.display());
 }
 
 impl Drop for Qsd {
@@ -109,10 +111,19 @@ pub struct RawPeer {
 
 impl RawPeer {
     pub async fn connect(path: &Path) -> RawPeer {
-        let s = tokio::time::timeout(HANG, UnixStream::connect(path))
-            .await
-            .expect("connect hung")
-            .expect("connect");
+        // The socket file can exist a moment before QEMU listens on it.
+        let mut tries = 0;
+        let s = loop {
+            match UnixStream::connect(path).await {
+                Ok(s) => break s,
+                Err(e) if tries < 200 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                Err(e) => panic!("connect {}: {e}", path.display()),
+            }
+        };
         let (r, w) = s.into_split();
         RawPeer {
             reader: BufReader::new(r),
