@@ -197,6 +197,16 @@ fn legacy_constructs() {
             ("old", "q_obj_Old-wrapper")
         ]
     );
+    // A union with a base but no discriminator was an error then as now.
+    let bad = "{ 'struct': 'B', 'data': { 'x': 'int' } }\n\
+               { 'union': 'U', 'base': 'B', 'data': { 'a': 'B' } }\n";
+    let err = parse_with_loader_dialect(
+        "b.json",
+        "/",
+        |_: &str| Ok(bad.as_bytes().to_vec()),
+        Dialect::Legacy,
+    );
+    assert!(err.is_err());
     // Old pragma names and naming rules.
     assert_eq!(s.pragma.command_returns_exceptions, ["x_get"]);
     assert!(s.pragma.member_name_exceptions.contains(&"Old".to_string()));
@@ -204,4 +214,36 @@ fn legacy_constructs() {
         .pragma
         .command_name_exceptions
         .contains(&"x_get".to_string()));
+}
+
+/// `dump` (through `load_schema`) reads sources of the 3.x–5.x era without being told
+/// the dialect: they use simple unions and C-expression conditions.
+#[test]
+fn dump_detects_the_legacy_dialect() {
+    let Some(dir) = old_schemas() else {
+        return;
+    };
+    let root = dir.join("5.2/qapi");
+    if !root.is_dir() {
+        println!("skipped: no QEMU 5.2 sources in {}", dir.display());
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qapi-codegen"))
+        .arg("dump")
+        .arg("qapi-schema.json")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // QEMU 5.2's simple union SocketAddressLegacy, expanded.
+    assert!(
+        stdout.contains("\nenum SocketAddressLegacyKind\n"),
+        "{stdout:.300}"
+    );
+    assert!(stdout.contains("\nobject q_obj_InetSocketAddress-wrapper\n"));
 }

@@ -46,6 +46,44 @@ pub(crate) fn pragma_name(name: &str) -> &str {
     }
 }
 
+/// True if the expressions use a construct only the legacy dialect has: a simple
+/// union, or an `if` that is a C expression (`defined(…)`, operators), alone or in a
+/// list. The
+/// current dialect rejects each of these, so a schema that fails to read as current
+/// and has one is taken to be legacy (see [`super::load_schema`]).
+pub(crate) fn uses_legacy_constructs(exprs: &[ParsedExpr]) -> bool {
+    fn legacy_if(v: &Value) -> bool {
+        match v {
+            Value::Str(s) => !s.bytes().all(|b| b == b'_' || b.is_ascii_alphanumeric()),
+            // A list of plain names is only an error today (QEMU's test `bad-if`).
+            Value::List(l) => l.iter().any(legacy_if),
+            _ => false,
+        }
+    }
+    fn dict_has_legacy_if(d: &Dict) -> bool {
+        d.0.iter().any(|(k, v)| match (k.as_str(), v) {
+            ("if", v) => legacy_if(v),
+            ("data" | "base", Value::Dict(m)) => m.0.iter().any(|(_, x)| match x {
+                Value::Dict(md) => dict_has_legacy_if(md),
+                _ => false,
+            }),
+            ("data" | "features", Value::List(l)) => l.iter().any(|x| match x {
+                Value::Dict(md) => dict_has_legacy_if(md),
+                _ => false,
+            }),
+            _ => false,
+        })
+    }
+    exprs.iter().any(|e| match e {
+        ParsedExpr::Def { dict, .. } => {
+            let simple_union =
+                dict.contains("union") && !dict.contains("discriminator") && !dict.contains("base");
+            simple_union || dict_has_legacy_if(dict)
+        }
+        ParsedExpr::Include { .. } => false,
+    })
+}
+
 /// Implicit definitions of a simple union, to insert before the union `before`.
 pub(crate) struct Implicit {
     before: String,
@@ -88,7 +126,9 @@ pub(crate) fn rewrite(exprs: &mut [ParsedExpr], pragma: &mut Pragma) -> Vec<Impl
         let Some(Value::Str(name)) = dict.get("union").cloned() else {
             continue;
         };
-        if dict.contains("discriminator") {
+        // A union with a base but no discriminator was an error then too: left for
+        // the checks to report.
+        if dict.contains("discriminator") || dict.contains("base") {
             continue;
         }
         let Some(Value::Dict(data)) = dict.get("data").cloned() else {

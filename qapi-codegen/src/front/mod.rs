@@ -103,9 +103,23 @@ pub fn parse_file_dialect(path: impl AsRef<Path>, dialect: Dialect) -> Result<Sc
 pub fn parse_with_loader_dialect<F>(
     fname: &str,
     cwd: &str,
-    mut loader: F,
+    loader: F,
     dialect: Dialect,
 ) -> Result<Schema, SchemaError>
+where
+    F: FnMut(&str) -> io::Result<Vec<u8>>,
+{
+    parse_dialect(fname, cwd, loader, dialect).map(|(schema, _)| schema)
+}
+
+/// The reader: the schema, and whether it used a construct only the legacy dialect
+/// has (when read as legacy).
+fn parse_dialect<F>(
+    fname: &str,
+    cwd: &str,
+    mut loader: F,
+    dialect: Dialect,
+) -> Result<(Schema, bool), SchemaError>
 where
     F: FnMut(&str) -> io::Result<Vec<u8>>,
 {
@@ -133,6 +147,7 @@ where
         docs,
         mut pragma,
     } = ctx.into_parts();
+    let used_legacy = dialect == Dialect::Legacy && legacy::uses_legacy_constructs(&exprs);
     let implicit = match dialect {
         Dialect::Legacy => legacy::rewrite(&mut exprs, &mut pragma),
         Dialect::Current => Vec::new(),
@@ -141,7 +156,7 @@ where
     legacy::insert_implicit(&mut exprs, implicit);
     let mut schema = schema::build(fname, cwd, exprs, docs, &sources, &pragma)?;
     schema.origin = crate::model::Origin::Source { dialect };
-    Ok(schema)
+    Ok((schema, used_legacy))
 }
 
 /// Read a schema from `path`, whatever its kind: the single place where the kind of
@@ -149,7 +164,9 @@ where
 ///
 /// `query-qmp-schema` output (a JSON array of objects, or a `{"return": ...}` reply;
 /// see [`crate::introspect::looks_like_introspection`]) is read by
-/// [`crate::introspect`]; anything else as QAPI sources.
+/// [`crate::introspect`]; anything else as QAPI sources, in the current dialect or, when
+/// that fails and the sources use a construct only the legacy dialect has (simple
+/// unions, C-expression conditions), in [`Dialect::Legacy`].
 ///
 /// # Errors
 /// As [`parse_file`], or the introspection reader's error as plain text.
@@ -158,7 +175,21 @@ pub fn load_schema(path: impl AsRef<Path>) -> Result<Schema, SchemaError> {
     if starts_like_introspection(path) {
         return crate::introspect::read_file(path).map_err(|e| SchemaError::plain(e.to_string()));
     }
-    parse_file(path)
+    let error = match parse_file(path) {
+        Ok(schema) => return Ok(schema),
+        Err(e) => e,
+    };
+    // Sources of QEMU 3.1 to 5.2: read them in the legacy dialect when they use one of
+    // its constructs (the current dialect's error stands otherwise, so that its
+    // diagnostics are QEMU 10.0's).
+    let (Some(fname), Ok(cwd)) = (path.to_str(), std::env::current_dir()) else {
+        return Err(error);
+    };
+    let cwd = cwd.to_string_lossy().into_owned();
+    match parse_dialect(fname, &cwd, |f: &str| std::fs::read(f), Dialect::Legacy) {
+        Ok((schema, true)) => Ok(schema),
+        _ => Err(error),
+    }
 }
 
 /// Looks at the start of the file only; unreadable files go to the source reader,
