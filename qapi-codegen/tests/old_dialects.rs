@@ -247,3 +247,52 @@ fn dump_detects_the_legacy_dialect() {
     );
     assert!(stdout.contains("\nobject q_obj_InetSocketAddress-wrapper\n"));
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+    use qapi_codegen::front::parse_with_loader_dialect;
+    use qapi_codegen::model::Dialect;
+
+    const SEED: &str = r#"
+{ 'pragma': { 'returns-whitelist': [ 'x_get' ], 'name-case-whitelist': [ 'Old' ] } }
+{ 'struct': 'Old', 'data': { 'CamelCase': 'str', 'under_score': 'int' } }
+{ 'struct': 'Vnc', 'data': { 'port': 'int' }, 'if': 'defined(CONFIG_VNC)' }
+{ 'union': 'Simple',
+  'data': { 'vnc': 'Vnc', 'names': ['str'],
+            'old': { 'type': 'Old', 'if': ['defined(A)', '!defined(B) || C'] } } }
+{ 'enum': 'E', 'data': [ { 'name': 'a', 'if': 'defined(X) && !(Y || Z)' } ] }
+{ 'command': 'x_get', 'returns': 'int', 'data': { 'arg': 'Simple' } }
+"#;
+
+    const PIECES: [&str; 12] = [
+        "'union'", "'if'", "defined(", ")", "||", "&&", "!", "[", "]", "{", "}", "'data'",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// The legacy rewrite never panics on damaged legacy schemas.
+        #[test]
+        fn damaged_legacy_schemas_never_panic(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..12, 0usize..4), 1..6)
+        ) {
+            let mut text = SEED.to_string();
+            for (at, piece, cut) in edits {
+                let mut i = at.index(text.len() + 1);
+                while !text.is_char_boundary(i) {
+                    i -= 1;
+                }
+                let end = (i + cut).min(text.len());
+                if text.is_char_boundary(end) {
+                    text.replace_range(i..end, PIECES[piece]);
+                }
+            }
+            let _ = parse_with_loader_dialect(
+                "f.json",
+                "/",
+                |_: &str| Ok(text.as_bytes().to_vec()),
+                Dialect::Legacy,
+            );
+        }
+    }
+}
