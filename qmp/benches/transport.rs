@@ -307,14 +307,21 @@ fn main() {
         .unwrap();
     // QMP_BENCH_ONLY=calls|events runs one half.
     let only = std::env::var("QMP_BENCH_ONLY").unwrap_or_default();
-    rt.block_on(async {
-        if only != "events" {
-            calls().await;
-        }
-        if only != "calls" {
-            events().await;
-        }
-    });
+    if only != "events" {
+        println!("multi-thread runtime, 2 workers:");
+        rt.block_on(calls());
+    }
+    if only != "calls" {
+        println!("multi-thread runtime, 2 workers:");
+        rt.block_on(events());
+        drop(rt);
+        println!("current-thread runtime:");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(events());
+    }
 }
 
 async fn calls() {

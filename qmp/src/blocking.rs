@@ -178,7 +178,7 @@ impl Client {
     }
 
     /// Subscribes to every event undecoded; see [`crate::Client::subscribe_raw`].
-    pub fn subscribe_raw(&self) -> Events<Arc<RawEvent>> {
+    pub fn subscribe_raw(&self) -> Events<RawEvent> {
         Events {
             runtime: self.runtime.clone(),
             stream: self.inner.subscribe_raw(),

@@ -458,7 +458,7 @@ impl Client {
     }
 
     /// Subscribes to every event, undecoded.
-    pub fn subscribe_raw(&self) -> EventStream<Arc<RawEvent>> {
+    pub fn subscribe_raw(&self) -> EventStream<RawEvent> {
         EventStream::new(self.shared.subscribe(), events::decode_raw)
     }
 

@@ -98,7 +98,7 @@ pub(crate) struct Outgoing {
 pub(crate) struct Shared {
     pending: Mutex<Pending>,
     next_id: AtomicU64,
-    events: Mutex<Option<broadcast::Sender<Arc<RawEvent>>>>,
+    events: Mutex<Option<broadcast::Sender<RawEvent>>>,
     first_error: OnceLock<Error>,
     shutdown: CancellationToken,
     pub(crate) state: StateCell,
@@ -189,7 +189,7 @@ impl Shared {
         Some(call.stage)
     }
 
-    pub(crate) fn subscribe(&self) -> Option<broadcast::Receiver<Arc<RawEvent>>> {
+    pub(crate) fn subscribe(&self) -> Option<broadcast::Receiver<RawEvent>> {
         self.events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -346,7 +346,7 @@ fn note_join(task: &str, r: Result<(), tokio::task::JoinError>, shared: &Shared)
 async fn read_loop(
     mut reader: LineReader<ReadHalf>,
     shared: Arc<Shared>,
-    events: broadcast::Sender<Arc<RawEvent>>,
+    events: broadcast::Sender<RawEvent>,
 ) {
     loop {
         let line = tokio::select! {
@@ -369,19 +369,24 @@ async fn read_loop(
                 return;
             }
         };
-        if let Err(e) = route(line, &shared, &events) {
-            shared.fail(e);
-            return;
+        match route(line, &shared, &events) {
+            Err(e) => {
+                shared.fail(e);
+                return;
+            }
+            // Each event counts against the task's cooperative budget, so a flood
+            // (many events per read) makes the reader yield every so often: on a
+            // current-thread runtime, subscribers get to run before their buffers
+            // overflow. This never waits for a subscriber.
+            Ok(true) => tokio::task::consume_budget().await,
+            Ok(false) => {}
         }
     }
 }
 
-/// Routes one incoming line. An `Err` ends the connection.
-fn route(
-    line: &str,
-    shared: &Shared,
-    events: &broadcast::Sender<Arc<RawEvent>>,
-) -> Result<(), Error> {
+/// Routes one incoming line. An `Err` ends the connection; `Ok(true)` when an event
+/// was handed to subscribers.
+fn route(line: &str, shared: &Shared, events: &broadcast::Sender<RawEvent>) -> Result<bool, Error> {
     let incoming = Incoming::parse(line).map_err(|e| {
         let shown: String = line.chars().take(200).collect();
         Error::protocol_with(
@@ -401,7 +406,8 @@ fn route(
             trace!(target: "qmp::wire", json = line, "recv");
             // No subscribers: nothing to allocate.
             if events.receiver_count() > 0 {
-                let _ = events.send(Arc::new(RawEvent::new(line, &name, data, timestamp)));
+                let _ = events.send(RawEvent::new(line, &name, data, timestamp));
+                return Ok(true);
             }
         }
         Incoming::Greeting(_) => {
@@ -412,7 +418,7 @@ fn route(
             warn!(target: "qmp::wire", line = %shown, "ignoring a message that is neither a reply nor an event");
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 fn deliver(

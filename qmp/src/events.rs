@@ -1,6 +1,6 @@
 //! Event fan-out: [`RawEvent`] and the [`EventStream`]s subscribers read.
 //!
-//! The reader task wraps each event line once in an `Arc<RawEvent>` and puts it on a
+//! The reader task wraps each event line once in a [`RawEvent`] (the line in an `Arc`) and puts it on a
 //! bounded `tokio::sync::broadcast` channel (nothing is allocated when nobody is
 //! subscribed). Each subscriber decodes lazily, in its own task, only the events it
 //! asked for. A subscriber that falls behind by more than the channel's capacity
@@ -24,17 +24,22 @@ use crate::message::Timestamp;
 use crate::{Event, EventSet};
 
 /// One event as received: the line, with the positions of its name and data.
+///
+/// Cloning is cheap (the line is shared): the reader makes one allocation per event,
+/// however many subscribers there are.
+#[derive(Clone)]
 pub struct RawEvent {
-    line: Box<str>,
+    line: Arc<str>,
     name: NameRepr,
     data: Option<Range<usize>>,
     timestamp: Timestamp,
 }
 
+#[derive(Clone)]
 enum NameRepr {
     InLine(Range<usize>),
     /// The name had JSON escapes, so it is not a slice of the line.
-    Owned(Box<str>),
+    Owned(Arc<str>),
 }
 
 fn offset_in(line: &str, part: &str) -> Range<usize> {
@@ -56,11 +61,11 @@ impl RawEvent {
             NameRepr::InLine(offset_in(line, name))
         } else {
             // Unescaped copy of a name that had escapes in the line.
-            NameRepr::Owned(name.into())
+            NameRepr::Owned(Arc::from(name))
         };
         let data = data.map(|d| offset_in(line, d.get()));
         RawEvent {
-            line: line.into(),
+            line: Arc::from(line),
             name,
             data,
             timestamp,
@@ -135,7 +140,7 @@ impl fmt::Debug for RawEvent {
 }
 
 /// Turns a shared raw event into a subscriber's item, or skips it (`None`).
-type Decoder<T> = fn(&Arc<RawEvent>) -> Option<Result<T>>;
+type Decoder<T> = fn(&RawEvent) -> Option<Result<T>>;
 
 /// A subscription to events: a [`Stream`] of `Result<T, Error>`.
 ///
@@ -146,7 +151,7 @@ type Decoder<T> = fn(&Arc<RawEvent>) -> Option<Result<T>>;
 /// Events that arrive before a reply are kept in the subscription, so subscribing
 /// before sending a command never misses the events that command causes.
 pub struct EventStream<T> {
-    inner: BroadcastStream<Arc<RawEvent>>,
+    inner: BroadcastStream<RawEvent>,
     decode: Decoder<T>,
     _marker: PhantomData<fn() -> T>,
 }
@@ -159,7 +164,7 @@ impl<T> fmt::Debug for EventStream<T> {
 
 impl<T: 'static + Send> EventStream<T> {
     pub(crate) fn new(
-        rx: Option<tokio::sync::broadcast::Receiver<Arc<RawEvent>>>,
+        rx: Option<tokio::sync::broadcast::Receiver<RawEvent>>,
         decode: Decoder<T>,
     ) -> Self {
         // A subscription made after the connection closed ends at once.
@@ -199,14 +204,14 @@ impl<T: 'static + Send> Stream for EventStream<T> {
     }
 }
 
-pub(crate) fn decode_raw(ev: &Arc<RawEvent>) -> Option<Result<Arc<RawEvent>>> {
+pub(crate) fn decode_raw(ev: &RawEvent) -> Option<Result<RawEvent>> {
     Some(Ok(ev.clone()))
 }
 
-pub(crate) fn decode_one<E: Event>(ev: &Arc<RawEvent>) -> Option<Result<E>> {
+pub(crate) fn decode_one<E: Event>(ev: &RawEvent) -> Option<Result<E>> {
     (ev.name() == E::NAME).then(|| ev.decode_data::<E>())
 }
 
-pub(crate) fn decode_set<S: EventSet>(ev: &Arc<RawEvent>) -> Option<Result<S>> {
+pub(crate) fn decode_set<S: EventSet>(ev: &RawEvent) -> Option<Result<S>> {
     Some(ev.decode_set::<S>())
 }

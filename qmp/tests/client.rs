@@ -602,3 +602,34 @@ fn blocking_wrapper_over_a_socket_pair() {
     client.close();
     server.join().unwrap();
 }
+
+/// On a current-thread runtime the reader yields during a flood (it never waits for
+/// subscribers), so a subscriber that keeps reading loses nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn flood_on_a_current_thread_runtime_reaches_a_reading_subscriber() {
+    const N: u32 = 20_000;
+    // A pipe big enough that one read returns thousands of events.
+    let (client, mut peer) = pair_with(&Config::new(), 4 << 20).await;
+    let mut ticks = client.subscribe::<Tick>();
+    let counter = tokio::spawn(async move {
+        let mut n = 0;
+        while n < N {
+            let t = ticks.next().await.unwrap().expect("no event missed");
+            assert_eq!(t.n, n);
+            n += 1;
+        }
+        n
+    });
+    let mut flood = String::new();
+    for n in 0..N {
+        flood.push_str(&format!(
+            "{{\"event\": \"TICK\", \"data\": {{\"n\": {n}}}, \"timestamp\": {{\"seconds\": 1, \"microseconds\": 0}}}}\r\n"
+        ));
+    }
+    let writer = tokio::spawn(async move {
+        peer.w.write_all(flood.as_bytes()).await.unwrap();
+        peer
+    });
+    assert_eq!(counter.await.unwrap(), N);
+    let _peer = writer.await.unwrap();
+}
