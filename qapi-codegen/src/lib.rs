@@ -4,9 +4,12 @@
 //! sources or `query-qmp-schema` output → [`model::Schema`] (checked, resolved) → Rust.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod dump;
 pub mod emit;
 pub mod front;
 pub mod introspect;
 pub mod model;
 pub mod snapshot;
+
+pub use config::Config;

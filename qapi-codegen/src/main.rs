@@ -26,12 +26,71 @@ enum Cmd {
         /// The schema file (e.g. qapi-schema.json).
         file: PathBuf,
     },
+    /// Generate the Rust bindings for a schema (QAPI sources or a file of
+    /// `query-qmp-schema` output, detected from the content).
+    Generate {
+        /// The schema file.
+        schema: PathBuf,
+        /// Where to write the Rust file (written only if it changed).
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Write a definitions-only snapshot of a schema (one QAPI source file, no
+    /// includes, no doc text) that this tool reads back like the sources.
+    Snapshot {
+        /// The schema file.
+        schema: PathBuf,
+        /// Where to write the snapshot.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// A line for the snapshot's leading comment (e.g. the QEMU version).
+        #[arg(long, default_value = "")]
+        title: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Dump { file } => cmd_dump(&file),
+        Cmd::Generate { schema, out } => cmd_generate(&schema, &out),
+        Cmd::Snapshot { schema, out, title } => cmd_snapshot(&schema, &out, &title),
+    }
+}
+
+/// `generate SCHEMA -o FILE`.
+fn cmd_generate(schema: &std::path::Path, out: &std::path::Path) -> ExitCode {
+    let result = qapi_codegen::Config::new()
+        .schema(schema)
+        .env_override(None)
+        .cargo_directives(false)
+        .out_file(out)
+        .generate();
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `snapshot SCHEMA -o FILE`.
+fn cmd_snapshot(schema: &std::path::Path, out: &std::path::Path, title: &str) -> ExitCode {
+    let loaded = match qapi_codegen::config::load(schema) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = qapi_codegen::snapshot::write(&loaded.schema, title);
+    match qapi_codegen::config::write_file_if_changed(out, &text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -219,6 +219,30 @@ pub fn raw_data(data: Option<&RawValue>) -> Result<Option<Value>, serde_json::Er
     data.map(|d| serde_json::from_str(d.get())).transpose()
 }
 
+/// An operation generic over a command type, run by the generated
+/// `commands::visit_command(name, visitor)` for the command named `name`: the way to go
+/// from a name known only at run time to the command's types.
+pub trait CommandVisitor {
+    /// What the operation returns.
+    type Output;
+    /// Runs the operation for command type `C`.
+    fn visit<C>(self) -> Self::Output
+    where
+        C: crate::Command + DeserializeOwned,
+        C::Reply: Serialize;
+}
+
+/// An operation generic over an event type, run by the generated
+/// `events::visit_event(name, visitor)`.
+pub trait EventVisitor {
+    /// What the operation returns.
+    type Output;
+    /// Runs the operation for event type `E`.
+    fn visit<E>(self) -> Self::Output
+    where
+        E: crate::Event + Serialize;
+}
+
 /// Checks a command's `arguments` against its typed argument struct `T`.
 ///
 /// # Errors

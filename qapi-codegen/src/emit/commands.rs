@@ -14,8 +14,9 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
     let mut items = TokenStream::new();
     let mut table = Vec::new();
     let mut checks = Vec::new();
+    let mut visits = Vec::new();
     for (e, c) in ctx.schema.commands() {
-        let name = id(&namer.unique(names::camel(&e.name)));
+        let name = id(&namer.unique(names::camel_ident(&e.name)));
         let wire = &e.name;
         let docs = ctx.entity_docs(e, "command");
         let dep = ctx.deprecated_attr(Some(e), &e.features);
@@ -37,7 +38,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 pub struct #name;
                 ::qmp::__qapi_unit_serde!(#name);
             });
-            checks.push(quote!(#wire => ::qmp::runtime::check_no_arguments(args),));
+            checks.push(quote!(#wire => ::std::option::Option::Some(::qmp::runtime::check_no_arguments(args)),));
         } else if let (Some(o), false) = (args_obj, c.boxed) {
             let mut fnamer = Namer::default();
             let mut f = fields(ctx, e, None, &o.members, None, Module::Other, &mut fnamer)?;
@@ -51,6 +52,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 f.setters.push(quote! {
                     /// Adds an argument the schema does not declare (this command takes
                     /// more than its schema says, e.g. a device's properties).
+                    #[inline]
                     pub fn #set(mut self, name: &str, value: ::serde_json::Value) -> Self {
                         self.#extra.insert(::std::borrow::ToOwned::to_owned(name), value);
                         self
@@ -64,7 +66,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 }
             };
             items.extend(struct_with_ctor(&docs, &dep, &name, &f, extra));
-            checks.push(quote!(#wire => ::qmp::runtime::check_arguments::<#name>(args),));
+            checks.push(quote!(#wire => ::std::option::Option::Some(::qmp::runtime::check_arguments::<#name>(args)),));
         } else {
             // boxed: the arguments are one (possibly union) type.
             let Some(arg) = c.arg_type else {
@@ -81,13 +83,15 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 pub struct #name(pub #inner);
                 impl #name {
                     /// Creates the command from its arguments.
+                    #[inline]
                     pub fn new(arguments: #inner) -> Self {
                         Self(arguments)
                     }
                 }
             });
-            checks.push(quote!(#wire => ::qmp::runtime::check_arguments::<#name>(args),));
+            checks.push(quote!(#wire => ::std::option::Option::Some(::qmp::runtime::check_arguments::<#name>(args)),));
         }
+        visits.push(quote!(#wire => ::std::option::Option::Some(v.visit::<#name>()),));
         let oob = c.allow_oob;
         let success = c.success_response;
         let consts = {
@@ -130,20 +134,41 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
         /// at run time (conditions, features, `allow-oob`, `success-response`).
         pub const COMMANDS: &[::qmp::runtime::CommandInfo] = &[#(#table)*];
     });
+    items.extend(quote! {
+        /// Runs `v` with the type of command `name` (`None` for a command the schema does
+        /// not have): the way from a command name known only at run time to its types.
+        #[inline]
+        pub fn visit_command<V: ::qmp::runtime::CommandVisitor>(
+            name: &str,
+            v: V,
+        ) -> ::std::option::Option<V::Output> {
+            // (`v` is unused when the schema has no commands)
+            let _ = &v;
+            match name {
+                #(#visits)*
+                _ => ::std::option::Option::None,
+            }
+        }
+    });
     if ctx.opts.check_arguments {
         items.extend(quote! {
             /// Checks the JSON `arguments` of command `name` against its typed arguments.
             ///
             /// Returns `None` for a command the schema does not have, `Some(Err(..))`
             /// naming the offending member when the arguments do not fit.
+            ///
+            /// (`#[inline]` so that its code, which decodes every command's arguments, is
+            /// only generated in crates that call it.)
+            #[inline]
             pub fn check_command_arguments(
                 name: &str,
                 args: &::serde_json::Value,
             ) -> ::std::option::Option<::std::result::Result<(), ::std::string::String>> {
-                ::std::option::Option::Some(match name {
+                let _ = args;
+                match name {
                     #(#checks)*
-                    _ => return ::std::option::Option::None,
-                })
+                    _ => ::std::option::Option::None,
+                }
             }
         });
     }

@@ -21,8 +21,9 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
     let mut decode = Vec::new();
     let mut names_arms = Vec::new();
     let mut table = Vec::new();
+    let mut visits = Vec::new();
     for (e, ev) in ctx.schema.events() {
-        let camel = names::camel(&e.name);
+        let camel = names::camel_ident(&e.name);
         let name = id(&namer.unique(camel.clone()));
         let var = id(&vnamer.unique(camel));
         let wire = &e.name;
@@ -84,6 +85,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 names_arms.push(quote!(Self::#var(_) => #wire,));
             }
         }
+        visits.push(quote!(#wire => ::std::option::Option::Some(v.visit::<#name>()),));
         items.extend(quote! {
             impl ::qmp::Event for #name {
                 const NAME: &'static str = #wire;
@@ -120,6 +122,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
         }
         impl Event {
             /// The event's wire name.
+            #[inline]
             pub fn name(&self) -> &str {
                 match self {
                     #(#names_arms)*
@@ -128,6 +131,9 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
             }
         }
         impl ::qmp::EventSet for Event {
+            // `#[inline]`: the decoding code of every event is generated only in the
+            // crates that decode events, not when the bindings are built.
+            #[inline]
             fn decode(
                 name: &str,
                 data: ::std::option::Option<&::serde_json::value::RawValue>,
@@ -139,6 +145,19 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                         data: ::qmp::runtime::raw_data(data)?,
                     },
                 })
+            }
+        }
+        /// Runs `v` with the type of event `name` (`None` for an event the schema does not
+        /// have).
+        #[inline]
+        pub fn visit_event<V: ::qmp::runtime::EventVisitor>(
+            name: &str,
+            v: V,
+        ) -> ::std::option::Option<V::Output> {
+            let _ = &v;
+            match name {
+                #(#visits)*
+                _ => ::std::option::Option::None,
             }
         }
         /// Every event of the schema, in definition order, with what is known about it

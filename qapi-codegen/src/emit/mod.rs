@@ -168,7 +168,7 @@ impl<'a> Ctx<'a> {
             };
             if emit {
                 emitted.push(id);
-                type_names.insert(id, namer.unique(names::camel(&e.name)));
+                type_names.insert(id, namer.unique(names::camel_ident(&e.name)));
             }
         }
         // Generated names yield to QAPI's.
@@ -455,7 +455,12 @@ fn reachable(schema: &Schema) -> Result<BTreeSet<EntityId>, EmitError> {
                 stack.extend(o.members.iter().map(|m| m.ty));
                 if let Some(b) = &o.branches {
                     stack.push(b.tag_member.ty);
-                    stack.extend(b.variants.iter().map(|v| v.ty));
+                    stack.extend(
+                        b.variants
+                            .iter()
+                            .map(|v| v.ty)
+                            .filter(|&t| !is_empty_branch(schema, t)),
+                    );
                 }
             }
             EntityKind::Alternate(a) => stack.extend(a.alternatives.variants.iter().map(|v| v.ty)),
@@ -474,6 +479,13 @@ fn push_args(schema: &Schema, arg: EntityId, boxed: bool, stack: &mut Vec<Entity
         }
         _ => stack.push(arg),
     }
+}
+
+/// True for the implicit empty object (`q_empty`) QEMU gives union branches that have
+/// no members: such a branch becomes a unit variant.
+pub(crate) fn is_empty_branch(schema: &Schema, id: EntityId) -> bool {
+    let e = schema.entity(id);
+    matches!(&e.kind, EntityKind::Object(o) if e.implicit && o.members.is_empty() && o.branches.is_none())
 }
 
 /// An identifier from a converted name.

@@ -90,6 +90,25 @@ pub fn snake(name: &str) -> String {
     fix_start(out)
 }
 
+/// [`snake`], with the suffix for keywords that cannot be raw already applied, so that
+/// a [`Namer`] sees the final identifier (`self` and `Self` both want `self_`).
+pub fn snake_ident(name: &str) -> String {
+    no_raw_keyword(snake(name))
+}
+
+/// [`camel`], with the suffix for keywords that cannot be raw already applied.
+pub fn camel_ident(name: &str) -> String {
+    no_raw_keyword(camel(name))
+}
+
+fn no_raw_keyword(s: String) -> String {
+    if NON_RAW_KEYWORDS.contains(&s.as_str()) {
+        format!("{s}_")
+    } else {
+        s
+    }
+}
+
 /// A leading digit cannot start an identifier: prefix `_`.
 fn fix_start(s: String) -> String {
     if s.starts_with(|c: char| c.is_ascii_digit()) {
@@ -229,6 +248,14 @@ mod tests {
         assert_eq!(id("super"), "super_");
         assert_eq!(id("crate"), "crate_");
         assert_eq!(id(&snake("_")), "__");
+    }
+
+    #[test]
+    fn self_and_self_type_do_not_meet_after_suffixing() {
+        let mut n = Namer::default();
+        assert_eq!(n.unique(snake_ident("self")), "self_");
+        assert_eq!(n.unique(snake_ident("Self")), "self__");
+        assert_eq!(camel_ident("self"), "Self_");
     }
 
     #[test]

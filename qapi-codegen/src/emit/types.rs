@@ -32,7 +32,7 @@ fn emit_enum(ctx: &Ctx, e: &Entity, name: &Ident, en: &Enum) -> TokenStream {
         .members
         .iter()
         .map(|m| {
-            let v = id(&namer.unique(names::camel(&m.name)));
+            let v = id(&namer.unique(names::camel_ident(&m.name)));
             let mut lines = ctx.member_doc_lines(e, &m.name);
             if let Some(c) = &m.ifcond {
                 lines.push(String::new());
@@ -62,6 +62,7 @@ fn emit_enum(ctx: &Ctx, e: &Entity, name: &Ident, en: &Enum) -> TokenStream {
         }
         impl #name {
             /// The value as it appears on the wire.
+            #[inline]
             pub fn as_str(&self) -> &str {
                 match self {
                     #(#to_str)*
@@ -69,6 +70,7 @@ fn emit_enum(ctx: &Ctx, e: &Entity, name: &Ident, en: &Enum) -> TokenStream {
                 }
             }
             /// The value for a wire string; unknown strings are kept in the catch-all.
+            #[inline]
             pub fn from_wire(s: &str) -> Self {
                 match s {
                     #(#from_str)*
@@ -113,7 +115,7 @@ pub(crate) fn fields(
         all_optional: true,
     };
     for m in members.iter().filter(|m| Some(m.name.as_str()) != skip) {
-        let rust = namer.unique(names::snake(&m.name));
+        let rust = namer.unique(names::snake_ident(&m.name));
         let field = id(&rust);
         let ty = ctx.member_type(owner_id, m.ty, from)?;
         let doc_owner = ctx
@@ -160,6 +162,7 @@ pub(crate) fn fields(
             f.setters.push(quote! {
                 #[doc = #set_doc]
                 #dep
+                #[inline]
                 pub fn #set(mut self, value: #ty) -> Self {
                     self.#field = ::std::option::Option::Some(value);
                     self
@@ -237,6 +240,7 @@ pub(crate) fn struct_with_ctor(
         }
         impl #name {
             /// Creates the value from its required members; optional ones are unset.
+            #[inline]
             pub fn new(#(#params),*) -> Self {
                 Self { #(#inits,)* }
             }
@@ -268,7 +272,7 @@ fn emit_union(
         Module::Types,
         &mut namer,
     )?;
-    let tag_field = id(&namer.unique(names::snake(tag)));
+    let tag_field = id(&namer.unique(names::snake_ident(tag)));
     let branch_name = id(&ctx.branch_names[&tid]);
     let tag_doc = format!(" The discriminator `{tag}` together with the members of its branch.");
     f.params.push(quote!(#tag_field: #branch_name));
@@ -296,9 +300,13 @@ fn emit_union(
     let mut ser = Vec::new();
     let mut de = Vec::new();
     for v in &tag_enum.members {
-        let vid = id(&vnamer.unique(names::camel(&v.name)));
+        let vid = id(&vnamer.unique(names::camel_ident(&v.name)));
         let wire = &v.name;
-        let branch = br.variants.iter().find(|b| &b.name == wire);
+        let branch = br
+            .variants
+            .iter()
+            .find(|b| &b.name == wire)
+            .filter(|b| !super::is_empty_branch(ctx.schema, b.ty));
         let vdoc = format!(" `{tag}` is `{wire}`.");
         match branch {
             Some(b) => {
@@ -347,6 +355,7 @@ fn emit_union(
         }
         impl ::qmp::runtime::Branches for #branch_name {
             const TAG: &'static str = #tag;
+            #[inline]
             fn from_tag(
                 tag: &str,
                 rest: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
@@ -372,7 +381,7 @@ fn emit_alternate(
     let mut namer = Namer::default();
     let mut variants = Vec::new();
     for v in &a.alternatives.variants {
-        let vid = id(&namer.unique(names::camel(&v.name)));
+        let vid = id(&namer.unique(names::camel_ident(&v.name)));
         let ty = ctx.member_type(Some(tid), v.ty, Module::Types)?;
         let lines = ctx.member_doc_lines(e, &v.name);
         let vdocs = docs_attrs(&lines);

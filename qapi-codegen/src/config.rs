@@ -1,0 +1,261 @@
+//! The build-script API: [`Config`], in the manner of `prost-build`.
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() {
+//!     qapi_codegen::Config::new()
+//!         .schema("schema/qapi-schema.json")
+//!         .generate_to_out_dir("qapi.rs")
+//!         .unwrap_or_else(|e| panic!("{e}"));
+//! }
+//! ```
+//!
+//! and in the crate: `include!(concat!(env!("OUT_DIR"), "/qapi.rs"));`.
+
+use std::path::{Path, PathBuf};
+
+use crate::emit::{self, Options};
+use crate::model::Schema;
+
+/// Why bindings could not be generated. Its `Display` is the message to show: a schema
+/// error reads `file:line: message`, as QEMU's own generator prints it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No schema was given (neither [`Config::schema`] nor the override variable).
+    #[error("no schema given: call Config::schema or set {0}")]
+    NoSchema(String),
+    /// The QAPI sources have an error.
+    #[error("{0}")]
+    Schema(#[from] crate::front::SchemaError),
+    /// The `query-qmp-schema` output has an error.
+    #[error("{0}")]
+    Introspect(#[from] crate::introspect::IntrospectError),
+    /// The emitter failed (a bug).
+    #[error("{0}")]
+    Emit(#[from] emit::EmitError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// `generate` without `out_file`, or `generate_to_out_dir` outside a build script.
+    #[error("no output file: call Config::out_file, or run from a build script (OUT_DIR unset)")]
+    NoOutput,
+}
+
+/// A schema read from disk, with every file that was read (for
+/// `cargo:rerun-if-changed`).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The checked model.
+    pub schema: Schema,
+    /// Every file read, in the order read.
+    pub files: Vec<PathBuf>,
+}
+
+/// Reads a schema, whatever its kind: QAPI sources (`qapi-schema.json` and what it
+/// includes) or a file of `query-qmp-schema` output (a JSON array, or a whole
+/// `{"return": [...]}` reply), detected from the content.
+///
+/// # Errors
+/// The file cannot be read, or the schema has an error (with its `file:line`).
+pub fn load(path: &Path) -> Result<Loaded, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if crate::introspect::looks_like_introspection(&bytes) {
+        let text = String::from_utf8_lossy(&bytes);
+        let schema = crate::introspect::read(&text, &path.display().to_string())?;
+        return Ok(Loaded {
+            schema,
+            files: vec![path.to_owned()],
+        });
+    }
+    let mut files = Vec::new();
+    let fname = path.to_string_lossy().into_owned();
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_owned))
+        .unwrap_or_else(|| "/".to_owned());
+    let schema = crate::front::parse_with_loader(&fname, &cwd, |f: &str| {
+        files.push(PathBuf::from(f));
+        std::fs::read(f)
+    })?;
+    Ok(Loaded { schema, files })
+}
+
+/// Configures and runs code generation from a build script (or any program).
+#[derive(Clone, Debug)]
+pub struct Config {
+    schema: Option<PathBuf>,
+    env_var: Option<String>,
+    out_file: Option<PathBuf>,
+    options: Options,
+    cargo_directives: Option<bool>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            schema: None,
+            env_var: Some("QMP_SCHEMA".to_owned()),
+            out_file: None,
+            options: Options::default(),
+            cargo_directives: None,
+        }
+    }
+}
+
+/// What [`Config::generate_string`] produced.
+#[derive(Debug)]
+pub struct Generated {
+    /// The formatted Rust source.
+    pub code: String,
+    /// The schema file used (after the environment override).
+    pub schema: PathBuf,
+    /// Every file read.
+    pub files: Vec<PathBuf>,
+}
+
+impl Config {
+    /// A configuration with defaults: no schema yet, `QMP_SCHEMA` overrides it, output
+    /// to `OUT_DIR`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The schema to read: a QAPI source file (`qapi-schema.json`) or a file of
+    /// `query-qmp-schema` output; the kind is detected from the content. Relative paths
+    /// are relative to the current directory (a build script runs in its crate's
+    /// folder).
+    pub fn schema(&mut self, path: impl AsRef<Path>) -> &mut Self {
+        self.schema = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// The environment variable that, when set, names the schema instead
+    /// (default `QMP_SCHEMA`; `None` to ignore the environment).
+    pub fn env_override(&mut self, var: Option<&str>) -> &mut Self {
+        self.env_var = var.map(str::to_owned);
+        self
+    }
+
+    /// Where [`Config::generate`] writes the code.
+    pub fn out_file(&mut self, path: impl AsRef<Path>) -> &mut Self {
+        self.out_file = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Emit `commands::check_command_arguments` (default true).
+    pub fn check_arguments(&mut self, on: bool) -> &mut Self {
+        self.options.check_arguments = on;
+        self
+    }
+
+    /// Include QAPI doc text in the generated docs (default true).
+    pub fn docs(&mut self, on: bool) -> &mut Self {
+        self.options.docs = on;
+        self
+    }
+
+    /// Print `cargo:rerun-if-changed` and `cargo:rerun-if-env-changed` lines. By
+    /// default they are printed when running in a build script (`OUT_DIR` is set).
+    pub fn cargo_directives(&mut self, on: bool) -> &mut Self {
+        self.cargo_directives = Some(on);
+        self
+    }
+
+    fn directives(&self) -> bool {
+        self.cargo_directives
+            .unwrap_or_else(|| std::env::var_os("OUT_DIR").is_some())
+    }
+
+    /// Reads the schema and generates the code, without writing anything (cargo
+    /// directives are still printed when enabled).
+    ///
+    /// # Errors
+    /// No schema given, a file cannot be read, or the schema has an error.
+    pub fn generate_string(&self) -> Result<Generated, Error> {
+        let directives = self.directives();
+        let from_env = self.env_var.as_deref().and_then(|v| {
+            if directives {
+                println!("cargo:rerun-if-env-changed={v}");
+            }
+            std::env::var_os(v)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        });
+        let path = from_env
+            .or_else(|| self.schema.clone())
+            .ok_or_else(|| Error::NoSchema(self.env_var.clone().unwrap_or_default()))?;
+        let loaded = load(&path);
+        // Even on error, the files read so far are what a fix will change; the root
+        // file at least.
+        if directives {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+        let loaded = loaded?;
+        if directives {
+            for f in &loaded.files {
+                println!("cargo:rerun-if-changed={}", f.display());
+            }
+        }
+        let code = emit::generate(&loaded.schema, &self.options)?;
+        Ok(Generated {
+            code,
+            schema: path,
+            files: loaded.files,
+        })
+    }
+
+    /// Generates the code into the file set with [`Config::out_file`], writing only if
+    /// its content changed (so its modification time does not force rebuilds).
+    ///
+    /// It is expected that this call be unwrapped in a build script: there is
+    /// typically no reason to recover from a schema error during a build.
+    ///
+    /// # Errors
+    /// As [`Config::generate_string`], or no output file, or it cannot be written.
+    pub fn generate(&self) -> Result<PathBuf, Error> {
+        let out = self.out_file.clone().ok_or(Error::NoOutput)?;
+        let generated = self.generate_string()?;
+        write_file_if_changed(&out, &generated.code)?;
+        Ok(out)
+    }
+
+    /// Generates the code into `$OUT_DIR/name` (for `include!(concat!(env!("OUT_DIR"),
+    /// "/name"))`).
+    ///
+    /// # Errors
+    /// As [`Config::generate`]; `OUT_DIR` unset.
+    pub fn generate_to_out_dir(&self, name: &str) -> Result<PathBuf, Error> {
+        let dir = std::env::var_os("OUT_DIR").ok_or(Error::NoOutput)?;
+        let mut c = self.clone();
+        c.out_file = Some(Path::new(&dir).join(name));
+        c.generate()
+    }
+}
+
+/// Writes `content` to `path` unless it already holds exactly that.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_file_if_changed(path: &Path, content: &str) -> Result<(), Error> {
+    if std::fs::read(path).is_ok_and(|old| old == content.as_bytes()) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    std::fs::write(path, content).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
