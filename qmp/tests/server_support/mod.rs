@@ -192,6 +192,13 @@ pub async fn record_session(
 /// The Python interpreter of the venv with `qemu.qmp` (created by
 /// `scripts/python-venv` on first use).
 pub fn venv_python() -> PathBuf {
+    // Once per test binary: tests run in parallel and must not build the venv twice
+    // at the same time.
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(create_venv).clone()
+}
+
+fn create_venv() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/python-venv");
     let out = Command::new("bash")
         .arg(&script)
