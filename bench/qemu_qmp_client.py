@@ -106,7 +106,10 @@ async def events(args) -> None:
 
     await qmp.connect(args.socket)
     start = time.perf_counter()
-    counts = await asyncio.gather(*(consume(l) for l in listeners))
+    # The flood starts after the reply to this (see bench-server).
+    tasks = [asyncio.create_task(consume(l)) for l in listeners]
+    await qmp.execute('query-version')
+    counts = await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
     await qmp.disconnect()
     ok = all(n == args.events for n in counts)

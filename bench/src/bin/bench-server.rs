@@ -1,8 +1,13 @@
 //! The benchmark's own QMP server, for the workloads QEMU cannot drive:
 //!
-//! - `bench-server flood --socket PATH [--events N]`: after a client negotiates, sends it
+//! - `bench-server flood --socket PATH [--events N] [--at-negotiation]`: sends a client
 //!   N small QEMU-shaped events as fast as the socket takes them (see
-//!   `bench_common::flood_event`), then answers commands until the client leaves.
+//!   `bench_common::flood_event`), then answers commands until the client leaves. The
+//!   flood starts right after the reply to the client's first command after
+//!   `qmp_capabilities`, so that every client can subscribe first (a client whose
+//!   subscriptions need a connected handle could otherwise not avoid losing the first
+//!   events); with `--at-negotiation` it starts right after the `qmp_capabilities`
+//!   reply.
 //! - `bench-server idle --socket PATH`: greets, negotiates and answers `query-version`,
 //!   for the idle-connections workload when `qmp::server` is not built.
 //!
@@ -53,11 +58,13 @@ fn take_messages(buf: &mut Vec<u8>) -> Vec<Result<serde_json::Value, ()>> {
     out
 }
 
-async fn serve(stream: UnixStream, flood: Arc<Vec<u8>>) -> std::io::Result<()> {
+async fn serve(stream: UnixStream, flood: Arc<Vec<u8>>, at_negotiation: bool) -> std::io::Result<()> {
     let (mut r, mut w) = stream.into_split();
     w.write_all(GREETING.as_bytes()).await?;
     w.write_all(b"\n").await?;
     let mut buf = Vec::new();
+    // 0: not negotiated; 1: negotiated, flood not sent; 2: flood sent.
+    let mut stage = 0u8;
     let mut chunk = vec![0u8; 1 << 16];
     loop {
         let n = r.read(&mut chunk).await?;
@@ -79,22 +86,31 @@ async fn serve(stream: UnixStream, flood: Arc<Vec<u8>>) -> std::io::Result<()> {
                 .and_then(|n| n.as_str())
                 .unwrap_or("");
             let id = msg.get("id");
-            match name {
-                "qmp_capabilities" => {
+            let flood_now = match name {
+                "qmp_capabilities" if stage == 0 => {
                     w.write_all(reply(id, "{}").as_bytes()).await?;
-                    if !flood.is_empty() {
-                        w.write_all(&flood).await?;
-                    }
+                    stage = 1;
+                    at_negotiation
                 }
                 "query-version" => {
                     let v = r#"{"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "bench-server"}"#;
                     w.write_all(reply(id, v).as_bytes()).await?;
+                    stage == 1
                 }
                 "quit" => {
                     w.write_all(reply(id, "{}").as_bytes()).await?;
                     return Ok(());
                 }
-                _ => w.write_all(reply(id, "{}").as_bytes()).await?,
+                _ => {
+                    w.write_all(reply(id, "{}").as_bytes()).await?;
+                    stage == 1
+                }
+            };
+            if flood_now && stage == 1 {
+                stage = 2;
+                if !flood.is_empty() {
+                    w.write_all(&flood).await?;
+                }
             }
         }
     }
@@ -104,16 +120,17 @@ async fn serve(stream: UnixStream, flood: Arc<Vec<u8>>) -> std::io::Result<()> {
 async fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_default();
-    let (mut socket, mut events) = (String::new(), 200_000usize);
+    let (mut socket, mut events, mut at_negotiation) = (String::new(), 200_000usize, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--socket" => socket = args.next().unwrap_or_default(),
+            "--at-negotiation" => at_negotiation = true,
             "--events" => events = args.next().and_then(|v| v.parse().ok()).unwrap_or(events),
             _ => {}
         }
     }
     if socket.is_empty() || !matches!(mode.as_str(), "flood" | "idle") {
-        eprintln!("usage: bench-server flood|idle --socket PATH [--events N]");
+        eprintln!("usage: bench-server flood|idle --socket PATH [--events N] [--at-negotiation]");
         std::process::exit(2);
     }
     let mut flood = String::new();
@@ -133,7 +150,7 @@ async fn main() {
             Ok((stream, _)) => {
                 let flood = flood.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve(stream, flood).await {
+                    if let Err(e) = serve(stream, flood, at_negotiation).await {
                         if e.kind() != std::io::ErrorKind::BrokenPipe
                             && e.kind() != std::io::ErrorKind::ConnectionReset
                         {

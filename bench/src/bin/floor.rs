@@ -153,6 +153,8 @@ fn events(a: &Args) -> ! {
     const STALLED_CAPACITY: usize = 1024;
     let mut conn = Conn::open(&a.socket, a.oob);
     let start = Instant::now();
+    // The flood starts after the reply to this (see bench-server).
+    conn.send(br#"{"execute":"query-version","id":0}"#);
     let mut counts = vec![0usize; a.subscribers];
     let mut stalled: VecDeque<Arc<Value>> = VecDeque::with_capacity(STALLED_CAPACITY);
     let mut missed = 0usize;

@@ -97,8 +97,15 @@ async fn events(a: &Args) -> ! {
     if a.stalled {
         fail("a stalled subscriber is not applicable: the crate has no subscribers");
     }
-    let (_service, mut events) = open(a).await.into_parts();
+    let mut stream = open(a).await;
     let start = Instant::now();
+    // The flood starts after the reply to this (see bench-server); `execute` on the
+    // stream drives the reader only until the reply is in.
+    stream
+        .execute(qmp::query_version {})
+        .await
+        .unwrap_or_else(|e| fail(&format!("query-version: {e}")));
+    let (_service, mut events) = stream.into_parts();
     let mut got = 0usize;
     let counts: Vec<usize> = if a.subscribers == 1 {
         let mut n = 0;

@@ -1,0 +1,460 @@
+"""Runs the benchmark (issue 6) once everything is built; `scripts/bench` calls it.
+
+For each repetition, each workload, each client in turn (round-robin, so the machine's
+noise hits all alike): start a fresh server, run the client's driver as its own
+process (so its peak RSS is its own), stop the server. Then print a Markdown table
+with ratios of ours to each peer, check the issue's targets, and write
+target/bench/results.json as a list of {"client", "workload", "median", "min", "max",
+"unit"}.
+
+Standard library only. Paths come from the command line (see `scripts/bench`).
+"""
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+CLIENTS = ['floor', 'ours', 'qemu.qmp', 'qapi-rs', 'qemu']
+
+# name, driver arguments, unit, higher is better
+CALL_WORKLOADS = [
+    ('seq', ['calls', '--inflight', '1'], 'calls/s'),
+    ('seq-oob', ['calls', '--inflight', '1', '--oob'], 'calls/s'),
+    ('inflight32', ['calls', '--inflight', '32'], 'calls/s'),
+    ('inflight32-oob', ['calls', '--inflight', '32', '--oob'], 'calls/s'),
+    ('inflight256', ['calls', '--inflight', '256'], 'calls/s'),
+    ('inflight256-oob', ['calls', '--inflight', '256', '--oob'], 'calls/s'),
+]
+EVENT_WORKLOADS = [
+    ('events1', ['events', '--subscribers', '1'], 'events/s'),
+    ('events10', ['events', '--subscribers', '10'], 'events/s'),
+    ('events100', ['events', '--subscribers', '100'], 'events/s'),
+]
+# Measured and printed, but not rows of results.json (the issue fixes its names).
+EXTRA_WORKLOADS = [
+    ('events1-raw', ['events', '--subscribers', '1', '--raw'], 'events/s'),
+    ('events1-stalled', ['events', '--subscribers', '1', '--stalled'], 'events/s'),
+]
+ORDER = ([w for w, _, _ in CALL_WORKLOADS] + ['schema', 'rss']
+         + [w for w, _, _ in EVENT_WORKLOADS] + ['conns1000', 'parse', 'build-debug',
+                                                   'build-release'])
+UNITS = {w: u for w, _, u in CALL_WORKLOADS + EVENT_WORKLOADS + EXTRA_WORKLOADS}
+UNITS.update({'schema': 'ms/call', 'rss': 'MiB', 'conns1000': 'KiB/conn', 'parse': 'ms',
+              'build-debug': 's', 'build-release': 's'})
+HIGHER_IS_BETTER = {'calls/s', 'events/s'}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Server:
+    """A server process on a fresh Unix socket; stopped (and reaped) on exit."""
+
+    def __init__(self, argv_for_socket, wait=10.0):
+        self.dir = tempfile.mkdtemp(prefix='qmp-bench-')
+        self.path = os.path.join(self.dir, 'qmp.sock')
+        self.proc = subprocess.Popen(argv_for_socket(self.path), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors='replace')
+                raise RuntimeError(f'server exited early: {err.strip()}')
+            if os.path.exists(self.path):
+                s = socket.socket(socket.AF_UNIX)
+                try:
+                    s.connect(self.path)
+                    # A probe connection: close it without talking; the server goes
+                    # on to the next client.
+                    return
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError('server did not come up')
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        try:
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def storage_daemon(path):
+    return ['qemu-storage-daemon', '--chardev',
+            f'socket,id=m,path={path},server=on,wait=off', '--monitor', 'chardev=m']
+
+
+def system_none(path):
+    return ['qemu-system-x86_64', '-M', 'none', '-nodefaults', '-display', 'none',
+            '-chardev', f'socket,id=m,path={path},server=on,wait=off',
+            '-mon', 'chardev=m,mode=control']
+
+
+def run_driver(argv, timeout):
+    """Runs one driver; returns its result dict, or None (with a log line)."""
+    try:
+        p = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        log(f'  timed out after {timeout} s: {" ".join(argv)}')
+        return {'timeout': True}
+    line = p.stdout.decode(errors='replace').strip().splitlines()
+    try:
+        res = json.loads(line[-1])
+    except (IndexError, ValueError):
+        log(f'  failed ({p.returncode}): {" ".join(argv)}\n    '
+            + p.stderr.decode(errors="replace").strip()[-800:])
+        return None
+    if not res.get('ok', False):
+        log(f'  check failed: {" ".join(argv[-6:])}: {res.get("note")}')
+    return res
+
+
+class Results:
+    def __init__(self):
+        self.samples = {}   # (client, workload) -> [value]
+        self.failed = {}    # (client, workload) -> [note]
+        self.hwm = {}       # (client, rep) -> max VmHWM KiB over call workloads
+        self.extra_hwm = {}  # (client, workload) -> [VmHWM KiB]
+
+    def add(self, client, workload, res, rep=None, rss=False):
+        if res is None or res.get('timeout'):
+            self.failed.setdefault((client, workload), []).append(
+                'timed out' if res else 'driver failed')
+            return
+        if not res.get('ok', False):
+            self.failed.setdefault((client, workload), []).append(res.get('note', ''))
+            return
+        self.samples.setdefault((client, workload), []).append(float(res['value']))
+        self.extra_hwm.setdefault((client, workload), []).append(res.get('hwm_kib', 0))
+        if rss and rep is not None:
+            k = (client, rep)
+            self.hwm[k] = max(self.hwm.get(k, 0), res.get('hwm_kib', 0))
+
+    def finish_rss(self):
+        per_client = {}
+        for (client, _rep), kib in self.hwm.items():
+            per_client.setdefault(client, []).append(kib / 1024)
+        for client, v in per_client.items():
+            self.samples[(client, 'rss')] = v
+
+    def stat(self, client, workload):
+        v = self.samples.get((client, workload))
+        if not v:
+            return None
+        return statistics.median(v), min(v), max(v)
+
+
+def fmt(v, unit):
+    if v is None:
+        return '–'
+    if unit in ('calls/s', 'events/s'):
+        return f'{v:,.0f}'
+    if unit in ('ms/call', 'ms', 's', 'MiB', 'KiB/conn'):
+        return f'{v:,.1f}' if v >= 10 else f'{v:,.2f}'
+    return f'{v:g}'
+
+
+def ratio(results, workload, other):
+    a = results.stat('ours', workload)
+    b = results.stat(other, workload)
+    if not a or not b or b[0] == 0:
+        return None
+    return a[0] / b[0]
+
+
+def machine():
+    cpu = ''
+    try:
+        with open('/proc/cpuinfo', encoding='ascii', errors='replace') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ''
+    try:
+        with open('/proc/meminfo', encoding='ascii') as f:
+            mem = f'{int(f.readline().split()[1]) / 1024 / 1024:.0f} GiB RAM'
+    except (OSError, ValueError, IndexError):
+        pass
+    return f'{cpu}, {os.cpu_count()} cores, {mem}, {platform.system()} {platform.release()}'
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--bin', required=True, help='folder of the Rust drivers')
+    ap.add_argument('--python', required=True, help="the venv's python (qemu.qmp)")
+    ap.add_argument('--bench-dir', required=True, help='bench/ (the Python drivers)')
+    ap.add_argument('--out', required=True, help='target/bench')
+    ap.add_argument('--reps', type=int, default=5)
+    ap.add_argument('--event-reps', type=int, default=3)
+    ap.add_argument('--calls', type=int, default=5000)
+    ap.add_argument('--schema-calls', type=int, default=20)
+    ap.add_argument('--events', type=int, default=200_000)
+    ap.add_argument('--conns', type=int, default=1000)
+    ap.add_argument('--timeout', type=float, default=120)
+    ap.add_argument('--qemu-scripts', help="QEMU's scripts/ folder (parse workload)")
+    ap.add_argument('--schema', help='qapi/qapi-schema.json (parse workload)')
+    ap.add_argument('--parse-runs', type=int, default=10)
+    ap.add_argument('--builds', help='JSON file of build times written by scripts/bench')
+    ap.add_argument('--idle-server', help='argv (JSON) of our server for conns1000, '
+                    'with {socket} for the path')
+    ap.add_argument('--versions', help='JSON file of versions written by scripts/bench')
+    ap.add_argument('--only', help='comma-separated clients to run')
+    args = ap.parse_args()
+
+    b = args.bin
+    drivers = {
+        'floor': [os.path.join(b, 'floor')],
+        'ours': [os.path.join(b, 'ours')],
+        'qemu.qmp': [args.python, os.path.join(args.bench_dir, 'qemu_qmp_client.py')],
+        'qapi-rs': [os.path.join(b, 'bench-qapi-rs')],
+    }
+    missing = [c for c in ('floor', 'ours', 'qapi-rs') if not os.access(drivers[c][0], os.X_OK)]
+    for c in missing:
+        log(f'{c}: no driver at {drivers[c][0]}: not measured')
+        del drivers[c]
+    if args.only:
+        keep = set(args.only.split(','))
+        drivers = {c: d for c, d in drivers.items() if c in keep}
+    bench_server = os.path.join(b, 'bench-server')
+
+    load_start = os.getloadavg()
+    started = datetime.now(timezone.utc)
+    t0 = time.monotonic()
+    res = Results()
+    common = ['--calls', str(args.calls)]
+
+    def flood(path):
+        return [bench_server, 'flood', '--socket', path, '--events', str(args.events)]
+
+    if args.idle_server:
+        idle_argv = json.loads(args.idle_server)
+        idle_name = 'our qmp::server'
+    else:
+        idle_argv = [bench_server, 'idle', '--socket', '{socket}']
+        idle_name = 'the benchmark\'s idle server'
+
+    def idle(path):
+        return [a.replace('{socket}', path) for a in idle_argv]
+
+    for rep in range(args.reps):
+        log(f'repetition {rep + 1}/{args.reps} ({time.monotonic() - t0:.0f} s)')
+        for name, wargs, _unit in CALL_WORKLOADS:
+            for client, argv in drivers.items():
+                with Server(storage_daemon) as srv:
+                    r = run_driver(argv + wargs + common + ['--socket', srv.path], args.timeout)
+                res.add(client, name, r, rep, rss=True)
+        for client, argv in drivers.items():
+            with Server(system_none) as srv:
+                r = run_driver(argv + ['schema', '--calls', str(args.schema_calls),
+                                       '--socket', srv.path], args.timeout)
+            res.add(client, 'schema', r, rep, rss=True)
+        if rep < args.event_reps:
+            for name, wargs, _unit in EVENT_WORKLOADS + EXTRA_WORKLOADS:
+                for client, argv in drivers.items():
+                    if client == 'qapi-rs' and '--stalled' in wargs:
+                        continue  # no subscriptions to stall: see its driver
+                    if '--raw' in wargs and client != 'ours':
+                        continue  # the others are raw already, or typed only
+                    with Server(flood) as srv:
+                        r = run_driver(argv + wargs + ['--events', str(args.events),
+                                                       '--socket', srv.path], args.timeout)
+                    res.add(client, name, r, rep)
+            for client, argv in drivers.items():
+                with Server(idle) as srv:
+                    r = run_driver(argv + ['conns', '--conns', str(args.conns),
+                                           '--socket', srv.path], args.timeout)
+                res.add(client, 'conns1000', r, rep)
+            if args.schema and args.qemu_scripts:
+                parsers = {'qemu': [args.python, os.path.join(args.bench_dir,
+                                                              'qemu_qapi_parse.py'),
+                                    args.qemu_scripts]}
+                if os.access(os.path.join(b, 'ours-parse'), os.X_OK):
+                    parsers['ours'] = [os.path.join(b, 'ours-parse')]
+                for client, argv in parsers.items():
+                    r = run_driver(argv + [args.schema, str(args.parse_runs)], args.timeout * 3)
+                    res.add(client, 'parse', r, rep)
+    res.finish_rss()
+    if args.builds and os.path.exists(args.builds):
+        with open(args.builds, encoding='utf-8') as f:
+            for row in json.load(f):
+                for v in row['values']:
+                    res.add(row['client'], row['workload'], {'value': v, 'ok': True})
+    load_end = os.getloadavg()
+    elapsed = time.monotonic() - t0
+
+    rows = []
+    for w in ORDER:
+        for c in CLIENTS:
+            s = res.stat(c, w)
+            if s:
+                rows.append({'client': c, 'workload': w, 'median': s[0], 'min': s[1],
+                             'max': s[2], 'unit': UNITS[w]})
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, 'results.json'), 'w', encoding='utf-8') as f:
+        json.dump(rows, f, indent=1)
+        f.write('\n')
+
+    versions = {}
+    if args.versions and os.path.exists(args.versions):
+        with open(args.versions, encoding='utf-8') as f:
+            versions = json.load(f)
+    report(res, args, started, elapsed, load_start, load_end, versions, idle_name)
+
+
+def report(res, args, started, elapsed, load_start, load_end, versions, idle_name):
+    out = []
+    p = out.append
+    p(f'### Benchmark results ({started:%Y-%m-%d %H:%M} UTC)')
+    p('')
+    p(f'Machine: {machine()}. Load average {load_start[0]:.2f} at the start, '
+      f'{load_end[0]:.2f} at the end; the run took {elapsed:.0f} s.')
+    if versions:
+        p('Versions: ' + '; '.join(f'{k} {v}' for k, v in versions.items()) + '.')
+    ev = min(args.reps, args.event_reps)
+    p(f'Medians of {args.reps} runs ({ev} for events, connections and parse, '
+      f'one process each; builds: see results.json); {args.calls:,} calls per run, {args.schema_calls} schema calls, '
+      f'{args.events:,} events, {args.conns:,} idle connections to {idle_name}. '
+      'Min and max are in `target/bench/results.json`.')
+    p('')
+    p('| workload | unit | floor | ours | qemu.qmp | qapi-rs | qemu | '
+      'ours ÷ floor | ours ÷ qemu.qmp | ours ÷ qapi-rs | ours ÷ qemu |')
+    p('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for w in ORDER + [x for x, _, _ in EXTRA_WORKLOADS]:
+        cells = []
+        any_value = False
+        for c in CLIENTS:
+            s = res.stat(c, w)
+            if s:
+                any_value = True
+                cells.append(fmt(s[0], UNITS[w]))
+            elif (c, w) in res.failed:
+                cells.append('failed')
+                any_value = True
+            else:
+                cells.append('–')
+        if not any_value:
+            continue
+        ratios = []
+        for other in ('floor', 'qemu.qmp', 'qapi-rs', 'qemu'):
+            r = ratio(res, w, other)
+            ratios.append('–' if r is None else f'{r:.2f}')
+        label = w if w not in dict((x, 1) for x, _, _ in EXTRA_WORKLOADS) else f'({w})'
+        p(f'| {label} | {UNITS[w]} | ' + ' | '.join(cells) + ' | ' + ' | '.join(ratios) + ' |')
+    p('')
+    p('Higher is better for calls/s and events/s, lower for the rest. `events1-raw`: '
+      'ours with a raw subscription (the others are raw or typed only); '
+      '`events1-stalled`: one reading subscriber plus one that never reads.')
+    hw = []
+    for c in CLIENTS:
+        for w in ('events1', 'events100', 'events1-stalled'):
+            v = res.extra_hwm.get((c, w))
+            if v:
+                hw.append(f'{c} {w} {statistics.median(v) / 1024:.1f} MiB')
+    if hw:
+        p('Peak RSS during the event floods: ' + ', '.join(hw) + '.')
+    for (c, w), notes in sorted(res.failed.items()):
+        p(f'- {c} {w}: {len(notes)} run(s) failed: {"; ".join(sorted(set(notes)))[:300]}')
+    p('')
+    p('#### Targets (issue 6)')
+    p('')
+    for line in targets(res):
+        p(f'- {line}')
+    print('\n'.join(out))
+
+
+def targets(res):
+    lines = []
+
+    def med(c, w):
+        s = res.stat(c, w)
+        return s[0] if s else None
+
+    def check(desc, ok, detail):
+        lines.append(f'{"MET" if ok else "MISSED"}: {desc} ({detail})')
+
+    def unmeasured(desc, why):
+        lines.append(f'NOT MEASURED: {desc} ({why})')
+
+    o, f = med('ours', 'seq'), med('floor', 'seq')
+    if o and f:
+        check('sequential: ours ≥ 0.95 × floor', o >= 0.95 * f, f'{o / f:.2f} ×')
+    else:
+        unmeasured('sequential: ours ≥ 0.95 × floor', 'a figure is missing')
+    for w in ('inflight32-oob', 'inflight256-oob'):
+        o, f, q = med('ours', w), med('floor', w), med('qemu.qmp', w)
+        if o and f and q:
+            check(f'{w}: ours ≥ 0.95 × floor and ≥ 1.15 × qemu.qmp',
+                  o >= 0.95 * f and o >= 1.15 * q,
+                  f'{o / f:.2f} × floor, {o / q:.2f} × qemu.qmp')
+        else:
+            unmeasured(f'{w}: ours ≥ 0.95 × floor, ≥ 1.15 × qemu.qmp', 'a figure is missing')
+    o, f = med('ours', 'schema'), med('floor', 'schema')
+    if o and f:
+        check('typed query-qmp-schema: ours within 1 ms of the floor', o <= f + 1.0,
+              f'{o - f:+.2f} ms')
+    else:
+        unmeasured('query-qmp-schema within 1 ms of the floor', 'a figure is missing')
+    o, f = med('ours', 'rss'), med('floor', 'rss')
+    if o and f:
+        check('peak RSS: ours within 2 MiB of the floor', o <= f + 2.0, f'{o - f:+.1f} MiB')
+    else:
+        unmeasured('peak RSS within 2 MiB of the floor', 'a figure is missing')
+    so = res.extra_hwm.get(('ours', 'events1-stalled'))
+    sf = res.extra_hwm.get(('floor', 'events1-stalled'))
+    if so and sf:
+        d = (statistics.median(so) - statistics.median(sf)) / 1024
+        check('peak RSS during a flood with a stalled subscriber: within 2 MiB of the floor',
+              d <= 2.0, f'{d:+.1f} MiB')
+    else:
+        unmeasured('peak RSS with a stalled subscriber', 'a figure is missing')
+    o, f, q = med('ours', 'events1'), med('floor', 'events1'), med('qapi-rs', 'events1')
+    if o and f and q:
+        check('events into the typed Event enum, 1 subscriber: ≥ floor (Value) and '
+              '≥ 1.2 × qapi-rs', o >= f and o >= 1.2 * q,
+              f'{o / f:.2f} × floor, {o / q:.2f} × qapi-rs')
+    else:
+        unmeasured('events1 ≥ floor and ≥ 1.2 × qapi-rs', 'a figure is missing')
+    for w in ('build-debug', 'build-release'):
+        o, q = med('ours', w), med('qapi-rs', w)
+        if o and q:
+            check(f'{w}: ours ≤ 0.7 × qapi-rs', o <= 0.7 * q, f'{o / q:.2f} ×')
+        else:
+            unmeasured(f'{w}: ours ≤ 0.7 × qapi-rs', 'not run (--quick) or a build failed')
+    return lines
+
+
+if __name__ == '__main__':
+    main()
