@@ -4,7 +4,11 @@
 //! qmp [--socket PATH | --tcp HOST:PORT] call COMMAND [JSON-ARGS]   # prints the reply
 //! qmp [--socket PATH | --tcp HOST:PORT] events [--count N]         # JSON lines
 //! qmp [--socket PATH | --tcp HOST:PORT] schema                     # query-qmp-schema
+//! qmp (--socket PATH | --tcp HOST:PORT) serve [--replay FILE]       # a test server
 //! ```
+//!
+//! `--record FILE` records the session's traffic as a transcript (JSON lines);
+//! `qmp serve --replay FILE` serves such a transcript back (see `qmp::server`).
 //!
 //! Without `--socket`/`--tcp`, it starts a private `qemu-storage-daemon` with a QMP
 //! monitor on a socket in a temporary directory, and stops it on exit (also on error
@@ -29,6 +33,9 @@ struct Cli {
     /// Give up on a call after this many seconds.
     #[arg(long, global = true, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// Record the traffic to this transcript file (with `serve`: every session's).
+    #[arg(long, global = true, value_name = "FILE")]
+    record: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -53,6 +60,13 @@ enum Cmd {
     },
     /// Print the peer's schema (`query-qmp-schema`) as JSON.
     Schema,
+    /// Serve QMP on --socket or --tcp until stopped: replay a transcript, or (without
+    /// --replay) answer only `query-version`.
+    Serve {
+        /// The transcript to replay (recorded with --record).
+        #[arg(long, value_name = "FILE")]
+        replay: Option<PathBuf>,
+    },
 }
 
 /// Checks a command's arguments before anything is sent.
@@ -141,6 +155,26 @@ impl Drop for LocalDaemon {
 async fn connect(cli: &Cli, socket: Option<&Path>) -> Result<qmp::Client, String> {
     let mut config = qmp::Config::new();
     config.call_timeout(cli.timeout.map(Duration::from_secs_f64));
+    if let Some(file) = &cli.record {
+        // Through a recording proxy (qmp::server::transcript::record_stream).
+        let hook = qmp::server::transcript::Recorder::create(file)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let hook = std::sync::Arc::new(hook);
+        let proxied = match (&cli.tcp, socket) {
+            (Some(addr), _) => tokio::net::TcpStream::connect(addr.as_str())
+                .await
+                .map(|s| qmp::server::transcript::record_stream(s, hook)),
+            (None, Some(path)) => tokio::net::UnixStream::connect(path)
+                .await
+                .map(|s| qmp::server::transcript::record_stream(s, hook)),
+            (None, None) => unreachable!("a socket is always chosen"),
+        }
+        .map_err(|e| format!("cannot connect: {e}"))?;
+        return config
+            .connect_stream(proxied)
+            .await
+            .map_err(|e| e.to_string());
+    }
     let r = match (&cli.tcp, socket) {
         (Some(addr), _) => config.connect_tcp(addr.as_str()).await,
         (None, Some(path)) => config.connect_unix(path).await,
@@ -240,6 +274,7 @@ async fn run(cli: &Cli, socket: Option<&Path>) -> Result<(), String> {
             }
             out
         }
+        Cmd::Serve { .. } => Err("`serve` is handled before connecting".into()),
     };
     client.close().await;
     result
@@ -272,6 +307,15 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        if let Cmd::Serve { replay } = &cli.command {
+            let options = qmp::server::serve::ServeOptions {
+                socket: cli.socket.clone(),
+                tcp: cli.tcp.clone(),
+                replay: replay.clone(),
+                record: cli.record.clone(),
+            };
+            return qmp::server::serve::run(&options).await;
+        }
         // The daemon (if any) lives in this scope: it is killed on every way out.
         let mut daemon = None;
         let socket = match (&cli.socket, &cli.tcp) {
