@@ -1,4 +1,31 @@
-// Generates the bindings from `schema/` (see qapi-codegen). Filled in by the emitter.
-fn main() {
+//! Generates the bindings (see `qapi-codegen`'s `Config`).
+//!
+//! * `qapi.rs`: QMP, from `schema/qemu-system-10.0.json` (a definitions-only snapshot
+//!   of QEMU 10.0's system emulator schema), or from the file the environment variable
+//!   `QMP_SCHEMA` names: QAPI sources (`qapi-schema.json`) or `query-qmp-schema`
+//!   output, detected from the content.
+//! * `qga.rs` (feature `qga`): the guest agent, from `schema/qemu-ga-10.0.json`, or from
+//!   `QGA_SCHEMA`.
+//!
+//! A schema error fails the build with its `file:line: message`.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
     println!("cargo:rerun-if-changed=build.rs");
+    let mut jobs = vec![("schema/qemu-system-10.0.json", "QMP_SCHEMA", "qapi.rs")];
+    if std::env::var_os("CARGO_FEATURE_QGA").is_some() {
+        jobs.push(("schema/qemu-ga-10.0.json", "QGA_SCHEMA", "qga.rs"));
+    }
+    for (schema, var, out) in jobs {
+        let result = qapi_codegen::Config::new()
+            .schema(schema)
+            .env_override(Some(var))
+            .generate_to_out_dir(out);
+        if let Err(e) = result {
+            // cargo shows a build script's stderr when it fails.
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -1,3 +1,65 @@
 //! Typed QMP bindings generated from QEMU's QAPI schema.
+//!
+//! Every command is a struct of its arguments implementing [`qmp::Command`] (with its
+//! wire name and reply type), every event a struct implementing [`qmp::Event`] and a
+//! variant of [`events::Event`], and every QAPI type a Rust type in [`types`]. The
+//! compiler checks command names, argument types, reply types and `match` arms over
+//! events for the QEMU version the bindings were built for.
+//!
+//! ```no_run
+//! use qemu_qapi::{commands, events::Event, types::RunState};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = qemu_qapi::qmp::connect_unix("/tmp/qmp.sock").await?;
+//! let status = client.execute(&commands::QueryStatus).await?;
+//! if status.status == RunState::Paused {
+//!     client.execute(&commands::Cont).await?;
+//! }
+//! let resize = commands::BlockResize::new(1 << 30).with_node_name("disk0".into());
+//! client.execute(&resize).await?;
+//! let mut events = client.subscribe_set::<Event>();
+//! while let Some(event) = events.next().await {
+//!     match event? {
+//!         Event::Stop => println!("stopped"),
+//!         Event::BlockJobCompleted(done) => println!("{} done", done.device),
+//!         other => println!("{}", other.name()),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Which QEMU
+//!
+//! By default the bindings are built from `schema/qemu-system-10.0.json`, a
+//! definitions-only snapshot of QEMU 10.0's system emulator schema written by
+//! `qapi-codegen snapshot`. To build them for the QEMU you run, point `QMP_SCHEMA` at
+//! its `qapi/qapi-schema.json`, or at a file holding its `query-qmp-schema` output
+//! (`qmp schema > file`): the kind is detected from the content, and the crate is
+//! rebuilt when the variable or any file read changes. Relative paths are relative to
+//! this crate's folder.
+//!
+//! With the `qga` feature, [`ga`] holds the guest agent's bindings (from
+//! `schema/qemu-ga-10.0.json`, or `QGA_SCHEMA`).
+//!
+//! # Compatibility with newer QEMU
+//!
+//! Enums keep values they do not know (`Unknown(String)`), unions keep branches they
+//! do not know, and [`events::Event::Unknown`] keeps unknown events, so a newer QEMU
+//! never makes decoding fail where it only added something. Structs are
+//! `#[non_exhaustive]` and built with `new(required…)` and `with_*` setters, so code
+//! keeps compiling when a newer schema adds optional members.
 #![deny(missing_docs)]
+
 pub use qmp;
+
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/qapi.rs"));
+}
+
+pub use generated::{commands, events, types};
+
+/// The guest agent's bindings (`qemu-ga`): `types`, `commands`, `events`.
+#[cfg(feature = "qga")]
+pub mod ga {
+    include!(concat!(env!("OUT_DIR"), "/qga.rs"));
+}

@@ -1,0 +1,165 @@
+//! Behaviour of the generated bindings (QEMU 10.0 system schema): what a newer QEMU may
+//! send decodes, values round-trip exactly, and the run-time tables and argument checks
+//! answer.
+
+use qemu_qapi::commands::{self, BlockResize, QueryStatus};
+use qemu_qapi::events::{self, Event};
+use qemu_qapi::qmp::{Command, EventSet};
+use qemu_qapi::types::{
+    BlockdevOptions, BlockdevOptionsBranch, BlockdevOptionsGenericCOWFormat, BlockdevRefOrNull,
+    Memdev, RunState,
+};
+use serde_json::{json, value::RawValue, Value};
+
+fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned>(v: Value) -> T {
+    let t: T = serde_json::from_value(v.clone()).expect("decode");
+    assert_eq!(serde_json::to_value(&t).expect("encode"), v);
+    t
+}
+
+#[test]
+fn enum_values_a_newer_qemu_sends_are_kept() {
+    assert_eq!(roundtrip::<RunState>(json!("paused")), RunState::Paused);
+    let v = roundtrip::<RunState>(json!("hibernating-in-2030"));
+    assert_eq!(v, RunState::Unknown("hibernating-in-2030".into()));
+    assert_eq!(v.as_str(), "hibernating-in-2030");
+}
+
+#[test]
+fn union_branch_follows_the_discriminator() {
+    let o = roundtrip::<BlockdevOptions>(
+        json!({"driver": "file", "node-name": "disk0", "filename": "/tmp/x.img"}),
+    );
+    assert_eq!(o.node_name.as_deref(), Some("disk0"));
+    match &o.driver {
+        BlockdevOptionsBranch::File(f) => assert_eq!(f.filename, "/tmp/x.img"),
+        other => panic!("wrong branch {other:?}"),
+    }
+}
+
+#[test]
+fn union_with_an_unknown_discriminator_value_decodes_and_reencodes() {
+    let o =
+        roundtrip::<BlockdevOptions>(json!({"driver": "future-fmt", "node-name": "n", "knob": 3}));
+    match &o.driver {
+        BlockdevOptionsBranch::Unknown { value, members } => {
+            assert_eq!(value, "future-fmt");
+            assert_eq!(members.get("knob"), Some(&json!(3)));
+        }
+        other => panic!("wrong branch {other:?}"),
+    }
+}
+
+#[test]
+fn union_without_its_discriminator_is_an_error() {
+    let e = serde_json::from_value::<BlockdevOptions>(json!({"node-name": "n"})).unwrap_err();
+    assert!(e.to_string().contains("driver"), "{e}");
+}
+
+#[test]
+fn optional_nullable_member_has_three_states() {
+    let absent: BlockdevOptionsGenericCOWFormat = roundtrip(json!({"file": "disk0"}));
+    assert!(absent.backing.is_none());
+    let null: BlockdevOptionsGenericCOWFormat =
+        roundtrip(json!({"file": "disk0", "backing": null}));
+    assert!(matches!(
+        null.backing.as_deref(),
+        Some(BlockdevRefOrNull::Null(()))
+    ));
+    let set: BlockdevOptionsGenericCOWFormat =
+        roundtrip(json!({"file": "disk0", "backing": "base0"}));
+    assert!(
+        matches!(set.backing.as_deref(), Some(BlockdevRefOrNull::Reference(r)) if r == "base0")
+    );
+}
+
+#[test]
+fn uint64_and_size_take_values_above_i64_max() {
+    let m: Memdev = roundtrip(json!({
+        "size": u64::MAX, "merge": false, "dump": true, "prealloc": false,
+        "share": false, "host-nodes": [0, 1], "policy": "default"
+    }));
+    assert_eq!(m.size, u64::MAX);
+}
+
+#[test]
+fn unknown_reply_members_are_ignored() {
+    let s: <QueryStatus as Command>::Reply =
+        serde_json::from_value(json!({"running": true, "status": "running", "new-in-qemu-12": 1}))
+            .expect("decode");
+    assert!(s.running);
+}
+
+#[test]
+fn events_decode_by_name_and_unknown_events_are_kept() {
+    let raw = |s: &str| RawValue::from_string(s.to_owned()).expect("raw");
+    assert_eq!(Event::decode("STOP", None).expect("stop"), Event::Stop);
+    let data = raw(r#"{"type":"commit","device":"j0","len":10,"offset":10,"speed":0}"#);
+    match Event::decode("BLOCK_JOB_COMPLETED", Some(&data)).expect("decode") {
+        Event::BlockJobCompleted(e) => assert_eq!(e.device, "j0"),
+        other => panic!("{other:?}"),
+    }
+    let data = raw(r#"{"x":1}"#);
+    let e = Event::decode("FUTURE_EVENT", Some(&data)).expect("unknown events decode");
+    assert_eq!(
+        e,
+        Event::Unknown {
+            name: "FUTURE_EVENT".into(),
+            data: Some(json!({"x": 1}))
+        }
+    );
+    assert_eq!(e.name(), "FUTURE_EVENT");
+    // A known event with bad data is an error, not a silent catch-all.
+    assert!(Event::decode("BLOCK_JOB_COMPLETED", Some(&raw("{}"))).is_err());
+}
+
+#[test]
+fn commands_serialize_to_their_wire_arguments() {
+    let c = BlockResize::new(1 << 30).with_node_name("disk0".into());
+    assert_eq!(
+        serde_json::to_value(&c).expect("encode"),
+        json!({"node-name": "disk0", "size": 1073741824})
+    );
+    assert_eq!(<BlockResize as Command>::NAME, "block_resize");
+    assert_eq!(
+        serde_json::to_value(QueryStatus).expect("encode"),
+        Value::Null
+    );
+}
+
+#[test]
+fn argument_check_names_the_member() {
+    assert_eq!(
+        commands::check_command_arguments("block_resize", &json!({"size": 1})),
+        Some(Ok(()))
+    );
+    let e = commands::check_command_arguments("block_resize", &json!({"size": "big"}))
+        .expect("known command")
+        .unwrap_err();
+    assert!(e.contains("size"), "{e}");
+    let e = commands::check_command_arguments("block_resize", &json!({}))
+        .expect("known command")
+        .unwrap_err();
+    assert!(e.contains("size"), "{e}");
+    assert!(commands::check_command_arguments("stop", &json!({"x": 1})).is_some_and(|r| r.is_err()));
+    assert_eq!(
+        commands::check_command_arguments("no-such-command", &json!({})),
+        None
+    );
+}
+
+#[test]
+fn run_time_tables_know_conditions_and_features() {
+    let qs = commands::COMMANDS
+        .iter()
+        .find(|c| c.name == "query-status")
+        .expect("query-status");
+    assert!(!qs.deprecated && qs.success_response);
+    let oob = commands::COMMANDS.iter().find(|c| c.name == "x-oob-test");
+    if let Some(c) = oob {
+        assert!(c.allow_oob);
+    }
+    assert!(commands::COMMANDS.iter().any(|c| c.ifcond.is_some()));
+    assert!(commands::COMMANDS.iter().any(|c| c.deprecated));
+    assert!(events::EVENTS.iter().any(|e| e.name == "STOP"));
+}

@@ -1,0 +1,244 @@
+//! Every `qmp-example` in QEMU 10.0's `qapi/*.json` against the bindings: each `->`
+//! request deserializes into its command's typed arguments and serializes back to
+//! equal JSON, each `<-` reply decodes as that command's reply type, and each event
+//! decodes as its event. Exceptions are listed, each with its reason, in
+//! `tests/qmp-examples-exceptions.txt` (`file:line reason`); an exception that no
+//! longer fails is an error too, so the list stays true.
+//!
+//! Reads the examples from `$QAPI_CORPUS/qapi/*.json`; skips when `QAPI_CORPUS` is unset.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use qemu_qapi::qmp::runtime::{CommandVisitor, EventVisitor};
+use qemu_qapi::qmp::{Command, Event};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// One message of an example: where it starts, its direction and its text.
+struct Message {
+    line: usize,
+    outgoing: bool,
+    text: String,
+}
+
+/// The messages of every `.. qmp-example::` block of a schema file's doc comments.
+fn examples(source: &str) -> Vec<Vec<Message>> {
+    let lines: Vec<(usize, &str)> = source
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let t = l.trim_start();
+            t.strip_prefix('#')
+                .map(|rest| (i + 1, rest.strip_prefix(' ').unwrap_or(rest)))
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if !lines[i].1.trim_start().starts_with(".. qmp-example::") {
+            i += 1;
+            continue;
+        }
+        let indent = lines[i].1.len() - lines[i].1.trim_start().len();
+        i += 1;
+        let mut msgs: Vec<Message> = Vec::new();
+        let mut open: Option<Message> = None;
+        while i < lines.len() {
+            let (n, l) = lines[i];
+            let t = l.trim_start();
+            if !t.is_empty() && l.len() - t.len() <= indent {
+                break;
+            }
+            if let Some(rest) = t.strip_prefix("->").or_else(|| t.strip_prefix("<-")) {
+                if let Some(m) = open.take() {
+                    msgs.push(m);
+                }
+                open = Some(Message {
+                    line: n,
+                    outgoing: t.starts_with("->"),
+                    text: rest.to_owned(),
+                });
+            } else if let Some(m) = open.as_mut() {
+                if t.is_empty() || t.starts_with(':') {
+                    msgs.push(open.take().unwrap());
+                } else {
+                    m.text.push('\n');
+                    m.text.push_str(t);
+                }
+            }
+            i += 1;
+        }
+        msgs.extend(open);
+        out.push(msgs);
+    }
+    out
+}
+
+struct RoundTrip<'a>(&'a Value);
+
+fn same<T: Serialize + DeserializeOwned>(v: &Value) -> Result<(), String> {
+    let t: T = serde_json::from_value(v.clone()).map_err(|e| format!("does not decode: {e}"))?;
+    let back = serde_json::to_value(&t).map_err(|e| format!("does not encode: {e}"))?;
+    let norm = |v: Value| {
+        if v == Value::Object(Default::default()) {
+            Value::Null
+        } else {
+            v
+        }
+    };
+    if norm(back.clone()) == norm(v.clone()) {
+        Ok(())
+    } else {
+        Err(format!("re-encodes differently: {back}"))
+    }
+}
+
+impl CommandVisitor for RoundTrip<'_> {
+    type Output = Result<(), String>;
+    fn visit<C>(self) -> Result<(), String>
+    where
+        C: Command + DeserializeOwned,
+        C::Reply: Serialize,
+    {
+        same::<C>(self.0)
+    }
+}
+
+struct Reply<'a>(&'a Value);
+
+impl CommandVisitor for Reply<'_> {
+    type Output = Result<(), String>;
+    fn visit<C>(self) -> Result<(), String>
+    where
+        C: Command + DeserializeOwned,
+        C::Reply: Serialize,
+    {
+        serde_json::from_value::<C::Reply>(self.0.clone())
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "reply does not decode as {}: {e}",
+                    std::any::type_name::<C::Reply>()
+                )
+            })
+    }
+}
+
+struct EventCheck<'a>(&'a Value);
+
+impl EventVisitor for EventCheck<'_> {
+    type Output = Result<(), String>;
+    fn visit<E: Event + Serialize>(self) -> Result<(), String> {
+        same::<E>(self.0)
+    }
+}
+
+/// Checks one example; returns the failures as (line, message).
+fn check(msgs: &[Message]) -> Vec<(usize, String)> {
+    let mut fails = Vec::new();
+    let mut last_cmd: Option<String> = None;
+    for m in msgs {
+        let v: Value = match serde_json::from_str(&m.text) {
+            Ok(v) => v,
+            Err(e) => {
+                fails.push((m.line, format!("not JSON ({e})")));
+                continue;
+            }
+        };
+        let r = if m.outgoing {
+            let name = v
+                .get("execute")
+                .or_else(|| v.get("exec-oob"))
+                .and_then(Value::as_str);
+            let Some(name) = name else {
+                fails.push((m.line, "request without execute".into()));
+                continue;
+            };
+            last_cmd = Some(name.to_owned());
+            // No `arguments` means `{}` to QEMU.
+            let args = v
+                .get("arguments")
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Default::default()));
+            qemu_qapi::commands::visit_command(name, RoundTrip(&args))
+                .unwrap_or_else(|| Err(format!("unknown command {name}")))
+        } else if let Some(ev) = v.get("event").and_then(Value::as_str) {
+            let data = v.get("data").cloned().unwrap_or(Value::Null);
+            qemu_qapi::events::visit_event(ev, EventCheck(&data))
+                .unwrap_or_else(|| Err(format!("unknown event {ev}")))
+        } else if let Some(ret) = v.get("return") {
+            match &last_cmd {
+                Some(c) => qemu_qapi::commands::visit_command(c, Reply(ret))
+                    .unwrap_or_else(|| Err(format!("unknown command {c}"))),
+                None => Err("reply without a request".into()),
+            }
+        } else {
+            Ok(()) // errors and other messages carry no typed payload
+        };
+        if let Err(e) = r {
+            fails.push((m.line, e));
+        }
+    }
+    fails
+}
+
+#[test]
+fn qmp_examples_round_trip() {
+    let Some(corpus) = std::env::var_os("QAPI_CORPUS") else {
+        println!("QAPI_CORPUS unset: skipping the qmp-example round trip");
+        return;
+    };
+    let dir = Path::new(&corpus).join("qapi");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() > 30, "{}: QAPI files missing", dir.display());
+    let exceptions: BTreeMap<String, String> =
+        std::fs::read_to_string("tests/qmp-examples-exceptions.txt")
+            .expect("exceptions file")
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (k, why) = l.split_once(' ').unwrap_or((l, ""));
+                assert!(!why.trim().is_empty(), "exception without a reason: {l}");
+                (k.to_owned(), why.trim().to_owned())
+            })
+            .collect();
+    let mut seen_fail = BTreeMap::new();
+    let mut total = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read");
+        let fname = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        for ex in examples(&text) {
+            total += ex.len();
+            for (line, msg) in check(&ex) {
+                seen_fail.insert(format!("{fname}:{line}"), msg);
+            }
+        }
+    }
+    assert!(total > 300, "only {total} example messages found");
+    let unexpected: Vec<String> = seen_fail
+        .iter()
+        .filter(|(k, _)| !exceptions.contains_key(*k))
+        .map(|(k, m)| format!("{k} {m}"))
+        .collect();
+    let stale: Vec<&String> = exceptions
+        .keys()
+        .filter(|k| !seen_fail.contains_key(*k))
+        .collect();
+    assert!(
+        unexpected.is_empty() && stale.is_empty(),
+        "{} messages checked\nunexpected failures:\n{}\nexceptions that no longer fail: {stale:?}",
+        total,
+        unexpected.join("\n")
+    );
+}
