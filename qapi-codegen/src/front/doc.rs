@@ -103,9 +103,12 @@ impl QapiDoc {
 
     fn end(&mut self, sources: &Sources) -> Result<(), SchemaError> {
         for s in &mut self.all {
-            let t = s.text.trim_matches('\n');
-            if t.len() != s.text.len() {
-                s.text = t.to_owned();
+            // `text.strip('\n')`, in place.
+            let end = s.text.trim_end_matches('\n').len();
+            s.text.truncate(end);
+            let lead = s.text.len() - s.text.trim_start_matches('\n').len();
+            if lead > 0 {
+                s.text.drain(..lead);
             }
             if s.kind != Kind::Plain && s.text.is_empty() {
                 return Err(

@@ -92,6 +92,8 @@ pub(crate) struct ParseCtx<'l> {
     /// Read the legacy dialect (see `legacy.rs`).
     pub legacy: bool,
     included: HashSet<String>,
+    /// `os.path.abspath` of each file in `sources.files`, for the inclusion-loop check.
+    abs_names: Vec<String>,
     loader: &'l mut Loader<'l>,
 }
 
@@ -129,6 +131,7 @@ impl<'l> ParseCtx<'l> {
             cwd,
             legacy: false,
             included: HashSet::new(),
+            abs_names: Vec::new(),
             loader,
         }
     }
@@ -165,6 +168,7 @@ impl<'l> ParseCtx<'l> {
         }
         let name: Arc<str> = Arc::from(fname);
         let file = self.sources.add_file(name, parent);
+        self.abs_names.push(paths::abspath(fname, &self.cwd));
         let mut p = FileParser {
             lx: Lexer::new(&src, Info { file, line: 1 }),
             ctx: self,
@@ -282,11 +286,10 @@ impl FileParser<'_, '_> {
     }
 
     fn include(&mut self, include: &str, info: Info, incl_fname: &str) -> Result<(), SchemaError> {
-        let cwd = &self.ctx.cwd;
-        let incl_abs = paths::abspath(incl_fname, cwd);
+        let incl_abs = paths::abspath(incl_fname, &self.ctx.cwd);
         let mut inf = Some(info);
         while let Some(i) = inf {
-            if incl_abs == paths::abspath(self.ctx.sources.fname(i), cwd) {
+            if incl_abs == self.ctx.abs_names[i.file as usize] {
                 return Err(self.serr(info, format!("inclusion loop for {include}")));
             }
             inf = self.ctx.sources.files[i.file as usize].parent;
