@@ -1,13 +1,15 @@
-//! Older QAPI dialects: real schemas of older QEMU releases (fetched from Debian's
-//! source packages by `scripts/fetch-old-schemas` into `target/old-schemas/<version>/`)
-//! are read without error with `Dialect::Legacy`, and agree with what QEMU of that
-//! release reported through `query-qmp-schema` (libvirt's captures, fetched by the
-//! same script into `target/old-schemas/introspect/`).
+//! Older QAPI dialects: real schemas of older QEMU releases, fetched by
+//! `scripts/fetch-old-schemas` into `target/old-schemas/<major.minor>/` (5.2 and 7.2
+//! from Debian's source packages; 6.1, 7.0, 8.0, 8.1 and 9.1 from the `qapi-qmp` crate
+//! on crates.io, `qapi/` only), are read without error in the dialect the automatic
+//! selection ([`load_schema`]) picks, and agree with what QEMU of that release reported
+//! through `query-qmp-schema` (libvirt's captures, fetched by the same script into
+//! `target/old-schemas/introspect/`).
 
 use std::path::{Path, PathBuf};
 
-use qapi_codegen::front::{parse_file_dialect, parse_with_loader_dialect};
-use qapi_codegen::model::{Dialect, EntityKind, IfCond, Origin};
+use qapi_codegen::front::{load_schema, parse_file_dialect, parse_with_loader_dialect};
+use qapi_codegen::model::{Dialect, EntityKind, IfCond, Origin, Schema};
 
 #[path = "support/schema_diff.rs"]
 mod schema_diff;
@@ -17,6 +19,17 @@ const ROOTS: [&str; 3] = [
     "qapi/qapi-schema.json",
     "qga/qapi-schema.json",
     "storage-daemon/qapi/qapi-schema.json",
+];
+
+/// Releases the fetch script provides, each with the dialect its sources are read in.
+const RELEASES: [(&str, Dialect); 7] = [
+    ("5.2", Dialect::Legacy),
+    ("6.1", Dialect::Legacy),
+    ("7.0", Dialect::Legacy),
+    ("7.2", Dialect::Legacy),
+    ("8.0", Dialect::Legacy),
+    ("8.1", Dialect::Legacy),
+    ("9.1", Dialect::Current),
 ];
 
 fn old_schemas() -> Option<PathBuf> {
@@ -44,57 +57,136 @@ fn releases(dir: &Path) -> Vec<PathBuf> {
     versions
 }
 
+fn release_of(version: &Path) -> (u32, u32) {
+    let v = version.file_name().unwrap().to_string_lossy();
+    let (major, minor) = v.split_once('.').unwrap();
+    (major.parse().unwrap(), minor.parse().unwrap())
+}
+
+/// Reads a root schema of a release as the automatic selection does ([`load_schema`]),
+/// falling back to the legacy dialect for QEMU 6.2 to 9.0, whose sources differ from the
+/// current dialect only in their doc comments (headings after text, `Note:` sections):
+/// the automatic selection picks the legacy dialect only for its schema constructs
+/// (simple unions, C-expression conditions), which 6.2 removed.
+fn read_release(path: &Path, release: (u32, u32)) -> Result<Schema, String> {
+    match load_schema(path) {
+        Ok(schema) => Ok(schema),
+        Err(auto) if ((6, 2)..(9, 1)).contains(&release) => {
+            parse_file_dialect(path, Dialect::Legacy)
+                .map_err(|e| format!("automatic selection: {auto}\nlegacy dialect: {e}"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The dialect [`RELEASES`] gives a release; releases it does not list are older than
+/// 6.2 (legacy) or newer than 9.0 (current).
+fn expected_dialect(release: (u32, u32)) -> Dialect {
+    RELEASES
+        .iter()
+        .find(|(v, _)| *v == format!("{}.{}", release.0, release.1))
+        .map_or(
+            if release < (9, 1) {
+                Dialect::Legacy
+            } else {
+                Dialect::Current
+            },
+            |(_, d)| *d,
+        )
+}
+
 #[test]
 fn old_release_schemas_are_read() {
     let Some(dir) = old_schemas() else {
         return;
     };
     let versions = releases(&dir);
-    assert!(
-        versions.len() >= 2,
-        "releases in {}: {versions:?}",
-        dir.display()
-    );
+    let names: Vec<_> = versions
+        .iter()
+        .map(|v| v.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for (v, _) in RELEASES {
+        assert!(
+            names.iter().any(|n| n == v),
+            "QEMU {v} missing in {} (run scripts/fetch-old-schemas): {names:?}",
+            dir.display()
+        );
+    }
     let mut failures = Vec::new();
+    let mut read = 0;
     for version in &versions {
+        let release = release_of(version);
         for root in ROOTS {
             let path = version.join(root);
             if !path.is_file() {
-                // storage-daemon/ appeared in QEMU 5.0.
+                // storage-daemon/ appeared in QEMU 5.0; the crate snapshots hold qapi/ only.
                 continue;
             }
-            match parse_file_dialect(&path, Dialect::Legacy) {
+            match read_release(&path, release) {
                 Ok(schema) => {
                     assert_eq!(
                         schema.origin,
                         Origin::Source {
-                            dialect: Dialect::Legacy
-                        }
+                            dialect: expected_dialect(release)
+                        },
+                        "{}",
+                        path.display()
                     );
                     println!(
-                        "{}: {} commands, {} events",
+                        "{}: {:?}, {} commands, {} events",
                         path.display(),
+                        schema.origin,
                         schema.commands().count(),
                         schema.events().count()
                     );
                     assert!(schema.commands().count() > 0, "{}", path.display());
+                    read += 1;
                 }
                 Err(e) => failures.push(format!("{}:\n{e}", path.display())),
             }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(read >= RELEASES.len(), "read {read} root schemas");
 }
 
-/// The sources of each release, read in the legacy dialect, against QEMU's own
-/// `query-qmp-schema` output of that release for x86_64: same commands, events,
-/// members, values and branches, except items under an `if`.
+/// Releases from before QEMU 6.2 are taken for the legacy dialect by the automatic
+/// selection itself, and 9.1's for the current one.
+#[test]
+fn automatic_selection_picks_the_dialect() {
+    let Some(dir) = old_schemas() else {
+        return;
+    };
+    let mut checked = 0;
+    for version in releases(&dir) {
+        let release = release_of(&version);
+        if ((6, 2)..(9, 1)).contains(&release) {
+            continue;
+        }
+        let path = version.join("qapi/qapi-schema.json");
+        let schema = load_schema(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            schema.origin,
+            Origin::Source {
+                dialect: expected_dialect(release)
+            },
+            "{}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "checked {checked} releases");
+}
+
+/// The sources of each release, read as [`old_release_schemas_are_read`] reads them,
+/// against QEMU's own `query-qmp-schema` output of that release for x86_64: same
+/// commands, events, members, values and branches, except items under an `if`.
 #[test]
 fn old_release_schemas_match_their_introspection() {
     let Some(dir) = old_schemas() else {
         return;
     };
-    let mut compared = 0;
+    let mut compared = Vec::new();
     for version in releases(&dir) {
         let v = version.file_name().unwrap().to_string_lossy().into_owned();
         let capture = dir.join(format!("introspect/caps_{v}.0.x86_64.replies"));
@@ -103,28 +195,54 @@ fn old_release_schemas_match_their_introspection() {
             continue;
         }
         let text = std::fs::read_to_string(&capture).unwrap();
-        let mut schema_id = None;
-        let mut reply = None;
-        for value in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
-            let value = value.unwrap();
-            if value["execute"] == "query-qmp-schema" {
-                schema_id = Some(value["id"].clone());
-            } else if value.get("return").is_some() && Some(&value["id"]) == schema_id.as_ref() {
-                reply = Some(value);
-                break;
+        let reply = |command: &str| {
+            let mut id = None;
+            for value in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>()
+            {
+                let value = value.unwrap();
+                if value["execute"] == command {
+                    id = Some(value["id"].clone());
+                } else if value.get("return").is_some() && Some(&value["id"]) == id.as_ref() {
+                    return value;
+                }
             }
+            panic!("{}: no {command} reply", capture.display())
+        };
+        // libvirt names some captures after the coming release but took them from a
+        // development build (caps_8.0.0 is 7.2.50): compare released binaries only.
+        let qemu = &reply("query-version")["return"]["qemu"];
+        let built = (
+            qemu["major"].as_u64().unwrap(),
+            qemu["minor"].as_u64().unwrap(),
+            qemu["micro"].as_u64().unwrap(),
+        );
+        let release = release_of(&version);
+        if (built.0, built.1) != (u64::from(release.0), u64::from(release.1)) || built.2 >= 50 {
+            println!(
+                "{}: captured from QEMU {}.{}.{}, not release {v}",
+                capture.display(),
+                built.0,
+                built.1,
+                built.2
+            );
+            continue;
         }
-        let reply = reply.expect("query-qmp-schema reply");
+        let reply = reply("query-qmp-schema");
         let live = qapi_codegen::introspect::read(&reply.to_string(), &v).unwrap();
         let path = version.join("qapi/qapi-schema.json");
-        let schema = parse_file_dialect(&path, Dialect::Legacy).unwrap_or_else(|e| panic!("{e}"));
-        let (major, minor) = v.split_once('.').unwrap();
-        let release = (major.parse().unwrap(), minor.parse().unwrap());
+        let schema = read_release(&path, release).unwrap_or_else(|e| panic!("{e}"));
         schema_diff::diff(&schema, &live, release)
             .check(&format!("QEMU {v} sources vs its query-qmp-schema"));
-        compared += 1;
+        compared.push(v);
     }
-    assert!(compared >= 2, "compared {compared} releases");
+    // 5.2 and 7.2 (Debian), 6.1 and 7.0 (crates.io); libvirt has no capture of a
+    // released 8.0, 8.1 or 9.1.
+    for v in ["5.2", "6.1", "7.0", "7.2"] {
+        assert!(
+            compared.iter().any(|c| c == v),
+            "QEMU {v} not compared: {compared:?}"
+        );
+    }
 }
 
 /// The legacy constructs, each modelled as QEMU 5.2 did.
