@@ -58,7 +58,11 @@ fn take_messages(buf: &mut Vec<u8>) -> Vec<Result<serde_json::Value, ()>> {
     out
 }
 
-async fn serve(stream: UnixStream, flood: Arc<Vec<u8>>, at_negotiation: bool) -> std::io::Result<()> {
+async fn serve(
+    stream: UnixStream,
+    flood: Arc<Vec<u8>>,
+    at_negotiation: bool,
+) -> std::io::Result<()> {
     let (mut r, mut w) = stream.into_split();
     w.write_all(GREETING.as_bytes()).await?;
     w.write_all(b"\n").await?;

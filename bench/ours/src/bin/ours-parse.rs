@@ -14,7 +14,11 @@ fn main() {
         eprintln!("usage: ours-parse SCHEMA [RUNS]");
         std::process::exit(2)
     };
-    let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(10).max(1);
+    let runs: usize = args
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10)
+        .max(1);
     let parse = || match qapi_codegen::front::parse_file(&path) {
         Ok(schema) => schema,
         Err(e) => {
@@ -31,5 +35,10 @@ fn main() {
         })
         .collect();
     ms.sort_by(f64::total_cmp);
-    finish(ms[ms.len() / 2], "ms", true, &format!("{entities} entities"))
+    finish(
+        ms[ms.len() / 2],
+        "ms",
+        true,
+        &format!("{entities} entities"),
+    )
 }

@@ -94,7 +94,9 @@ async fn events(a: &Args) -> ! {
                 while seen.events + (seen.missed as usize) < total {
                     match sub.next().await {
                         Some(Ok(ev)) => seen.events += usize::from(!ev.name().is_empty()),
-                        Some(Err(e)) if e.is_lagged() => seen.missed += e.missed_events().unwrap_or(0),
+                        Some(Err(e)) if e.is_lagged() => {
+                            seen.missed += e.missed_events().unwrap_or(0)
+                        }
                         Some(Err(e)) => fail(&format!("event: {e}")),
                         None => break,
                     }
@@ -109,7 +111,9 @@ async fn events(a: &Args) -> ! {
                     match sub.next().await {
                         Some(Ok(Event::JobStatusChange(_) | Event::Resume)) => seen.events += 1,
                         Some(Ok(other)) => fail(&format!("unexpected event {}", other.name())),
-                        Some(Err(e)) if e.is_lagged() => seen.missed += e.missed_events().unwrap_or(0),
+                        Some(Err(e)) if e.is_lagged() => {
+                            seen.missed += e.missed_events().unwrap_or(0)
+                        }
                         Some(Err(e)) => fail(&format!("event: {e}")),
                         None => break,
                     }
@@ -149,7 +153,12 @@ async fn conns(a: &Args) -> ! {
     }
     let after = proc_status_kib("VmRSS");
     let per = after.saturating_sub(before) as f64 / a.conns as f64;
-    finish(per, "KiB/conn", true, &format!("{} connections", held.len()))
+    finish(
+        per,
+        "KiB/conn",
+        true,
+        &format!("{} connections", held.len()),
+    )
 }
 
 #[tokio::main]
