@@ -3,6 +3,8 @@
 //! The checks run in QEMU's order so that the first error reported is QEMU's.
 
 use super::doc::QapiDoc;
+use std::fmt::{self, Display};
+
 use super::error::SchemaError;
 use super::names::valid_name_stem;
 use super::parser::{Dict, ParsedExpr, Value};
@@ -136,6 +138,33 @@ impl<'a> View<'a> {
     }
 }
 
+/// `{0} '{1}'`: a message part, formatted only when an error needs it.
+struct Named<'a>(&'a dyn Display, &'a str);
+
+impl Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} '{}'", self.0, self.1)
+    }
+}
+
+/// `{0} member '{1}'`.
+struct MemberOf<'a>(&'a dyn Display, &'a str);
+
+impl Display for MemberOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} member '{}'", self.0, self.1)
+    }
+}
+
+/// `'if' condition of {0}`.
+struct IfOf<'a>(&'a dyn Display);
+
+impl Display for IfOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "'if' condition of {}", self.0)
+    }
+}
+
 struct Checker<'a> {
     sources: &'a Sources,
     pragma: &'a Pragma,
@@ -149,14 +178,14 @@ impl Checker<'_> {
         self.sources.error(self.info, msg)
     }
 
-    fn name_is_str<'v>(&self, name: Option<&'v Value>, source: &str) -> R<&'v str> {
+    fn name_is_str<'v>(&self, name: Option<&'v Value>, source: &dyn Display) -> R<&'v str> {
         match name {
             Some(Value::Str(s)) => Ok(s),
             _ => Err(self.err(format!("{source} requires a string name"))),
         }
     }
 
-    fn name_str<'n>(&self, name: &'n str, source: &str) -> R<&'n str> {
+    fn name_str<'n>(&self, name: &'n str, source: &dyn Display) -> R<&'n str> {
         // `c_name(name, False).startswith('q_')`, without building the C name.
         let b = name.as_bytes();
         let q_prefixed = b.len() >= 2 && b[0] == b'q' && !b[1].is_ascii_alphanumeric();
@@ -166,7 +195,7 @@ impl Checker<'_> {
         }
     }
 
-    fn name_upper(&self, name: &str, source: &str) -> R<()> {
+    fn name_upper(&self, name: &str, source: &dyn Display) -> R<()> {
         let stem = self.name_str(name, source)?;
         if stem.bytes().any(|b| b.is_ascii_lowercase() || b == b'-') {
             return Err(self.err(format!("name of {source} must not use lowercase or '-'")));
@@ -177,7 +206,7 @@ impl Checker<'_> {
     fn name_lower(
         &self,
         name: &str,
-        source: &str,
+        source: &dyn Display,
         permit_upper: bool,
         permit_underscore: bool,
     ) -> R<()> {
@@ -190,7 +219,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn name_camel(&self, name: &str, source: &str) -> R<()> {
+    fn name_camel(&self, name: &str, source: &dyn Display) -> R<()> {
         let stem = self.name_str(name, source)?;
         // [A-Z][A-Za-z0-9]*[a-z][A-Za-z0-9]*$
         let b = stem.as_bytes();
@@ -205,10 +234,10 @@ impl Checker<'_> {
 
     fn defn_name(&self, name: &str, meta: &str) -> R<()> {
         match meta {
-            "event" => self.name_upper(name, meta),
+            "event" => self.name_upper(name, &meta),
             "command" => self.name_lower(
                 name,
-                meta,
+                &meta,
                 false,
                 self.pragma
                     .command_name_exceptions
@@ -216,7 +245,7 @@ impl Checker<'_> {
                     .any(|n| n == name),
             ),
             _ => {
-                self.name_camel(name, meta)?;
+                self.name_camel(name, &meta)?;
                 if name.ends_with("List") {
                     return Err(self.err(format!("{meta} name should not end in 'List'")));
                 }
@@ -225,7 +254,13 @@ impl Checker<'_> {
         }
     }
 
-    fn keys(&self, value: View<'_>, source: &str, required: &[&str], optional: &[&str]) -> R<()> {
+    fn keys(
+        &self,
+        value: View<'_>,
+        source: &dyn Display,
+        required: &[&str],
+        optional: &[&str],
+    ) -> R<()> {
         fn pprint(mut v: Vec<&str>) -> String {
             v.sort_unstable();
             v.dedup();
@@ -264,7 +299,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn ifcond(&self, cond: &Value, source: &str, depth: usize) -> R<IfCond> {
+    fn ifcond(&self, cond: &Value, source: &dyn Display, depth: usize) -> R<IfCond> {
         if depth > super::parser::MAX_NESTING {
             return Err(self.err(format!("'if' condition of {source} nests too deeply")));
         }
@@ -288,12 +323,7 @@ impl Checker<'_> {
                 )))
             }
         };
-        self.keys(
-            View::Real(d),
-            &format!("'if' condition of {source}"),
-            &[],
-            &["all", "any", "not"],
-        )?;
+        self.keys(View::Real(d), &IfOf(source), &[], &["all", "any", "not"])?;
         if d.len() != 1 {
             return Err(self.err(format!("'if' condition of {source} has conflicting keys")));
         }
@@ -322,7 +352,7 @@ impl Checker<'_> {
     }
 
     /// `check_if` on the `if` key of `v`.
-    fn check_if(&self, v: View<'_>, source: &str) -> R<Option<IfCond>> {
+    fn check_if(&self, v: View<'_>, source: &dyn Display) -> R<Option<IfCond>> {
         match v.get("if") {
             None => Ok(None),
             Some(c) => self.ifcond(c, source, 0).map(Some),
@@ -339,10 +369,10 @@ impl Checker<'_> {
         let mut out = Vec::with_capacity(list.len());
         for f in list {
             let feat = View::of(f, "name");
-            let source = "'features' member";
+            let source: &dyn Display = &"'features' member";
             self.keys(feat, source, &["name"], &["if"])?;
             let name = self.name_is_str(feat.get("name"), source)?;
-            let source = format!("{source} '{name}'");
+            let source = Named(source, name);
             self.name_lower(name, &source, false, false)?;
             let ifcond = self.check_if(feat, &source)?;
             out.push(FeatDef {
@@ -353,14 +383,14 @@ impl Checker<'_> {
         Ok(out)
     }
 
-    fn type_name(&self, value: &Value, source: &str) -> R<String> {
+    fn type_name(&self, value: &Value, source: &dyn Display) -> R<String> {
         match value {
             Value::Str(s) => Ok(s.clone()),
             _ => Err(self.err(format!("{source} should be a type name"))),
         }
     }
 
-    fn type_name_or_array(&self, value: &Value, source: &str) -> R<TypeRef> {
+    fn type_name_or_array(&self, value: &Value, source: &dyn Display) -> R<TypeRef> {
         match value {
             Value::Str(s) => Ok(TypeRef::Name(s.clone())),
             Value::List(l) => match l.as_slice() {
@@ -376,7 +406,7 @@ impl Checker<'_> {
     fn type_implicit(
         &self,
         value: &Value,
-        source: &str,
+        source: &dyn Display,
         parent_name: Option<&str>,
     ) -> R<Vec<MemberDef>> {
         let Value::Dict(d) = value else {
@@ -386,7 +416,7 @@ impl Checker<'_> {
             parent_name.is_some_and(|p| self.pragma.member_name_exceptions.iter().any(|e| e == p));
         let mut out = Vec::with_capacity(d.len());
         for (key, arg) in &d.0 {
-            let key_source = format!("{source} member '{key}'");
+            let key_source = MemberOf(source, key);
             let bare = key.strip_prefix('*').unwrap_or(key);
             self.name_lower(bare, &key_source, permissive, permissive)?;
             // `c_name(key) == 'u' or c_name(key).startswith('has_')`.
@@ -413,7 +443,12 @@ impl Checker<'_> {
     }
 
     /// `check_type_name_or_implicit`.
-    fn name_or_implicit(&self, value: &Value, source: &str, parent_name: Option<&str>) -> R<Data> {
+    fn name_or_implicit(
+        &self,
+        value: &Value,
+        source: &dyn Display,
+        parent_name: Option<&str>,
+    ) -> R<Data> {
         match value {
             Value::Str(s) => Ok(Data::Name(s.clone())),
             _ => Ok(Data::Members(self.type_implicit(
@@ -439,10 +474,10 @@ impl Checker<'_> {
         let mut values = Vec::with_capacity(members.len());
         for m in members {
             let member = View::of(m, "name");
-            let source = "'data' member";
+            let source: &dyn Display = &"'data' member";
             self.keys(member, source, &["name"], &["if", "features"])?;
             let mname = self.name_is_str(member.get("name"), source)?;
-            let source = format!("{source} '{mname}'");
+            let source = Named(source, mname);
             let hidden;
             let checked = if mname.starts_with(|c: char| c.is_numeric()) {
                 hidden = format!("d{mname}");
@@ -465,7 +500,7 @@ impl Checker<'_> {
     fn branches(&self, data: &Dict, alternate: bool) -> R<Vec<BranchDef>> {
         let mut out = Vec::with_capacity(data.len());
         for (key, value) in &data.0 {
-            let source = format!("'data' member '{key}'");
+            let source = Named(&"'data' member", key);
             if alternate {
                 self.name_lower(key, &source, false, false)?;
             }
@@ -495,11 +530,11 @@ impl Checker<'_> {
             let Some(args) = args else {
                 return Err(self.err("'boxed': true requires 'data'"));
             };
-            return Ok(Some(Data::Name(self.type_name(args, "'data'")?)));
+            return Ok(Some(Data::Name(self.type_name(args, &"'data'")?)));
         }
         match args {
             None => Ok(None),
-            Some(v) => Ok(Some(self.name_or_implicit(v, "'data'", None)?)),
+            Some(v) => Ok(Some(self.name_or_implicit(v, &"'data'", None)?)),
         }
     }
 
@@ -578,7 +613,7 @@ pub(crate) fn check_exprs(
             "enum" => {
                 c.keys(
                     View::Real(&dict),
-                    meta,
+                    &meta,
                     &["enum", "data"],
                     &["if", "features", "prefix"],
                 )?;
@@ -587,15 +622,15 @@ pub(crate) fn check_exprs(
             "union" => {
                 c.keys(
                     View::Real(&dict),
-                    meta,
+                    &meta,
                     &["union", "base", "discriminator", "data"],
                     &["if", "features"],
                 )?;
                 let base = dict.get("base").unwrap_or(&Value::Bool(false));
                 let data = dict.get("data").unwrap_or(&Value::Bool(false));
-                let base = c.name_or_implicit(base, "'base'", Some(&name))?;
+                let base = c.name_or_implicit(base, &"'base'", Some(&name))?;
                 let discriminator = c
-                    .name_is_str(dict.get("discriminator"), "'discriminator'")?
+                    .name_is_str(dict.get("discriminator"), &"'discriminator'")?
                     .to_owned();
                 let Value::Dict(data) = data else {
                     return Err(c.err("'data' must be an object"));
@@ -609,7 +644,7 @@ pub(crate) fn check_exprs(
             "alternate" => {
                 c.keys(
                     View::Real(&dict),
-                    meta,
+                    &meta,
                     &["alternate", "data"],
                     &["if", "features"],
                 )?;
@@ -627,22 +662,22 @@ pub(crate) fn check_exprs(
             "struct" => {
                 c.keys(
                     View::Real(&dict),
-                    meta,
+                    &meta,
                     &["struct", "data"],
                     &["base", "if", "features"],
                 )?;
                 let data = dict.get("data").unwrap_or(&Value::Bool(false));
-                let members = c.type_implicit(data, "'data'", Some(&name))?;
+                let members = c.type_implicit(data, &"'data'", Some(&name))?;
                 let base = match dict.get("base") {
                     None => None,
-                    Some(b) => Some(c.type_name(b, "'base'")?),
+                    Some(b) => Some(c.type_name(b, &"'base'")?),
                 };
                 DefKind::Struct { base, members }
             }
             "command" => {
                 c.keys(
                     View::Real(&dict),
-                    meta,
+                    &meta,
                     &["command"],
                     &[
                         "data",
@@ -660,7 +695,7 @@ pub(crate) fn check_exprs(
                 let data = c.args(&dict)?;
                 let returns = match dict.get("returns") {
                     None => None,
-                    Some(r) => Some(c.type_name_or_array(r, "'returns'")?),
+                    Some(r) => Some(c.type_name_or_array(r, &"'returns'")?),
                 };
                 let flag = |k: &str| dict.get(k).map(|v| *v == Value::Bool(true));
                 DefKind::Command {
@@ -677,7 +712,7 @@ pub(crate) fn check_exprs(
             _ => {
                 c.keys(
                     View::Real(&dict),
-                    meta,
+                    &meta,
                     &["event"],
                     &["data", "boxed", "if", "features"],
                 )?;
@@ -688,7 +723,7 @@ pub(crate) fn check_exprs(
                 }
             }
         };
-        let ifcond = c.check_if(View::Real(&dict), meta)?;
+        let ifcond = c.check_if(View::Real(&dict), &meta)?;
         let features = c.features(dict.get("features"))?;
         c.flags(&dict)?;
         out.push(Expr::Def(Def {
