@@ -38,11 +38,15 @@ pub fn to_markdown(text: &str) -> Vec<String> {
                         out.push(format!("*Example: {}*", inline(t)));
                         out.push(String::new());
                     }
-                    let content: Vec<&str> = body
+                    let mut content: Vec<&str> = body
                         .iter()
                         .copied()
                         .filter(|l| !l.trim_start().starts_with(':'))
                         .collect();
+                    // the options (`:title:`) were followed by a blank line
+                    while content.first().is_some_and(|l| l.trim().is_empty()) {
+                        content.remove(0);
+                    }
                     push_fence(&mut out, &content);
                 }
                 _ => {
