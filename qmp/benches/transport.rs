@@ -54,7 +54,8 @@ async fn daemon() -> Daemon {
         .stdout(Stdio::null())
         .spawn()
         .expect("qemu-storage-daemon");
-    while !socket.exists() {
+    // Wait until QEMU listens (the socket file appears just before it does).
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Daemon {

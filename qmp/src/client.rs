@@ -339,14 +339,18 @@ impl Client {
         }
         // With an id, so an error reply is never matched to an id-less caller.
         let bytes = self.encode(&spec, Some(self.shared.unregistered_id()))?;
-        self.tx
-            .send(Outgoing {
-                bytes,
-                id: None,
-                idless_reply: None,
-                fds: spec.fds,
-            })
-            .map_err(|_| self.closed_error())
+        self.shared
+            .send(
+                &self.tx,
+                Outgoing {
+                    bytes,
+                    id: None,
+                    idless_reply: None,
+                    fds: spec.fds,
+                    must_send: false,
+                },
+            )
+            .map_err(|()| self.closed_error())
     }
 
     fn closed_error(&self) -> Error {
@@ -371,14 +375,18 @@ impl Client {
                 }
             };
             let fds = std::mem::take(&mut spec.fds);
-            self.tx
-                .send(Outgoing {
-                    bytes,
-                    id: Some(id),
-                    idless_reply: None,
-                    fds,
-                })
-                .map_err(|_| self.closed_error())?;
+            self.shared
+                .send(
+                    &self.tx,
+                    Outgoing {
+                        bytes,
+                        id: Some(id),
+                        idless_reply: None,
+                        fds,
+                        must_send: false,
+                    },
+                )
+                .map_err(|()| self.closed_error())?;
             self.wait(rx, guard, &spec.name, spec.timeout).await
         } else {
             if let Some(e) = self.shared.error_if_closed() {
@@ -387,14 +395,18 @@ impl Client {
             let bytes = self.encode(&spec, None)?;
             let (tx, rx) = oneshot::channel();
             let fds = std::mem::take(&mut spec.fds);
-            self.tx
-                .send(Outgoing {
-                    bytes,
-                    id: None,
-                    idless_reply: Some(tx),
-                    fds,
-                })
-                .map_err(|_| self.closed_error())?;
+            self.shared
+                .send(
+                    &self.tx,
+                    Outgoing {
+                        bytes,
+                        id: None,
+                        idless_reply: Some(tx),
+                        fds,
+                        must_send: false,
+                    },
+                )
+                .map_err(|()| self.closed_error())?;
             let guard = CallGuard {
                 shared: &self.shared,
                 id: None,

@@ -255,7 +255,7 @@ impl Drop for IdleOnDrop<'_> {
 
 fn split_unix(stream: UnixStream) -> (ReadHalf, WriteHalf) {
     let (r, w) = stream.into_split();
-    (Box::new(r), WriteHalf::Unix(w))
+    (Box::new(r), WriteHalf::Unix(std::sync::Arc::new(w)))
 }
 
 fn split_other<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> (ReadHalf, WriteHalf) {

@@ -92,11 +92,15 @@ pub(crate) struct Outgoing {
     pub(crate) idless_reply: Option<oneshot::Sender<ReplyResult>>,
     /// File descriptors to pass with the request (Unix sockets only).
     pub(crate) fds: Vec<OwnedFd>,
+    /// The rest of a request a caller started writing itself: it must be written even
+    /// if the caller gave up, or the stream would be corrupt.
+    pub(crate) must_send: bool,
 }
 
 /// State shared by the client handles and the background tasks.
 pub(crate) struct Shared {
     pending: Mutex<Pending>,
+    gate: Mutex<WriteGate>,
     next_id: AtomicU64,
     events: Mutex<Option<broadcast::Sender<RawEvent>>>,
     first_error: OnceLock<Error>,
@@ -189,6 +193,58 @@ impl Shared {
         Some(call.stage)
     }
 
+    fn gate(&self) -> MutexGuard<'_, WriteGate> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a request: written directly when possible, else queued for the writer
+    /// task. Returns `Err(())` when the writer task is gone.
+    pub(crate) fn send(
+        &self,
+        tx: &mpsc::UnboundedSender<Outgoing>,
+        mut m: Outgoing,
+    ) -> Result<(), ()> {
+        let mut gate = self.gate();
+        // Only a lone call writes itself: when others are in flight, their callers
+        // are about to send more, and going through the writer task lets it coalesce
+        // them into one write (pipelining wins more than the saved hand-off).
+        if gate.queued == 0
+            && m.fds.is_empty()
+            && m.idless_reply.is_none()
+            && self.lock().calls.len() <= 1
+        {
+            if let Some(direct) = &gate.direct {
+                let stream: &tokio::net::UnixStream = (**direct).as_ref();
+                // One non-blocking syscall: nothing can interrupt it half-way.
+                match stream.try_write(&m.bytes) {
+                    Ok(n) if n == m.bytes.len() => {
+                        trace_sent(&m.bytes);
+                        if let Some(id) = m.id {
+                            self.set_stage(id, Stage::Sent);
+                        }
+                        return Ok(());
+                    }
+                    Ok(n) => {
+                        // Partly written: the writer task must finish it.
+                        m.bytes.drain(..n);
+                        m.must_send = true;
+                    }
+                    // Nothing written (socket full, or an error the writer task will
+                    // meet and report): queue the whole request.
+                    Err(_) => {}
+                }
+            }
+        }
+        gate.queued += 1;
+        tx.send(m).map_err(|_| ())
+    }
+
+    fn set_stage(&self, id: u64, stage: Stage) {
+        if let Some(call) = self.lock().calls.get_mut(&id) {
+            call.stage = stage;
+        }
+    }
+
     pub(crate) fn subscribe(&self) -> Option<broadcast::Receiver<RawEvent>> {
         self.events
             .lock()
@@ -205,8 +261,9 @@ impl Shared {
 
 /// The two halves of a transport.
 pub(crate) enum WriteHalf {
-    /// A Unix socket: file descriptors can be passed.
-    Unix(OwnedWriteHalf),
+    /// A Unix socket: file descriptors can be passed, and callers may write directly
+    /// (see [`Shared::try_write_direct`]), so the half is shared.
+    Unix(Arc<OwnedWriteHalf>),
     Other(Box<dyn AsyncWrite + Send + Unpin>),
 }
 
@@ -217,7 +274,16 @@ impl AsyncWrite for WriteHalf {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            WriteHalf::Unix(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Unix(w) => {
+                let stream: &tokio::net::UnixStream = (**w).as_ref();
+                loop {
+                    std::task::ready!(stream.poll_write_ready(cx))?;
+                    match stream.try_write(buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        r => return std::task::Poll::Ready(r),
+                    }
+                }
+            }
             WriteHalf::Other(w) => std::pin::Pin::new(w).poll_write(cx, buf),
         }
     }
@@ -226,7 +292,8 @@ impl AsyncWrite for WriteHalf {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         match self.get_mut() {
-            WriteHalf::Unix(w) => std::pin::Pin::new(w).poll_flush(cx),
+            // Unix sockets have no user-space buffer to flush.
+            WriteHalf::Unix(_) => std::task::Poll::Ready(Ok(())),
             WriteHalf::Other(w) => std::pin::Pin::new(w).poll_flush(cx),
         }
     }
@@ -235,10 +302,28 @@ impl AsyncWrite for WriteHalf {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         match self.get_mut() {
-            WriteHalf::Unix(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+            // Dropping the last `Arc` shuts the write side down.
+            WriteHalf::Unix(_) => std::task::Poll::Ready(Ok(())),
             WriteHalf::Other(w) => std::pin::Pin::new(w).poll_shutdown(cx),
         }
     }
+}
+
+/// Orders direct writes by callers against the writer task's queue.
+///
+/// A caller may write its request itself (one non-blocking `try_write`, which cannot
+/// be interrupted by cancellation) only while nothing is queued for the writer task;
+/// otherwise, or if the socket would block, the (rest of the) request is queued.
+/// Both happen under this lock, so the bytes on the wire follow the order in which
+/// callers took it. This saves the hand-off to the writer task on the common path
+/// (one caller at a time, socket writable).
+#[derive(Default)]
+pub(crate) struct WriteGate {
+    /// Requests handed to the writer task and not yet completely written.
+    queued: usize,
+    /// The socket, for direct writes (`None` for non-Unix streams, and after the
+    /// connection closed, so the socket is not kept open by client handles).
+    direct: Option<Arc<OwnedWriteHalf>>,
 }
 
 pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
@@ -263,6 +348,13 @@ pub(crate) fn spawn(
     let fd_passing = matches!(writer.get_ref(), WriteHalf::Unix(_));
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
+        gate: Mutex::new(WriteGate {
+            queued: 0,
+            direct: match writer.get_ref() {
+                WriteHalf::Unix(w) => Some(w.clone()),
+                WriteHalf::Other(_) => None,
+            },
+        }),
         next_id: AtomicU64::new(1),
         events: Mutex::new(Some(events_tx.clone())),
         first_error: OnceLock::new(),
@@ -315,6 +407,8 @@ async fn supervise(
         .cloned()
         .unwrap_or_else(|| Error::closed("connection closed"));
     shared.state.set(RunState::Disconnecting);
+    // Client handles must not keep the socket open.
+    shared.gate().direct = None;
     // Events: dropping the last sender ends every subscriber's stream.
     shared
         .events
@@ -494,6 +588,7 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
+        let count = batch.len();
         let result = tokio::select! {
             biased;
             _ = shared.shutdown.cancelled() => return,
@@ -503,6 +598,7 @@ async fn write_loop(
             shared.fail(Error::io("writing to the peer", e));
             return;
         }
+        shared.gate().queued -= count;
     }
 }
 
@@ -523,6 +619,7 @@ async fn write_batch(
                 if let Some(id) = m.id {
                     match p.calls.get_mut(&id) {
                         Some(call) => call.stage = Stage::Writing,
+                        None if m.must_send => {}
                         None => {
                             // The caller gave up before the request went out: don't send it.
                             debug!(target: "qmp::wire", id, "not sending an abandoned request");
@@ -538,9 +635,7 @@ async fn write_batch(
                     // Queued before writing, so the reply cannot come first.
                     p.idless.push_back(tx);
                 }
-                if tracing::enabled!(target: "qmp::wire", tracing::Level::TRACE) {
-                    trace!(target: "qmp::wire", json = %String::from_utf8_lossy(&m.bytes).trim_end(), "send");
-                }
+                trace_sent(&m.bytes);
                 if m.fds.is_empty() {
                     writer.push_bytes(strip_newline(&m.bytes));
                 } else {
@@ -565,6 +660,12 @@ async fn write_batch(
     Ok(())
 }
 
+fn trace_sent(bytes: &[u8]) {
+    if tracing::enabled!(target: "qmp::wire", tracing::Level::TRACE) {
+        trace!(target: "qmp::wire", json = %String::from_utf8_lossy(bytes).trim_end(), "send");
+    }
+}
+
 fn strip_newline(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\n").unwrap_or(b)
 }
@@ -579,7 +680,7 @@ async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std:
             "file descriptors can only be passed over Unix sockets",
         ));
     };
-    let stream: &tokio::net::UnixStream = half.as_ref();
+    let stream: &tokio::net::UnixStream = (**half).as_ref();
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     let sent = loop {
         stream.writable().await?;
@@ -608,7 +709,7 @@ async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std:
     };
     debug!(target: "qmp::wire", fds = fds.len(), "sent file descriptors");
     if sent < bytes.len() {
-        half.write_all(&bytes[sent..]).await?;
+        w.write_all(&bytes[sent..]).await?;
     }
     Ok(())
 }

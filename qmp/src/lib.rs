@@ -97,7 +97,8 @@
 //!
 //! **Ordering.** Requests are written in the order their calls were first polled
 //! (one writer task drains a FIFO queue, coalescing whatever is queued into one
-//! write). QEMU runs in-band commands in order and answers each in order, so replies
+//! write; on a Unix socket a lone call with nothing queued writes itself, under the
+//! same lock that orders the queue). QEMU runs in-band commands in order and answers each in order, so replies
 //! to in-band calls made from one task arrive in call order; `exec-oob` replies may
 //! overtake. Every request carries a fresh integer `id` (never reused while its call
 //! waits), and each reply goes to the call with that id, never to another caller.

@@ -10,12 +10,12 @@ use tokio::io::{
     AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines, ReadHalf, WriteHalf,
 };
 
-struct Peer {
-    lines: Lines<BufReader<ReadHalf<DuplexStream>>>,
-    w: WriteHalf<DuplexStream>,
+struct Peer<S = DuplexStream> {
+    lines: Lines<BufReader<ReadHalf<S>>>,
+    w: WriteHalf<S>,
 }
 
-impl Peer {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> Peer<S> {
     async fn recv(&mut self) -> Value {
         let line = self
             .lines
@@ -632,4 +632,67 @@ async fn flood_on_a_current_thread_runtime_reaches_a_reading_subscriber() {
     });
     assert_eq!(counter.await.unwrap(), N);
     let _peer = writer.await.unwrap();
+}
+
+/// Over a Unix socket, callers write directly when nothing is queued; a request too
+/// big for the socket buffer is finished by the writer task, and requests queued
+/// meanwhile go out after it, intact and in order.
+#[tokio::test]
+async fn big_and_small_requests_over_a_unix_socket_stay_intact() {
+    let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+    let peer = async move {
+        let (r, w) = tokio::io::split(theirs);
+        let mut p = Peer {
+            lines: BufReader::new(r).lines(),
+            w,
+        };
+        p.send(GREETING).await;
+        let caps = p.recv().await;
+        p.reply(&caps, json!({})).await;
+        p
+    };
+    let config = Config::new();
+    let (client, peer) = tokio::join!(config.connect_unix_stream(ours), peer);
+    let client = client.unwrap();
+    assert!(client.fd_passing());
+    let mut peer = peer;
+    let big = "b".repeat(4 << 20);
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let c = client.clone();
+        let arg = if i % 5 == 0 {
+            big.clone()
+        } else {
+            format!("s{i}")
+        };
+        calls.push(tokio::spawn(async move {
+            c.execute_raw("echo", Some(&json!({ "v": arg }))).await
+        }));
+    }
+    let serve = async {
+        for _ in 0..20 {
+            let req = peer.recv().await;
+            let v = req["arguments"]["v"].as_str().unwrap();
+            assert!(
+                v == big || (v.starts_with('s') && v.len() < 4),
+                "corrupt request"
+            );
+            peer.reply(&req, json!(v.len())).await;
+        }
+    };
+    let ((), results) = tokio::join!(serve, async {
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(c.await.unwrap());
+        }
+        out
+    });
+    for (i, r) in results.into_iter().enumerate() {
+        let expected = if i % 5 == 0 {
+            4 << 20
+        } else {
+            format!("s{i}").len()
+        };
+        assert_eq!(r.unwrap(), json!(expected));
+    }
 }
