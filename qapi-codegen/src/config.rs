@@ -1,13 +1,11 @@
 //! The build-script API: [`Config`], in the manner of `prost-build`.
 //!
 //! ```no_run
-//! // build.rs
-//! fn main() {
-//!     qapi_codegen::Config::new()
-//!         .schema("schema/qapi-schema.json")
-//!         .generate_to_out_dir("qapi.rs")
-//!         .unwrap_or_else(|e| panic!("{e}"));
-//! }
+//! // in build.rs's main:
+//! qapi_codegen::Config::new()
+//!     .schema("schema/qapi-schema.json")
+//!     .generate_to_out_dir("qapi.rs")
+//!     .unwrap_or_else(|e| panic!("{e}"));
 //! ```
 //!
 //! and in the crate: `include!(concat!(env!("OUT_DIR"), "/qapi.rs"));`.

@@ -81,8 +81,8 @@ fn tarjan(
             if *ei < succ.len() {
                 let w = succ[*ei];
                 *ei += 1;
-                if !index.contains_key(&w) {
-                    index.insert(w, next);
+                if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(w) {
+                    slot.insert(next);
                     low.insert(w, next);
                     next += 1;
                     stack.push(w);
