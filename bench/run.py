@@ -147,6 +147,7 @@ class Results:
     def __init__(self):
         self.samples = {}   # (client, workload) -> [value]
         self.failed = {}    # (client, workload) -> [note]
+        self.failed_values = {}  # (client, workload) -> [value of a failed check]
         self.hwm = {}       # (client, rep) -> max VmHWM KiB over call workloads
         self.extra_hwm = {}  # (client, workload) -> [VmHWM KiB]
 
@@ -156,7 +157,11 @@ class Results:
                 'timed out' if res else 'driver failed')
             return
         if not res.get('ok', False):
+            # The figure is not a result (a check failed) and stays out of
+            # results.json, but the table shows it, and the peak RSS stays valid.
             self.failed.setdefault((client, workload), []).append(res.get('note', ''))
+            self.failed_values.setdefault((client, workload), []).append(float(res['value']))
+            self.extra_hwm.setdefault((client, workload), []).append(res.get('hwm_kib', 0))
             return
         self.samples.setdefault((client, workload), []).append(float(res['value']))
         self.extra_hwm.setdefault((client, workload), []).append(res.get('hwm_kib', 0))
@@ -366,6 +371,10 @@ def report(res, args, started, elapsed, load_start, load_end, versions, idle_nam
             if s:
                 any_value = True
                 cells.append(fmt(s[0], UNITS[w]))
+            elif (c, w) in res.failed_values:
+                v = statistics.median(res.failed_values[(c, w)])
+                cells.append(f'failed ({fmt(v, UNITS[w])})')
+                any_value = True
             elif (c, w) in res.failed:
                 cells.append('failed')
                 any_value = True
@@ -380,7 +389,9 @@ def report(res, args, started, elapsed, load_start, load_end, versions, idle_nam
         label = w if w not in dict((x, 1) for x, _, _ in EXTRA_WORKLOADS) else f'({w})'
         p(f'| {label} | {UNITS[w]} | ' + ' | '.join(cells) + ' | ' + ' | '.join(ratios) + ' |')
     p('')
-    p('Higher is better for calls/s and events/s, lower for the rest. `events1-raw`: '
+    p('Higher is better for calls/s and events/s, lower for the rest. "failed (x)": '
+      'a check failed (e.g. a subscriber missed events); x is the figure of that run, '
+      'not a result, and not in results.json. `events1-raw`: '
       'ours with a raw subscription (the others are raw or typed only); '
       '`events1-stalled`: one reading subscriber plus one that never reads.')
     hw = []
