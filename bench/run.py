@@ -64,7 +64,7 @@ def log(msg):
 class Server:
     """A server process on a fresh Unix socket; stopped (and reaped) on exit."""
 
-    def __init__(self, argv_for_socket, wait=10.0):
+    def __init__(self, argv_for_socket, wait=30.0):
         self.dir = tempfile.mkdtemp(prefix='qmp-bench-')
         self.path = os.path.join(self.dir, 'qmp.sock')
         self.proc = subprocess.Popen(argv_for_socket(self.path), stdin=subprocess.DEVNULL,
@@ -141,6 +141,17 @@ def run_driver(argv, timeout):
     if not res.get('ok', False):
         log(f'  check failed: {" ".join(argv[-6:])}: {res.get("note")}')
     return res
+
+
+def measure(server_argv, argv_for_path, timeout):
+    """Starts a fresh server, runs one driver against it, stops the server. A server
+    that does not come up makes the run fail (logged), not the benchmark."""
+    try:
+        with Server(server_argv) as srv:
+            return run_driver(argv_for_path(srv.path), timeout)
+    except RuntimeError as e:
+        log(f'  {e}: {" ".join(argv_for_path("SOCKET"))}')
+        return None
 
 
 class Results:
@@ -282,13 +293,14 @@ def main():
         log(f'repetition {rep + 1}/{args.reps} ({time.monotonic() - t0:.0f} s)')
         for name, wargs, _unit in CALL_WORKLOADS:
             for client, argv in drivers.items():
-                with Server(storage_daemon) as srv:
-                    r = run_driver(argv + wargs + common + ['--socket', srv.path], args.timeout)
+                r = measure(storage_daemon,
+                            lambda p, a=argv, w=wargs: a + w + common + ['--socket', p],
+                            args.timeout)
                 res.add(client, name, r, rep, rss=True)
         for client, argv in drivers.items():
-            with Server(system_none) as srv:
-                r = run_driver(argv + ['schema', '--calls', str(args.schema_calls),
-                                       '--socket', srv.path], args.timeout)
+            r = measure(system_none,
+                        lambda p, a=argv: a + ['schema', '--calls', str(args.schema_calls),
+                                               '--socket', p], args.timeout)
             res.add(client, 'schema', r, rep, rss=True)
         if rep < args.event_reps:
             for name, wargs, _unit in EVENT_WORKLOADS + EXTRA_WORKLOADS:
@@ -299,14 +311,15 @@ def main():
                         continue  # the others are raw already, or typed only
                     if client == 'qemu.qmp' and name in SLOW_PYTHON and rep > 0:
                         continue  # one run: tens of seconds each (see SLOW_PYTHON)
-                    with Server(flood) as srv:
-                        r = run_driver(argv + wargs + ['--events', str(args.events),
-                                                       '--socket', srv.path], args.timeout)
+                    r = measure(flood,
+                                lambda p, a=argv, w=wargs: a + w + ['--events', str(args.events),
+                                                                     '--socket', p],
+                                args.timeout)
                     res.add(client, name, r, rep)
             for client, argv in drivers.items():
-                with Server(idle) as srv:
-                    r = run_driver(argv + ['conns', '--conns', str(args.conns),
-                                           '--socket', srv.path], args.timeout)
+                r = measure(idle,
+                            lambda p, a=argv: a + ['conns', '--conns', str(args.conns),
+                                                   '--socket', p], args.timeout)
                 res.add(client, 'conns1000', r, rep)
             if args.schema and args.qemu_scripts:
                 parsers = {'qemu': [args.python, os.path.join(args.bench_dir,
