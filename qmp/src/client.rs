@@ -348,6 +348,7 @@ impl Client {
                     idless_reply: None,
                     fds: spec.fds,
                     must_send: false,
+                    reported: false,
                 },
             )
             .map_err(|()| self.closed_error())
@@ -384,6 +385,7 @@ impl Client {
                         idless_reply: None,
                         fds,
                         must_send: false,
+                        reported: false,
                     },
                 )
                 .map_err(|()| self.closed_error())?;
@@ -404,6 +406,7 @@ impl Client {
                         idless_reply: Some(tx),
                         fds,
                         must_send: false,
+                        reported: false,
                     },
                 )
                 .map_err(|()| self.closed_error())?;

@@ -6,6 +6,7 @@
 //! leaves nothing half-open.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,6 +18,7 @@ use crate::connection::{self, ReadHalf, TaskOptions, WriteHalf};
 use crate::error::{Error, Result};
 use crate::message::{parse_error_body, write_request, ExecKind, Greeting, Incoming};
 use crate::state::{RunState, RunStateWatch, StateCell};
+use crate::traffic::{HookSlot, TrafficHook};
 
 /// The default number of events buffered per subscriber before it lags.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
@@ -35,6 +37,7 @@ pub struct Config {
     pub(crate) event_capacity: usize,
     pub(crate) negotiate_oob: bool,
     pub(crate) state: StateCell,
+    pub(crate) hook: HookSlot,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Config {
             event_capacity: DEFAULT_EVENT_CAPACITY,
             negotiate_oob: true,
             state: StateCell::new(),
+            hook: HookSlot::default(),
         }
     }
 
@@ -90,6 +94,16 @@ impl Config {
     /// and `exec-oob` commands can overtake in-band ones.
     pub fn negotiate_oob(&mut self, yes: bool) -> &mut Self {
         self.negotiate_oob = yes;
+        self
+    }
+
+    /// Tells `hook` about every message of the connections made with this `Config`:
+    /// the greeting, the negotiation, every request written (one call per request)
+    /// and every line read (replies, events), each at the moment it crosses the wire.
+    /// A [`Recorder`](crate::server::transcript::Recorder) writes them to a transcript
+    /// file that [`crate::server`] can replay. See [`crate::traffic`].
+    pub fn traffic_hook(&mut self, hook: Arc<dyn TrafficHook>) -> &mut Self {
+        self.hook = HookSlot(Some(hook));
         self
     }
 
@@ -216,7 +230,8 @@ impl Config {
             let (r, w) = open.await?;
             let mut reader = LineReader::with_max_line(r, self.max_message);
             let mut writer = LineWriter::new(w);
-            let (greeting, oob) = handshake(&mut reader, &mut writer, self.negotiate_oob).await?;
+            let (greeting, oob) =
+                handshake(&mut reader, &mut writer, self.negotiate_oob, &self.hook).await?;
             Ok::<_, Error>((reader, writer, greeting, oob))
         };
         let (reader, writer, greeting, oob) = match self.connect_timeout {
@@ -235,6 +250,7 @@ impl Config {
                 oob,
                 state: state.clone(),
                 peer,
+                hook: self.hook.clone(),
             },
         );
         guard.0 = None;
@@ -269,8 +285,10 @@ async fn handshake(
     reader: &mut LineReader<ReadHalf>,
     writer: &mut LineWriter<WriteHalf>,
     want_oob: bool,
+    hook: &HookSlot,
 ) -> Result<(Greeting, bool)> {
     let line = read_line(reader, "the greeting").await?;
+    hook.received(line);
     let greeting: Greeting = match Incoming::parse(line) {
         Ok(Incoming::Greeting(_)) => serde_json::from_str(line)
             .map_err(|e| Error::handshake(format!("malformed greeting ({e}): {line}")))?,
@@ -288,13 +306,16 @@ async fn handshake(
     }
     writer
         .push_with(|b| {
+            let start = b.len();
             write_request(
                 b,
                 ExecKind::Execute,
                 "qmp_capabilities",
                 Some(&Caps { enable }),
                 Some(0),
-            )
+            )?;
+            hook.sent(&b[start..]);
+            Ok(())
         })
         .map_err(|e| Error::encode("qmp_capabilities", e))?;
     writer
@@ -303,6 +324,7 @@ async fn handshake(
         .map_err(|e| Error::io("sending qmp_capabilities", e))?;
     loop {
         let line = read_line(reader, "the qmp_capabilities reply").await?;
+        hook.received(line);
         match Incoming::parse(line) {
             Ok(Incoming::Return { .. }) => return Ok((greeting, oob)),
             Ok(Incoming::Error { error, .. }) => {

@@ -33,6 +33,7 @@ use crate::error::{Error, TimeoutStage};
 use crate::events::RawEvent;
 use crate::message::{parse_client_id, Greeting, Incoming};
 use crate::state::{RunState, StateCell};
+use crate::traffic::HookSlot;
 
 /// How many recently abandoned (timed-out or cancelled) ids are remembered, so that
 /// their late replies are logged as such rather than as unknown.
@@ -95,6 +96,8 @@ pub(crate) struct Outgoing {
     /// The rest of a request a caller started writing itself: it must be written even
     /// if the caller gave up, or the stream would be corrupt.
     pub(crate) must_send: bool,
+    /// Already reported to the traffic hook (by a caller that tried writing it itself).
+    pub(crate) reported: bool,
 }
 
 /// State shared by the client handles and the background tasks.
@@ -110,6 +113,8 @@ pub(crate) struct Shared {
     pub(crate) oob: bool,
     pub(crate) fd_passing: bool,
     pub(crate) max_message: usize,
+    /// Told about every line read and every request written.
+    hook: HookSlot,
 }
 
 impl Shared {
@@ -215,6 +220,10 @@ impl Shared {
         {
             if let Some(direct) = &gate.direct {
                 let stream: &tokio::net::UnixStream = (**direct).as_ref();
+                // Reported before the bytes go out: once they do, the reader may get
+                // the reply, and a hook must see a request before its reply.
+                self.hook.sent(&m.bytes);
+                m.reported = true;
                 // One non-blocking syscall: nothing can interrupt it half-way.
                 match stream.try_write(&m.bytes) {
                     Ok(n) if n == m.bytes.len() => {
@@ -335,6 +344,7 @@ pub(crate) struct TaskOptions {
     pub(crate) oob: bool,
     pub(crate) state: StateCell,
     pub(crate) peer: String,
+    pub(crate) hook: HookSlot,
 }
 
 /// Starts the reader, writer and supervisor tasks; returns the shared state and the
@@ -364,6 +374,7 @@ pub(crate) fn spawn(
         oob: opts.oob,
         fd_passing,
         max_message: reader.max_line(),
+        hook: opts.hook,
     });
     let (tx, rx) = mpsc::unbounded_channel();
     let span = tracing::debug_span!("qmp", peer = %opts.peer);
@@ -463,6 +474,7 @@ async fn read_loop(
                 return;
             }
         };
+        shared.hook.received(line);
         match route(line, &shared, &events) {
             Err(e) => {
                 shared.fail(e);
@@ -636,6 +648,10 @@ async fn write_batch(
                     p.idless.push_back(tx);
                 }
                 trace_sent(&m.bytes);
+                // Before the write (see `Shared::send`), once per request.
+                if !m.reported {
+                    shared.hook.sent(&m.bytes);
+                }
                 if m.fds.is_empty() {
                     writer.push_bytes(strip_newline(&m.bytes));
                 } else {

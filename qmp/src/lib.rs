@@ -161,6 +161,7 @@ pub mod runtime;
 pub mod schema_check;
 pub mod server;
 mod state;
+pub mod traffic;
 
 pub use client::Client;
 pub use command::{Command, Event, EventSet};
@@ -172,3 +173,4 @@ pub use events::{EventStream, RawEvent};
 /// The reply type of commands that return nothing (`{}`); accepts any value.
 pub use runtime::Empty;
 pub use state::{RunState, RunStateWatch, Transition};
+pub use traffic::{Direction, TrafficHook};

@@ -14,7 +14,20 @@
 //! be replayed by [`crate::server`] (see [`super::replay`]).
 //!
 //! The recording side only needs a [`TrafficHook`]: something told about every line it
-//! sends and receives. [`Recorder`] is the hook that writes a transcript file.
+//! sends and receives. [`Recorder`] is the hook that writes a transcript file; give it
+//! to the client with [`crate::Config::traffic_hook`]:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use qmp::server::transcript::Recorder;
+//!
+//! let mut config = qmp::Config::new();
+//! config.traffic_hook(Arc::new(Recorder::create("session.jsonl")?));
+//! let client = config.connect_unix("/tmp/qmp.sock").await?;
+//! client.execute_raw("query-version", None::<&()>).await?;
+//! # Ok(()) }
+//! ```
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -27,25 +40,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Which way a message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Direction {
-    /// Client to server: requests.
-    #[serde(rename = "c2s")]
-    ToServer,
-    /// Server to client: the greeting, replies and events.
-    #[serde(rename = "s2c")]
-    ToClient,
-}
-
-/// Told about every message of a session, as the raw JSON line (no terminator).
-///
-/// Implementations must be cheap and must not block for long: they are called from the
-/// connection's I/O tasks.
-pub trait TrafficHook: Send + Sync + 'static {
-    /// One message went `dir`. `line` is the JSON text as sent or received.
-    fn message(&self, dir: Direction, line: &str);
-}
+/// Re-exported from [`crate::traffic`], where the client and the server share them.
+pub use crate::traffic::{Direction, TrafficHook};
 
 /// One transcript line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,9 +110,10 @@ const MAX_RECORDED_LINE: usize = 64 * 1024 * 1024;
 /// (e.g. [`crate::Config::connect_stream`]); every byte is forwarded both ways
 /// unchanged, and every complete line is reported to `hook` with its direction.
 ///
-/// This records any client's session without the client's help (what `qmp --record`
-/// uses). File descriptors cannot cross the proxy. Must be called within a tokio
-/// runtime: it spawns one task per direction, which end when either side closes.
+/// This records any client's session without the client's help; our own client
+/// records itself with [`crate::Config::traffic_hook`] (what `qmp --record` uses).
+/// File descriptors cannot cross the proxy. Must be called within a tokio runtime: it
+/// spawns one task per direction, which end when either side closes.
 pub fn record_stream<S>(peer: S, hook: Arc<dyn TrafficHook>) -> tokio::io::DuplexStream
 where
     S: AsyncRead + AsyncWrite + Send + 'static,

@@ -1,0 +1,69 @@
+//! Traffic hooks: being told about every message of a connection, in order, as it
+//! crosses the wire (for transcripts, auditing, debugging).
+//!
+//! The client calls a hook set with [`crate::Config::traffic_hook`]; the test server
+//! ([`crate::server`]) calls one set on its builder. Both use the same trait, so the
+//! transcript [`Recorder`](crate::server::transcript::Recorder) records either side.
+//!
+//! On the client, the hook sees, in wire order per direction: the greeting and every
+//! line read during negotiation, the `qmp_capabilities` request, then every line the
+//! reader task reads (replies, events, anything else) and every request written (one
+//! call per request, also when several are coalesced into one write). A hook is
+//! called synchronously at the moment the line is read or written, so an
+//! implementation that takes the time on entry (as the `Recorder` does) timestamps
+//! the message. With no hook set the cost is one `Option` check per message.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// Client to server: requests.
+    #[serde(rename = "c2s")]
+    ToServer,
+    /// Server to client: the greeting, replies and events.
+    #[serde(rename = "s2c")]
+    ToClient,
+}
+
+/// Told about every message of a session, as the raw JSON line (no terminator).
+///
+/// Implementations must be cheap and must not block for long: they are called from the
+/// connection's I/O tasks (on the client, also from a caller that writes its own
+/// request), at the moment the line is read or written.
+pub trait TrafficHook: Send + Sync + 'static {
+    /// One message went `dir`. `line` is the JSON text as sent or received.
+    fn message(&self, dir: Direction, line: &str);
+}
+
+/// An optional hook, as a connection holds it.
+#[derive(Clone, Default)]
+pub(crate) struct HookSlot(pub(crate) Option<Arc<dyn TrafficHook>>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
+
+impl HookSlot {
+    /// Reports a line read from the peer.
+    #[inline]
+    pub(crate) fn received(&self, line: &str) {
+        if let Some(h) = &self.0 {
+            h.message(Direction::ToClient, line);
+        }
+    }
+
+    /// Reports a request written to the peer (`bytes` is one encoded line, with or
+    /// without its terminator).
+    #[inline]
+    pub(crate) fn sent(&self, bytes: &[u8]) {
+        if let Some(h) = &self.0 {
+            let text = String::from_utf8_lossy(bytes);
+            h.message(Direction::ToServer, text.trim_end());
+        }
+    }
+}
