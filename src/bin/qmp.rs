@@ -156,24 +156,11 @@ async fn connect(cli: &Cli, socket: Option<&Path>) -> Result<qmp::Client, String
     let mut config = qmp::Config::new();
     config.call_timeout(cli.timeout.map(Duration::from_secs_f64));
     if let Some(file) = &cli.record {
-        // Through a recording proxy (qmp::server::transcript::record_stream).
+        // The client's own traffic hook: the session is recorded as the client sends
+        // and receives it (fd passing keeps working, unlike through a proxy).
         let hook = qmp::server::transcript::Recorder::create(file)
             .map_err(|e| format!("{}: {e}", file.display()))?;
-        let hook = std::sync::Arc::new(hook);
-        let proxied = match (&cli.tcp, socket) {
-            (Some(addr), _) => tokio::net::TcpStream::connect(addr.as_str())
-                .await
-                .map(|s| qmp::server::transcript::record_stream(s, hook)),
-            (None, Some(path)) => tokio::net::UnixStream::connect(path)
-                .await
-                .map(|s| qmp::server::transcript::record_stream(s, hook)),
-            (None, None) => unreachable!("a socket is always chosen"),
-        }
-        .map_err(|e| format!("cannot connect: {e}"))?;
-        return config
-            .connect_stream(proxied)
-            .await
-            .map_err(|e| e.to_string());
+        config.traffic_hook(std::sync::Arc::new(hook));
     }
     let r = match (&cli.tcp, socket) {
         (Some(addr), _) => config.connect_tcp(addr.as_str()).await,
