@@ -109,7 +109,7 @@ fn call_prints_the_reply() {
         .iter()
         .any(|n| n["node-name"] == "cli0"));
     // A QMP error: non-zero exit, the class on stderr.
-    let out = qmp(&["--socket", s, "call", "no-such-command"]);
+    let out = qmp(&["--socket", s, "call", "no-such-command", "--no-check"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CommandNotFound"));
     // `schema` prints query-qmp-schema.
@@ -136,6 +136,28 @@ fn bad_arguments_are_refused_before_connecting() {
     assert!(err.contains("must be a JSON object"), "{err}");
     let out = qmp(&["--socket", "/nonexistent/qmp.sock", "call", "x", "{oops"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+    // A typo in a member name is caught by the bindings, naming the member.
+    let out = qmp(&[
+        "--socket",
+        "/nonexistent/qmp.sock",
+        "call",
+        "blockdev-del",
+        r#"{"node_name": "n0"}"#,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad arguments for `blockdev-del`"), "{err}");
+    assert!(
+        err.contains("node_name") || err.contains("node-name"),
+        "{err}"
+    );
+    // So is a missing required member, and an unknown command.
+    let out = qmp(&["--socket", "/nonexistent/qmp.sock", "call", "blockdev-del"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node-name"), "{err}");
+    let out = qmp(&["--socket", "/nonexistent/qmp.sock", "call", "query-versoin"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown command `query-versoin`"), "{err}");
 }
 
 /// Reads the child's stderr until the "waiting for events" line.

@@ -51,6 +51,10 @@ enum Cmd {
         /// Print on one line instead of pretty-printing.
         #[arg(long)]
         compact: bool,
+        /// Send the command even if the bindings (QEMU 10.0's system schema) do not
+        /// know it or would refuse its arguments, e.g. for a newer QEMU.
+        #[arg(long)]
+        no_check: bool,
     },
     /// Print events as JSON lines until interrupted (or until --count events).
     Events {
@@ -69,14 +73,10 @@ enum Cmd {
     },
 }
 
-/// Checks a command's arguments before anything is sent.
-///
-/// Today this only does the checks that need no schema: the arguments must be a JSON
-/// object.
-// TODO(bindings hook): once the `qemu-qapi` bindings expose their command table
-// (argument members, types, optional flags), look `command` up there and report an
-// unknown command or a missing, unexpected or mistyped member by name, without a
-// round trip to QEMU.
+/// Checks a command's arguments before anything is sent, against the bindings this
+/// program was built with (`qemu-qapi`, QEMU 10.0's system schema by default): an
+/// unknown command, or a missing, unexpected or mistyped member, is reported by name
+/// without a round trip to QEMU.
 fn check_arguments(command: &str, args: &Value) -> Result<(), String> {
     if !args.is_object() {
         return Err(format!(
@@ -91,7 +91,16 @@ fn check_arguments(command: &str, args: &Value) -> Result<(), String> {
             }
         ));
     }
-    Ok(())
+    match qemu_qapi::commands::check_command_arguments(command, args) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(format!(
+            "bad arguments for `{command}`: {e} (use --no-check to send them anyway)"
+        )),
+        None => Err(format!(
+            "unknown command `{command}`: the bindings this program was built with do not \
+             have it (use --no-check to send it anyway)"
+        )),
+    }
 }
 
 /// A `qemu-storage-daemon` started for this run; killed when dropped.
@@ -196,13 +205,20 @@ async fn run(cli: &Cli, socket: Option<&Path>) -> Result<(), String> {
     let call_args = match &cli.command {
         Cmd::Call {
             command,
-            args: Some(text),
+            args,
+            no_check,
             ..
         } => {
-            let v: Value = serde_json::from_str(text)
+            let v: Option<Value> = args
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
                 .map_err(|e| format!("the arguments are not valid JSON: {e}"))?;
-            check_arguments(command, &v)?;
-            Some(v)
+            if !no_check {
+                let empty = Value::Object(Default::default());
+                check_arguments(command, v.as_ref().unwrap_or(&empty))?;
+            }
+            v
         }
         _ => None,
     };
@@ -338,11 +354,26 @@ mod tests {
 
     #[test]
     fn arguments_must_be_an_object() {
-        assert!(check_arguments("x", &serde_json::json!({"a": 1})).is_ok());
         let e = check_arguments("blockdev-del", &serde_json::json!([1])).unwrap_err();
         assert!(
             e.contains("`blockdev-del`") && e.contains("an array"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn arguments_are_checked_against_the_bindings() {
+        assert!(check_arguments("query-version", &serde_json::json!({})).is_ok());
+        assert!(check_arguments("blockdev-del", &serde_json::json!({"node-name": "n0"})).is_ok());
+        // A typo in a member name is refused, naming the member.
+        let e =
+            check_arguments("blockdev-del", &serde_json::json!({"node_name": "n0"})).unwrap_err();
+        assert!(e.contains("node"), "{e}");
+        // A mistyped member.
+        let e = check_arguments("blockdev-del", &serde_json::json!({"node-name": 7})).unwrap_err();
+        assert!(e.contains("`blockdev-del`"), "{e}");
+        // An unknown command.
+        let e = check_arguments("query-versoin", &serde_json::json!({})).unwrap_err();
+        assert!(e.contains("unknown command `query-versoin`"), "{e}");
     }
 }
