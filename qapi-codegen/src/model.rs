@@ -295,8 +295,8 @@ impl Builtin {
         (Builtin::Uint64, "uint64", "int"),
         (Builtin::Size, "size", "int"),
         (Builtin::Bool, "bool", "boolean"),
-        (Builtin::Null, "null", "null"),
         (Builtin::Any, "any", "value"),
+        (Builtin::Null, "null", "null"),
     ];
 }
 

@@ -23,25 +23,6 @@ type R<T> = Result<T, SchemaError>;
 /// How deeply object checks may recurse (base chains, nested branches).
 const MAX_CHECK_DEPTH: usize = 100;
 
-/// QEMU's builtins in its definition order, with their JSON types.
-const BUILTINS: [(Builtin, &str, &str); 15] = [
-    (Builtin::Str, "str", "string"),
-    (Builtin::Number, "number", "number"),
-    (Builtin::Int, "int", "int"),
-    (Builtin::Int8, "int8", "int"),
-    (Builtin::Int16, "int16", "int"),
-    (Builtin::Int32, "int32", "int"),
-    (Builtin::Int64, "int64", "int"),
-    (Builtin::Uint8, "uint8", "int"),
-    (Builtin::Uint16, "uint16", "int"),
-    (Builtin::Uint32, "uint32", "int"),
-    (Builtin::Uint64, "uint64", "int"),
-    (Builtin::Size, "size", "int"),
-    (Builtin::Bool, "bool", "boolean"),
-    (Builtin::Any, "any", "value"),
-    (Builtin::Null, "null", "null"),
-];
-
 const BUILTIN_MODULE: &str = "./builtin";
 
 /// The role of a member in messages (QEMU's `QAPISchemaMember.role`).
@@ -368,7 +349,7 @@ impl Builder<'_> {
     }
 
     fn def_predefineds(&mut self) -> R<()> {
-        for (b, name, json) in BUILTINS {
+        for (b, name, json) in Builtin::ALL {
             self.def_definition(Self::simple_ent(
                 name.to_owned(),
                 None,
