@@ -55,7 +55,7 @@ async fn run(capacity: usize, flood: u64) -> (u64, u64, Duration) {
     client.execute_raw("ping", None::<&()>).await.expect("ping");
     let (mut received, mut missed) = (0u64, 0u64);
     while received + missed < flood {
-        match tokio::time::timeout(Duration::from_secs(60), sub.next()).await {
+        match tokio::time::timeout(Duration::from_secs(20), sub.next()).await {
             Ok(Some(Ok(_))) => {
                 received += 1;
                 if received % 1000 == 0 {
@@ -64,7 +64,17 @@ async fn run(capacity: usize, flood: u64) -> (u64, u64, Duration) {
             }
             Ok(Some(Err(e))) => missed += e.missed_events().expect("only lag errors"),
             Ok(None) => break,
-            Err(_) => panic!("flood stalled after {received} received, {missed} missed"),
+            // Reported, not fatal: this is a benchmark. A gap here means events were
+            // neither delivered nor counted as missed; that is a finding to chase (see
+            // the closing note of session 1), and the figures below show it.
+            Err(_) => {
+                println!(
+                    "flood stalled: {received} received + {missed} missed of {flood} \
+                     ({} unaccounted for)",
+                    flood.saturating_sub(received + missed)
+                );
+                break;
+            }
         }
     }
     let elapsed = start.elapsed();
