@@ -7,7 +7,7 @@ use qemu_qapi::events::{self, Event};
 use qemu_qapi::qmp::{Command, EventSet};
 use qemu_qapi::types::{
     BlockdevOptions, BlockdevOptionsBranch, BlockdevOptionsGenericCOWFormat, BlockdevRefOrNull,
-    Memdev, RunState,
+    Memdev, RunState, SchemaInfo, SchemaInfoBranch,
 };
 use serde_json::{json, value::RawValue, Value};
 
@@ -54,6 +54,77 @@ fn union_with_an_unknown_discriminator_value_decodes_and_reencodes() {
 fn union_without_its_discriminator_is_an_error() {
     let e = serde_json::from_value::<BlockdevOptions>(json!({"node-name": "n"})).unwrap_err();
     assert!(e.to_string().contains("driver"), "{e}");
+}
+
+#[test]
+fn union_discriminator_may_come_after_the_branch_members() {
+    // QEMU writes members in hash order: `query-qmp-schema` sends `ret-type` before
+    // `meta-type`. Decoded from text (the streaming path) and from a `Value`.
+    let text = r#"{"name":"query-status","ret-type":"1","meta-type":"command","arg-type":"0"}"#;
+    for info in [
+        serde_json::from_str::<SchemaInfo>(text).expect("from text"),
+        serde_json::from_value::<SchemaInfo>(serde_json::from_str(text).unwrap()).expect("value"),
+    ] {
+        assert_eq!(info.name, "query-status");
+        match &info.meta_type {
+            SchemaInfoBranch::Command(c) => {
+                assert_eq!((c.arg_type.as_str(), c.ret_type.as_str()), ("0", "1"));
+            }
+            other => panic!("wrong branch {other:?}"),
+        }
+        let back = serde_json::to_value(&info).unwrap();
+        assert_eq!(back, serde_json::from_str::<Value>(text).unwrap());
+    }
+    // A branch member that does not decode is named, whether it came before the
+    // discriminator or after it.
+    for text in [
+        r#"{"name":"x","ret-type":1,"meta-type":"command","arg-type":"0"}"#,
+        r#"{"name":"x","meta-type":"command","ret-type":1,"arg-type":"0"}"#,
+    ] {
+        let e = serde_json::from_str::<SchemaInfo>(text).unwrap_err();
+        assert!(e.to_string().contains("invalid type"), "{e}");
+    }
+}
+
+#[test]
+fn members_given_twice_or_missing_are_errors_that_name_them() {
+    let e = serde_json::from_str::<BlockdevOptionsGenericCOWFormat>(
+        r#"{"file": "a", "backing": null, "backing": "b"}"#,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("duplicate member `backing`"), "{e}");
+    let e = serde_json::from_str::<commands::BlockResize>(r#"{"node-name": "n"}"#).unwrap_err();
+    assert!(e.to_string().contains("missing field `size`"), "{e}");
+    let e = serde_json::from_str::<commands::BlockResize>(r#"[1]"#).unwrap_err();
+    assert!(e.to_string().contains("block_resize"), "{e}");
+}
+
+#[test]
+fn alternates_are_decided_by_the_json_kind() {
+    let r = roundtrip::<BlockdevRefOrNull>(json!("node0"));
+    assert_eq!(r, BlockdevRefOrNull::Reference("node0".into()));
+    assert_eq!(
+        roundtrip::<BlockdevRefOrNull>(Value::Null),
+        BlockdevRefOrNull::Null(())
+    );
+    let r: BlockdevRefOrNull =
+        serde_json::from_str(r#"{"driver": "null-co", "node-name": "n0"}"#).unwrap();
+    assert!(matches!(r, BlockdevRefOrNull::Definition(_)), "{r:?}");
+    let e = serde_json::from_str::<BlockdevRefOrNull>("1").unwrap_err();
+    assert!(e.to_string().contains("BlockdevRefOrNull"), "{e}");
+    // An object that is not a valid branch reports the branch's error.
+    let e = serde_json::from_str::<BlockdevRefOrNull>(r#"{"node-name": "n0"}"#).unwrap_err();
+    assert!(e.to_string().contains("driver"), "{e}");
+}
+
+#[test]
+fn gen_false_commands_keep_undeclared_arguments() {
+    let add = roundtrip::<commands::DeviceAdd>(
+        json!({"driver": "virtio-blk-pci", "id": "d0", "drive": "disk0", "num-queues": 2}),
+    );
+    assert_eq!(add.driver, "virtio-blk-pci");
+    assert_eq!(add.extra.get("drive"), Some(&json!("disk0")));
+    assert_eq!(add.extra.get("num-queues"), Some(&json!(2)));
 }
 
 #[test]

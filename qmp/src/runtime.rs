@@ -4,9 +4,14 @@
 //! Nothing in this module is meant to be called by hand, but it is public (and stable
 //! within a release) because generated code in another crate names it.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
-use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess,
+    SeqAccess, Visitor,
+};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -127,79 +132,501 @@ impl<T> Visitor<'_> for EnumVisitor<T> {
     }
 }
 
-/// Deserializes a member that may be absent, `null` or a value into `Some(value)`
-/// (with `#[serde(default)]` giving `None` when absent), so that `null` is kept for
-/// types that include it (`any`, `null`, alternates with a `null` branch).
-pub fn deserialize_some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
+// ---------------------------------------------------------------------------------
+// Records: structs, unions, command arguments and event data.
+//
+// Generated records do not `#[derive(Serialize, Deserialize)]`: serde's derive expands
+// to several visitors per type (field enums, `visit_seq`, `visit_map`, byte and
+// integer field matchers), which made the full bindings take longer to compile than
+// everything else in the crate graph together. A record instead implements
+// [`Record`]: one `match` on the member name, one constructor from slots, one list of
+// `serialize_entry` calls, and the generic visitor below does the rest, once.
+// Decoding streams members straight into their slots; unions feed the members of
+// their branch to the branch's slots as soon as the discriminator is known (members
+// seen before it are kept as `Value`s and replayed), so no union is buffered whole.
+// ---------------------------------------------------------------------------------
+
+/// A generated struct, union, command-arguments or event-data type, decoded one
+/// member at a time and encoded as a JSON object.
+pub trait Record: Sized {
+    /// The QAPI name, for error messages.
+    const NAME: &'static str;
+    /// Where members wait while the object is read (one `Option` per member).
+    type Slots: Default;
+    /// Decodes the value of member `key` from `map` into its slot. Returns `false`,
+    /// without reading the value, when `key` is not a member of this type.
+    ///
+    /// # Errors
+    /// When the value does not decode, or the member was already given.
+    fn take<'de, A: MapAccess<'de>>(
+        slots: &mut Self::Slots,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error>;
+    /// The value from its filled slots.
+    ///
+    /// # Errors
+    /// Names the first required member that was missing.
+    fn finish<E: de::Error>(slots: Self::Slots) -> Result<Self, E>;
+    /// Writes the members (those that are set) into an open map.
+    ///
+    /// # Errors
+    /// As the serializer's.
+    fn put<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error>;
 }
 
-/// The branches of a generated flat union: decoded from the union's object with the
-/// base members already taken out.
+/// Implements `Serialize` and `Deserialize` for a generated [`Record`].
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __qapi_record_serde {
+    ($ty:ty) => {
+        impl ::serde::Serialize for $ty {
+            #[inline]
+            fn serialize<S: ::serde::Serializer>(
+                &self,
+                s: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
+                $crate::runtime::serialize_record(self, s)
+            }
+        }
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            #[inline]
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
+                $crate::runtime::deserialize_record(d)
+            }
+        }
+    };
+}
+
+/// Implements `Serialize` and `Deserialize` for a generated newtype (a boxed command's
+/// arguments, a boxed event's data) as its inner value.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __qapi_newtype_serde {
+    ($ty:ident) => {
+        impl ::serde::Serialize for $ty {
+            #[inline]
+            fn serialize<S: ::serde::Serializer>(
+                &self,
+                s: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
+                ::serde::Serialize::serialize(&self.0, s)
+            }
+        }
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            #[inline]
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
+                ::serde::Deserialize::deserialize(d).map($ty)
+            }
+        }
+    };
+}
+
+/// `Serialize` for a [`Record`]: a map of its members.
+///
+/// # Errors
+/// As the serializer's.
+pub fn serialize_record<S: Serializer, T: Record>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(None)?;
+    value.put(&mut map)?;
+    map.end()
+}
+
+/// `Deserialize` for a [`Record`]: reads an object; members the type does not have
+/// (a newer QEMU's) are skipped.
+///
+/// # Errors
+/// When the value is not an object, a member does not decode, or a required member
+/// is missing.
+pub fn deserialize_record<'de, D: Deserializer<'de>, T: Record>(d: D) -> Result<T, D::Error> {
+    d.deserialize_map(RecordVisitor::<T>(PhantomData))
+}
+
+struct RecordVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Record> Visitor<'de> for RecordVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an object ({})", T::NAME)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut slots = T::Slots::default();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if !T::take(&mut slots, &key.0, &mut map)? {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        T::finish(slots)
+    }
+}
+
+/// A member name, borrowed from the input when it can be.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v)))
+    }
+}
+
+/// Decodes a required member, or an optional one whose type admits `null` (where
+/// `null` is a value, kept as `Some(null)`), into its slot.
+///
+/// # Errors
+/// When the value does not decode or the member was already given.
+#[inline]
+pub fn slot<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    slot: &mut Option<T>,
+    key: &str,
+    map: &mut A,
+) -> Result<bool, A::Error> {
+    if slot.is_some() {
+        return Err(duplicate(key));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(true)
+}
+
+/// Decodes an optional member into its slot; `null` counts as absent.
+///
+/// # Errors
+/// When the value does not decode or the member was already given.
+#[inline]
+pub fn slot_opt<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    slot: &mut Option<T>,
+    key: &str,
+    map: &mut A,
+) -> Result<bool, A::Error> {
+    if slot.is_some() {
+        return Err(duplicate(key));
+    }
+    *slot = map.next_value()?;
+    Ok(true)
+}
+
+/// Keeps a member the schema does not declare (a `gen: false` command's extra
+/// arguments, an unknown union branch's members).
+///
+/// # Errors
+/// When the value is not valid JSON for a `Value` (it always is, from JSON text).
+#[inline]
+pub fn slot_extra<'de, A: MapAccess<'de>>(
+    extra: &mut Map<String, Value>,
+    key: &str,
+    map: &mut A,
+) -> Result<bool, A::Error> {
+    let value = map.next_value()?;
+    extra.insert(key.to_owned(), value);
+    Ok(true)
+}
+
+fn duplicate<E: de::Error>(key: &str) -> E {
+    E::custom(format_args!("duplicate member `{key}`"))
+}
+
+/// The value of a required member's slot.
+///
+/// # Errors
+/// `missing field` naming the member when it was absent.
+#[inline]
+pub fn required<T, E: de::Error>(slot: Option<T>, key: &'static str) -> Result<T, E> {
+    slot.ok_or_else(|| E::missing_field(key))
+}
+
+/// Writes an optional member when it is set.
+///
+/// # Errors
+/// As the serializer's.
+#[inline]
+pub fn put_opt<M: SerializeMap, T: Serialize>(
+    map: &mut M,
+    key: &'static str,
+    value: &Option<T>,
+) -> Result<(), M::Error> {
+    match value {
+        Some(v) => map.serialize_entry(key, v),
+        None => Ok(()),
+    }
+}
+
+/// Writes members kept as JSON (extra arguments, an unknown branch's members).
+///
+/// # Errors
+/// As the serializer's.
+pub fn put_extra<M: SerializeMap>(map: &mut M, extra: &Map<String, Value>) -> Result<(), M::Error> {
+    for (k, v) in extra {
+        map.serialize_entry(k, v)?;
+    }
+    Ok(())
+}
+
+/// The branches of a generated union, selected by its discriminator: the union's
+/// discriminator field holds this enum, so the two cannot disagree.
 pub trait Branches: Sized {
     /// The wire name of the discriminator member.
     const TAG: &'static str;
-    /// Decodes the branch for discriminator value `tag` from the remaining members.
-    /// Unknown values must decode (into the catch-all variant).
+    /// The slots of the branch being read.
+    type Slots;
+    /// Slots for the branch of discriminator value `tag` (unknown values get a
+    /// catch-all that keeps every member).
+    fn start(tag: &str) -> Self::Slots;
+    /// As [`Record::take`], for the branch's members.
     ///
     /// # Errors
-    /// When the members do not match the branch's type.
-    fn from_tag(tag: &str, rest: Map<String, Value>) -> Result<Self, serde_json::Error>;
+    /// As [`Record::take`].
+    fn take<'de, A: MapAccess<'de>>(
+        slots: &mut Self::Slots,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error>;
+    /// As [`Record::finish`].
+    ///
+    /// # Errors
+    /// As [`Record::finish`].
+    fn finish<E: de::Error>(slots: Self::Slots) -> Result<Self, E>;
+    /// Writes the discriminator and the branch's members into an open map.
+    ///
+    /// # Errors
+    /// As the serializer's.
+    fn put<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error>;
 }
 
-/// `Deserialize` for a generated union's branch enum (flattened into the union).
-///
-/// # Errors
-/// When the discriminator is missing or not a string, or the branch does not decode.
-pub fn deserialize_branches<'de, D: Deserializer<'de>, B: Branches>(d: D) -> Result<B, D::Error> {
-    let mut map = Map::<String, Value>::deserialize(d)?;
-    match map.remove(B::TAG) {
-        Some(Value::String(tag)) => B::from_tag(&tag, map).map_err(de::Error::custom),
-        Some(other) => Err(de::Error::custom(format_args!(
-            "invalid discriminator `{}`: {other}, expected a string",
-            B::TAG
-        ))),
-        None => Err(de::Error::missing_field(B::TAG)),
+/// The slot of a union's branch: members that arrive before the discriminator (QEMU
+/// sends members in hash order) wait as `Value`s until it is known.
+pub struct UnionSlots<B: Branches>(UnionState<B>);
+
+enum UnionState<B: Branches> {
+    Waiting(Vec<(String, Value)>),
+    Known(B::Slots),
+}
+
+impl<B: Branches> Default for UnionSlots<B> {
+    fn default() -> Self {
+        UnionSlots(UnionState::Waiting(Vec::new()))
     }
 }
 
-/// Decodes one branch's members into its type.
-///
-/// # Errors
-/// When they do not match.
-pub fn from_members<T: DeserializeOwned>(rest: Map<String, Value>) -> Result<T, serde_json::Error> {
-    T::deserialize(Value::Object(rest))
-}
-
-/// `Serialize` for one branch of a generated union: the discriminator, then the
-/// branch's own members (inside the union's object, through `#[serde(flatten)]`).
-///
-/// # Errors
-/// When the branch does not serialize to an object.
-pub fn serialize_branch<S: Serializer, T: Serialize + ?Sized>(
-    s: S,
-    tag_name: &'static str,
-    tag: &str,
-    branch: Option<&T>,
-) -> Result<S::Ok, S::Error> {
-    let members = match branch.map(serde_json::to_value).transpose() {
-        Ok(Some(Value::Object(m))) => m,
-        Ok(None) => Map::new(),
-        Ok(Some(other)) => {
-            return Err(serde::ser::Error::custom(format_args!(
-                "union branch `{tag}` is not an object: {other}"
-            )))
+impl<B: Branches> UnionSlots<B> {
+    /// Takes the discriminator, or a member of the branch (every member that is not
+    /// one of the base's comes here).
+    ///
+    /// # Errors
+    /// When the discriminator is not a string or is given twice, or a branch member
+    /// does not decode.
+    pub fn take<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        match &mut self.0 {
+            UnionState::Known(slots) => {
+                if key == B::TAG {
+                    return Err(duplicate(key));
+                }
+                B::take(slots, key, map)
+            }
+            UnionState::Waiting(early) => {
+                if key == B::TAG {
+                    let tag = map.next_value::<Key<'de>>()?;
+                    let mut slots = B::start(&tag.0);
+                    for (k, v) in early.drain(..) {
+                        B::take(&mut slots, &k, &mut Replay(Some(v)))
+                            .map_err(|e| de::Error::custom(format_args!("member `{k}`: {e}")))?;
+                    }
+                    self.0 = UnionState::Known(slots);
+                } else {
+                    early.push((key.to_owned(), map.next_value()?));
+                }
+                Ok(true)
+            }
         }
-        Err(e) => return Err(serde::ser::Error::custom(e)),
-    };
-    let mut map = s.serialize_map(Some(members.len() + 1))?;
-    map.serialize_entry(tag_name, tag)?;
-    for (k, v) in &members {
-        map.serialize_entry(k, v)?;
     }
-    map.end()
+
+    /// The branch.
+    ///
+    /// # Errors
+    /// When the discriminator was missing, or as [`Branches::finish`].
+    pub fn finish<E: de::Error>(self) -> Result<B, E> {
+        match self.0 {
+            UnionState::Known(slots) => B::finish(slots),
+            UnionState::Waiting(_) => Err(E::missing_field(B::TAG)),
+        }
+    }
+}
+
+/// Hands one buffered member value to a `take` (which only calls `next_value`).
+struct Replay(Option<Value>);
+
+impl<'de> MapAccess<'de> for Replay {
+    type Error = serde_json::Error;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        _: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        Ok(None)
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0.take() {
+            Some(v) => seed.deserialize(v),
+            None => Err(de::Error::custom("member value read twice")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Alternates: decided by the JSON kind of the value, without trying each branch in
+// turn (serde's `untagged` buffers the value and tries every variant).
+// ---------------------------------------------------------------------------------
+
+/// The kind of a JSON value, which selects an alternate's branch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonKind {
+    /// `null`
+    Null,
+    /// `true` / `false`
+    Bool,
+    /// A number without fraction or exponent.
+    Int,
+    /// Any other number.
+    Number,
+    /// A string (also the kind of enums).
+    String,
+    /// An object (structs and unions).
+    Object,
+    /// An array.
+    Array,
+}
+
+/// A generated alternate.
+pub trait Alternate: Sized {
+    /// The QAPI name, for error messages.
+    const NAME: &'static str;
+    /// Decodes the branch for a value of kind `kind` from `d`; `None` when no branch
+    /// takes that kind.
+    ///
+    /// # Errors
+    /// When the branch does not decode.
+    fn decode<'de, D: Deserializer<'de>>(kind: JsonKind, d: D) -> Result<Option<Self>, D::Error>;
+}
+
+/// `Deserialize` for an [`Alternate`].
+///
+/// # Errors
+/// When no branch takes the value's kind, or the branch does not decode.
+pub fn deserialize_alternate<'de, D: Deserializer<'de>, T: Alternate>(d: D) -> Result<T, D::Error> {
+    d.deserialize_any(AlternateVisitor::<T>(PhantomData))
+}
+
+struct AlternateVisitor<T>(PhantomData<T>);
+
+fn branch_for<T: Alternate, E: de::Error>(found: Option<T>, kind: JsonKind) -> Result<T, E> {
+    found.ok_or_else(|| {
+        E::custom(format_args!(
+            "alternate {} has no branch for a JSON {kind:?} value",
+            T::NAME
+        ))
+    })
+}
+
+impl<'de, T: Alternate> Visitor<'de> for AlternateVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a value of alternate {}", T::NAME)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+        branch_for(
+            T::decode(JsonKind::Bool, v.into_deserializer())?,
+            JsonKind::Bool,
+        )
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        branch_for(
+            T::decode(JsonKind::Int, v.into_deserializer())?,
+            JsonKind::Int,
+        )
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        branch_for(
+            T::decode(JsonKind::Int, v.into_deserializer())?,
+            JsonKind::Int,
+        )
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<T, E> {
+        branch_for(
+            T::decode(JsonKind::Int, v.into_deserializer())?,
+            JsonKind::Int,
+        )
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<T, E> {
+        branch_for(
+            T::decode(JsonKind::Int, v.into_deserializer())?,
+            JsonKind::Int,
+        )
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        branch_for(
+            T::decode(JsonKind::Number, v.into_deserializer())?,
+            JsonKind::Number,
+        )
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<T, E> {
+        let d = de::value::BorrowedStrDeserializer::new(v);
+        branch_for(T::decode(JsonKind::String, d)?, JsonKind::String)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        branch_for(
+            T::decode(JsonKind::String, v.into_deserializer())?,
+            JsonKind::String,
+        )
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<T, E> {
+        branch_for(
+            T::decode(JsonKind::String, v.into_deserializer())?,
+            JsonKind::String,
+        )
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        branch_for(
+            T::decode(JsonKind::Null, ().into_deserializer())?,
+            JsonKind::Null,
+        )
+    }
+    fn visit_none<E: de::Error>(self) -> Result<T, E> {
+        self.visit_unit()
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        let d = de::value::MapAccessDeserializer::new(map);
+        branch_for(T::decode(JsonKind::Object, d)?, JsonKind::Object)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        let d = de::value::SeqAccessDeserializer::new(seq);
+        branch_for(T::decode(JsonKind::Array, d)?, JsonKind::Array)
+    }
 }
 
 /// Decodes an event's `data` (absent data decodes like `{}`), straight from the raw

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::names::{self, Namer};
-use super::types::{fields, struct_with_ctor};
+use super::types::{fields, struct_with_ctor, RestField};
 use super::{id, ifcond_tokens, Ctx, EmitError, Module};
 use crate::model::{EntityKind, Object};
 
@@ -44,8 +44,8 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
             let mut f = fields(ctx, e, None, &o.members, None, Module::Other, &mut fnamer)?;
             // `gen: false` commands take more than their schema says (`device_add`
             // takes the device's properties): keep whatever else is given.
-            let extra = if c.gen {
-                quote!()
+            let rest = if c.gen {
+                None
             } else {
                 let extra = id(&fnamer.unique("extra".to_owned()));
                 let set = super::setter(&extra.to_string());
@@ -59,13 +59,27 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                     }
                 });
                 f.inits.push(quote!(#extra: ::serde_json::Map::new()));
-                quote! {
-                    /// Arguments the schema does not declare.
-                    #[serde(flatten)]
-                    pub #extra: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-                }
+                let i = syn::Index::from(f.record.slots.len());
+                Some(RestField {
+                    def: quote! {
+                        /// Arguments the schema does not declare.
+                        pub #extra: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+                    },
+                    field: extra.clone(),
+                    slot: quote!(::serde_json::Map<::std::string::String, ::serde_json::Value>),
+                    take: quote!(::qmp::runtime::slot_extra(&mut slots.#i, key, map)),
+                    finish: quote!(slots.#i),
+                    put: quote!(::qmp::runtime::put_extra(m, &self.#extra)?;),
+                })
             };
-            items.extend(struct_with_ctor(&docs, &dep, &name, &f, extra));
+            items.extend(struct_with_ctor(
+                &docs,
+                &dep,
+                &name,
+                wire,
+                &f,
+                rest.as_ref(),
+            ));
             checks.push(quote!(#wire => ::std::option::Option::Some(::qmp::runtime::check_arguments::<#name>(args)),));
         } else {
             // boxed: the arguments are one (possibly union) type.
@@ -78,9 +92,9 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
             items.extend(quote! {
                 #docs
                 #dep
-                #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-                #[serde(transparent)]
+                #[derive(Clone, Debug, PartialEq)]
                 pub struct #name(pub #inner);
+                ::qmp::__qapi_newtype_serde!(#name);
                 impl #name {
                     /// Creates the command from its arguments.
                     #[inline]

@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::names::{self, Namer};
-use super::types::fields;
+use super::types::{fields, record_impl};
 use super::{id, ifcond_tokens, Ctx, EmitError, Module};
 use crate::model::EntityKind;
 
@@ -58,14 +58,16 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                     &mut Namer::default(),
                 )?;
                 let defs = &f.defs;
+                let record = record_impl(&name, wire, &f.record, None);
                 items.extend(quote! {
                     #docs
                     #dep
-                    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+                    #[derive(Clone, Debug, PartialEq)]
                     #[non_exhaustive]
                     pub struct #name {
                         #(#defs)*
                     }
+                    #record
                 });
                 variants.push(quote!(#[doc = #vdoc] #dep #var(#name),));
                 decode.push(quote!(#wire => Self::#var(::qmp::runtime::decode_data(data)?),));
@@ -76,9 +78,9 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 items.extend(quote! {
                     #docs
                     #dep
-                    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-                    #[serde(transparent)]
+                    #[derive(Clone, Debug, PartialEq)]
                     pub struct #name(pub #inner);
+                    ::qmp::__qapi_newtype_serde!(#name);
                 });
                 variants.push(quote!(#[doc = #vdoc] #dep #var(#name),));
                 decode.push(quote!(#wire => Self::#var(::qmp::runtime::decode_data(data)?),));

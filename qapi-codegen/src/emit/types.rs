@@ -5,7 +5,7 @@ use quote::quote;
 
 use super::names::{self, Namer};
 use super::{docs_attrs, id, setter, Ctx, EmitError, Module};
-use crate::model::{Alternate, Entity, EntityId, EntityKind, Enum, Member, Object};
+use crate::model::{Alternate, Builtin, Entity, EntityId, EntityKind, Enum, Member, Object};
 
 /// Every emitted type, in definition order.
 pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
@@ -94,6 +94,38 @@ pub(crate) struct Fields {
     pub setters: Vec<TokenStream>,
     /// True if every member is optional.
     pub all_optional: bool,
+    /// The [`qmp::runtime::Record`] pieces, one per member.
+    pub record: RecordParts,
+}
+
+/// What a generated `impl qmp::runtime::Record` is made of (see `record_impl`).
+#[derive(Default)]
+pub(crate) struct RecordParts {
+    /// Slot types (`Option<T>`), in member order: the slots struct's fields.
+    pub slots: Vec<TokenStream>,
+    /// Arms of `take`'s `match key`.
+    pub takes: Vec<TokenStream>,
+    /// Field initializers of `finish`.
+    pub finishes: Vec<TokenStream>,
+    /// Statements of `put`.
+    pub puts: Vec<TokenStream>,
+}
+
+/// A field after the QAPI members that takes every member they do not: a union's
+/// branch, or a `gen: false` command's undeclared arguments.
+pub(crate) struct RestField {
+    /// The field's definition (with docs).
+    pub def: TokenStream,
+    /// The field's name.
+    pub field: Ident,
+    /// The type of its slot (the last of the slots struct, after the members').
+    pub slot: TokenStream,
+    /// Takes a member into the slot (an expression using `slots.N`, `key`, `map`).
+    pub take: TokenStream,
+    /// The field's value from `slots.N` in `finish` (may use `?`).
+    pub finish: TokenStream,
+    /// Writes the field's members into `m` (a statement).
+    pub put: TokenStream,
 }
 
 /// Fields for `members` (skipping the one named `skip`), documented from `owner` (or
@@ -113,6 +145,7 @@ pub(crate) fn fields(
         inits: Vec::new(),
         setters: Vec::new(),
         all_optional: true,
+        record: RecordParts::default(),
     };
     for m in members.iter().filter(|m| Some(m.name.as_str()) != skip) {
         let rust = namer.unique(names::snake_ident(&m.name));
@@ -138,22 +171,26 @@ pub(crate) fn fields(
         let docs = docs_attrs(&lines);
         let dep = ctx.deprecated_attr(Some(doc_owner), &m.features);
         let wire = &m.name;
-        // serde strips `r#`, so a raw identifier needs no rename.
-        let rename = if field.to_string().trim_start_matches("r#") == wire {
-            quote!()
-        } else {
-            quote!(rename = #wire,)
-        };
+        let slot = syn::Index::from(f.record.slots.len());
         if m.optional {
-            let three_state = if ctx.admits_null(m.ty) {
-                quote!(deserialize_with = "::qmp::runtime::deserialize_some",)
+            // `null` is a value of types that admit it (three states: absent, null,
+            // value); for the others it means absent, as serde's `Option` reads it.
+            let take = if ctx.admits_null(m.ty) {
+                quote!(slot)
             } else {
-                quote!()
+                quote!(slot_opt)
             };
+            f.record.slots.push(quote!(::std::option::Option<#ty>));
+            f.record
+                .takes
+                .push(quote!(#wire => ::qmp::runtime::#take(&mut slots.#slot, key, map),));
+            f.record.finishes.push(quote!(#field: slots.#slot));
+            f.record
+                .puts
+                .push(quote!(::qmp::runtime::put_opt(m, #wire, &self.#field)?;));
             f.defs.push(quote! {
                 #docs
                 #dep
-                #[serde(#rename default, #three_state skip_serializing_if = "::std::option::Option::is_none")]
                 pub #field: ::std::option::Option<#ty>,
             });
             f.inits.push(quote!(#field: ::std::option::Option::None));
@@ -170,15 +207,19 @@ pub(crate) fn fields(
             });
         } else {
             f.all_optional = false;
-            let attr = if rename.is_empty() {
-                quote!()
-            } else {
-                quote!(#[serde(#rename)])
-            };
+            f.record.slots.push(quote!(::std::option::Option<#ty>));
+            f.record
+                .takes
+                .push(quote!(#wire => ::qmp::runtime::slot(&mut slots.#slot, key, map),));
+            f.record
+                .finishes
+                .push(quote!(#field: ::qmp::runtime::required(slots.#slot, #wire)?));
+            f.record.puts.push(
+                quote!(::serde::ser::SerializeMap::serialize_entry(m, #wire, &self.#field)?;),
+            );
             f.defs.push(quote! {
                 #docs
                 #dep
-                #attr
                 pub #field: #ty,
             });
             f.params.push(quote!(#field: #ty));
@@ -206,16 +247,18 @@ fn emit_struct(
         Module::Types,
         &mut Namer::default(),
     )?;
-    Ok(struct_with_ctor(&docs, &dep, name, &f, quote!()))
+    Ok(struct_with_ctor(&docs, &dep, name, &e.name, &f, None))
 }
 
-/// A struct with `new` and setters; `extra` adds fields after the members.
+/// A struct with `new` and setters, and its `Record` implementation; `rest` adds a
+/// field after the members that takes every other member.
 pub(crate) fn struct_with_ctor(
     docs: &TokenStream,
     dep: &TokenStream,
     name: &Ident,
+    qapi_name: &str,
     f: &Fields,
-    extra: TokenStream,
+    rest: Option<&RestField>,
 ) -> TokenStream {
     let Fields {
         defs,
@@ -223,16 +266,19 @@ pub(crate) fn struct_with_ctor(
         inits,
         setters,
         all_optional,
+        record,
     } = f;
-    let default = if *all_optional && extra.is_empty() {
+    let default = if *all_optional && rest.is_none() {
         quote!(Default,)
     } else {
         quote!()
     };
+    let extra = rest.map(|r| r.def.clone());
+    let record = record_impl(name, qapi_name, record, rest);
     quote! {
         #docs
         #dep
-        #[derive(Clone, Debug, #default PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, Debug, #default PartialEq)]
         #[non_exhaustive]
         pub struct #name {
             #(#defs)*
@@ -246,6 +292,86 @@ pub(crate) fn struct_with_ctor(
             }
             #(#setters)*
         }
+        #record
+    }
+}
+
+/// `impl qmp::runtime::Record` for struct `name` (with its hidden slots struct) and
+/// its `Serialize`/`Deserialize` through that impl: a few lines per member instead of
+/// serde's derive (see `qmp::runtime` for why).
+pub(crate) fn record_impl(
+    name: &Ident,
+    qapi_name: &str,
+    r: &RecordParts,
+    rest: Option<&RestField>,
+) -> TokenStream {
+    let slots_name = quote::format_ident!("{}__Slots", name.to_string().trim_start_matches("r#"));
+    let mut slot_tys = r.slots.clone();
+    let mut finishes = r.finishes.clone();
+    let mut puts = r.puts.clone();
+    let fallback = match rest {
+        Some(rest) => {
+            slot_tys.push(rest.slot.clone());
+            let field = &rest.field;
+            let finish = &rest.finish;
+            finishes.push(quote!(#field: #finish));
+            puts.push(rest.put.clone());
+            rest.take.clone()
+        }
+        None => quote!(::std::result::Result::Ok(false)),
+    };
+    let takes = &r.takes;
+    let take_body = if takes.is_empty() {
+        fallback
+    } else {
+        quote! {
+            match key {
+                #(#takes)*
+                _ => #fallback,
+            }
+        }
+    };
+    // Unused parameters are named `_` so that records without members stay
+    // warning-free.
+    let (slots_p, key_p, map_p) = if takes.is_empty() && rest.is_none() {
+        (quote!(_), quote!(_), quote!(_))
+    } else {
+        (quote!(slots), quote!(key), quote!(map))
+    };
+    let finish_p = if finishes.is_empty() {
+        quote!(_)
+    } else {
+        quote!(slots)
+    };
+    let m_p = if puts.is_empty() {
+        quote!(_)
+    } else {
+        quote!(m)
+    };
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #[derive(Default)]
+        pub struct #slots_name(#(#slot_tys,)*);
+        impl ::qmp::runtime::Record for #name {
+            const NAME: &'static str = #qapi_name;
+            type Slots = #slots_name;
+            fn take<'de, A: ::serde::de::MapAccess<'de>>(
+                #slots_p: &mut #slots_name,
+                #key_p: &str,
+                #map_p: &mut A,
+            ) -> ::std::result::Result<bool, A::Error> {
+                #take_body
+            }
+            fn finish<E: ::serde::de::Error>(#finish_p: #slots_name) -> ::std::result::Result<Self, E> {
+                ::std::result::Result::Ok(Self { #(#finishes,)* })
+            }
+            fn put<M: ::serde::ser::SerializeMap>(&self, #m_p: &mut M) -> ::std::result::Result<(), M::Error> {
+                #(#puts)*
+                ::std::result::Result::Ok(())
+            }
+        }
+        ::qmp::__qapi_record_serde!(#name);
     }
 }
 
@@ -278,12 +404,19 @@ fn emit_union(
     f.params.push(quote!(#tag_field: #branch_name));
     f.inits.push(quote!(#tag_field));
     f.all_optional = false;
-    let extra = quote! {
-        #[doc = #tag_doc]
-        #[serde(flatten)]
-        pub #tag_field: #branch_name,
+    let i = syn::Index::from(f.record.slots.len());
+    let rest = RestField {
+        def: quote! {
+            #[doc = #tag_doc]
+            pub #tag_field: #branch_name,
+        },
+        field: tag_field.clone(),
+        slot: quote!(::qmp::runtime::UnionSlots<#branch_name>),
+        take: quote!(slots.#i.take(key, map)),
+        finish: quote!(slots.#i.finish()?),
+        put: quote!(::qmp::runtime::Branches::put(&self.#tag_field, m)?;),
     };
-    let strukt = struct_with_ctor(&docs, &dep, name, &f, extra);
+    let strukt = struct_with_ctor(&docs, &dep, name, &e.name, &f, Some(&rest));
 
     // One variant per value of the discriminator's enum, in the enum's order.
     let tag_enum = match &ctx.schema.entity(br.tag_member.ty).kind {
@@ -295,10 +428,17 @@ fn emit_union(
             )))
         }
     };
+    let slots_name = quote::format_ident!(
+        "{}__Slots",
+        branch_name.to_string().trim_start_matches("r#")
+    );
     let mut vnamer = Namer::default();
     let mut defs = Vec::new();
-    let mut ser = Vec::new();
-    let mut de = Vec::new();
+    let mut slot_defs = Vec::new();
+    let mut starts = Vec::new();
+    let mut takes = Vec::new();
+    let mut finishes = Vec::new();
+    let mut puts = Vec::new();
     for v in &tag_enum.members {
         let vid = id(&vnamer.unique(names::camel_ident(&v.name)));
         let wire = &v.name;
@@ -311,14 +451,35 @@ fn emit_union(
         match branch {
             Some(b) => {
                 let ty = ctx.member_type(Some(tid), b.ty, Module::Types)?;
+                // The branch's own type does the work; a boxed branch (it closes a
+                // cycle) is decoded unboxed and boxed at the end.
+                let inner = ctx.rust_type(b.ty, Module::Types)?;
+                let boxed = ctx.boxed.contains(&(tid, b.ty));
                 defs.push(quote!(#[doc = #vdoc] #vid(#ty),));
-                ser.push(quote!(Self::#vid(b) => ::qmp::runtime::serialize_branch(s, #tag, #wire, ::std::option::Option::Some(b)),));
-                de.push(quote!(#wire => Self::#vid(::qmp::runtime::from_members(rest)?),));
+                slot_defs.push(quote!(#vid(<#inner as ::qmp::runtime::Record>::Slots),));
+                starts
+                    .push(quote!(#wire => #slots_name::#vid(::std::default::Default::default()),));
+                takes.push(quote!(#slots_name::#vid(s) => <#inner as ::qmp::runtime::Record>::take(s, key, map),));
+                let value = quote!(<#inner as ::qmp::runtime::Record>::finish(s)?);
+                let value = if boxed {
+                    quote!(::std::boxed::Box::new(#value))
+                } else {
+                    value
+                };
+                finishes.push(quote!(#slots_name::#vid(s) => Self::#vid(#value),));
+                let b = if boxed { quote!(&**b) } else { quote!(b) };
+                puts.push(quote!(Self::#vid(b) => {
+                    ::serde::ser::SerializeMap::serialize_entry(m, #tag, #wire)?;
+                    <#inner as ::qmp::runtime::Record>::put(#b, m)
+                }));
             }
             None => {
                 defs.push(quote!(#[doc = #vdoc] #vid,));
-                ser.push(quote!(Self::#vid => ::qmp::runtime::serialize_branch::<_, ()>(s, #tag, #wire, ::std::option::Option::None),));
-                de.push(quote!(#wire => Self::#vid,));
+                slot_defs.push(quote!(#vid,));
+                starts.push(quote!(#wire => #slots_name::#vid,));
+                takes.push(quote!(#slots_name::#vid => ::std::result::Result::Ok(false),));
+                finishes.push(quote!(#slots_name::#vid => Self::#vid,));
+                puts.push(quote!(Self::#vid => ::serde::ser::SerializeMap::serialize_entry(m, #tag, #wire),));
             }
         }
     }
@@ -340,30 +501,45 @@ fn emit_union(
                 members: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
             },
         }
-        impl ::serde::Serialize for #branch_name {
-            fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
-                match self {
-                    #(#ser)*
-                    Self::#unknown { value, members } => ::qmp::runtime::serialize_branch(s, #tag, value, ::std::option::Option::Some(members)),
-                }
-            }
-        }
-        impl<'de> ::serde::Deserialize<'de> for #branch_name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
-                ::qmp::runtime::deserialize_branches(d)
-            }
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        pub enum #slots_name {
+            #(#slot_defs)*
+            #unknown(::std::string::String, ::serde_json::Map<::std::string::String, ::serde_json::Value>),
         }
         impl ::qmp::runtime::Branches for #branch_name {
             const TAG: &'static str = #tag;
-            #[inline]
-            fn from_tag(
-                tag: &str,
-                rest: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-            ) -> ::std::result::Result<Self, ::serde_json::Error> {
-                ::std::result::Result::Ok(match tag {
-                    #(#de)*
-                    _ => Self::#unknown { value: ::std::borrow::ToOwned::to_owned(tag), members: rest },
+            type Slots = #slots_name;
+            fn start(tag: &str) -> #slots_name {
+                match tag {
+                    #(#starts)*
+                    _ => #slots_name::#unknown(::std::borrow::ToOwned::to_owned(tag), ::serde_json::Map::new()),
+                }
+            }
+            fn take<'de, A: ::serde::de::MapAccess<'de>>(
+                slots: &mut #slots_name,
+                key: &str,
+                map: &mut A,
+            ) -> ::std::result::Result<bool, A::Error> {
+                match slots {
+                    #(#takes)*
+                    #slots_name::#unknown(_, members) => ::qmp::runtime::slot_extra(members, key, map),
+                }
+            }
+            fn finish<E: ::serde::de::Error>(slots: #slots_name) -> ::std::result::Result<Self, E> {
+                ::std::result::Result::Ok(match slots {
+                    #(#finishes)*
+                    #slots_name::#unknown(value, members) => Self::#unknown { value, members },
                 })
+            }
+            fn put<M: ::serde::ser::SerializeMap>(&self, m: &mut M) -> ::std::result::Result<(), M::Error> {
+                match self {
+                    #(#puts)*
+                    Self::#unknown { value, members } => {
+                        ::serde::ser::SerializeMap::serialize_entry(m, #tag, value)?;
+                        ::qmp::runtime::put_extra(m, members)
+                    }
+                }
             }
         }
     })
@@ -380,20 +556,83 @@ fn emit_alternate(
     let dep = ctx.deprecated_attr(Some(e), &e.features);
     let mut namer = Namer::default();
     let mut variants = Vec::new();
+    let mut sers = Vec::new();
+    let mut decodes = Vec::new();
+    // A JSON integer goes to an integer branch, or else to a `number` one.
+    let has_int = a
+        .alternatives
+        .variants
+        .iter()
+        .any(|v| json_kinds(ctx, v.ty).contains(&"Int"));
     for v in &a.alternatives.variants {
         let vid = id(&namer.unique(names::camel_ident(&v.name)));
         let ty = ctx.member_type(Some(tid), v.ty, Module::Types)?;
         let lines = ctx.member_doc_lines(e, &v.name);
         let vdocs = docs_attrs(&lines);
         variants.push(quote!(#vdocs #vid(#ty),));
+        sers.push(quote!(Self::#vid(v) => ::serde::Serialize::serialize(v, s),));
+        let mut kinds = json_kinds(ctx, v.ty).to_vec();
+        if kinds == ["Number"] && !has_int {
+            kinds.push("Int");
+        }
+        let kinds = kinds.iter().map(|k| {
+            let k = quote::format_ident!("{k}");
+            quote!(::qmp::runtime::JsonKind::#k)
+        });
+        decodes.push(quote!(#(#kinds)|* => Self::#vid(::serde::Deserialize::deserialize(d)?),));
     }
+    let qapi_name = &e.name;
     Ok(quote! {
         #docs
         #dep
-        #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-        #[serde(untagged)]
+        #[derive(Clone, Debug, PartialEq)]
         pub enum #name {
             #(#variants)*
         }
+        impl ::serde::Serialize for #name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
+                match self {
+                    #(#sers)*
+                }
+            }
+        }
+        impl<'de> ::serde::Deserialize<'de> for #name {
+            #[inline]
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+                ::qmp::runtime::deserialize_alternate(d)
+            }
+        }
+        impl ::qmp::runtime::Alternate for #name {
+            const NAME: &'static str = #qapi_name;
+            #[allow(unreachable_patterns)]
+            fn decode<'de, D: ::serde::Deserializer<'de>>(
+                kind: ::qmp::runtime::JsonKind,
+                d: D,
+            ) -> ::std::result::Result<::std::option::Option<Self>, D::Error> {
+                ::std::result::Result::Ok(::std::option::Option::Some(match kind {
+                    #(#decodes)*
+                    _ => return ::std::result::Result::Ok(::std::option::Option::None),
+                }))
+            }
+        }
     })
+}
+
+/// The JSON kinds (names of `qmp::runtime::JsonKind` variants) a value of type `ty`
+/// can have, which decide an alternate's branch.
+fn json_kinds(ctx: &Ctx, ty: EntityId) -> &'static [&'static str] {
+    match &ctx.schema.entity(ty).kind {
+        EntityKind::Builtin(b) => match b {
+            Builtin::Str => &["String"],
+            Builtin::Number => &["Number"],
+            Builtin::Bool => &["Bool"],
+            Builtin::Null => &["Null"],
+            Builtin::Any => &["Null", "Bool", "Int", "Number", "String", "Object", "Array"],
+            _ => &["Int"],
+        },
+        EntityKind::Enum(_) => &["String"],
+        EntityKind::Object(_) => &["Object"],
+        EntityKind::Array(_) => &["Array"],
+        _ => &[],
+    }
 }

@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `Def`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Def {
         /// Member `driver`.
@@ -32,60 +32,210 @@ pub mod types {
             Self { driver }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Def__Slots(::std::option::Option<::std::string::String>);
+    impl ::qmp::runtime::Record for Def {
+        const NAME: &'static str = "Def";
+        type Slots = Def__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Def__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "driver" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Def__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                driver: ::qmp::runtime::required(slots.0, "driver")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "driver", &self.driver)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Def);
     /// QAPI alternate `Ref`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-    #[serde(untagged)]
+    #[derive(Clone, Debug, PartialEq)]
     pub enum Ref {
         /// Member `definition`.
         Definition(Def),
         /// Member `reference`.
         Reference(::std::string::String),
     }
+    impl ::serde::Serialize for Ref {
+        fn serialize<S: ::serde::Serializer>(
+            &self,
+            s: S,
+        ) -> ::std::result::Result<S::Ok, S::Error> {
+            match self {
+                Self::Definition(v) => ::serde::Serialize::serialize(v, s),
+                Self::Reference(v) => ::serde::Serialize::serialize(v, s),
+            }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for Ref {
+        #[inline]
+        fn deserialize<D: ::serde::Deserializer<'de>>(
+            d: D,
+        ) -> ::std::result::Result<Self, D::Error> {
+            ::qmp::runtime::deserialize_alternate(d)
+        }
+    }
+    impl ::qmp::runtime::Alternate for Ref {
+        const NAME: &'static str = "Ref";
+        #[allow(unreachable_patterns)]
+        fn decode<'de, D: ::serde::Deserializer<'de>>(
+            kind: ::qmp::runtime::JsonKind,
+            d: D,
+        ) -> ::std::result::Result<::std::option::Option<Self>, D::Error> {
+            ::std::result::Result::Ok(
+                ::std::option::Option::Some(
+                    match kind {
+                        ::qmp::runtime::JsonKind::Object => {
+                            Self::Definition(::serde::Deserialize::deserialize(d)?)
+                        }
+                        ::qmp::runtime::JsonKind::String => {
+                            Self::Reference(::serde::Deserialize::deserialize(d)?)
+                        }
+                        _ => {
+                            return ::std::result::Result::Ok(::std::option::Option::None);
+                        }
+                    },
+                ),
+            )
+        }
+    }
     /// QAPI alternate `StrOrNull`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-    #[serde(untagged)]
+    #[derive(Clone, Debug, PartialEq)]
     pub enum StrOrNull {
         /// Member `s`.
         S(::std::string::String),
         /// Member `n`.
         N(()),
     }
+    impl ::serde::Serialize for StrOrNull {
+        fn serialize<S: ::serde::Serializer>(
+            &self,
+            s: S,
+        ) -> ::std::result::Result<S::Ok, S::Error> {
+            match self {
+                Self::S(v) => ::serde::Serialize::serialize(v, s),
+                Self::N(v) => ::serde::Serialize::serialize(v, s),
+            }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for StrOrNull {
+        #[inline]
+        fn deserialize<D: ::serde::Deserializer<'de>>(
+            d: D,
+        ) -> ::std::result::Result<Self, D::Error> {
+            ::qmp::runtime::deserialize_alternate(d)
+        }
+    }
+    impl ::qmp::runtime::Alternate for StrOrNull {
+        const NAME: &'static str = "StrOrNull";
+        #[allow(unreachable_patterns)]
+        fn decode<'de, D: ::serde::Deserializer<'de>>(
+            kind: ::qmp::runtime::JsonKind,
+            d: D,
+        ) -> ::std::result::Result<::std::option::Option<Self>, D::Error> {
+            ::std::result::Result::Ok(
+                ::std::option::Option::Some(
+                    match kind {
+                        ::qmp::runtime::JsonKind::String => {
+                            Self::S(::serde::Deserialize::deserialize(d)?)
+                        }
+                        ::qmp::runtime::JsonKind::Null => {
+                            Self::N(::serde::Deserialize::deserialize(d)?)
+                        }
+                        _ => {
+                            return ::std::result::Result::Ok(::std::option::Option::None);
+                        }
+                    },
+                ),
+            )
+        }
+    }
     /// QAPI alternate `NumOrBool`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-    #[serde(untagged)]
+    #[derive(Clone, Debug, PartialEq)]
     pub enum NumOrBool {
         /// Member `num`.
         Num(f64),
         /// Member `flag`.
         Flag(bool),
     }
+    impl ::serde::Serialize for NumOrBool {
+        fn serialize<S: ::serde::Serializer>(
+            &self,
+            s: S,
+        ) -> ::std::result::Result<S::Ok, S::Error> {
+            match self {
+                Self::Num(v) => ::serde::Serialize::serialize(v, s),
+                Self::Flag(v) => ::serde::Serialize::serialize(v, s),
+            }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for NumOrBool {
+        #[inline]
+        fn deserialize<D: ::serde::Deserializer<'de>>(
+            d: D,
+        ) -> ::std::result::Result<Self, D::Error> {
+            ::qmp::runtime::deserialize_alternate(d)
+        }
+    }
+    impl ::qmp::runtime::Alternate for NumOrBool {
+        const NAME: &'static str = "NumOrBool";
+        #[allow(unreachable_patterns)]
+        fn decode<'de, D: ::serde::Deserializer<'de>>(
+            kind: ::qmp::runtime::JsonKind,
+            d: D,
+        ) -> ::std::result::Result<::std::option::Option<Self>, D::Error> {
+            ::std::result::Result::Ok(
+                ::std::option::Option::Some(
+                    match kind {
+                        ::qmp::runtime::JsonKind::Number
+                        | ::qmp::runtime::JsonKind::Int => {
+                            Self::Num(::serde::Deserialize::deserialize(d)?)
+                        }
+                        ::qmp::runtime::JsonKind::Bool => {
+                            Self::Flag(::serde::Deserialize::deserialize(d)?)
+                        }
+                        _ => {
+                            return ::std::result::Result::Ok(::std::option::Option::None);
+                        }
+                    },
+                ),
+            )
+        }
+    }
     /// QAPI struct `Holder`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Holder {
         /// Member `ref`.
         pub r#ref: Ref,
         /// Member `backing`.
-        #[serde(
-            default,
-            deserialize_with = "::qmp::runtime::deserialize_some",
-            skip_serializing_if = "::std::option::Option::is_none"
-        )]
         pub backing: ::std::option::Option<StrOrNull>,
         /// Member `extra`.
-        #[serde(
-            default,
-            deserialize_with = "::qmp::runtime::deserialize_some",
-            skip_serializing_if = "::std::option::Option::is_none"
-        )]
         pub extra: ::std::option::Option<::serde_json::Value>,
         /// Member `nb`.
         pub nb: NumOrBool,
@@ -114,6 +264,53 @@ pub mod types {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Holder__Slots(
+        ::std::option::Option<Ref>,
+        ::std::option::Option<StrOrNull>,
+        ::std::option::Option<::serde_json::Value>,
+        ::std::option::Option<NumOrBool>,
+    );
+    impl ::qmp::runtime::Record for Holder {
+        const NAME: &'static str = "Holder";
+        type Slots = Holder__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Holder__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "ref" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "backing" => ::qmp::runtime::slot(&mut slots.1, key, map),
+                "extra" => ::qmp::runtime::slot(&mut slots.2, key, map),
+                "nb" => ::qmp::runtime::slot(&mut slots.3, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Holder__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                r#ref: ::qmp::runtime::required(slots.0, "ref")?,
+                backing: slots.1,
+                extra: slots.2,
+                nb: ::qmp::runtime::required(slots.3, "nb")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "ref", &self.r#ref)?;
+            ::qmp::runtime::put_opt(m, "backing", &self.backing)?;
+            ::qmp::runtime::put_opt(m, "extra", &self.extra)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "nb", &self.nb)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Holder);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {

@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `Info`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Info {
         /// Member `running`.
@@ -32,10 +32,43 @@ pub mod types {
             Self { running }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Info__Slots(::std::option::Option<bool>);
+    impl ::qmp::runtime::Record for Info {
+        const NAME: &'static str = "Info";
+        type Slots = Info__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Info__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "running" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Info__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                running: ::qmp::runtime::required(slots.0, "running")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "running", &self.running)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Info);
     /// QAPI struct `ResizeArgs`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct ResizeArgs {
         /// Member `node`.
@@ -50,6 +83,45 @@ pub mod types {
             Self { node, size }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct ResizeArgs__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<u64>,
+    );
+    impl ::qmp::runtime::Record for ResizeArgs {
+        const NAME: &'static str = "ResizeArgs";
+        type Slots = ResizeArgs__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut ResizeArgs__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "node" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "size" => ::qmp::runtime::slot(&mut slots.1, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: ResizeArgs__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                node: ::qmp::runtime::required(slots.0, "node")?,
+                size: ::qmp::runtime::required(slots.1, "size")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "node", &self.node)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "size", &self.size)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(ResizeArgs);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {
@@ -87,11 +159,10 @@ pub mod commands {
     /// QAPI command `get-count`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, Default, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, Default, PartialEq)]
     #[non_exhaustive]
     pub struct GetCount {
         /// Member `filter`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub filter: ::std::option::Option<::std::string::String>,
     }
     impl GetCount {
@@ -109,6 +180,37 @@ pub mod commands {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct GetCount__Slots(::std::option::Option<::std::string::String>);
+    impl ::qmp::runtime::Record for GetCount {
+        const NAME: &'static str = "get-count";
+        type Slots = GetCount__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut GetCount__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "filter" => ::qmp::runtime::slot_opt(&mut slots.0, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: GetCount__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self { filter: slots.0 })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::qmp::runtime::put_opt(m, "filter", &self.filter)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(GetCount);
     impl ::qmp::Command for GetCount {
         const NAME: &'static str = "get-count";
         type Reply = i64;
@@ -126,9 +228,9 @@ pub mod commands {
     /// QAPI command `resize`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-    #[serde(transparent)]
+    #[derive(Clone, Debug, PartialEq)]
     pub struct Resize(pub super::types::ResizeArgs);
+    ::qmp::__qapi_newtype_serde!(Resize);
     impl Resize {
         /// Creates the command from its arguments.
         #[inline]
@@ -143,16 +245,14 @@ pub mod commands {
     /// QAPI command `add-thing`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct AddThing {
         /// Member `driver`.
         pub driver: ::std::string::String,
         /// Member `id`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub id: ::std::option::Option<::std::string::String>,
         /// Arguments the schema does not declare.
-        #[serde(flatten)]
         pub extra: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
     }
     impl AddThing {
@@ -179,6 +279,48 @@ pub mod commands {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct AddThing__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<::std::string::String>,
+        ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+    );
+    impl ::qmp::runtime::Record for AddThing {
+        const NAME: &'static str = "add-thing";
+        type Slots = AddThing__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut AddThing__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "driver" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "id" => ::qmp::runtime::slot_opt(&mut slots.1, key, map),
+                _ => ::qmp::runtime::slot_extra(&mut slots.2, key, map),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: AddThing__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                driver: ::qmp::runtime::required(slots.0, "driver")?,
+                id: slots.1,
+                extra: slots.2,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "driver", &self.driver)?;
+            ::qmp::runtime::put_opt(m, "id", &self.id)?;
+            ::qmp::runtime::put_extra(m, &self.extra)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(AddThing);
     impl ::qmp::Command for AddThing {
         const NAME: &'static str = "add-thing";
         type Reply = ::qmp::runtime::Empty;

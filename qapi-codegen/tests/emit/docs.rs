@@ -24,7 +24,7 @@ pub mod types {
     /// are slow.
     ///
     /// Since QEMU 9.2.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Thing {
         /// The size in bytes; must be a multiple of `align`.
@@ -39,6 +39,42 @@ pub mod types {
             Self { size, align }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Thing__Slots(::std::option::Option<u64>, ::std::option::Option<i64>);
+    impl ::qmp::runtime::Record for Thing {
+        const NAME: &'static str = "Thing";
+        type Slots = Thing__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Thing__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "size" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "align" => ::qmp::runtime::slot(&mut slots.1, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Thing__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                size: ::qmp::runtime::required(slots.0, "size")?,
+                align: ::qmp::runtime::required(slots.1, "align")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "size", &self.size)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "align", &self.align)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Thing);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {
@@ -67,7 +103,7 @@ pub mod commands {
     /// ```
     ///
     /// Since QEMU 10.0.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct MakeThing {
         /// what to make
@@ -80,6 +116,39 @@ pub mod commands {
             Self { thing }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct MakeThing__Slots(::std::option::Option<super::types::Thing>);
+    impl ::qmp::runtime::Record for MakeThing {
+        const NAME: &'static str = "make-thing";
+        type Slots = MakeThing__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut MakeThing__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "thing" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: MakeThing__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                thing: ::qmp::runtime::required(slots.0, "thing")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "thing", &self.thing)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(MakeThing);
     impl ::qmp::Command for MakeThing {
         const NAME: &'static str = "make-thing";
         type Reply = super::types::Thing;

@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `JobInfo`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct JobInfo {
         /// Member `id`.
@@ -34,6 +34,45 @@ pub mod types {
             Self { id, len }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct JobInfo__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<i64>,
+    );
+    impl ::qmp::runtime::Record for JobInfo {
+        const NAME: &'static str = "JobInfo";
+        type Slots = JobInfo__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut JobInfo__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "id" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "len" => ::qmp::runtime::slot(&mut slots.1, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: JobInfo__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                id: ::qmp::runtime::required(slots.0, "id")?,
+                len: ::qmp::runtime::required(slots.1, "len")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "id", &self.id)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "len", &self.len)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(JobInfo);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {
@@ -127,24 +166,62 @@ pub mod events {
     /// QAPI event `JOB_COMPLETED`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct JobCompleted {
         /// Member `device`.
         pub device: ::std::string::String,
         /// Member `error`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub error: ::std::option::Option<::std::string::String>,
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct JobCompleted__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<::std::string::String>,
+    );
+    impl ::qmp::runtime::Record for JobCompleted {
+        const NAME: &'static str = "JOB_COMPLETED";
+        type Slots = JobCompleted__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut JobCompleted__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "device" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "error" => ::qmp::runtime::slot_opt(&mut slots.1, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: JobCompleted__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                device: ::qmp::runtime::required(slots.0, "device")?,
+                error: slots.1,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "device", &self.device)?;
+            ::qmp::runtime::put_opt(m, "error", &self.error)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(JobCompleted);
     impl ::qmp::Event for JobCompleted {
         const NAME: &'static str = "JOB_COMPLETED";
     }
     /// QAPI event `JOB_INFO`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-    #[serde(transparent)]
+    #[derive(Clone, Debug, PartialEq)]
     pub struct JobInfo(pub super::types::JobInfo);
+    ::qmp::__qapi_newtype_serde!(JobInfo);
     impl ::qmp::Event for JobInfo {
         const NAME: &'static str = "JOB_INFO";
     }

@@ -19,23 +19,17 @@ pub mod types {
     /// QAPI struct `Opts`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Opts {
         /// Member `a`.
         pub a: ::std::string::String,
         /// Member `old`.
         #[deprecated(note = "deprecated in QEMU (QAPI feature `deprecated`)")]
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub old: ::std::option::Option<::std::string::String>,
         /// Member `x-new`.
         ///
         /// **Unstable:** experimental (QAPI feature `unstable`).
-        #[serde(
-            rename = "x-new",
-            default,
-            skip_serializing_if = "::std::option::Option::is_none"
-        )]
         pub x_new: ::std::option::Option<::std::string::String>,
     }
     impl Opts {
@@ -62,6 +56,49 @@ pub mod types {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Opts__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<::std::string::String>,
+    );
+    impl ::qmp::runtime::Record for Opts {
+        const NAME: &'static str = "Opts";
+        type Slots = Opts__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Opts__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "a" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "old" => ::qmp::runtime::slot_opt(&mut slots.1, key, map),
+                "x-new" => ::qmp::runtime::slot_opt(&mut slots.2, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Opts__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                a: ::qmp::runtime::required(slots.0, "a")?,
+                old: slots.1,
+                x_new: slots.2,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "a", &self.a)?;
+            ::qmp::runtime::put_opt(m, "old", &self.old)?;
+            ::qmp::runtime::put_opt(m, "x-new", &self.x_new)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Opts);
     /// QAPI enum `Level`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
@@ -114,23 +151,17 @@ pub mod commands {
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
     #[deprecated(note = "deprecated in QEMU (QAPI feature `deprecated`)")]
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct OldCmd {
         /// Member `a`.
         pub a: ::std::string::String,
         /// Member `old`.
         #[deprecated(note = "deprecated in QEMU (QAPI feature `deprecated`)")]
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub old: ::std::option::Option<::std::string::String>,
         /// Member `x-new`.
         ///
         /// **Unstable:** experimental (QAPI feature `unstable`).
-        #[serde(
-            rename = "x-new",
-            default,
-            skip_serializing_if = "::std::option::Option::is_none"
-        )]
         pub x_new: ::std::option::Option<::std::string::String>,
     }
     impl OldCmd {
@@ -157,6 +188,49 @@ pub mod commands {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct OldCmd__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<::std::string::String>,
+    );
+    impl ::qmp::runtime::Record for OldCmd {
+        const NAME: &'static str = "old-cmd";
+        type Slots = OldCmd__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut OldCmd__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "a" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "old" => ::qmp::runtime::slot_opt(&mut slots.1, key, map),
+                "x-new" => ::qmp::runtime::slot_opt(&mut slots.2, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: OldCmd__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                a: ::qmp::runtime::required(slots.0, "a")?,
+                old: slots.1,
+                x_new: slots.2,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "a", &self.a)?;
+            ::qmp::runtime::put_opt(m, "old", &self.old)?;
+            ::qmp::runtime::put_opt(m, "x-new", &self.x_new)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(OldCmd);
     impl ::qmp::Command for OldCmd {
         const NAME: &'static str = "old-cmd";
         type Reply = ::qmp::runtime::Empty;

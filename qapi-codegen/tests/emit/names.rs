@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `Keywords`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Keywords {
         /// Member `type`.
@@ -27,21 +27,16 @@ pub mod types {
         /// Member `match`.
         pub r#match: i64,
         /// Member `self`.
-        #[serde(rename = "self")]
         pub self_: bool,
         /// Member `super`.
-        #[serde(rename = "super")]
         pub super_: bool,
         /// Member `crate`.
-        #[serde(rename = "crate")]
         pub crate_: bool,
         /// Member `async`.
         pub r#async: bool,
         /// Member `CPU`.
-        #[serde(rename = "CPU")]
         pub cpu: i64,
         /// Member `Self`.
-        #[serde(rename = "Self")]
         pub self__: bool,
     }
     impl Keywords {
@@ -69,6 +64,69 @@ pub mod types {
             }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Keywords__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<i64>,
+        ::std::option::Option<bool>,
+        ::std::option::Option<bool>,
+        ::std::option::Option<bool>,
+        ::std::option::Option<bool>,
+        ::std::option::Option<i64>,
+        ::std::option::Option<bool>,
+    );
+    impl ::qmp::runtime::Record for Keywords {
+        const NAME: &'static str = "Keywords";
+        type Slots = Keywords__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Keywords__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "type" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "match" => ::qmp::runtime::slot(&mut slots.1, key, map),
+                "self" => ::qmp::runtime::slot(&mut slots.2, key, map),
+                "super" => ::qmp::runtime::slot(&mut slots.3, key, map),
+                "crate" => ::qmp::runtime::slot(&mut slots.4, key, map),
+                "async" => ::qmp::runtime::slot(&mut slots.5, key, map),
+                "CPU" => ::qmp::runtime::slot(&mut slots.6, key, map),
+                "Self" => ::qmp::runtime::slot(&mut slots.7, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Keywords__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                r#type: ::qmp::runtime::required(slots.0, "type")?,
+                r#match: ::qmp::runtime::required(slots.1, "match")?,
+                self_: ::qmp::runtime::required(slots.2, "self")?,
+                super_: ::qmp::runtime::required(slots.3, "super")?,
+                crate_: ::qmp::runtime::required(slots.4, "crate")?,
+                r#async: ::qmp::runtime::required(slots.5, "async")?,
+                cpu: ::qmp::runtime::required(slots.6, "CPU")?,
+                self__: ::qmp::runtime::required(slots.7, "Self")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "type", &self.r#type)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "match", &self.r#match)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "self", &self.self_)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "super", &self.super_)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "crate", &self.crate_)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "async", &self.r#async)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "CPU", &self.cpu)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "Self", &self.self__)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Keywords);
     /// QAPI enum `Unknown`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
@@ -102,7 +160,7 @@ pub mod types {
     /// QAPI struct `String`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct String {
         /// Member `value`.
@@ -115,6 +173,39 @@ pub mod types {
             Self { value }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct String__Slots(::std::option::Option<::std::string::String>);
+    impl ::qmp::runtime::Record for String {
+        const NAME: &'static str = "String";
+        type Slots = String__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut String__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "value" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: String__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                value: ::qmp::runtime::required(slots.0, "value")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "value", &self.value)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(String);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {
@@ -131,7 +222,7 @@ pub mod commands {
     /// QAPI command `use-string`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct UseString {
         /// Member `arg`.
@@ -146,6 +237,45 @@ pub mod commands {
             Self { arg, plain }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct UseString__Slots(
+        ::std::option::Option<super::types::String>,
+        ::std::option::Option<::std::string::String>,
+    );
+    impl ::qmp::runtime::Record for UseString {
+        const NAME: &'static str = "use-string";
+        type Slots = UseString__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut UseString__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "arg" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "plain" => ::qmp::runtime::slot(&mut slots.1, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: UseString__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                arg: ::qmp::runtime::required(slots.0, "arg")?,
+                plain: ::qmp::runtime::required(slots.1, "plain")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "arg", &self.arg)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "plain", &self.plain)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(UseString);
     impl ::qmp::Command for UseString {
         const NAME: &'static str = "use-string";
         type Reply = ::qmp::runtime::Empty;

@@ -19,13 +19,12 @@ pub mod types {
     /// QAPI struct `Node`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Node {
         /// Member `name`.
         pub name: ::std::string::String,
         /// Member `next`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub next: ::std::option::Option<::std::boxed::Box<Node>>,
         /// Member `children`.
         pub children: ::std::vec::Vec<Node>,
@@ -50,28 +49,111 @@ pub mod types {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Node__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<::std::boxed::Box<Node>>,
+        ::std::option::Option<::std::vec::Vec<Node>>,
+    );
+    impl ::qmp::runtime::Record for Node {
+        const NAME: &'static str = "Node";
+        type Slots = Node__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Node__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "name" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "next" => ::qmp::runtime::slot_opt(&mut slots.1, key, map),
+                "children" => ::qmp::runtime::slot(&mut slots.2, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Node__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                name: ::qmp::runtime::required(slots.0, "name")?,
+                next: slots.1,
+                children: ::qmp::runtime::required(slots.2, "children")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "name", &self.name)?;
+            ::qmp::runtime::put_opt(m, "next", &self.next)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "children", &self.children)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Node);
     /// QAPI alternate `TreeRef`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-    #[serde(untagged)]
+    #[derive(Clone, Debug, PartialEq)]
     pub enum TreeRef {
         /// Member `tree`.
         Tree(::std::boxed::Box<Tree>),
         /// Member `name`.
         Name(::std::string::String),
     }
+    impl ::serde::Serialize for TreeRef {
+        fn serialize<S: ::serde::Serializer>(
+            &self,
+            s: S,
+        ) -> ::std::result::Result<S::Ok, S::Error> {
+            match self {
+                Self::Tree(v) => ::serde::Serialize::serialize(v, s),
+                Self::Name(v) => ::serde::Serialize::serialize(v, s),
+            }
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for TreeRef {
+        #[inline]
+        fn deserialize<D: ::serde::Deserializer<'de>>(
+            d: D,
+        ) -> ::std::result::Result<Self, D::Error> {
+            ::qmp::runtime::deserialize_alternate(d)
+        }
+    }
+    impl ::qmp::runtime::Alternate for TreeRef {
+        const NAME: &'static str = "TreeRef";
+        #[allow(unreachable_patterns)]
+        fn decode<'de, D: ::serde::Deserializer<'de>>(
+            kind: ::qmp::runtime::JsonKind,
+            d: D,
+        ) -> ::std::result::Result<::std::option::Option<Self>, D::Error> {
+            ::std::result::Result::Ok(
+                ::std::option::Option::Some(
+                    match kind {
+                        ::qmp::runtime::JsonKind::Object => {
+                            Self::Tree(::serde::Deserialize::deserialize(d)?)
+                        }
+                        ::qmp::runtime::JsonKind::String => {
+                            Self::Name(::serde::Deserialize::deserialize(d)?)
+                        }
+                        _ => {
+                            return ::std::result::Result::Ok(::std::option::Option::None);
+                        }
+                    },
+                ),
+            )
+        }
+    }
     /// QAPI struct `Tree`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, Default, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, Default, PartialEq)]
     #[non_exhaustive]
     pub struct Tree {
         /// Member `left`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub left: ::std::option::Option<::std::boxed::Box<TreeRef>>,
         /// Member `label`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub label: ::std::option::Option<Leaf>,
     }
     impl Tree {
@@ -96,10 +178,49 @@ pub mod types {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Tree__Slots(
+        ::std::option::Option<::std::boxed::Box<TreeRef>>,
+        ::std::option::Option<Leaf>,
+    );
+    impl ::qmp::runtime::Record for Tree {
+        const NAME: &'static str = "Tree";
+        type Slots = Tree__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Tree__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "left" => ::qmp::runtime::slot_opt(&mut slots.0, key, map),
+                "label" => ::qmp::runtime::slot_opt(&mut slots.1, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Tree__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                left: slots.0,
+                label: slots.1,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::qmp::runtime::put_opt(m, "left", &self.left)?;
+            ::qmp::runtime::put_opt(m, "label", &self.label)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Tree);
     /// QAPI struct `Leaf`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Leaf {
         /// Member `value`.
@@ -112,6 +233,39 @@ pub mod types {
             Self { value }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Leaf__Slots(::std::option::Option<i64>);
+    impl ::qmp::runtime::Record for Leaf {
+        const NAME: &'static str = "Leaf";
+        type Slots = Leaf__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Leaf__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "value" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Leaf__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                value: ::qmp::runtime::required(slots.0, "value")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "value", &self.value)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Leaf);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {

@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `Base`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Base {
         /// Member `id`.
@@ -32,10 +32,43 @@ pub mod types {
             Self { id }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Base__Slots(::std::option::Option<::std::string::String>);
+    impl ::qmp::runtime::Record for Base {
+        const NAME: &'static str = "Base";
+        type Slots = Base__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Base__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "id" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Base__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                id: ::qmp::runtime::required(slots.0, "id")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "id", &self.id)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Base);
     /// QAPI struct `Widths`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Widths {
         /// Member `id`.
@@ -65,24 +98,12 @@ pub mod types {
         /// Member `flag`.
         pub flag: bool,
         /// Member `blob`.
-        #[serde(
-            default,
-            deserialize_with = "::qmp::runtime::deserialize_some",
-            skip_serializing_if = "::std::option::Option::is_none"
-        )]
         pub blob: ::std::option::Option<::serde_json::Value>,
         /// Member `list`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub list: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
         /// Member `type`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub r#type: ::std::option::Option<::std::string::String>,
         /// Member `self`.
-        #[serde(
-            rename = "self",
-            default,
-            skip_serializing_if = "::std::option::Option::is_none"
-        )]
         pub self_: ::std::option::Option<i64>,
     }
     impl Widths {
@@ -151,17 +172,114 @@ pub mod types {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Widths__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<i8>,
+        ::std::option::Option<i16>,
+        ::std::option::Option<i32>,
+        ::std::option::Option<i64>,
+        ::std::option::Option<u8>,
+        ::std::option::Option<u16>,
+        ::std::option::Option<u32>,
+        ::std::option::Option<u64>,
+        ::std::option::Option<u64>,
+        ::std::option::Option<i64>,
+        ::std::option::Option<f64>,
+        ::std::option::Option<bool>,
+        ::std::option::Option<::serde_json::Value>,
+        ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<i64>,
+    );
+    impl ::qmp::runtime::Record for Widths {
+        const NAME: &'static str = "Widths";
+        type Slots = Widths__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Widths__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "id" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "i8" => ::qmp::runtime::slot(&mut slots.1, key, map),
+                "i16" => ::qmp::runtime::slot(&mut slots.2, key, map),
+                "i32" => ::qmp::runtime::slot(&mut slots.3, key, map),
+                "i64" => ::qmp::runtime::slot(&mut slots.4, key, map),
+                "u8" => ::qmp::runtime::slot(&mut slots.5, key, map),
+                "u16" => ::qmp::runtime::slot(&mut slots.6, key, map),
+                "u32" => ::qmp::runtime::slot(&mut slots.7, key, map),
+                "u64" => ::qmp::runtime::slot(&mut slots.8, key, map),
+                "sz" => ::qmp::runtime::slot(&mut slots.9, key, map),
+                "int" => ::qmp::runtime::slot(&mut slots.10, key, map),
+                "num" => ::qmp::runtime::slot(&mut slots.11, key, map),
+                "flag" => ::qmp::runtime::slot(&mut slots.12, key, map),
+                "blob" => ::qmp::runtime::slot(&mut slots.13, key, map),
+                "list" => ::qmp::runtime::slot_opt(&mut slots.14, key, map),
+                "type" => ::qmp::runtime::slot_opt(&mut slots.15, key, map),
+                "self" => ::qmp::runtime::slot_opt(&mut slots.16, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Widths__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                id: ::qmp::runtime::required(slots.0, "id")?,
+                i8: ::qmp::runtime::required(slots.1, "i8")?,
+                i16: ::qmp::runtime::required(slots.2, "i16")?,
+                i32: ::qmp::runtime::required(slots.3, "i32")?,
+                i64: ::qmp::runtime::required(slots.4, "i64")?,
+                u8: ::qmp::runtime::required(slots.5, "u8")?,
+                u16: ::qmp::runtime::required(slots.6, "u16")?,
+                u32: ::qmp::runtime::required(slots.7, "u32")?,
+                u64: ::qmp::runtime::required(slots.8, "u64")?,
+                sz: ::qmp::runtime::required(slots.9, "sz")?,
+                int: ::qmp::runtime::required(slots.10, "int")?,
+                num: ::qmp::runtime::required(slots.11, "num")?,
+                flag: ::qmp::runtime::required(slots.12, "flag")?,
+                blob: slots.13,
+                list: slots.14,
+                r#type: slots.15,
+                self_: slots.16,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "id", &self.id)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "i8", &self.i8)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "i16", &self.i16)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "i32", &self.i32)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "i64", &self.i64)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "u8", &self.u8)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "u16", &self.u16)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "u32", &self.u32)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "u64", &self.u64)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "sz", &self.sz)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "int", &self.int)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "num", &self.num)?;
+            ::serde::ser::SerializeMap::serialize_entry(m, "flag", &self.flag)?;
+            ::qmp::runtime::put_opt(m, "blob", &self.blob)?;
+            ::qmp::runtime::put_opt(m, "list", &self.list)?;
+            ::qmp::runtime::put_opt(m, "type", &self.r#type)?;
+            ::qmp::runtime::put_opt(m, "self", &self.self_)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Widths);
     /// QAPI struct `AllOptional`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, Default, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, Default, PartialEq)]
     #[non_exhaustive]
     pub struct AllOptional {
         /// Member `a`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub a: ::std::option::Option<::std::string::String>,
         /// Member `b`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub b: ::std::option::Option<::std::vec::Vec<Base>>,
     }
     impl AllOptional {
@@ -186,6 +304,42 @@ pub mod types {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct AllOptional__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<::std::vec::Vec<Base>>,
+    );
+    impl ::qmp::runtime::Record for AllOptional {
+        const NAME: &'static str = "AllOptional";
+        type Slots = AllOptional__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut AllOptional__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "a" => ::qmp::runtime::slot_opt(&mut slots.0, key, map),
+                "b" => ::qmp::runtime::slot_opt(&mut slots.1, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: AllOptional__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self { a: slots.0, b: slots.1 })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::qmp::runtime::put_opt(m, "a", &self.a)?;
+            ::qmp::runtime::put_opt(m, "b", &self.b)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(AllOptional);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {

@@ -57,7 +57,7 @@ pub mod types {
     /// QAPI struct `FileOpts`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct FileOpts {
         /// Member `filename`.
@@ -70,16 +70,48 @@ pub mod types {
             Self { filename }
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct FileOpts__Slots(::std::option::Option<::std::string::String>);
+    impl ::qmp::runtime::Record for FileOpts {
+        const NAME: &'static str = "FileOpts";
+        type Slots = FileOpts__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut FileOpts__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "filename" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: FileOpts__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                filename: ::qmp::runtime::required(slots.0, "filename")?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "filename", &self.filename)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(FileOpts);
     /// QAPI struct `NbdOpts`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct NbdOpts {
         /// Member `host`.
         pub host: ::std::string::String,
         /// Member `port`.
-        #[serde(default, skip_serializing_if = "::std::option::Option::is_none")]
         pub port: ::std::option::Option<u16>,
     }
     impl NbdOpts {
@@ -98,21 +130,54 @@ pub mod types {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct NbdOpts__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<u16>,
+    );
+    impl ::qmp::runtime::Record for NbdOpts {
+        const NAME: &'static str = "NbdOpts";
+        type Slots = NbdOpts__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut NbdOpts__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "host" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "port" => ::qmp::runtime::slot_opt(&mut slots.1, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: NbdOpts__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                host: ::qmp::runtime::required(slots.0, "host")?,
+                port: slots.1,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "host", &self.host)?;
+            ::qmp::runtime::put_opt(m, "port", &self.port)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(NbdOpts);
     /// QAPI union `Opts`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
     pub struct Opts {
         /// Member `node-name`.
-        #[serde(
-            rename = "node-name",
-            default,
-            skip_serializing_if = "::std::option::Option::is_none"
-        )]
         pub node_name: ::std::option::Option<::std::string::String>,
         /// The discriminator `driver` together with the members of its branch.
-        #[serde(flatten)]
         pub driver: OptsBranch,
     }
     impl Opts {
@@ -131,6 +196,44 @@ pub mod types {
             self
         }
     }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Opts__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::qmp::runtime::UnionSlots<OptsBranch>,
+    );
+    impl ::qmp::runtime::Record for Opts {
+        const NAME: &'static str = "Opts";
+        type Slots = Opts__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Opts__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "node-name" => ::qmp::runtime::slot_opt(&mut slots.0, key, map),
+                _ => slots.1.take(key, map),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Opts__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                node_name: slots.0,
+                driver: slots.1.finish()?,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::qmp::runtime::put_opt(m, "node-name", &self.node_name)?;
+            ::qmp::runtime::Branches::put(&self.driver, m)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Opts);
     /// The branches of [`Opts`], selected by its discriminator `driver`.
     #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
@@ -150,72 +253,90 @@ pub mod types {
             members: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         },
     }
-    impl ::serde::Serialize for OptsBranch {
-        fn serialize<S: ::serde::Serializer>(
-            &self,
-            s: S,
-        ) -> ::std::result::Result<S::Ok, S::Error> {
-            match self {
-                Self::File(b) => {
-                    ::qmp::runtime::serialize_branch(
-                        s,
-                        "driver",
-                        "file",
-                        ::std::option::Option::Some(b),
-                    )
-                }
-                Self::Nbd(b) => {
-                    ::qmp::runtime::serialize_branch(
-                        s,
-                        "driver",
-                        "nbd",
-                        ::std::option::Option::Some(b),
-                    )
-                }
-                Self::NullCo => {
-                    ::qmp::runtime::serialize_branch::<
-                        _,
-                        (),
-                    >(s, "driver", "null-co", ::std::option::Option::None)
-                }
-                Self::Unknown { value, members } => {
-                    ::qmp::runtime::serialize_branch(
-                        s,
-                        "driver",
-                        value,
-                        ::std::option::Option::Some(members),
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    pub enum OptsBranch__Slots {
+        File(<FileOpts as ::qmp::runtime::Record>::Slots),
+        Nbd(<NbdOpts as ::qmp::runtime::Record>::Slots),
+        NullCo,
+        Unknown(
+            ::std::string::String,
+            ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+        ),
+    }
+    impl ::qmp::runtime::Branches for OptsBranch {
+        const TAG: &'static str = "driver";
+        type Slots = OptsBranch__Slots;
+        fn start(tag: &str) -> OptsBranch__Slots {
+            match tag {
+                "file" => OptsBranch__Slots::File(::std::default::Default::default()),
+                "nbd" => OptsBranch__Slots::Nbd(::std::default::Default::default()),
+                "null-co" => OptsBranch__Slots::NullCo,
+                _ => {
+                    OptsBranch__Slots::Unknown(
+                        ::std::borrow::ToOwned::to_owned(tag),
+                        ::serde_json::Map::new(),
                     )
                 }
             }
         }
-    }
-    impl<'de> ::serde::Deserialize<'de> for OptsBranch {
-        fn deserialize<D: ::serde::Deserializer<'de>>(
-            d: D,
-        ) -> ::std::result::Result<Self, D::Error> {
-            ::qmp::runtime::deserialize_branches(d)
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut OptsBranch__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match slots {
+                OptsBranch__Slots::File(s) => {
+                    <FileOpts as ::qmp::runtime::Record>::take(s, key, map)
+                }
+                OptsBranch__Slots::Nbd(s) => {
+                    <NbdOpts as ::qmp::runtime::Record>::take(s, key, map)
+                }
+                OptsBranch__Slots::NullCo => ::std::result::Result::Ok(false),
+                OptsBranch__Slots::Unknown(_, members) => {
+                    ::qmp::runtime::slot_extra(members, key, map)
+                }
+            }
         }
-    }
-    impl ::qmp::runtime::Branches for OptsBranch {
-        const TAG: &'static str = "driver";
-        #[inline]
-        fn from_tag(
-            tag: &str,
-            rest: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-        ) -> ::std::result::Result<Self, ::serde_json::Error> {
+        fn finish<E: ::serde::de::Error>(
+            slots: OptsBranch__Slots,
+        ) -> ::std::result::Result<Self, E> {
             ::std::result::Result::Ok(
-                match tag {
-                    "file" => Self::File(::qmp::runtime::from_members(rest)?),
-                    "nbd" => Self::Nbd(::qmp::runtime::from_members(rest)?),
-                    "null-co" => Self::NullCo,
-                    _ => {
-                        Self::Unknown {
-                            value: ::std::borrow::ToOwned::to_owned(tag),
-                            members: rest,
-                        }
+                match slots {
+                    OptsBranch__Slots::File(s) => {
+                        Self::File(<FileOpts as ::qmp::runtime::Record>::finish(s)?)
+                    }
+                    OptsBranch__Slots::Nbd(s) => {
+                        Self::Nbd(<NbdOpts as ::qmp::runtime::Record>::finish(s)?)
+                    }
+                    OptsBranch__Slots::NullCo => Self::NullCo,
+                    OptsBranch__Slots::Unknown(value, members) => {
+                        Self::Unknown { value, members }
                     }
                 },
             )
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            match self {
+                Self::File(b) => {
+                    ::serde::ser::SerializeMap::serialize_entry(m, "driver", "file")?;
+                    <FileOpts as ::qmp::runtime::Record>::put(b, m)
+                }
+                Self::Nbd(b) => {
+                    ::serde::ser::SerializeMap::serialize_entry(m, "driver", "nbd")?;
+                    <NbdOpts as ::qmp::runtime::Record>::put(b, m)
+                }
+                Self::NullCo => {
+                    ::serde::ser::SerializeMap::serialize_entry(m, "driver", "null-co")
+                }
+                Self::Unknown { value, members } => {
+                    ::serde::ser::SerializeMap::serialize_entry(m, "driver", value)?;
+                    ::qmp::runtime::put_extra(m, members)
+                }
+            }
         }
     }
 }
