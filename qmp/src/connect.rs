@@ -300,10 +300,6 @@ async fn handshake(
     };
     let oob = want_oob && greeting.offers("oob");
     let enable: &[&str] = if oob { &["oob"] } else { &[] };
-    #[derive(serde::Serialize)]
-    struct Caps<'a> {
-        enable: &'a [&'a str],
-    }
     writer
         .push_with(|b| {
             let start = b.len();
@@ -311,7 +307,7 @@ async fn handshake(
                 b,
                 ExecKind::Execute,
                 "qmp_capabilities",
-                Some(&Caps { enable }),
+                Some(&serde_json::json!({ "enable": enable })),
                 Some(0),
             )?;
             hook.sent(&b[start..]);

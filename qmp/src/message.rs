@@ -23,20 +23,22 @@
 use std::borrow::Cow;
 use std::io::Write as _;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
+
+use crate::runtime::plain_record;
 
 /// The greeting a QMP server sends when a client connects:
 /// `{"QMP": {"version": {...}, "capabilities": [...]}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Greeting {
     /// The `QMP` member.
-    #[serde(rename = "QMP")]
     pub qmp: GreetingBody,
 }
 
 /// The body of the [`Greeting`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GreetingBody {
     /// The server's version.
     pub version: VersionInfo,
@@ -45,7 +47,7 @@ pub struct GreetingBody {
 }
 
 /// QEMU's version, as in the greeting and in `query-version`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionInfo {
     /// The numeric version.
     pub qemu: VersionTriple,
@@ -54,7 +56,7 @@ pub struct VersionInfo {
 }
 
 /// `major.minor.micro`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VersionTriple {
     /// Major version.
     pub major: u32,
@@ -63,6 +65,20 @@ pub struct VersionTriple {
     /// Micro version.
     pub micro: u32,
 }
+
+plain_record!(Greeting, "greeting" { qmp: GreetingBody = "QMP" });
+plain_record!(GreetingBody, "greeting body" {
+    version: VersionInfo = "version",
+    capabilities: Vec<String> = "capabilities",
+});
+plain_record!(VersionInfo, "version" { qemu: VersionTriple = "qemu", package: String = "package" });
+plain_record!(VersionTriple, "version triple" {
+    major: u32 = "major",
+    minor: u32 = "minor",
+    micro: u32 = "micro",
+});
+plain_record!(ErrorBody, "error" { class: String = "class", desc: String = "desc" });
+plain_record!(Timestamp, "timestamp" { seconds: i64 = "seconds", microseconds: i64 = "microseconds" });
 
 impl Greeting {
     /// Whether the server offers the named capability (e.g. `"oob"`).
@@ -124,7 +140,7 @@ impl Serialize for Request {
 }
 
 /// The `error` member of an error reply: `{"class": ..., "desc": ...}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorBody {
     /// The error class, e.g. `"GenericError"`, `"CommandNotFound"`.
     pub class: String,
@@ -133,7 +149,7 @@ pub struct ErrorBody {
 }
 
 /// An event's `timestamp` member (time since the Unix epoch, as QEMU's host clock saw it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timestamp {
     /// Whole seconds.
     pub seconds: i64,
@@ -188,28 +204,70 @@ pub enum Incoming<'a> {
 }
 
 /// The members [`Incoming::parse`] looks at; everything else is skipped.
-#[derive(Deserialize)]
+#[derive(Default)]
 struct Peek<'a> {
-    #[serde(borrow, default, rename = "QMP")]
     qmp: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     id: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "return")]
     ret: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     error: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     event: Option<Name<'a>>,
-    #[serde(borrow, default)]
     data: Option<&'a RawValue>,
-    #[serde(default)]
     timestamp: Option<Timestamp>,
-    #[serde(borrow, default)]
     execute: Option<Name<'a>>,
-    #[serde(borrow, default, rename = "exec-oob")]
     exec_oob: Option<Name<'a>>,
-    #[serde(borrow, default)]
     arguments: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Peek<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PeekVisitor(std::marker::PhantomData))
+    }
+}
+
+struct PeekVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+/// Reads one routing member; a `null` counts as absent, a second occurrence is an
+/// error (as serde's derive did).
+fn peek_member<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    slot: &mut Option<T>,
+    key: &str,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(serde::de::Error::custom(format_args!(
+            "duplicate field `{key}`"
+        )));
+    }
+    *slot = map.next_value()?;
+    Ok(())
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for PeekVisitor<'a> {
+    type Value = Peek<'a>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a QMP message (a JSON object)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Peek<'a>, A::Error> {
+        let mut p = Peek::default();
+        while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
+            match &*key {
+                "QMP" => peek_member(&mut p.qmp, &key, &mut map)?,
+                "id" => peek_member(&mut p.id, &key, &mut map)?,
+                "return" => peek_member(&mut p.ret, &key, &mut map)?,
+                "error" => peek_member(&mut p.error, &key, &mut map)?,
+                "event" => peek_member(&mut p.event, &key, &mut map)?,
+                "data" => peek_member(&mut p.data, &key, &mut map)?,
+                "timestamp" => peek_member(&mut p.timestamp, &key, &mut map)?,
+                "execute" => peek_member(&mut p.execute, &key, &mut map)?,
+                "exec-oob" => peek_member(&mut p.exec_oob, &key, &mut map)?,
+                "arguments" => peek_member(&mut p.arguments, &key, &mut map)?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(p)
+    }
 }
 
 /// A string borrowed from the line when it has no escapes (serde's derive would

@@ -226,6 +226,41 @@ macro_rules! __qapi_newtype_serde {
     };
 }
 
+/// `Serialize`, `Deserialize` and [`Record`] for one of this crate's own message
+/// structs whose members are all required (the crate does not use serde's derive
+/// either, so that crates using it do not build `serde_derive`).
+macro_rules! plain_record {
+    ($ty:ident, $name:literal { $($field:ident : $fty:ty = $wire:literal),* $(,)? }) => {
+        const _: () = {
+            #[derive(Default)]
+            pub struct Slots { $($field: Option<$fty>,)* }
+            impl $crate::runtime::Record for $ty {
+                const NAME: &'static str = $name;
+                type Slots = Slots;
+                fn take<'de, A: serde::de::MapAccess<'de>>(
+                    s: &mut Slots,
+                    key: &str,
+                    map: &mut A,
+                ) -> Result<bool, A::Error> {
+                    match key {
+                        $($wire => $crate::runtime::slot(&mut s.$field, key, map),)*
+                        _ => Ok(false),
+                    }
+                }
+                fn finish<E: serde::de::Error>(s: Slots) -> Result<Self, E> {
+                    Ok($ty { $($field: $crate::runtime::required(s.$field, $wire)?,)* })
+                }
+                fn put<M: serde::ser::SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
+                    $(m.serialize_entry($wire, &self.$field)?;)*
+                    Ok(())
+                }
+            }
+            $crate::__qapi_record_serde!($ty);
+        };
+    };
+}
+pub(crate) use plain_record;
+
 /// `Serialize` for a [`Record`]: a map of its members.
 ///
 /// # Errors

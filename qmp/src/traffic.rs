@@ -15,17 +15,42 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Which way a message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
-    /// Client to server: requests.
-    #[serde(rename = "c2s")]
+    /// Client to server: requests (`"c2s"` in transcripts).
     ToServer,
-    /// Server to client: the greeting, replies and events.
-    #[serde(rename = "s2c")]
+    /// Server to client: the greeting, replies and events (`"s2c"`).
     ToClient,
+}
+
+impl Direction {
+    /// The name in transcripts: `"c2s"` or `"s2c"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::ToServer => "c2s",
+            Direction::ToClient => "s2c",
+        }
+    }
+}
+
+impl Serialize for Direction {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Direction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        match &*name {
+            "c2s" => Ok(Direction::ToServer),
+            "s2c" => Ok(Direction::ToClient),
+            other => Err(serde::de::Error::unknown_variant(other, &["c2s", "s2c"])),
+        }
+    }
 }
 
 /// Told about every message of a session, as the raw JSON line (no terminator).

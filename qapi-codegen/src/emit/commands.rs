@@ -6,7 +6,7 @@ use quote::quote;
 
 use super::names::{self, Namer};
 use super::types::{fields, struct_with_ctor, RestField};
-use super::{id, ifcond_tokens, Ctx, EmitError, Module};
+use super::{id, ifcond_tokens, match_name, Ctx, EmitError, Module};
 use crate::model::{EntityKind, Object};
 
 pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
@@ -148,6 +148,8 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
         /// at run time (conditions, features, `allow-oob`, `success-response`).
         pub const COMMANDS: &[::qmp::runtime::CommandInfo] = &[#(#table)*];
     });
+    let visit_body = match_name(&visits, quote!(::std::option::Option::None));
+    let check_body = match_name(&checks, quote!(::std::option::Option::None));
     items.extend(quote! {
         /// Runs `v` with the type of command `name` (`None` for a command the schema does
         /// not have): the way from a command name known only at run time to its types.
@@ -158,10 +160,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
         ) -> ::std::option::Option<V::Output> {
             // (`v` is unused when the schema has no commands)
             let _ = &v;
-            match name {
-                #(#visits)*
-                _ => ::std::option::Option::None,
-            }
+            #visit_body
         }
     });
     if ctx.opts.check_arguments {
@@ -179,10 +178,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 args: &::serde_json::Value,
             ) -> ::std::option::Option<::std::result::Result<(), ::std::string::String>> {
                 let _ = args;
-                match name {
-                    #(#checks)*
-                    _ => ::std::option::Option::None,
-                }
+                #check_body
             }
         });
     }

@@ -10,7 +10,7 @@ use quote::quote;
 
 use super::names::{self, Namer};
 use super::types::{fields, record_impl};
-use super::{id, ifcond_tokens, Ctx, EmitError, Module};
+use super::{id, ifcond_tokens, match_name, Ctx, EmitError, Module};
 use crate::model::EntityKind;
 
 pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
@@ -106,6 +106,14 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
         });
     }
     let unknown = id(&vnamer.unique("Unknown".to_owned()));
+    let decode_body = match_name(
+        &decode,
+        quote!(Self::#unknown {
+            name: ::std::borrow::ToOwned::to_owned(name),
+            data: ::qmp::runtime::raw_data(data)?,
+        }),
+    );
+    let visit_body = match_name(&visits, quote!(::std::option::Option::None));
     items.extend(quote! {
         /// Every event of the schema, so that a `match` on an event is checked by the
         /// compiler. Events these bindings do not know (from a newer QEMU) decode into
@@ -140,13 +148,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 name: &str,
                 data: ::std::option::Option<&::serde_json::value::RawValue>,
             ) -> ::std::result::Result<Self, ::serde_json::Error> {
-                ::std::result::Result::Ok(match name {
-                    #(#decode)*
-                    _ => Self::#unknown {
-                        name: ::std::borrow::ToOwned::to_owned(name),
-                        data: ::qmp::runtime::raw_data(data)?,
-                    },
-                })
+                ::std::result::Result::Ok(#decode_body)
             }
         }
         /// Runs `v` with the type of event `name` (`None` for an event the schema does not
@@ -157,10 +159,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
             v: V,
         ) -> ::std::option::Option<V::Output> {
             let _ = &v;
-            match name {
-                #(#visits)*
-                _ => ::std::option::Option::None,
-            }
+            #visit_body
         }
         /// Every event of the schema, in definition order, with what is known about it
         /// at run time (conditions, features).

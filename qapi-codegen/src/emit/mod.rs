@@ -488,6 +488,24 @@ pub(crate) fn is_empty_branch(schema: &Schema, id: EntityId) -> bool {
     matches!(&e.kind, EntityKind::Object(o) if e.implicit && o.members.is_empty() && o.branches.is_none())
 }
 
+/// `match name { arms… _ => fallback }`, or just `fallback` when there are no arms (a
+/// schema without events or commands), which clippy would flag as a needless match.
+pub(crate) fn match_name(arms: &[TokenStream], fallback: TokenStream) -> TokenStream {
+    if arms.is_empty() {
+        quote!({
+            let _ = name;
+            #fallback
+        })
+    } else {
+        quote! {
+            match name {
+                #(#arms)*
+                _ => #fallback,
+            }
+        }
+    }
+}
+
 /// An identifier from a converted name.
 pub(crate) fn id(name: &str) -> Ident {
     names::ident(name)

@@ -242,16 +242,13 @@ pub mod events {
             name: &str,
             data: ::std::option::Option<&::serde_json::value::RawValue>,
         ) -> ::std::result::Result<Self, ::serde_json::Error> {
-            ::std::result::Result::Ok(
-                match name {
-                    _ => {
-                        Self::Unknown {
-                            name: ::std::borrow::ToOwned::to_owned(name),
-                            data: ::qmp::runtime::raw_data(data)?,
-                        }
-                    }
-                },
-            )
+            ::std::result::Result::Ok({
+                let _ = name;
+                Self::Unknown {
+                    name: ::std::borrow::ToOwned::to_owned(name),
+                    data: ::qmp::runtime::raw_data(data)?,
+                }
+            })
         }
     }
     /// Runs `v` with the type of event `name` (`None` for an event the schema does not
@@ -262,8 +259,9 @@ pub mod events {
         v: V,
     ) -> ::std::option::Option<V::Output> {
         let _ = &v;
-        match name {
-            _ => ::std::option::Option::None,
+        {
+            let _ = name;
+            ::std::option::Option::None
         }
     }
     /// Every event of the schema, in definition order, with what is known about it

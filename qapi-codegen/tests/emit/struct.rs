@@ -364,8 +364,9 @@ pub mod commands {
         v: V,
     ) -> ::std::option::Option<V::Output> {
         let _ = &v;
-        match name {
-            _ => ::std::option::Option::None,
+        {
+            let _ = name;
+            ::std::option::Option::None
         }
     }
     /// Checks the JSON `arguments` of command `name` against its typed arguments.
@@ -381,8 +382,9 @@ pub mod commands {
         args: &::serde_json::Value,
     ) -> ::std::option::Option<::std::result::Result<(), ::std::string::String>> {
         let _ = args;
-        match name {
-            _ => ::std::option::Option::None,
+        {
+            let _ = name;
+            ::std::option::Option::None
         }
     }
 }
@@ -427,16 +429,13 @@ pub mod events {
             name: &str,
             data: ::std::option::Option<&::serde_json::value::RawValue>,
         ) -> ::std::result::Result<Self, ::serde_json::Error> {
-            ::std::result::Result::Ok(
-                match name {
-                    _ => {
-                        Self::Unknown {
-                            name: ::std::borrow::ToOwned::to_owned(name),
-                            data: ::qmp::runtime::raw_data(data)?,
-                        }
-                    }
-                },
-            )
+            ::std::result::Result::Ok({
+                let _ = name;
+                Self::Unknown {
+                    name: ::std::borrow::ToOwned::to_owned(name),
+                    data: ::qmp::runtime::raw_data(data)?,
+                }
+            })
         }
     }
     /// Runs `v` with the type of event `name` (`None` for an event the schema does not
@@ -447,8 +446,9 @@ pub mod events {
         v: V,
     ) -> ::std::option::Option<V::Output> {
         let _ = &v;
-        match name {
-            _ => ::std::option::Option::None,
+        {
+            let _ = name;
+            ::std::option::Option::None
         }
     }
     /// Every event of the schema, in definition order, with what is known about it

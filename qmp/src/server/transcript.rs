@@ -35,7 +35,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -44,7 +43,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub use crate::traffic::{Direction, TrafficHook};
 
 /// One transcript line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// Seconds since the start of the recording.
     pub t: f64,
@@ -53,6 +52,8 @@ pub struct Entry {
     /// The message.
     pub msg: Value,
 }
+
+crate::runtime::plain_record!(Entry, "transcript entry" { t: f64 = "t", dir: Direction = "dir", msg: Value = "msg" });
 
 /// A [`TrafficHook`] that appends every message to a transcript file, flushing each
 /// line so that a transcript survives a crash of the recording process.
