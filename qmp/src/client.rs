@@ -463,18 +463,21 @@ impl Client {
     /// Subscribes to one event type. Subscribe before sending the command whose
     /// events you want, or use [`execute_and_wait`](Self::execute_and_wait).
     pub fn subscribe<E: Event + Send + 'static>(&self) -> EventStream<E> {
-        EventStream::new(self.shared.subscribe(), events::decode_one::<E>)
+        EventStream::new(
+            self.shared.subscribe(Some(E::NAME)),
+            events::decode_one::<E>,
+        )
     }
 
     /// Subscribes to every event, decoded into an [`EventSet`] (e.g. the generated
     /// all-events enum).
     pub fn subscribe_set<S: EventSet + Send + 'static>(&self) -> EventStream<S> {
-        EventStream::new(self.shared.subscribe(), events::decode_set::<S>)
+        EventStream::new(self.shared.subscribe(None), events::decode_set::<S>)
     }
 
     /// Subscribes to every event, undecoded.
     pub fn subscribe_raw(&self) -> EventStream<RawEvent> {
-        EventStream::new(self.shared.subscribe(), events::decode_raw)
+        EventStream::new(self.shared.subscribe(None), events::decode_raw)
     }
 
     /// Runs `cmd`, then waits for the first event `E` for which `until` returns true,

@@ -24,6 +24,11 @@ pub const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
 const INITIAL_BUFFER: usize = 16 * 1024;
 /// Read at least this much per `read` call.
 const MIN_READ: usize = 4 * 1024;
+/// The most free space a `read` call is offered (unless a long line needs more).
+const MAX_READ: usize = MIN_READ;
+/// When the buffer is empty and bigger than this (a big message went through), it is
+/// given back and starts small again.
+const SHRINK_ABOVE: usize = 4 * INITIAL_BUFFER;
 
 /// A framing error.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,11 @@ pub struct LineReader<R> {
     max_line: usize,
     /// Skipping the rest of an over-long line.
     discarding: bool,
+    /// What [`line_ready`](LineReader::line_ready) found ahead of `next_line`: a
+    /// line's position in `buf`, or the error it met.
+    ready: Option<Result<(usize, usize), CodecError>>,
+    /// Free space to offer the next `read` (grows while reads fill it).
+    read_size: usize,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
@@ -86,6 +96,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             scanned: 0,
             max_line: max_line.max(1),
             discarding: false,
+            ready: None,
+            read_size: MIN_READ,
         }
     }
 
@@ -112,49 +124,17 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// stream ends mid-line, and I/O errors.
     pub async fn next_line(&mut self) -> Result<Option<&str>, CodecError> {
         let (a, b) = loop {
-            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..self.end]) {
-                let nl = self.scanned + pos;
-                let line_start = self.start;
-                self.start = nl + 1;
-                self.scanned = self.start;
-                if self.discarding {
-                    self.discarding = false;
-                    continue;
-                }
-                let mut line_end = nl;
-                if line_end > line_start && self.buf[line_end - 1] == b'\r' {
-                    line_end -= 1;
-                }
-                if line_end - line_start > self.max_line {
-                    return Err(CodecError::LineTooLong {
-                        limit: self.max_line,
-                    });
-                }
-                if self.buf[line_start..line_end]
-                    .iter()
-                    .all(u8::is_ascii_whitespace)
-                {
-                    continue;
-                }
-                break (line_start, line_end);
-            }
-            self.scanned = self.end;
-            if self.discarding {
-                // Keep nothing of a line we are skipping.
-                self.start = self.end;
-                self.scanned = self.end;
-            } else if self.end - self.start > self.max_line + 1 {
-                // +1: a line of exactly max_line bytes may still be waiting for "\n"
-                // after its "\r".
-                self.discarding = true;
-                self.start = self.end;
-                self.scanned = self.end;
-                self.make_room();
-                return Err(CodecError::LineTooLong {
-                    limit: self.max_line,
-                });
+            let found = match self.ready.take() {
+                Some(r) => Some(r),
+                None => self.scan(),
+            };
+            match found {
+                Some(Ok(line)) => break line,
+                Some(Err(e)) => return Err(e),
+                None => {}
             }
             self.make_room();
+            let space = self.buf.len() - self.end;
             let n = self.inner.read(&mut self.buf[self.end..]).await?;
             if n == 0 {
                 let partial = self.end - self.start;
@@ -169,24 +149,87 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 }
                 return Err(CodecError::TruncatedLine { partial });
             }
+            if n == space {
+                // The peer has more than we offered: offer more next time.
+                self.read_size = (self.read_size * 2).min(MAX_READ);
+            }
             self.end += n;
         };
         Ok(Some(std::str::from_utf8(&self.buf[a..b])?))
     }
 
-    /// Ensures at least [`MIN_READ`] bytes of free space after `end`, compacting and
+    /// Whether [`next_line`](Self::next_line) would return at once (a complete line,
+    /// or an error, is already buffered) rather than wait for the peer.
+    pub fn line_ready(&mut self) -> bool {
+        if self.ready.is_none() {
+            self.ready = self.scan();
+        }
+        self.ready.is_some()
+    }
+
+    /// Finds the next complete non-blank line in what is buffered, without reading.
+    fn scan(&mut self) -> Option<Result<(usize, usize), CodecError>> {
+        loop {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..self.end]) {
+                let nl = self.scanned + pos;
+                let line_start = self.start;
+                self.start = nl + 1;
+                self.scanned = self.start;
+                if self.discarding {
+                    self.discarding = false;
+                    continue;
+                }
+                let mut line_end = nl;
+                if line_end > line_start && self.buf[line_end - 1] == b'\r' {
+                    line_end -= 1;
+                }
+                if line_end - line_start > self.max_line {
+                    return Some(Err(CodecError::LineTooLong {
+                        limit: self.max_line,
+                    }));
+                }
+                if self.buf[line_start..line_end]
+                    .iter()
+                    .all(u8::is_ascii_whitespace)
+                {
+                    continue;
+                }
+                return Some(Ok((line_start, line_end)));
+            }
+            self.scanned = self.end;
+            if self.discarding {
+                // Keep nothing of a line we are skipping.
+                self.start = self.end;
+            } else if self.end - self.start > self.max_line + 1 {
+                // +1: a line of exactly max_line bytes may still be waiting for "\n"
+                // after its "\r".
+                self.discarding = true;
+                self.start = self.end;
+                self.scanned = self.end;
+                self.make_room();
+                return Some(Err(CodecError::LineTooLong {
+                    limit: self.max_line,
+                }));
+            }
+            return None;
+        }
+    }
+
+    /// Ensures at least `read_size` bytes of free space after `end`, compacting and
     /// growing (or shrinking back after a big line) as needed.
     fn make_room(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
             self.scanned = 0;
-            if self.buf.len() > 4 * INITIAL_BUFFER {
+            if self.buf.len() > SHRINK_ABOVE {
                 // A big message has gone through: give the memory back.
                 self.buf = vec![0; INITIAL_BUFFER];
+                self.read_size = MIN_READ;
             }
         }
-        if self.buf.len() - self.end >= MIN_READ {
+        let want = self.read_size;
+        if self.buf.len() - self.end >= want {
             return;
         }
         if self.start > 0 {
@@ -195,11 +238,10 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             self.scanned -= self.start;
             self.start = 0;
         }
-        if self.buf.len() - self.end < MIN_READ {
-            let limit = self.max_line.saturating_add(2 + MIN_READ);
-            let wanted = (self.buf.len() * 2).max(self.end + MIN_READ);
-            self.buf
-                .resize(wanted.min(limit).max(self.end + MIN_READ), 0);
+        if self.buf.len() - self.end < want {
+            let limit = self.max_line.saturating_add(2 + want);
+            let wanted = (self.buf.len() * 2).max(self.end + want);
+            self.buf.resize(wanted.min(limit).max(self.end + want), 0);
         }
     }
 }
@@ -413,10 +455,10 @@ mod tests {
             first,
             Err(CodecError::LineTooLong { limit: 20_000 })
         ));
-        assert!(r.buf.len() <= 20_000 + 2 + 2 * MIN_READ);
+        assert!(r.buf.len() <= 20_000 + 2 + 2 * MAX_READ);
         // The rest of the endless line is discarded, then the stream ends.
         assert!(matches!(r.next_line().await, Ok(None)));
-        assert!(r.buf.len() <= 20_000 + 2 + 2 * MIN_READ);
+        assert!(r.buf.len() <= 20_000 + 2 + 2 * MAX_READ);
         feeder.await.unwrap();
     }
 

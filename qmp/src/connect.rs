@@ -16,6 +16,7 @@ use crate::client::Client;
 use crate::codec::{CodecError, LineReader, LineWriter, DEFAULT_MAX_LINE};
 use crate::connection::{self, ReadHalf, TaskOptions, WriteHalf};
 use crate::error::{Error, Result};
+use crate::fanout::Overflow;
 use crate::message::{parse_error_body, write_request, ExecKind, Greeting, Incoming};
 use crate::state::{RunState, RunStateWatch, StateCell};
 use crate::traffic::{HookSlot, TrafficHook};
@@ -35,6 +36,7 @@ pub struct Config {
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) max_message: usize,
     pub(crate) event_capacity: usize,
+    pub(crate) event_overflow: Overflow,
     pub(crate) negotiate_oob: bool,
     pub(crate) state: StateCell,
     pub(crate) hook: HookSlot,
@@ -55,6 +57,7 @@ impl Config {
             call_timeout: None,
             max_message: DEFAULT_MAX_LINE,
             event_capacity: DEFAULT_EVENT_CAPACITY,
+            event_overflow: Overflow::DropNewest,
             negotiate_oob: true,
             state: StateCell::new(),
             hook: HookSlot::default(),
@@ -82,10 +85,22 @@ impl Config {
         self
     }
 
-    /// How many events each subscriber may fall behind before it misses some
-    /// (default 1024). Memory used is bounded by this times the event size.
+    /// How many events each subscription buffers before the [`Overflow`] policy
+    /// applies (default 1024). Memory is bounded by about twice this times the event
+    /// size per subscription (the buffer, plus what the stream has taken from it and
+    /// not yet yielded).
     pub fn event_capacity(&mut self, n: usize) -> &mut Self {
         self.event_capacity = n.max(1);
+        self
+    }
+
+    /// What subscriptions do when their buffer is full, unless set per subscription
+    /// with [`crate::EventStream::overflow`]: count the events that do not fit as
+    /// missed ([`Overflow::DropNewest`], the default: replies never wait for a slow
+    /// subscriber) or make the connection wait ([`Overflow::Backpressure`]: nothing is
+    /// lost, but replies wait too). See [`Overflow`] for the trade-off.
+    pub fn event_overflow(&mut self, overflow: Overflow) -> &mut Self {
+        self.event_overflow = overflow;
         self
     }
 
@@ -246,6 +261,7 @@ impl Config {
             writer,
             TaskOptions {
                 event_capacity: self.event_capacity,
+                event_overflow: self.event_overflow,
                 greeting,
                 oob,
                 state: state.clone(),

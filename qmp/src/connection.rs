@@ -8,7 +8,7 @@
 //!   file descriptors go out alone with `sendmsg`);
 //! * the **reader** reads lines, routes replies to the waiting caller by `id` (a
 //!   `HashMap<u64, oneshot::Sender>`, id-less replies to a FIFO of id-less callers)
-//!   and fans events out on a broadcast channel;
+//!   and fans events out, in batches, to a bounded queue per subscriber (`fanout.rs`);
 //! * the **supervisor** waits for either to stop, stops the other, then fails every
 //!   pending caller with the first error and sets the run state to `Idle`. Neither
 //!   task can block it: both watch the shutdown token in every wait, so the
@@ -24,13 +24,14 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn, Instrument};
 
 use crate::codec::{CodecError, LineReader, LineWriter};
 use crate::error::{Error, TimeoutStage};
 use crate::events::RawEvent;
+use crate::fanout::{Fanout, Overflow, ReaderView, Subscriber};
 use crate::message::{parse_client_id, Greeting, Incoming};
 use crate::state::{RunState, StateCell};
 use crate::traffic::HookSlot;
@@ -105,7 +106,7 @@ pub(crate) struct Shared {
     pending: Mutex<Pending>,
     gate: Mutex<WriteGate>,
     next_id: AtomicU64,
-    events: Mutex<Option<broadcast::Sender<RawEvent>>>,
+    events: Fanout,
     first_error: OnceLock<Error>,
     shutdown: CancellationToken,
     pub(crate) state: StateCell,
@@ -209,6 +210,9 @@ impl Shared {
         tx: &mpsc::UnboundedSender<Outgoing>,
         mut m: Outgoing,
     ) -> Result<(), ()> {
+        // From the first request on, new subscriptions no longer get the events that
+        // arrived since negotiation.
+        self.events.close_backlog();
         let mut gate = self.gate();
         // Only a lone call writes itself: when others are in flight, their callers
         // are about to send more, and going through the writer task lets it coalesce
@@ -254,12 +258,8 @@ impl Shared {
         }
     }
 
-    pub(crate) fn subscribe(&self) -> Option<broadcast::Receiver<RawEvent>> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(broadcast::Sender::subscribe)
+    pub(crate) fn subscribe(&self, filter: Option<&'static str>) -> Arc<Subscriber> {
+        self.events.subscribe(filter)
     }
 
     /// Ends waits of a client that wants to know when the connection is down.
@@ -340,6 +340,7 @@ pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 /// Options the background tasks need.
 pub(crate) struct TaskOptions {
     pub(crate) event_capacity: usize,
+    pub(crate) event_overflow: Overflow,
     pub(crate) greeting: Greeting,
     pub(crate) oob: bool,
     pub(crate) state: StateCell,
@@ -354,7 +355,6 @@ pub(crate) fn spawn(
     writer: LineWriter<WriteHalf>,
     opts: TaskOptions,
 ) -> (Arc<Shared>, mpsc::UnboundedSender<Outgoing>) {
-    let (events_tx, _) = broadcast::channel(opts.event_capacity.max(1));
     let fd_passing = matches!(writer.get_ref(), WriteHalf::Unix(_));
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
@@ -366,7 +366,7 @@ pub(crate) fn spawn(
             },
         }),
         next_id: AtomicU64::new(1),
-        events: Mutex::new(Some(events_tx.clone())),
+        events: Fanout::new(opts.event_capacity, opts.event_overflow),
         first_error: OnceLock::new(),
         shutdown: CancellationToken::new(),
         state: opts.state,
@@ -378,8 +378,7 @@ pub(crate) fn spawn(
     });
     let (tx, rx) = mpsc::unbounded_channel();
     let span = tracing::debug_span!("qmp", peer = %opts.peer);
-    let reader_task =
-        tokio::spawn(read_loop(reader, shared.clone(), events_tx).instrument(span.clone()));
+    let reader_task = tokio::spawn(read_loop(reader, shared.clone()).instrument(span.clone()));
     let writer_task = tokio::spawn(write_loop(writer, rx, shared.clone()).instrument(span.clone()));
     tokio::spawn(supervise(reader_task, writer_task, shared.clone()).instrument(span));
     (shared, tx)
@@ -420,12 +419,8 @@ async fn supervise(
     shared.state.set(RunState::Disconnecting);
     // Client handles must not keep the socket open.
     shared.gate().direct = None;
-    // Events: dropping the last sender ends every subscriber's stream.
-    shared
-        .events
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    // Event streams end once they have yielded what they hold.
+    shared.events.close();
     let (calls, idless) = {
         let mut p = shared.lock();
         p.closed = Some(error.clone());
@@ -448,12 +443,33 @@ fn note_join(task: &str, r: Result<(), tokio::task::JoinError>, shared: &Shared)
     }
 }
 
-async fn read_loop(
-    mut reader: LineReader<ReadHalf>,
-    shared: Arc<Shared>,
-    events: broadcast::Sender<RawEvent>,
-) {
+/// Most events the reader gathers before handing them to subscribers.
+const MAX_EVENT_BATCH: usize = 256;
+
+async fn read_loop(mut reader: LineReader<ReadHalf>, shared: Arc<Shared>) {
+    let mut batch: Vec<RawEvent> = Vec::new();
+    let mut view = ReaderView::default();
     loop {
+        // Events go out in batches: whenever the next line is not already buffered
+        // (so never held while waiting for the peer), when the batch is full, and
+        // before any reply (below). One lock per subscriber per batch.
+        if !batch.is_empty() && (batch.len() >= MAX_EVENT_BATCH || !reader.line_ready()) {
+            let delivered = batch.len();
+            if shared
+                .events
+                .deliver(&mut view, &mut batch, &shared.shutdown)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            // Each event counts against the task's cooperative budget, so during a
+            // flood the reader yields every so often: on a current-thread runtime,
+            // subscribers get to run before their buffers fill up.
+            for _ in 0..delivered {
+                tokio::task::consume_budget().await;
+            }
+        }
         let line = tokio::select! {
             biased;
             _ = shared.shutdown.cancelled() => return,
@@ -475,56 +491,57 @@ async fn read_loop(
             }
         };
         shared.hook.received(line);
-        match route(line, &shared, &events) {
+        let incoming = match Incoming::parse(line) {
+            Ok(i) => i,
             Err(e) => {
-                shared.fail(e);
+                let shown: String = line.chars().take(200).collect();
+                shared.fail(Error::protocol_with(
+                    format!("peer sent a line that is not a QMP message: {shown}"),
+                    e,
+                ));
                 return;
             }
-            // Each event counts against the task's cooperative budget, so a flood
-            // (many events per read) makes the reader yield every so often: on a
-            // current-thread runtime, subscribers get to run before their buffers
-            // overflow. This never waits for a subscriber.
-            Ok(true) => tokio::task::consume_budget().await,
-            Ok(false) => {}
-        }
-    }
-}
-
-/// Routes one incoming line. An `Err` ends the connection; `Ok(true)` when an event
-/// was handed to subscribers.
-fn route(line: &str, shared: &Shared, events: &broadcast::Sender<RawEvent>) -> Result<bool, Error> {
-    let incoming = Incoming::parse(line).map_err(|e| {
-        let shown: String = line.chars().take(200).collect();
-        Error::protocol_with(
-            format!("peer sent a line that is not a QMP message: {shown}"),
-            e,
-        )
-    })?;
-    match incoming {
-        Incoming::Return { id, value } => deliver(shared, line, id, false, value.get()),
-        Incoming::Error { id, error } => deliver(shared, line, id, true, error.get()),
-        Incoming::Event {
-            name,
-            data,
-            timestamp,
-        } => {
-            debug!(target: "qmp::wire", event = %name, "event");
-            trace!(target: "qmp::wire", json = line, "recv");
-            // No subscribers: nothing to allocate.
-            if events.receiver_count() > 0 {
-                let _ = events.send(RawEvent::new(line, &name, data, timestamp));
-                return Ok(true);
+        };
+        let reply = match incoming {
+            Incoming::Event {
+                name,
+                data,
+                timestamp,
+            } => {
+                debug!(target: "qmp::wire", event = %name, "event");
+                trace!(target: "qmp::wire", json = line, "recv");
+                // Nobody subscribed (and too late for the backlog): nothing to allocate.
+                if shared.events.wanted() {
+                    batch.push(RawEvent::new(line, &name, data, timestamp));
+                }
+                continue;
             }
+            Incoming::Return { id, value } => (id, false, value.get()),
+            Incoming::Error { id, error } => (id, true, error.get()),
+            Incoming::Greeting(_) => {
+                warn!(target: "qmp::wire", "ignoring a second greeting");
+                continue;
+            }
+            Incoming::Request { .. } | Incoming::Unknown => {
+                let shown: String = line.chars().take(200).collect();
+                warn!(target: "qmp::wire", line = %shown, "ignoring a message that is neither a reply nor an event");
+                continue;
+            }
+        };
+        // Events received before a reply reach the subscribers before the caller
+        // gets the reply.
+        if !batch.is_empty()
+            && shared
+                .events
+                .deliver(&mut view, &mut batch, &shared.shutdown)
+                .await
+                .is_err()
+        {
+            return;
         }
-        Incoming::Greeting(_) => {
-            warn!(target: "qmp::wire", "ignoring a second greeting");
-        }
-        Incoming::Request { .. } | Incoming::Unknown => {
-            let shown: String = line.chars().take(200).collect();
-            warn!(target: "qmp::wire", line = %shown, "ignoring a message that is neither a reply nor an event");
-        }
+        let (id, is_error, value) = reply;
+        deliver(&shared, line, id, is_error, value);
     }
-    Ok(false)
 }
 
 fn deliver(

@@ -1,12 +1,14 @@
 //! Event fan-out: [`RawEvent`] and the [`EventStream`]s subscribers read.
 //!
-//! The reader task wraps each event line once in a [`RawEvent`] (the line in an `Arc`) and puts it on a
-//! bounded `tokio::sync::broadcast` channel (nothing is allocated when nobody is
-//! subscribed). Each subscriber decodes lazily, in its own task, only the events it
-//! asked for. A subscriber that falls behind by more than the channel's capacity
-//! loses the oldest events and is told how many ([`Error::missed_events`]); the
-//! reader never waits for subscribers, so memory stays bounded under event floods.
+//! The reader task wraps each event line once in a [`RawEvent`] (the line in an `Arc`)
+//! and hands it, in batches, to a bounded queue per subscriber (see `fanout.rs`;
+//! nothing is allocated when nobody is subscribed). Each subscriber decodes lazily,
+//! in its own task, only the events it asked for. A subscriber whose queue is full
+//! either misses the event and is told how many it missed ([`Error::missed_events`],
+//! the default) or makes the reader wait ([`Overflow::Backpressure`]); memory stays
+//! bounded under event floods either way.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -16,10 +18,9 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use serde_json::value::RawValue;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
 
 use crate::error::{Error, Result};
+use crate::fanout::{Item, Overflow, Subscriber};
 use crate::message::Timestamp;
 use crate::{Event, EventSet};
 
@@ -144,14 +145,27 @@ type Decoder<T> = fn(&RawEvent) -> Option<Result<T>>;
 
 /// A subscription to events: a [`Stream`] of `Result<T, Error>`.
 ///
-/// Items are `Err` when the subscriber missed events ([`Error::is_lagged`], the
-/// stream goes on after it) or when an event did not decode. The stream ends when the
-/// connection is closed.
+/// Items are `Err` when the subscriber missed events ([`Error::is_lagged`], with
+/// the exact number, at the place where they are missing; the stream goes on after
+/// it) or when an event did not decode. The stream ends when the connection is
+/// closed, after the events it holds.
+///
+/// Every event routed while the subscription exists is either yielded or counted in
+/// a lagged error: nothing is lost silently. What happens when the subscription's
+/// buffer ([`crate::Config::event_capacity`]) is full is set by [`Overflow`]
+/// (by default the events that do not fit are counted as missed; see
+/// [`overflow`](Self::overflow)). A subscription to one event type
+/// ([`crate::Client::subscribe`]) buffers, and misses, only events of that type.
 ///
 /// Events that arrive before a reply are kept in the subscription, so subscribing
 /// before sending a command never misses the events that command causes.
+/// Subscriptions made before the client's first request also start with the events
+/// that arrived since negotiation (so subscribing right after connecting misses
+/// nothing, even if QEMU sends events at once).
 pub struct EventStream<T> {
-    inner: BroadcastStream<RawEvent>,
+    sub: Option<Arc<Subscriber>>,
+    /// Items taken from the subscriber's queue in one go, not yet yielded.
+    local: VecDeque<Item>,
     decode: Decoder<T>,
     _marker: PhantomData<fn() -> T>,
 }
@@ -162,18 +176,34 @@ impl<T> fmt::Debug for EventStream<T> {
     }
 }
 
+impl<T> Drop for EventStream<T> {
+    fn drop(&mut self) {
+        if let Some(sub) = self.sub.take() {
+            sub.drop_stream();
+        }
+    }
+}
+
 impl<T: 'static + Send> EventStream<T> {
-    pub(crate) fn new(
-        rx: Option<tokio::sync::broadcast::Receiver<RawEvent>>,
-        decode: Decoder<T>,
-    ) -> Self {
-        // A subscription made after the connection closed ends at once.
-        let rx = rx.unwrap_or_else(|| tokio::sync::broadcast::channel(1).1);
+    pub(crate) fn new(sub: Arc<Subscriber>, decode: Decoder<T>) -> Self {
         EventStream {
-            inner: BroadcastStream::new(rx),
+            sub: Some(sub),
+            local: VecDeque::new(),
             decode,
             _marker: PhantomData,
         }
+    }
+
+    /// Sets what happens when this subscription's buffer is full (default: the
+    /// [`crate::Config::event_overflow`] of the connection, itself
+    /// [`Overflow::DropNewest`] by default). With [`Overflow::Backpressure`] nothing is
+    /// lost, but the connection stops reading (replies included) while this
+    /// subscription is full: keep reading it, or drop it.
+    pub fn overflow(self, overflow: Overflow) -> Self {
+        if let Some(sub) = &self.sub {
+            sub.set_overflow(overflow);
+        }
+        self
     }
 
     /// The next item, or `None` when the connection has closed.
@@ -186,17 +216,26 @@ impl<T: 'static + Send> Stream for EventStream<T> {
     type Item = Result<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
         loop {
-            match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(n)))) => {
+            match this.local.pop_front() {
+                Some(Item::Event(ev)) => {
+                    if let Some(item) = (this.decode)(&ev) {
+                        return Poll::Ready(Some(item));
+                    }
+                }
+                Some(Item::Missed(n)) => {
                     tracing::warn!(target: "qmp::events", missed = n, "event subscriber lagged");
                     return Poll::Ready(Some(Err(Error::lagged(n))));
                 }
-                Poll::Ready(Some(Ok(ev))) => {
-                    if let Some(item) = (self.decode)(&ev) {
-                        return Poll::Ready(Some(item));
+                None => {
+                    let Some(sub) = &this.sub else {
+                        return Poll::Ready(None);
+                    };
+                    match sub.take_all(&mut this.local, cx.waker()) {
+                        Ok(true) => {}
+                        Ok(false) => return Poll::Pending,
+                        Err(()) => return Poll::Ready(None),
                     }
                 }
             }

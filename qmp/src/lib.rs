@@ -106,8 +106,10 @@
 //! reply is handed to the subscribers before that reply is handed to its caller, so
 //! a subscription made *before* sending a command sees every event the command
 //! causes, whether it arrives before or after the reply
-//! ([`Client::execute_and_wait`] does exactly that). Events sent before a
-//! subscription existed are not replayed to it.
+//! ([`Client::execute_and_wait`] does exactly that). Events are not replayed to
+//! a subscription made later, with one exception: subscriptions made before the
+//! client's first request start with the events received since negotiation (QEMU
+//! may send events at once, before the program could subscribe).
 //!
 //! **Cancellation.** Nothing is sent until a call's future is first polled. Dropping
 //! a call's future cancels the call: if its request is still queued it is never
@@ -134,11 +136,18 @@
 //! `Disconnecting` → `Idle` ([`Client::run_state`] reports every transition). The
 //! connection is also closed when the last [`Client`] handle is dropped.
 //!
-//! **Events and memory.** Each subscriber has a bounded buffer
-//! ([`Config::event_capacity`], 1024 events). A subscriber that falls behind never
-//! slows the reader: it loses the oldest events and its stream yields an
-//! [`ErrorKind::Lagged`] error with the number missed, then continues. With no
-//! subscriber, events cost no allocation.
+//! **Events and memory.** Every event is either delivered to a subscription or
+//! counted in its missed count: a stream yields [`ErrorKind::Lagged`] with the exact
+//! number of events missing at that place, never a silent gap. Each subscription
+//! has a bounded buffer ([`Config::event_capacity`], 1024 events). When it is full,
+//! the subscription's [`Overflow`] policy applies: by default
+//! ([`Overflow::DropNewest`]) the events that do not fit are counted as missed and
+//! the reader goes on, so replies never wait for a slow subscriber; with
+//! [`Overflow::Backpressure`] ([`EventStream::overflow`], [`Config::event_overflow`])
+//! nothing is lost and the reader waits for room (it stops reading the socket, so
+//! replies wait too). Memory stays bounded either way. The reader hands events over
+//! in batches (one lock per subscription per batch). With no subscriber, events
+//! cost no allocation; an idle connection allocates no event buffer at all.
 //!
 //! # Logging
 //!
@@ -156,6 +165,7 @@ mod connect;
 mod connection;
 mod error;
 mod events;
+mod fanout;
 pub mod message;
 pub mod runtime;
 pub mod schema_check;
@@ -170,6 +180,7 @@ pub use connect::{
 };
 pub use error::{Error, ErrorKind, QmpError, Result, TimeoutStage};
 pub use events::{EventStream, RawEvent};
+pub use fanout::Overflow;
 /// The reply type of commands that return nothing (`{}`); accepts any value.
 pub use runtime::Empty;
 pub use state::{RunState, RunStateWatch, Transition};

@@ -1,0 +1,379 @@
+//! Event fan-out from the reader task to subscribers: one bounded queue per
+//! subscriber, filled in batches.
+//!
+//! **Accounting invariant.** Every event the reader routes while a subscription
+//! exists is, for that subscription, either put in its queue (and so delivered, unless
+//! the subscription is dropped) or counted in a [`Item::Missed`] marker at the place in
+//! the queue where it would have been. Nothing is dropped uncounted. The same holds
+//! for the events that arrive between negotiation and the client's first request
+//! (when the program cannot have subscribed yet): they are kept in a bounded
+//! backlog, with its own missed marker, and every subscription made before the first
+//! request starts from a copy of it.
+//!
+//! **Memory.** A queue holds at most `capacity` events (plus missed markers, at
+//! most one between two events); the stream on the other side holds at most one
+//! queue's worth it has taken and not yet yielded. When nobody is subscribed (and the
+//! backlog is closed) the reader allocates nothing for an event. Nothing is
+//! allocated per connection until the first event is routed to someone.
+//!
+//! **Overflow.** When a queue is full, a [`Overflow::DropNewest`] subscription counts
+//! the event as missed; an [`Overflow::Backpressure`] subscription makes the reader
+//! wait until there is room (so the reader stops reading the socket, and replies
+//! wait too).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::RawEvent;
+
+/// What a subscription does when its buffer ([`crate::Config::event_capacity`]
+/// events) is full because the program reads it more slowly than events arrive.
+///
+/// The default, [`DropNewest`](Self::DropNewest), never slows the connection down:
+/// replies keep flowing whatever the subscribers do, and memory stays bounded; the
+/// price is that a subscriber that falls far behind loses events — never silently:
+/// its stream yields an [`crate::ErrorKind::Lagged`] error with the exact number at
+/// the place where they are missing. [`Backpressure`](Self::Backpressure) loses
+/// nothing, at the price of making the whole connection (replies included) wait for
+/// that subscriber: use it for a subscriber that is always being read (QEMU then
+/// buffers, and eventually drops, on its side).
+///
+/// For comparison: QEMU's Python library (`qemu.qmp`) queues events without bound
+/// (nothing is lost, memory grows while nobody reads); tokio-postgres delivers
+/// notifications through the connection future itself, so an unread notification
+/// stalls the connection (back-pressure); a tokio `broadcast` channel drops the
+/// oldest and reports the count. We keep memory bounded always, and let each
+/// subscription choose between losing (counted) and waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Events that do not fit are dropped and counted; the stream then yields
+    /// [`crate::ErrorKind::Lagged`] with their number (the default).
+    #[default]
+    DropNewest,
+    /// The reader waits for room: nothing is lost, but the connection (replies
+    /// included) stalls while this subscriber's buffer is full.
+    Backpressure,
+}
+
+/// One entry of a subscriber queue.
+#[derive(Clone)]
+pub(crate) enum Item {
+    Event(RawEvent),
+    /// This many events were dropped here because the queue was full.
+    Missed(u64),
+}
+
+/// A bounded queue of events with missed markers.
+#[derive(Default, Clone)]
+pub(crate) struct Queue {
+    items: VecDeque<Item>,
+    /// Events (not markers) in `items`.
+    events: usize,
+}
+
+impl Queue {
+    /// Adds `ev` if there is room, else counts it as missed.
+    fn push_or_count(&mut self, ev: &RawEvent, capacity: usize) {
+        if self.events < capacity {
+            self.items.push_back(Item::Event(ev.clone()));
+            self.events += 1;
+        } else {
+            self.count_missed(1);
+        }
+    }
+
+    fn count_missed(&mut self, n: u64) {
+        match self.items.back_mut() {
+            Some(Item::Missed(m)) => *m += n,
+            _ => self.items.push_back(Item::Missed(n)),
+        }
+    }
+}
+
+/// The part of a subscription the reader and the stream share.
+pub(crate) struct Subscriber {
+    state: Mutex<SubState>,
+    /// Wakes the reader waiting for room (back-pressure).
+    room: Notify,
+    /// Only events with this name are queued (`None`: all).
+    filter: Option<&'static str>,
+    capacity: usize,
+    /// The fan-out's count of live streams.
+    live: Arc<AtomicUsize>,
+}
+
+struct SubState {
+    queue: Queue,
+    overflow: Overflow,
+    /// The stream waiting for events.
+    waker: Option<Waker>,
+    /// The reader is waiting for room in this queue.
+    reader_waiting: bool,
+    /// No more events will come (connection closed).
+    ended: bool,
+    /// The stream was dropped: the reader forgets this subscriber.
+    dropped: bool,
+}
+
+impl Subscriber {
+    fn lock(&self) -> MutexGuard<'_, SubState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wants(&self, ev: &RawEvent) -> bool {
+        self.filter.is_none_or(|f| ev.name() == f)
+    }
+
+    /// Moves every queued item into `into` (which must be empty); `Err(())` when the
+    /// queue is empty and no more will come; `Ok(false)` when empty for now (the
+    /// waker is registered).
+    pub(crate) fn take_all(&self, into: &mut VecDeque<Item>, waker: &Waker) -> Result<bool, ()> {
+        let mut st = self.lock();
+        if st.queue.items.is_empty() {
+            if st.ended {
+                return Err(());
+            }
+            if !st.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                st.waker = Some(waker.clone());
+            }
+            return Ok(false);
+        }
+        std::mem::swap(&mut st.queue.items, into);
+        st.queue.events = 0;
+        let notify = std::mem::take(&mut st.reader_waiting);
+        drop(st);
+        if notify {
+            self.room.notify_one();
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn set_overflow(&self, overflow: Overflow) {
+        self.lock().overflow = overflow;
+        // A reader waiting for room must re-check under the new mode.
+        self.room.notify_one();
+    }
+
+    /// The stream was dropped.
+    pub(crate) fn drop_stream(&self) {
+        let mut st = self.lock();
+        st.dropped = true;
+        st.queue = Queue::default();
+        drop(st);
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.room.notify_one();
+    }
+
+    /// Delivers `batch[from..]`; returns how far it got (less than `batch.len()` only
+    /// when a back-pressure queue is full).
+    fn deliver(&self, batch: &[RawEvent], from: usize) -> usize {
+        let mut st = self.lock();
+        if st.dropped {
+            return batch.len();
+        }
+        let mut i = from;
+        let mut changed = false;
+        while i < batch.len() {
+            let ev = &batch[i];
+            if !self.wants(ev) {
+                i += 1;
+                continue;
+            }
+            if st.queue.events >= self.capacity && st.overflow == Overflow::Backpressure {
+                st.reader_waiting = true;
+                break;
+            }
+            st.queue.push_or_count(ev, self.capacity);
+            changed = true;
+            i += 1;
+        }
+        let waker = if changed { st.waker.take() } else { None };
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        i
+    }
+
+    fn end(&self) {
+        let mut st = self.lock();
+        st.ended = true;
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// The reader's side of the fan-out, shared with the client handles (which subscribe).
+pub(crate) struct Fanout {
+    state: Mutex<FanoutState>,
+    /// Subscriptions whose stream still exists (a hint for the reader: when zero and
+    /// the backlog is closed, events are not even wrapped).
+    live: Arc<AtomicUsize>,
+    /// Whether events are still kept for subscriptions made before the first request.
+    backlog_open: AtomicBool,
+    capacity: usize,
+    overflow: Overflow,
+}
+
+struct FanoutState {
+    subs: Vec<Arc<Subscriber>>,
+    /// Bumped on every change of `subs`, so the reader re-copies the list only then.
+    generation: u64,
+    /// Events since negotiation, while `backlog_open`.
+    backlog: Option<Queue>,
+    closed: bool,
+}
+
+/// The reader task's copy of the subscriber list.
+#[derive(Default)]
+pub(crate) struct ReaderView {
+    subs: Vec<Arc<Subscriber>>,
+    generation: u64,
+}
+
+impl Fanout {
+    pub(crate) fn new(capacity: usize, overflow: Overflow) -> Fanout {
+        Fanout {
+            state: Mutex::new(FanoutState {
+                subs: Vec::new(),
+                generation: 0,
+                backlog: None,
+                closed: false,
+            }),
+            live: Arc::new(AtomicUsize::new(0)),
+            backlog_open: AtomicBool::new(true),
+            capacity: capacity.max(1),
+            overflow,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FanoutState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an event now would go anywhere (if not, the reader skips it).
+    pub(crate) fn wanted(&self) -> bool {
+        self.live.load(Ordering::Acquire) > 0 || self.backlog_open.load(Ordering::Acquire)
+    }
+
+    /// The client is sending its first request: from now on, new subscriptions see
+    /// only events that arrive after they subscribed.
+    pub(crate) fn close_backlog(&self) {
+        if self.backlog_open.swap(false, Ordering::AcqRel) {
+            self.lock().backlog = None;
+        }
+    }
+
+    pub(crate) fn subscribe(&self, filter: Option<&'static str>) -> Arc<Subscriber> {
+        let mut st = self.lock();
+        let mut queue = Queue::default();
+        if let Some(backlog) = &st.backlog {
+            for item in &backlog.items {
+                match item {
+                    Item::Event(ev) if filter.is_none_or(|f| ev.name() == f) => {
+                        queue.items.push_back(item.clone());
+                        queue.events += 1;
+                    }
+                    Item::Event(_) => {}
+                    Item::Missed(n) => queue.count_missed(*n),
+                }
+            }
+        }
+        let sub = Arc::new(Subscriber {
+            state: Mutex::new(SubState {
+                queue,
+                overflow: self.overflow,
+                waker: None,
+                reader_waiting: false,
+                ended: st.closed,
+                dropped: false,
+            }),
+            room: Notify::new(),
+            filter,
+            capacity: self.capacity,
+            live: self.live.clone(),
+        });
+        if !st.closed {
+            st.subs.push(sub.clone());
+            st.generation += 1;
+        }
+        self.live.fetch_add(1, Ordering::AcqRel);
+        sub
+    }
+
+    /// Hands `batch` to every subscriber (and the backlog), then empties it. Waits
+    /// while a back-pressure subscriber's queue is full; returns `Err(())` if
+    /// `shutdown` fires meanwhile.
+    pub(crate) async fn deliver(
+        &self,
+        view: &mut ReaderView,
+        batch: &mut Vec<RawEvent>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ()> {
+        {
+            // Under one lock: the list to deliver to and the backlog, so a concurrent
+            // subscription either gets this batch directly or in its backlog copy.
+            let mut st = self.lock();
+            if self.backlog_open.load(Ordering::Acquire) && !st.closed {
+                let backlog = st.backlog.get_or_insert_with(Queue::default);
+                for ev in batch.iter() {
+                    backlog.push_or_count(ev, self.capacity);
+                }
+            }
+            if st.generation != view.generation {
+                st.subs.retain(|s| !s.lock().dropped);
+                view.subs.clone_from(&st.subs);
+                view.generation = st.generation;
+            }
+        }
+        let mut pruned = false;
+        for sub in &view.subs {
+            let mut from = 0;
+            loop {
+                from = sub.deliver(batch, from);
+                if from == batch.len() {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Err(()),
+                    _ = sub.room.notified() => {}
+                }
+            }
+            pruned |= sub.lock().dropped;
+        }
+        batch.clear();
+        if pruned {
+            let mut st = self.lock();
+            let before = st.subs.len();
+            st.subs.retain(|s| !s.lock().dropped);
+            if st.subs.len() != before {
+                st.generation += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection closed: every stream ends once it has yielded what it holds.
+    pub(crate) fn close(&self) {
+        let subs = {
+            let mut st = self.lock();
+            st.closed = true;
+            st.backlog = None;
+            st.generation += 1;
+            std::mem::take(&mut st.subs)
+        };
+        self.backlog_open.store(false, Ordering::Release);
+        for s in subs {
+            s.end();
+        }
+    }
+}
