@@ -20,15 +20,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// buffer only grows this far if a line actually is this long.
 pub const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
 
-/// The read buffer's starting (and resting) size.
-const INITIAL_BUFFER: usize = 16 * 1024;
-/// Read at least this much per `read` call.
-const MIN_READ: usize = 4 * 1024;
+/// The free space offered to the first `read` call (an idle connection holds no more
+/// than this); it doubles each time a read fills it, up to [`MAX_READ`].
+const MIN_READ: usize = 512;
 /// The most free space a `read` call is offered (unless a long line needs more).
-const MAX_READ: usize = MIN_READ;
+const MAX_READ: usize = 64 * 1024;
 /// When the buffer is empty and bigger than this (a big message went through), it is
 /// given back and starts small again.
-const SHRINK_ABOVE: usize = 4 * INITIAL_BUFFER;
+const SHRINK_ABOVE: usize = 4 * MAX_READ;
 
 /// A framing error.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +89,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn with_max_line(inner: R, max_line: usize) -> Self {
         LineReader {
             inner,
-            buf: vec![0; INITIAL_BUFFER],
+            // Allocated on the first read, and grown on demand.
+            buf: Vec::new(),
             start: 0,
             end: 0,
             scanned: 0,
@@ -224,7 +224,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             self.scanned = 0;
             if self.buf.len() > SHRINK_ABOVE {
                 // A big message has gone through: give the memory back.
-                self.buf = vec![0; INITIAL_BUFFER];
+                self.buf = Vec::new();
                 self.read_size = MIN_READ;
             }
         }
@@ -274,7 +274,8 @@ impl<W: AsyncWrite + Unpin> LineWriter<W> {
     pub fn with_line_ending(inner: W, ending: LineEnding) -> Self {
         LineWriter {
             inner,
-            buf: Vec::with_capacity(4096),
+            // Allocated on the first message.
+            buf: Vec::new(),
             ending,
         }
     }
@@ -481,6 +482,40 @@ mod tests {
         let got = lines_of(&[big.as_bytes()], DEFAULT_MAX_LINE).await;
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].as_ref().unwrap().len(), 300_008);
+    }
+
+    /// An idle connection holds a small buffer; a flood grows it (bigger reads, up to
+    /// MAX_READ); after a big line it is given back.
+    #[tokio::test]
+    async fn buffer_starts_small_grows_on_demand_and_shrinks_after_a_big_line() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 20);
+        let mut r = LineReader::new(rx);
+        assert_eq!(
+            r.buf.capacity(),
+            0,
+            "nothing allocated before the first read"
+        );
+        tx.write_all(b"{\"QMP\": {}}\r\n").await.unwrap();
+        assert_eq!(r.next_line().await.unwrap(), Some("{\"QMP\": {}}"));
+        assert!(r.buf.len() <= MIN_READ, "idle buffer {}", r.buf.len());
+        let flood = "{\"event\": \"X\"}\r\n".repeat(20_000);
+        tx.write_all(flood.as_bytes()).await.unwrap();
+        for _ in 0..20_000 {
+            assert_eq!(r.next_line().await.unwrap(), Some("{\"event\": \"X\"}"));
+        }
+        assert!(
+            r.read_size > MIN_READ,
+            "reads did not grow: {}",
+            r.read_size
+        );
+        assert!(r.buf.len() <= 2 * MAX_READ, "flood buffer {}", r.buf.len());
+        let big = format!("{{\"k\": \"{}\"}}\r\n", "v".repeat(600_000));
+        tx.write_all(big.as_bytes()).await.unwrap();
+        assert_eq!(r.next_line().await.unwrap().unwrap().len(), 600_009);
+        assert!(r.buf.len() > SHRINK_ABOVE);
+        tx.write_all(b"{}\r\n").await.unwrap();
+        assert_eq!(r.next_line().await.unwrap(), Some("{}"));
+        assert!(r.buf.len() <= MIN_READ, "not shrunk: {}", r.buf.len());
     }
 
     #[tokio::test]
