@@ -252,6 +252,9 @@ def main():
                     'with {socket} for the path')
     ap.add_argument('--versions', help='JSON file of versions written by scripts/bench')
     ap.add_argument('--only', help='comma-separated clients to run')
+    ap.add_argument('--workloads',
+                    help='comma-separated workloads to run (e.g. events1,conns1000); '
+                         'default: all')
     args = ap.parse_args()
 
     b = args.bin
@@ -289,15 +292,24 @@ def main():
     def idle(path):
         return [a.replace('{socket}', path) for a in idle_argv]
 
+    wanted = set(args.workloads.split(',')) if args.workloads else None
+
+    def on(workload):
+        return wanted is None or workload in wanted
+
     for rep in range(args.reps):
         log(f'repetition {rep + 1}/{args.reps} ({time.monotonic() - t0:.0f} s)')
         for name, wargs, _unit in CALL_WORKLOADS:
+            if not on(name):
+                continue
             for client, argv in drivers.items():
                 r = measure(storage_daemon,
                             lambda p, a=argv, w=wargs: a + w + common + ['--socket', p],
                             args.timeout)
                 res.add(client, name, r, rep, rss=True)
         for client, argv in drivers.items():
+            if not on('schema'):
+                break
             r = measure(system_none,
                         lambda p, a=argv: a + ['schema', '--calls', str(args.schema_calls),
                                                '--socket', p], args.timeout)
@@ -305,6 +317,8 @@ def main():
         if rep < args.event_reps:
             for name, wargs, _unit in EVENT_WORKLOADS + EXTRA_WORKLOADS:
                 for client, argv in drivers.items():
+                    if not on(name):
+                        break
                     if client == 'qapi-rs' and '--stalled' in wargs:
                         continue  # no subscriptions to stall: see its driver
                     if '--raw' in wargs and client != 'ours':
@@ -317,11 +331,13 @@ def main():
                                 args.timeout)
                     res.add(client, name, r, rep)
             for client, argv in drivers.items():
+                if not on('conns1000'):
+                    break
                 r = measure(idle,
                             lambda p, a=argv: a + ['conns', '--conns', str(args.conns),
                                                    '--socket', p], args.timeout)
                 res.add(client, 'conns1000', r, rep)
-            if args.schema and args.qemu_scripts:
+            if args.schema and args.qemu_scripts and on('parse'):
                 parsers = {'qemu': [args.python, os.path.join(args.bench_dir,
                                                               'qemu_qapi_parse.py'),
                                     args.qemu_scripts]}

@@ -5,9 +5,12 @@
 //! - `calls`: typed `query-version` from `--inflight` tasks sharing one `Client`;
 //! - `schema`: typed `query-qmp-schema` (into `Vec<types::SchemaInfo>`);
 //! - `events`: `--subscribers` subscriptions to the generated `Event` enum (or raw
-//!   with `--raw`), each drained by its own task; `--stalled` adds one subscription
-//!   that is never read. Subscriptions are made before the `query-version` that starts
-//!   the flood;
+//!   with `--raw`), each drained by its own task; they must see every event, so they
+//!   use `Overflow::Backpressure` (the reader waits for them rather than counting
+//!   events as missed). `--stalled` adds one subscription that is never read, with the
+//!   default policy (what it misses is counted, not stored, and it never holds the
+//!   reader up). Subscriptions are made before the `query-version` that starts the
+//!   flood;
 //! - `conns`: `--conns` idle connections, memory per connection.
 
 use std::time::Instant;
@@ -15,7 +18,7 @@ use std::time::Instant;
 use bench_common::{finish, proc_status_kib, rate, Args};
 use qemu_qapi::commands::{QueryQmpSchema, QueryVersion};
 use qemu_qapi::events::Event;
-use qmp::{Client, Config};
+use qmp::{Client, Config, Overflow};
 
 fn fail(msg: &str) -> ! {
     eprintln!("ours: {msg}");
@@ -88,7 +91,7 @@ async fn events(a: &Args) -> ! {
     let mut tasks = Vec::new();
     for _ in 0..a.subscribers {
         if a.raw {
-            let mut sub = client.subscribe_raw();
+            let mut sub = client.subscribe_raw().overflow(Overflow::Backpressure);
             tasks.push(tokio::spawn(async move {
                 let mut seen = Seen::default();
                 while seen.events + (seen.missed as usize) < total {
@@ -104,7 +107,9 @@ async fn events(a: &Args) -> ! {
                 seen
             }));
         } else {
-            let mut sub = client.subscribe_set::<Event>();
+            let mut sub = client
+                .subscribe_set::<Event>()
+                .overflow(Overflow::Backpressure);
             tasks.push(tokio::spawn(async move {
                 let mut seen = Seen::default();
                 while seen.events + (seen.missed as usize) < total {
