@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::emit::{self, Options};
-use crate::model::Schema;
+use crate::model::{Dialect, Schema};
 
 /// Why bindings could not be generated. Its `Display` is the message to show: a schema
 /// error reads `file:line: message`, as QEMU's own generator prints it.
@@ -61,6 +61,15 @@ pub struct Loaded {
 /// # Errors
 /// The file cannot be read, or the schema has an error (with its `file:line`).
 pub fn load(path: &Path) -> Result<Loaded, Error> {
+    load_with(path, None)
+}
+
+/// Like [`load`], reading QAPI sources in `dialect` (`None`: decided as
+/// [`crate::front::parse_sources`] does).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_with(path: &Path, dialect: Option<Dialect>) -> Result<Loaded, Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
@@ -79,10 +88,18 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
         .ok()
         .and_then(|p| p.to_str().map(str::to_owned))
         .unwrap_or_else(|| "/".to_owned());
-    let schema = crate::front::parse_with_loader(&fname, &cwd, |f: &str| {
-        files.push(PathBuf::from(f));
-        std::fs::read(f)
-    })?;
+    let schema = crate::front::parse_sources(
+        &fname,
+        &cwd,
+        |f: &str| {
+            let f = PathBuf::from(f);
+            if !files.contains(&f) {
+                files.push(f.clone());
+            }
+            std::fs::read(f)
+        },
+        dialect,
+    )?;
     Ok(Loaded { schema, files })
 }
 
@@ -94,6 +111,7 @@ pub struct Config {
     out_file: Option<PathBuf>,
     options: Options,
     cargo_directives: Option<bool>,
+    dialect: Option<Dialect>,
 }
 
 impl Default for Config {
@@ -104,6 +122,7 @@ impl Default for Config {
             out_file: None,
             options: Options::default(),
             cargo_directives: None,
+            dialect: None,
         }
     }
 }
@@ -172,6 +191,15 @@ impl Config {
             .unwrap_or_else(|| std::env::var_os("OUT_DIR").is_some())
     }
 
+    /// Reads QAPI sources in `dialect` instead of deciding: [`Dialect::Legacy`] for
+    /// the sources of QEMU 3.1 to 9.x that the automatic choice does not recognise
+    /// (it picks legacy only when the current dialect fails on a legacy construct).
+    /// No effect on `query-qmp-schema` output.
+    pub fn dialect(&mut self, dialect: Dialect) -> &mut Self {
+        self.dialect = Some(dialect);
+        self
+    }
+
     /// Reads the schema and generates the code, without writing anything (cargo
     /// directives are still printed when enabled).
     ///
@@ -190,7 +218,7 @@ impl Config {
         let path = from_env
             .or_else(|| self.schema.clone())
             .ok_or_else(|| Error::NoSchema(self.env_var.clone().unwrap_or_default()))?;
-        let loaded = load(&path);
+        let loaded = load_with(&path, self.dialect);
         // Even on error, the files read so far are what a fix will change; the root
         // file at least.
         if directives {

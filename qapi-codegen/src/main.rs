@@ -34,6 +34,10 @@ enum Cmd {
         /// Where to write the Rust file (written only if it changed).
         #[arg(short, long)]
         out: PathBuf,
+        /// How to read QAPI sources: `legacy` for QEMU 3.1 to 9.x sources the
+        /// automatic choice does not recognise (default: decided from the sources).
+        #[arg(long, value_enum)]
+        dialect: Option<DialectArg>,
     },
     /// Write a definitions-only snapshot of a schema (one QAPI source file, no
     /// includes, no doc text) that this tool reads back like the sources.
@@ -53,19 +57,42 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Dump { file } => cmd_dump(&file),
-        Cmd::Generate { schema, out } => cmd_generate(&schema, &out),
+        Cmd::Generate {
+            schema,
+            out,
+            dialect,
+        } => cmd_generate(&schema, &out, dialect),
         Cmd::Snapshot { schema, out, title } => cmd_snapshot(&schema, &out, &title),
     }
 }
 
 /// `generate SCHEMA -o FILE`.
-fn cmd_generate(schema: &std::path::Path, out: &std::path::Path) -> ExitCode {
-    let result = qapi_codegen::Config::new()
+/// `--dialect`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DialectArg {
+    /// QEMU 6.0 and later.
+    Current,
+    /// QEMU 3.1 to 5.2 (simple unions, C-expression conditions).
+    Legacy,
+}
+
+fn cmd_generate(
+    schema: &std::path::Path,
+    out: &std::path::Path,
+    dialect: Option<DialectArg>,
+) -> ExitCode {
+    let mut config = qapi_codegen::Config::new();
+    config
         .schema(schema)
         .env_override(None)
         .cargo_directives(false)
-        .out_file(out)
-        .generate();
+        .out_file(out);
+    match dialect {
+        Some(DialectArg::Current) => config.dialect(qapi_codegen::model::Dialect::Current),
+        Some(DialectArg::Legacy) => config.dialect(qapi_codegen::model::Dialect::Legacy),
+        None => &mut config,
+    };
+    let result = config.generate();
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

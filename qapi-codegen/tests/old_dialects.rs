@@ -414,3 +414,31 @@ mod fuzz {
         }
     }
 }
+
+/// The build-script API reads every fetched release in the dialect it is told, and
+/// emits bindings for it (7.0 to 8.1 need the flag: the automatic choice reads them in
+/// the current dialect, which fails on their doc comments).
+#[test]
+fn config_generates_bindings_in_the_dialect_given() {
+    let Some(dir) = old_schemas() else { return };
+    for version in releases(&dir) {
+        let release = release_of(&version);
+        let root = version.join("qapi/qapi-schema.json");
+        let generated = qapi_codegen::Config::new()
+            .schema(&root)
+            .env_override(None)
+            .cargo_directives(false)
+            .dialect(expected_dialect(release))
+            .generate_string()
+            .unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+        assert!(
+            generated.code.contains("pub struct QueryVersion;"),
+            "{}: no query-version command",
+            root.display()
+        );
+        assert!(generated.files.len() > 10, "{:?}", generated.files);
+        let mut unique = generated.files.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), generated.files.len());
+    }
+}

@@ -175,18 +175,38 @@ pub fn load_schema(path: impl AsRef<Path>) -> Result<Schema, SchemaError> {
     if starts_like_introspection(path) {
         return crate::introspect::read_file(path).map_err(|e| SchemaError::plain(e.to_string()));
     }
-    let error = match parse_file(path) {
+    let (Some(fname), Ok(cwd)) = (path.to_str(), std::env::current_dir()) else {
+        return parse_file(path);
+    };
+    let cwd = cwd.to_string_lossy().into_owned();
+    parse_sources(fname, &cwd, |f: &str| std::fs::read(f), None)
+}
+
+/// Reads QAPI sources in `dialect`, or, when `None`, in the current dialect and, when
+/// that fails and the sources use a construct only the legacy dialect has (simple
+/// unions, C-expression conditions), in [`Dialect::Legacy`] (sources of QEMU 3.1 to
+/// 5.2). The current dialect's error stands otherwise, so that diagnostics are QEMU
+/// 10.0's. Files are read by `loader`, as in [`parse_with_loader`].
+///
+/// # Errors
+/// As [`parse_file`].
+pub fn parse_sources<F>(
+    fname: &str,
+    cwd: &str,
+    mut loader: F,
+    dialect: Option<Dialect>,
+) -> Result<Schema, SchemaError>
+where
+    F: FnMut(&str) -> io::Result<Vec<u8>>,
+{
+    if let Some(d) = dialect {
+        return parse_with_loader_dialect(fname, cwd, &mut loader, d);
+    }
+    let error = match parse_with_loader(fname, cwd, &mut loader) {
         Ok(schema) => return Ok(schema),
         Err(e) => e,
     };
-    // Sources of QEMU 3.1 to 5.2: read them in the legacy dialect when they use one of
-    // its constructs (the current dialect's error stands otherwise, so that its
-    // diagnostics are QEMU 10.0's).
-    let (Some(fname), Ok(cwd)) = (path.to_str(), std::env::current_dir()) else {
-        return Err(error);
-    };
-    let cwd = cwd.to_string_lossy().into_owned();
-    match parse_dialect(fname, &cwd, |f: &str| std::fs::read(f), Dialect::Legacy) {
+    match parse_dialect(fname, cwd, &mut loader, Dialect::Legacy) {
         Ok((schema, true)) => Ok(schema),
         _ => Err(error),
     }
