@@ -579,9 +579,10 @@ pub fn deserialize_alternate<'de, D: Deserializer<'de>, T: Alternate>(d: D) -> R
 
 struct AlternateVisitor<T>(PhantomData<T>);
 
-fn branch_for<T: Alternate, E: de::Error>(found: Option<T>, kind: JsonKind) -> Result<T, E> {
-    found.ok_or_else(|| {
-        E::custom(format_args!(
+/// Decodes the branch for `kind` from `d`, or says that the alternate has none.
+fn pick<'de, T: Alternate, D: Deserializer<'de>>(kind: JsonKind, d: D) -> Result<T, D::Error> {
+    T::decode(kind, d)?.ok_or_else(|| {
+        de::Error::custom(format_args!(
             "alternate {} has no branch for a JSON {kind:?} value",
             T::NAME
         ))
@@ -594,73 +595,46 @@ impl<'de, T: Alternate> Visitor<'de> for AlternateVisitor<T> {
         write!(f, "a value of alternate {}", T::NAME)
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
-        branch_for(
-            T::decode(JsonKind::Bool, v.into_deserializer())?,
-            JsonKind::Bool,
-        )
+        pick(JsonKind::Bool, v.into_deserializer())
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-        branch_for(
-            T::decode(JsonKind::Int, v.into_deserializer())?,
-            JsonKind::Int,
-        )
+        pick(JsonKind::Int, v.into_deserializer())
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-        branch_for(
-            T::decode(JsonKind::Int, v.into_deserializer())?,
-            JsonKind::Int,
-        )
+        pick(JsonKind::Int, v.into_deserializer())
     }
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<T, E> {
-        branch_for(
-            T::decode(JsonKind::Int, v.into_deserializer())?,
-            JsonKind::Int,
-        )
+        pick(JsonKind::Int, v.into_deserializer())
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<T, E> {
-        branch_for(
-            T::decode(JsonKind::Int, v.into_deserializer())?,
-            JsonKind::Int,
-        )
+        pick(JsonKind::Int, v.into_deserializer())
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-        branch_for(
-            T::decode(JsonKind::Number, v.into_deserializer())?,
-            JsonKind::Number,
-        )
+        pick(JsonKind::Number, v.into_deserializer())
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<T, E> {
         let d = de::value::BorrowedStrDeserializer::new(v);
-        branch_for(T::decode(JsonKind::String, d)?, JsonKind::String)
+        pick(JsonKind::String, d)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        branch_for(
-            T::decode(JsonKind::String, v.into_deserializer())?,
-            JsonKind::String,
-        )
+        pick(JsonKind::String, v.into_deserializer())
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<T, E> {
-        branch_for(
-            T::decode(JsonKind::String, v.into_deserializer())?,
-            JsonKind::String,
-        )
+        pick(JsonKind::String, v.into_deserializer())
     }
     fn visit_unit<E: de::Error>(self) -> Result<T, E> {
-        branch_for(
-            T::decode(JsonKind::Null, ().into_deserializer())?,
-            JsonKind::Null,
-        )
+        pick(JsonKind::Null, ().into_deserializer())
     }
     fn visit_none<E: de::Error>(self) -> Result<T, E> {
         self.visit_unit()
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
         let d = de::value::MapAccessDeserializer::new(map);
-        branch_for(T::decode(JsonKind::Object, d)?, JsonKind::Object)
+        pick(JsonKind::Object, d)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
         let d = de::value::SeqAccessDeserializer::new(seq);
-        branch_for(T::decode(JsonKind::Array, d)?, JsonKind::Array)
+        pick(JsonKind::Array, d)
     }
 }
 
