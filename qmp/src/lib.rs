@@ -168,7 +168,9 @@ mod events;
 mod fanout;
 pub mod message;
 pub mod runtime;
+#[cfg(feature = "server")]
 pub mod schema_check;
+#[cfg(feature = "server")]
 pub mod server;
 mod state;
 pub mod traffic;
