@@ -7,11 +7,13 @@
 //! buffer sizes. Server and client run in this one process, so the figures include the
 //! server's (bounded, 1024-message) output queue.
 //!
-//! Measured on the 2-core CI machine (release build, 2026-11-26): baseline peak RSS
+//! Measured on the 2-core CI machine (release build, 2026-11-26, with the previous
+//! broadcast-channel fan-out): baseline peak RSS
 //! 3.8 MiB; 1,000,000 events with a 64-event buffer: 125,603 received, 874,397 counted
 //! as missed, peak +0.4 MiB over the baseline; with the default 1024-event buffer:
-//! peak +0.9 MiB. The bound is the subscriber buffer times the event size plus the
-//! fixed read buffer, whatever the number of events.
+//! peak +0.9 MiB. The bound is about twice the subscriber buffer (its queue, plus
+//! what the stream took from it) times the event size, plus the read buffer (at most
+//! 64 KiB for small events), whatever the number of events.
 //!
 //! The flood of `qmp::server`'s `event_flood` fault starts with the negotiation reply,
 //! before this program can subscribe. Until 2026-11-27 the client dropped (uncounted)

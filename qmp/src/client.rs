@@ -25,7 +25,7 @@ use crate::{Command, Event, EventSet};
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
-    tx: mpsc::UnboundedSender<Outgoing>,
+    tx: mpsc::UnboundedSender<Box<Outgoing>>,
     timeout: Option<Duration>,
 }
 
@@ -69,7 +69,7 @@ impl Drop for CallGuard<'_> {
 impl Client {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        tx: mpsc::UnboundedSender<Outgoing>,
+        tx: mpsc::UnboundedSender<Box<Outgoing>>,
         timeout: Option<Duration>,
     ) -> Self {
         Client {

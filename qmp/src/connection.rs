@@ -207,7 +207,7 @@ impl Shared {
     /// task. Returns `Err(())` when the writer task is gone.
     pub(crate) fn send(
         &self,
-        tx: &mpsc::UnboundedSender<Outgoing>,
+        tx: &mpsc::UnboundedSender<Box<Outgoing>>,
         mut m: Outgoing,
     ) -> Result<(), ()> {
         // From the first request on, new subscriptions no longer get the events that
@@ -249,7 +249,9 @@ impl Shared {
             }
         }
         gate.queued += 1;
-        tx.send(m).map_err(|_| ())
+        // Boxed: the channel allocates its first block of slots up front, per
+        // connection; slots of one pointer keep an idle connection small.
+        tx.send(Box::new(m)).map_err(|_| ())
     }
 
     fn set_stage(&self, id: u64, stage: Stage) {
@@ -354,7 +356,7 @@ pub(crate) fn spawn(
     reader: LineReader<ReadHalf>,
     writer: LineWriter<WriteHalf>,
     opts: TaskOptions,
-) -> (Arc<Shared>, mpsc::UnboundedSender<Outgoing>) {
+) -> (Arc<Shared>, mpsc::UnboundedSender<Box<Outgoing>>) {
     let fd_passing = matches!(writer.get_ref(), WriteHalf::Unix(_));
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
@@ -590,7 +592,7 @@ fn deliver(
 
 async fn write_loop(
     mut writer: LineWriter<WriteHalf>,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    mut rx: mpsc::UnboundedReceiver<Box<Outgoing>>,
     shared: Arc<Shared>,
 ) {
     let mut batch: Vec<Outgoing> = Vec::new();
@@ -606,13 +608,13 @@ async fn write_loop(
             debug!(target: "qmp::connection", "all client handles dropped");
             return;
         };
-        batch.push(first);
+        batch.push(*first);
         let mut size = batch[0].bytes.len();
         while size < MAX_BATCH {
             match rx.try_recv() {
                 Ok(m) => {
                     size += m.bytes.len();
-                    batch.push(m);
+                    batch.push(*m);
                 }
                 Err(_) => break,
             }
