@@ -62,7 +62,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 items.extend(quote! {
                     #docs
                     #dep
-                    #[derive(Clone, Debug, PartialEq)]
+                    #[derive(Clone, PartialEq)]
                     #[non_exhaustive]
                     pub struct #name {
                         #(#defs)*

@@ -278,7 +278,7 @@ pub(crate) fn struct_with_ctor(
     quote! {
         #docs
         #dep
-        #[derive(Clone, Debug, #default PartialEq)]
+        #[derive(Clone, #default PartialEq)]
         #[non_exhaustive]
         pub struct #name {
             #(#defs)*
@@ -372,6 +372,7 @@ pub(crate) fn record_impl(
             }
         }
         ::qmp::__qapi_record_serde!(#name);
+        ::qmp::__qapi_record_debug!(#name);
     }
 }
 

@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `Def`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Def {
         /// Member `driver`.
@@ -65,6 +65,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Def);
+    ::qmp::__qapi_record_debug!(Def);
     /// QAPI alternate `Ref`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
@@ -228,7 +229,7 @@ pub mod types {
     /// QAPI struct `Holder`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Holder {
         /// Member `ref`.
@@ -311,6 +312,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Holder);
+    ::qmp::__qapi_record_debug!(Holder);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {

@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `Info`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Info {
         /// Member `running`.
@@ -65,10 +65,11 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Info);
+    ::qmp::__qapi_record_debug!(Info);
     /// QAPI struct `ResizeArgs`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct ResizeArgs {
         /// Member `node`.
@@ -122,6 +123,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(ResizeArgs);
+    ::qmp::__qapi_record_debug!(ResizeArgs);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {
@@ -159,7 +161,7 @@ pub mod commands {
     /// QAPI command `get-count`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, Default, PartialEq)]
+    #[derive(Clone, Default, PartialEq)]
     #[non_exhaustive]
     pub struct GetCount {
         /// Member `filter`.
@@ -211,6 +213,7 @@ pub mod commands {
         }
     }
     ::qmp::__qapi_record_serde!(GetCount);
+    ::qmp::__qapi_record_debug!(GetCount);
     impl ::qmp::Command for GetCount {
         const NAME: &'static str = "get-count";
         type Reply = i64;
@@ -245,7 +248,7 @@ pub mod commands {
     /// QAPI command `add-thing`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct AddThing {
         /// Member `driver`.
@@ -321,6 +324,7 @@ pub mod commands {
         }
     }
     ::qmp::__qapi_record_serde!(AddThing);
+    ::qmp::__qapi_record_debug!(AddThing);
     impl ::qmp::Command for AddThing {
         const NAME: &'static str = "add-thing";
         type Reply = ::qmp::runtime::Empty;

@@ -24,7 +24,7 @@ pub mod types {
     /// are slow.
     ///
     /// Since QEMU 9.2.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Thing {
         /// The size in bytes; must be a multiple of `align`.
@@ -75,6 +75,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Thing);
+    ::qmp::__qapi_record_debug!(Thing);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {
@@ -103,7 +104,7 @@ pub mod commands {
     /// ```
     ///
     /// Since QEMU 10.0.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct MakeThing {
         /// what to make
@@ -149,6 +150,7 @@ pub mod commands {
         }
     }
     ::qmp::__qapi_record_serde!(MakeThing);
+    ::qmp::__qapi_record_debug!(MakeThing);
     impl ::qmp::Command for MakeThing {
         const NAME: &'static str = "make-thing";
         type Reply = super::types::Thing;

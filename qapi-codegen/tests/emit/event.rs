@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `JobInfo`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct JobInfo {
         /// Member `id`.
@@ -73,6 +73,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(JobInfo);
+    ::qmp::__qapi_record_debug!(JobInfo);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {
@@ -166,7 +167,7 @@ pub mod events {
     /// QAPI event `JOB_COMPLETED`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct JobCompleted {
         /// Member `device`.
@@ -213,6 +214,7 @@ pub mod events {
         }
     }
     ::qmp::__qapi_record_serde!(JobCompleted);
+    ::qmp::__qapi_record_debug!(JobCompleted);
     impl ::qmp::Event for JobCompleted {
         const NAME: &'static str = "JOB_COMPLETED";
     }

@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `Opts`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Opts {
         /// Member `a`.
@@ -99,6 +99,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Opts);
+    ::qmp::__qapi_record_debug!(Opts);
     /// QAPI enum `Level`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
@@ -151,7 +152,7 @@ pub mod commands {
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
     #[deprecated(note = "deprecated in QEMU (QAPI feature `deprecated`)")]
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct OldCmd {
         /// Member `a`.
@@ -231,6 +232,7 @@ pub mod commands {
         }
     }
     ::qmp::__qapi_record_serde!(OldCmd);
+    ::qmp::__qapi_record_debug!(OldCmd);
     impl ::qmp::Command for OldCmd {
         const NAME: &'static str = "old-cmd";
         type Reply = ::qmp::runtime::Empty;

@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `Keywords`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Keywords {
         /// Member `type`.
@@ -127,6 +127,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Keywords);
+    ::qmp::__qapi_record_debug!(Keywords);
     /// QAPI enum `Unknown`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
@@ -160,7 +161,7 @@ pub mod types {
     /// QAPI struct `String`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct String {
         /// Member `value`.
@@ -206,6 +207,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(String);
+    ::qmp::__qapi_record_debug!(String);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {
@@ -222,7 +224,7 @@ pub mod commands {
     /// QAPI command `use-string`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct UseString {
         /// Member `arg`.
@@ -276,6 +278,7 @@ pub mod commands {
         }
     }
     ::qmp::__qapi_record_serde!(UseString);
+    ::qmp::__qapi_record_debug!(UseString);
     impl ::qmp::Command for UseString {
         const NAME: &'static str = "use-string";
         type Reply = ::qmp::runtime::Empty;

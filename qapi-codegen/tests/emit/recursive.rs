@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `Node`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Node {
         /// Member `name`.
@@ -92,6 +92,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Node);
+    ::qmp::__qapi_record_debug!(Node);
     /// QAPI alternate `TreeRef`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
@@ -148,7 +149,7 @@ pub mod types {
     /// QAPI struct `Tree`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, Default, PartialEq)]
+    #[derive(Clone, Default, PartialEq)]
     #[non_exhaustive]
     pub struct Tree {
         /// Member `left`.
@@ -217,10 +218,11 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Tree);
+    ::qmp::__qapi_record_debug!(Tree);
     /// QAPI struct `Leaf`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Leaf {
         /// Member `value`.
@@ -266,6 +268,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Leaf);
+    ::qmp::__qapi_record_debug!(Leaf);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {

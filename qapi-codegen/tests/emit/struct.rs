@@ -19,7 +19,7 @@ pub mod types {
     /// QAPI struct `Base`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Base {
         /// Member `id`.
@@ -65,10 +65,11 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Base);
+    ::qmp::__qapi_record_debug!(Base);
     /// QAPI struct `Widths`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Widths {
         /// Member `id`.
@@ -271,10 +272,11 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Widths);
+    ::qmp::__qapi_record_debug!(Widths);
     /// QAPI struct `AllOptional`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, Default, PartialEq)]
+    #[derive(Clone, Default, PartialEq)]
     #[non_exhaustive]
     pub struct AllOptional {
         /// Member `a`.
@@ -340,6 +342,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(AllOptional);
+    ::qmp::__qapi_record_debug!(AllOptional);
 }
 /// One struct per command: its arguments, implementing `qmp::Command`.
 pub mod commands {

@@ -57,7 +57,7 @@ pub mod types {
     /// QAPI struct `FileOpts`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct FileOpts {
         /// Member `filename`.
@@ -103,10 +103,11 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(FileOpts);
+    ::qmp::__qapi_record_debug!(FileOpts);
     /// QAPI struct `NbdOpts`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct NbdOpts {
         /// Member `host`.
@@ -169,10 +170,11 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(NbdOpts);
+    ::qmp::__qapi_record_debug!(NbdOpts);
     /// QAPI union `Opts`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, PartialEq)]
     #[non_exhaustive]
     pub struct Opts {
         /// Member `node-name`.
@@ -234,6 +236,7 @@ pub mod types {
         }
     }
     ::qmp::__qapi_record_serde!(Opts);
+    ::qmp::__qapi_record_debug!(Opts);
     /// The branches of [`Opts`], selected by its discriminator `driver`.
     #[derive(Clone, Debug, PartialEq)]
     #[non_exhaustive]
