@@ -118,6 +118,17 @@ fn alternates_are_decided_by_the_json_kind() {
 }
 
 #[test]
+fn records_debug_as_their_wire_json() {
+    let resize = BlockResize::new(1024).with_node_name("disk0".into());
+    assert_eq!(
+        format!("{resize:?}"),
+        r#"BlockResize {"node-name":"disk0","size":1024}"#
+    );
+    let pretty = format!("{resize:#?}");
+    assert!(pretty.starts_with("BlockResize {\n"), "{pretty}");
+}
+
+#[test]
 fn gen_false_commands_keep_undeclared_arguments() {
     let add = roundtrip::<commands::DeviceAdd>(
         json!({"driver": "virtio-blk-pci", "id": "d0", "drive": "disk0", "num-queues": 2}),

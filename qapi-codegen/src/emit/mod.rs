@@ -23,7 +23,7 @@
 //! | `number`, `bool`, `null`, `any` | `f64`, `bool`, `()`, `serde_json::Value` |
 //! | `[T]` | `Vec<T>` |
 //! | enum | `enum` with an `Unknown(String)` catch-all that keeps and re-serializes values a newer QEMU sends |
-//! | struct | `struct`, optional members `Option` (omitted when `None`), `new(required…)` and `with_*` setters, `#[non_exhaustive]` |
+//! | struct | `struct`, optional members `Option` (omitted when `None`), `new(required…)` and `with_*` setters, `#[non_exhaustive]`; serde and `Debug` (the wire JSON) through `qmp::runtime::Record` rather than derives, to keep the bindings quick to compile |
 //! | union | the base members plus a field named after the discriminator holding a `…Branch` enum (one variant per discriminator value, plus a catch-all), so the discriminator cannot disagree with the branch |
 //! | alternate | an untagged `enum`, decided by the JSON kind of the value |
 //! | optional member whose type admits `null` | `Option<T>` where `None` is absent and `Some(null)` is kept (three states) |
