@@ -374,9 +374,7 @@ pub fn slot<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
     key: &str,
     map: &mut A,
 ) -> Result<bool, A::Error> {
-    if slot.is_some() {
-        return Err(duplicate(key));
-    }
+    vacant(slot, key)?;
     *slot = Some(map.next_value()?);
     Ok(true)
 }
@@ -391,9 +389,7 @@ pub fn slot_opt<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
     key: &str,
     map: &mut A,
 ) -> Result<bool, A::Error> {
-    if slot.is_some() {
-        return Err(duplicate(key));
-    }
+    vacant(slot, key)?;
     *slot = map.next_value()?;
     Ok(true)
 }
@@ -412,6 +408,14 @@ pub fn slot_extra<'de, A: MapAccess<'de>>(
     let value = map.next_value()?;
     extra.insert(key.to_owned(), value);
     Ok(true)
+}
+
+/// A member may be given once.
+fn vacant<T, E: de::Error>(slot: &Option<T>, key: &str) -> Result<(), E> {
+    match slot {
+        Some(_) => Err(duplicate(key)),
+        None => Ok(()),
+    }
 }
 
 fn duplicate<E: de::Error>(key: &str) -> E {

@@ -60,6 +60,16 @@ async fn flooding_peer(stream: DuplexStream, n: u64) {
     let _ = writer.await;
 }
 
+/// A runtime like CI's machine: two workers, so the reader and a subscriber can run
+/// on different threads.
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 async fn connect(config: &Config, n: u64) -> Client {
     let (a, b) = tokio::io::duplex(16 * 1024);
     tokio::spawn(flooding_peer(b, n));
@@ -102,11 +112,7 @@ async fn drain(mut sub: qmp::EventStream<qmp::RawEvent>, n: u64) -> (u64, u64, V
 #[test]
 fn flood_from_negotiation_is_fully_accounted_for() {
     const N: u64 = 20_000;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_workers();
     rt.block_on(async {
         let mut config = Config::new();
         config.event_capacity(64);
@@ -132,11 +138,7 @@ fn flood_from_negotiation_is_fully_accounted_for() {
 #[test]
 fn slow_subscriber_on_another_worker_counts_exactly() {
     const N: u64 = 30_000;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_workers();
     rt.block_on(async {
         let mut config = Config::new();
         config.event_capacity(16);
@@ -157,11 +159,7 @@ fn slow_subscriber_on_another_worker_counts_exactly() {
 #[test]
 fn backpressure_subscriber_receives_every_event_in_order() {
     const N: u64 = 30_000;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_workers();
     rt.block_on(async {
         let mut config = Config::new();
         config.event_capacity(16);
