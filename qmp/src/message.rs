@@ -27,7 +27,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use crate::runtime::plain_record;
+use crate::runtime::{plain_record, slot_opt, Key};
 
 /// The greeting a QMP server sends when a client connects:
 /// `{"QMP": {"version": {...}, "capabilities": [...]}}`.
@@ -210,86 +210,49 @@ struct Peek<'a> {
     id: Option<&'a RawValue>,
     ret: Option<&'a RawValue>,
     error: Option<&'a RawValue>,
-    event: Option<Name<'a>>,
+    event: Option<Key<'a>>,
     data: Option<&'a RawValue>,
     timestamp: Option<Timestamp>,
-    execute: Option<Name<'a>>,
-    exec_oob: Option<Name<'a>>,
+    execute: Option<Key<'a>>,
+    exec_oob: Option<Key<'a>>,
     arguments: Option<&'a RawValue>,
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Peek<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+impl<'a> Deserialize<'a> for Peek<'a> {
+    fn deserialize<D: Deserializer<'a>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_map(PeekVisitor(std::marker::PhantomData))
     }
 }
 
 struct PeekVisitor<'a>(std::marker::PhantomData<&'a ()>);
 
-/// Reads one routing member; a `null` counts as absent, a second occurrence is an
-/// error (as serde's derive did).
-fn peek_member<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
-    slot: &mut Option<T>,
-    key: &str,
-    map: &mut A,
-) -> Result<(), A::Error> {
-    if slot.is_some() {
-        return Err(serde::de::Error::custom(format_args!(
-            "duplicate field `{key}`"
-        )));
-    }
-    *slot = map.next_value()?;
-    Ok(())
-}
-
-impl<'de: 'a, 'a> Visitor<'de> for PeekVisitor<'a> {
+/// Every routing member: `null` counts as absent, a second occurrence is an error.
+impl<'a> Visitor<'a> for PeekVisitor<'a> {
     type Value = Peek<'a>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a QMP message (a JSON object)")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Peek<'a>, A::Error> {
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Peek<'a>, A::Error> {
         let mut p = Peek::default();
-        while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
-            match &*key {
-                "QMP" => peek_member(&mut p.qmp, &key, &mut map)?,
-                "id" => peek_member(&mut p.id, &key, &mut map)?,
-                "return" => peek_member(&mut p.ret, &key, &mut map)?,
-                "error" => peek_member(&mut p.error, &key, &mut map)?,
-                "event" => peek_member(&mut p.event, &key, &mut map)?,
-                "data" => peek_member(&mut p.data, &key, &mut map)?,
-                "timestamp" => peek_member(&mut p.timestamp, &key, &mut map)?,
-                "execute" => peek_member(&mut p.execute, &key, &mut map)?,
-                "exec-oob" => peek_member(&mut p.exec_oob, &key, &mut map)?,
-                "arguments" => peek_member(&mut p.arguments, &key, &mut map)?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+        while let Some(Key(key)) = map.next_key::<Key<'a>>()? {
+            let taken = match &*key {
+                "QMP" => slot_opt(&mut p.qmp, &key, &mut map)?,
+                "id" => slot_opt(&mut p.id, &key, &mut map)?,
+                "return" => slot_opt(&mut p.ret, &key, &mut map)?,
+                "error" => slot_opt(&mut p.error, &key, &mut map)?,
+                "event" => slot_opt(&mut p.event, &key, &mut map)?,
+                "data" => slot_opt(&mut p.data, &key, &mut map)?,
+                "timestamp" => slot_opt(&mut p.timestamp, &key, &mut map)?,
+                "execute" => slot_opt(&mut p.execute, &key, &mut map)?,
+                "exec-oob" => slot_opt(&mut p.exec_oob, &key, &mut map)?,
+                "arguments" => slot_opt(&mut p.arguments, &key, &mut map)?,
+                _ => false,
+            };
+            if !taken {
+                map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(p)
-    }
-}
-
-/// A string borrowed from the line when it has no escapes (serde's derive would
-/// always copy an `Option<Cow<str>>`).
-struct Name<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = Name<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Name(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Name(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
@@ -313,20 +276,20 @@ impl<'a> Incoming<'a> {
             Incoming::Return { id: p.id, value }
         } else if let Some(error) = p.error {
             Incoming::Error { id: p.id, error }
-        } else if let Some(Name(name)) = p.event {
+        } else if let Some(Key(name)) = p.event {
             Incoming::Event {
                 name,
                 data: p.data,
                 timestamp: p.timestamp.unwrap_or_default(),
             }
-        } else if let Some(Name(name)) = p.execute {
+        } else if let Some(Key(name)) = p.execute {
             Incoming::Request {
                 kind: ExecKind::Execute,
                 name,
                 arguments: p.arguments,
                 id: p.id,
             }
-        } else if let Some(Name(name)) = p.exec_oob {
+        } else if let Some(Key(name)) = p.exec_oob {
             Incoming::Request {
                 kind: ExecKind::ExecOob,
                 name,

@@ -336,8 +336,9 @@ impl<'de, T: Record> Visitor<'de> for RecordVisitor<T> {
     }
 }
 
-/// A member name, borrowed from the input when it can be.
-struct Key<'de>(Cow<'de, str>);
+/// A string (a member name; for `qmp::message`, also an event or command name),
+/// borrowed from the input when it has no escapes (serde would copy a `Cow<str>`).
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
