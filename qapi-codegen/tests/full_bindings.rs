@@ -16,6 +16,10 @@ use std::process::Command;
 use qapi_codegen::emit::{generate, Options};
 use qapi_codegen::model::Dialect;
 
+#[path = "support/old_releases.rs"]
+mod old_releases;
+use old_releases::{expected_dialect, old_schemas, release_of, releases};
+
 #[test]
 fn full_bindings_compile_without_warnings() {
     let Some(corpus) = std::env::var_os("QAPI_CORPUS") else {
@@ -58,32 +62,10 @@ fn full_bindings_compile_without_warnings() {
             .collect();
         inputs.push((format!("introspected_{m}"), c, None));
     }
-    // Older releases, when fetched: sources before 9.1 are read as legacy.
-    let old = root.join("target/old-schemas");
-    let mut releases: Vec<PathBuf> = std::fs::read_dir(&old)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    releases.retain(|p| p.join("VERSION").is_file() && p.join("qapi/qapi-schema.json").is_file());
-    releases.sort();
-    if releases.is_empty() {
-        println!(
-            "no older releases under {} (scripts/fetch-old-schemas)",
-            old.display()
-        );
-    }
-    for r in releases {
-        let v = r
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let (major, minor) = v.split_once('.').unwrap_or(("0", "0"));
-        let release = (major.parse().unwrap_or(0u32), minor.parse().unwrap_or(0u32));
-        let dialect = if release < (9, 1) {
-            Dialect::Legacy
-        } else {
-            Dialect::Current
-        };
+    // Older releases, when fetched, each in its dialect.
+    for r in old_schemas().map(|d| releases(&d)).unwrap_or_default() {
+        let dialect = expected_dialect(release_of(&r));
+        let v = r.file_name().unwrap_or_default().to_string_lossy();
         let module = format!("system_{}", v.replace('.', "_"));
         inputs.push((module, r.join("qapi/qapi-schema.json"), Some(dialect)));
     }

@@ -6,7 +6,7 @@
 //! through `query-qmp-schema` (libvirt's captures, fetched by the same script into
 //! `target/old-schemas/introspect/`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use qapi_codegen::front::{load_schema, parse_file_dialect, parse_with_loader_dialect};
 use qapi_codegen::model::{Dialect, EntityKind, IfCond, Origin, Schema};
@@ -14,54 +14,16 @@ use qapi_codegen::model::{Dialect, EntityKind, IfCond, Origin, Schema};
 #[path = "support/schema_diff.rs"]
 mod schema_diff;
 
+#[path = "support/old_releases.rs"]
+mod old_releases;
+use old_releases::{expected_dialect, old_schemas, release_of, releases, RELEASES};
+
 /// The three root schemas of a QEMU source tree.
 const ROOTS: [&str; 3] = [
     "qapi/qapi-schema.json",
     "qga/qapi-schema.json",
     "storage-daemon/qapi/qapi-schema.json",
 ];
-
-/// Releases the fetch script provides, each with the dialect its sources are read in.
-const RELEASES: [(&str, Dialect); 7] = [
-    ("5.2", Dialect::Legacy),
-    ("6.1", Dialect::Legacy),
-    ("7.0", Dialect::Legacy),
-    ("7.2", Dialect::Legacy),
-    ("8.0", Dialect::Legacy),
-    ("8.1", Dialect::Legacy),
-    ("9.1", Dialect::Current),
-];
-
-fn old_schemas() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/old-schemas");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!(
-            "skipped: {} is absent (run scripts/fetch-old-schemas)",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// `<dir>/<major.minor>/` folders holding a fetched release.
-fn releases(dir: &Path) -> Vec<PathBuf> {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("VERSION").is_file() && p.join("qapi").is_dir())
-        .collect();
-    versions.sort();
-    versions
-}
-
-fn release_of(version: &Path) -> (u32, u32) {
-    let v = version.file_name().unwrap().to_string_lossy();
-    let (major, minor) = v.split_once('.').unwrap();
-    (major.parse().unwrap(), minor.parse().unwrap())
-}
 
 /// Reads a root schema of a release as the automatic selection does ([`load_schema`]),
 /// falling back to the legacy dialect for QEMU 6.2 to 9.0, whose sources differ from the
@@ -77,22 +39,6 @@ fn read_release(path: &Path, release: (u32, u32)) -> Result<Schema, String> {
         }
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// The dialect [`RELEASES`] gives a release; releases it does not list are older than
-/// 6.2 (legacy) or newer than 9.0 (current).
-fn expected_dialect(release: (u32, u32)) -> Dialect {
-    RELEASES
-        .iter()
-        .find(|(v, _)| *v == format!("{}.{}", release.0, release.1))
-        .map_or(
-            if release < (9, 1) {
-                Dialect::Legacy
-            } else {
-                Dialect::Current
-            },
-            |(_, d)| *d,
-        )
 }
 
 #[test]
