@@ -32,6 +32,7 @@ use crate::codec::{CodecError, LineReader, LineWriter};
 use crate::error::{Error, TimeoutStage};
 use crate::events::RawEvent;
 use crate::fanout::{Fanout, Overflow, ReaderView, Subscriber};
+use crate::race::{race, First};
 use crate::message::{parse_client_id, Greeting, Incoming};
 use crate::state::{RunState, StateCell};
 use crate::traffic::HookSlot;
@@ -391,9 +392,15 @@ async fn supervise(
     mut writer: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
 ) {
-    let first_reader = tokio::select! {
-        r = &mut reader => { note_join("reader", r, &shared); true }
-        w = &mut writer => { note_join("writer", w, &shared); false }
+    let first_reader = match race(&mut reader, &mut writer).await {
+        First::A(r) => {
+            note_join("reader", r, &shared);
+            true
+        }
+        First::B(w) => {
+            note_join("writer", w, &shared);
+            false
+        }
     };
     // Whatever stopped first, stop the other. Both watch the token in every wait;
     // the timeout and abort are a last resort so this path always completes.
@@ -472,10 +479,9 @@ async fn read_loop(mut reader: LineReader<ReadHalf>, shared: Arc<Shared>) {
                 tokio::task::consume_budget().await;
             }
         }
-        let line = tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => return,
-            line = reader.next_line() => line,
+        let line = match race(shared.shutdown.cancelled(), reader.next_line()).await {
+            First::A(()) => return,
+            First::B(line) => line,
         };
         let line = match line {
             Ok(Some(line)) => line,
@@ -598,10 +604,9 @@ async fn write_loop(
     let mut batch: Vec<Outgoing> = Vec::new();
     let mut written_ids: Vec<u64> = Vec::new();
     loop {
-        let first = tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => return,
-            m = rx.recv() => m,
+        let first = match race(shared.shutdown.cancelled(), rx.recv()).await {
+            First::A(()) => return,
+            First::B(m) => m,
         };
         let Some(first) = first else {
             // Every client handle is gone: close the connection.
@@ -620,10 +625,10 @@ async fn write_loop(
             }
         }
         let count = batch.len();
-        let result = tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => return,
-            r = write_batch(&mut writer, &mut batch, &mut written_ids, &shared) => r,
+        let writing = write_batch(&mut writer, &mut batch, &mut written_ids, &shared);
+        let result = match race(shared.shutdown.cancelled(), writing).await {
+            First::A(()) => return,
+            First::B(r) => r,
         };
         if let Err(e) = result {
             shared.fail(Error::io("writing to the peer", e));

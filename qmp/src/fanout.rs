@@ -30,6 +30,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::RawEvent;
+use crate::race::{race, First};
 
 /// What a subscription does when its buffer ([`crate::Config::event_capacity`]
 /// events) is full because the program reads it more slowly than events arrive.
@@ -342,10 +343,8 @@ impl Fanout {
                 if from == batch.len() {
                     break;
                 }
-                tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => return Err(()),
-                    _ = sub.room.notified() => {}
+                if let First::A(()) = race(shutdown.cancelled(), sub.room.notified()).await {
+                    return Err(());
                 }
             }
             pruned |= sub.lock().dropped;

@@ -167,6 +167,7 @@ mod error;
 mod events;
 mod fanout;
 pub mod message;
+mod race;
 pub mod runtime;
 #[cfg(feature = "server")]
 pub mod schema_check;
