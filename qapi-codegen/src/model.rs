@@ -211,6 +211,23 @@ pub struct Entity {
     pub implicit: bool,
     /// What it is.
     pub kind: EntityKind,
+    /// The QEMU version that introduced it, as the `Since:` section of its doc comment
+    /// says (`"0.14"`, or text such as `"2.2; 'Unknown' and all entries below since
+    /// 2.4"`), or as a snapshot's marker repeats it; `None` when neither says.
+    pub since: Option<String>,
+    /// The module name QEMU's reference manual files its entry under: the middle part
+    /// of the entry's anchor (`block-core` in `command-QMP-block-core.block_resize`).
+    /// `None` when it has no entry there (no doc comment, or a model read from
+    /// `query-qmp-schema`).
+    ///
+    /// It is the file name of a module without its extension, but not always that of
+    /// the entity's own [`Entity::module`]: QEMU's `qapidoc.py` starts a module's
+    /// section of the manual at the first doc comment of each file it has not seen
+    /// yet, so the definitions a file makes after it included a new file stay in the
+    /// section of the last file that started one (in QEMU 10.0, `BiosAtaTranslation`
+    /// of `block.json` is filed under `block-core`). The source reader works this out
+    /// from the order of the doc comments; a snapshot carries the result.
+    pub manual_module: Option<String>,
 }
 
 impl Entity {

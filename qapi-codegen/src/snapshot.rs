@@ -5,11 +5,20 @@
 //!
 //! `doc-required` is left out of the pragmas (the snapshot has no doc comments); the
 //! others are kept because they relax name and return-type checks the definitions need.
+//!
+//! What the doc comments also tell, and the bindings' docs need, is kept as facts in
+//! `# @qapi-codegen` marker comments (see [`crate::front`]'s `marker.rs`), which QEMU's
+//! front end skips like any comment: before the first definition of each run of
+//! definitions from one module, the module's name and the module QEMU's reference
+//! manual files them under; before each definition with a `Since:` section, its
+//! version. Read back, a snapshot gives each entity the [`Entity::module`] name,
+//! [`Entity::manual_module`] and [`Entity::since`] the sources gave it.
 
 use std::fmt::Write as _;
 
+use crate::front::marker::{self, Marker, ModuleMark};
 use crate::model::{
-    Entity, EntityId, EntityKind, Feature, IfCond, Member, Object, Schema, Variants,
+    Entity, EntityId, EntityKind, Feature, IfCond, Member, Object, Origin, Schema, Variants,
 };
 
 /// A QAPI source text holding every definition of `schema`. `title` goes into the
@@ -23,7 +32,9 @@ pub fn write(schema: &Schema, title: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "# Definitions only (no documentation), written by `qapi-codegen snapshot`.\n"
+        "# Definitions only (no documentation), written by `qapi-codegen snapshot`.\n\
+         # The `# @qapi-codegen` lines give each definition's module, the module QEMU's\n\
+         # reference manual files it under, and its Since version.\n"
     );
     let p = &schema.pragma;
     let mut pragma = Vec::new();
@@ -44,13 +55,34 @@ pub fn write(schema: &Schema, title: &str) -> String {
             V::Dict(vec![("pragma".into(), V::Dict(pragma))])
         );
     }
+    // Modules are source files only in a model read from sources.
+    let modules = matches!(schema.origin, Origin::Source { .. });
+    let mut module: Option<ModuleMark> = None;
     for e in &schema.entities {
         if e.implicit {
             continue;
         }
-        if let Some(v) = definition(schema, e) {
-            let _ = writeln!(out, "{v}\n");
+        let Some(v) = definition(schema, e) else {
+            continue;
+        };
+        if modules {
+            let m = ModuleMark {
+                name: schema
+                    .modules
+                    .get(e.module.0 as usize)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default(),
+                manual: e.manual_module.clone(),
+            };
+            if module.as_ref() != Some(&m) {
+                let _ = writeln!(out, "{}", marker::line(&Marker::Module(m.clone())));
+                module = Some(m);
+            }
         }
+        if let Some(s) = &e.since {
+            let _ = writeln!(out, "{}", marker::line(&Marker::Since(s.clone())));
+        }
+        let _ = writeln!(out, "{v}\n");
     }
     out
 }

@@ -31,6 +31,10 @@ const SEEDS: &[&str] = &[
      { 'pragma': { 'member-name-exceptions': [] } }\n\
      { 'struct': 'Sa', 'data': { 'a': { 'type': 'int', 'features': [ 'deprecated' ] } },\n\
        'base': 'Sb' }\n{ 'struct': 'Sb', 'data': { 'b': 'bool' } }\n",
+    "# @qapi-codegen {\"module\": \"m.json\", \"manual\": \"m\"}\n\
+     # @qapi-codegen {\"since\": \"1.0\"}\n\
+     { 'command': 'c', 'data': { 'a': [ 'int' ] } }\n\
+     # @qapi-codegen {\"module\": \"n.json\"}\n{ 'struct': 'Sm', 'data': {} }\n",
 ];
 
 const SUB: &str = "{ 'struct': 'Sub', 'data': { 'x': 'number' } }\n";

@@ -101,6 +101,13 @@ impl QapiDoc {
         }
     }
 
+    /// The text of the `Since:` section, if any.
+    pub fn since(&self) -> Option<&str> {
+        self.since
+            .and_then(|i| self.all.get(i))
+            .map(|s| s.text.as_str())
+    }
+
     fn end(&mut self, sources: &Sources) -> Result<(), SchemaError> {
         for s in &mut self.all {
             // `text.strip('\n')`, in place.

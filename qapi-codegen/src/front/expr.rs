@@ -6,6 +6,7 @@ use super::doc::QapiDoc;
 use std::fmt::{self, Display};
 
 use super::error::SchemaError;
+use super::marker::Marks;
 use super::names::valid_name_stem;
 use super::parser::{Dict, ParsedExpr, Value};
 use super::source::{Info, Sources};
@@ -98,6 +99,8 @@ pub(crate) struct Def {
     pub name: String,
     pub info: Info,
     pub doc: Option<usize>,
+    /// What `qapi-codegen` markers say about it (snapshots only).
+    pub marks: Option<Box<Marks>>,
     pub ifcond: Option<IfCond>,
     pub features: Vec<FeatDef>,
     pub kind: DefKind,
@@ -567,12 +570,17 @@ pub(crate) fn check_exprs(
 ) -> Result<Vec<Expr>, SchemaError> {
     let mut out = Vec::with_capacity(exprs.len());
     for expr in exprs {
-        let (dict, info, doc) = match expr {
+        let (dict, info, doc, marks) = match expr {
             ParsedExpr::Include { fname, info } => {
                 out.push(Expr::Include { fname, info });
                 continue;
             }
-            ParsedExpr::Def { dict, info, doc } => (dict, info, doc),
+            ParsedExpr::Def {
+                dict,
+                info,
+                doc,
+                marks,
+            } => (dict, info, doc, marks),
         };
         let metas: Vec<&'static str> = METAS.iter().copied().filter(|m| dict.contains(m)).collect();
         let c = Checker {
@@ -730,6 +738,7 @@ pub(crate) fn check_exprs(
             name,
             info,
             doc,
+            marks,
             ifcond,
             features,
             kind,

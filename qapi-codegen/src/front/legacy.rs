@@ -500,6 +500,13 @@ fn implicit_def(union: &Def, name: String, kind: ImplicitKind) -> Def {
         name,
         info: union.info,
         doc: None,
+        // The union's module, not its since: QEMU documents no implicit type.
+        marks: union.marks.as_ref().map(|m| {
+            Box::new(super::marker::Marks {
+                module: m.module.clone(),
+                since: None,
+            })
+        }),
         ifcond,
         features: Vec::new(),
         kind,

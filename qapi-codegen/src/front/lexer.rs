@@ -4,6 +4,10 @@
 //! is `\\`), `true`/`false`, no numbers or `null`, and `#` comments to end of line.
 //! A comment starting with `##` opens a doc comment; while reading one, the parser asks
 //! for comments as tokens.
+//!
+//! Our own addition: a skipped comment line that begins with [`MARKER`] is a
+//! `qapi-codegen` marker (see `parser.rs`); the lexer keeps its text for the parser,
+//! and rejects one that sits inside an expression.
 
 use super::source::Info;
 
@@ -22,6 +26,17 @@ pub(crate) enum Tok {
     Comment,
     /// End of input.
     Eof,
+}
+
+/// How a `qapi-codegen` marker line begins (at column 1). QEMU reads it as a plain
+/// comment.
+pub(crate) const MARKER: &str = "# @qapi-codegen";
+
+/// A marker line the lexer skipped: where it is and the text after [`MARKER`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MarkerLine<'s> {
+    pub info: Info,
+    pub text: &'s str,
 }
 
 /// A lexical error: QEMU's `QAPIParseError`, not yet formatted.
@@ -50,6 +65,10 @@ pub(crate) struct Lexer<'s> {
     pub info: Info,
     string: String,
     comment_end: usize,
+    /// How many `{`/`[` are open (markers are only allowed outside expressions).
+    depth: usize,
+    /// Marker lines skipped since the parser last took them.
+    pub markers: Vec<MarkerLine<'s>>,
 }
 
 impl<'s> Lexer<'s> {
@@ -64,6 +83,8 @@ impl<'s> Lexer<'s> {
             info,
             string: String::new(),
             comment_end: 0,
+            depth: 0,
+            markers: Vec::new(),
         }
     }
 
@@ -118,8 +139,21 @@ impl<'s> Lexer<'s> {
                         self.tok = Tok::Comment;
                         return Ok(());
                     }
+                    if self.pos == self.line_pos {
+                        self.marker()?;
+                    }
                 }
-                b'{' | b'}' | b':' | b',' | b'[' | b']' => {
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    self.tok = Tok::Punct(b);
+                    return Ok(());
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    self.tok = Tok::Punct(b);
+                    return Ok(());
+                }
+                b':' | b',' => {
                     self.tok = Tok::Punct(b);
                     return Ok(());
                 }
@@ -156,6 +190,26 @@ impl<'s> Lexer<'s> {
                 }
             }
         }
+    }
+
+    /// Keeps the skipped comment line at `pos..cursor` if it is a marker.
+    fn marker(&mut self) -> Result<(), LexError> {
+        let line = &self.src[self.pos..self.cursor];
+        let Some(text) = line.strip_prefix(MARKER) else {
+            return Ok(());
+        };
+        // `# @qapi-codegenfoo` is an ordinary comment.
+        if !(text.is_empty() || text.starts_with(' ')) {
+            return Ok(());
+        }
+        if self.depth > 0 {
+            return Err(self.error("qapi-codegen marker inside an expression"));
+        }
+        self.markers.push(MarkerLine {
+            info: self.info,
+            text,
+        });
+        Ok(())
     }
 
     fn char_at(&self, at: usize) -> char {
@@ -247,6 +301,26 @@ mod tests {
         );
         // `##` starts a doc comment even when comments are skipped.
         assert_eq!(toks("## x\n").unwrap()[0], Tok::Comment);
+    }
+
+    #[test]
+    fn marker_lines_are_kept_outside_expressions_only() {
+        let src = "# @qapi-codegen {\"since\": \"1.0\"}\n  # @qapi-codegen indented\n\
+                   # @qapi-codegenx\n{ 'a': 'b' } # @qapi-codegen trailing\n# @qapi-codegen\n";
+        let mut lx = Lexer::new(src, Info { file: 0, line: 1 });
+        loop {
+            lx.accept(true).unwrap();
+            if lx.tok == Tok::Eof {
+                break;
+            }
+        }
+        let got: Vec<(u32, &str)> = lx.markers.iter().map(|m| (m.info.line, m.text)).collect();
+        assert_eq!(got, [(1, " {\"since\": \"1.0\"}"), (5, "")]);
+        let e = toks("{ 'a':\n# @qapi-codegen {}\n'b' }\n").unwrap_err();
+        assert_eq!(
+            (e.info.line, e.col, e.msg.as_str()),
+            (2, 1, "qapi-codegen marker inside an expression")
+        );
     }
 
     #[test]

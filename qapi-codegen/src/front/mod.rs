@@ -9,6 +9,10 @@
 //! 3. [`schema`]: entities with QEMU's implicit types, semantic checks, doc
 //!    connection, modules (QEMU's `schema.py`) → [`Schema`].
 //!
+//! One addition to QEMU's dialect, for definitions-only snapshots: comment lines that
+//! begin with `# @qapi-codegen` carry a definition's module, manual module and `Since:`
+//! version (`marker.rs`; QEMU reads them as comments).
+//!
 //! Errors ([`SchemaError`]) carry QEMU's exact text. Nothing here panics on any input:
 //! nesting depth, include depth and file size are bounded, and files that are not
 //! UTF-8 are reported as errors.
@@ -27,6 +31,7 @@ mod expr;
 mod fxhash;
 mod legacy;
 mod lexer;
+pub(crate) mod marker;
 mod names;
 mod parser;
 mod paths;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::doc::QapiDoc;
 use super::error::SchemaError;
 use super::lexer::{LexError, Lexer, Tok};
+use super::marker::{self, Marker, Marks, ModuleMark};
 use super::paths;
 use super::source::{Info, Sources};
 use crate::model::Pragma;
@@ -71,11 +72,14 @@ impl Dict {
 pub(crate) enum ParsedExpr {
     /// `{ 'include': ... }`, with the file name joined to the includer's folder.
     Include { fname: String, info: Info },
-    /// Anything else, with its doc comment block (index into the docs).
+    /// Anything else, with its doc comment block (index into the docs) and what the
+    /// `qapi-codegen` markers before it say.
     Def {
         dict: Dict,
         info: Info,
         doc: Option<usize>,
+        /// `None` when no marker applies (always, in QEMU's sources).
+        marks: Option<Box<Marks>>,
     },
 }
 
@@ -224,9 +228,23 @@ impl FileParser<'_, '_> {
 
     fn parse(&mut self) -> Result<(), SchemaError> {
         let mut cur_doc: Option<usize> = None;
+        let mut marks = MarkState::default();
         self.accept(true)?;
         while self.lx.tok != Tok::Eof {
+            self.take_markers(&mut marks)?;
             let info = self.lx.info;
+            if self.lx.tok == Tok::Comment {
+                if let Some(m) = marks.first {
+                    return Err(self.serr(
+                        info,
+                        format!(
+                            "doc comment in a file with qapi-codegen markers (line {})",
+                            m.line
+                        ),
+                    ));
+                }
+                marks.doc_seen = Some(info);
+            }
             if self.lx.tok == Tok::Comment && self.ctx.legacy {
                 super::legacy::skip_doc(self)?;
                 continue;
@@ -242,6 +260,9 @@ impl FileParser<'_, '_> {
             let Value::Dict(expr) = expr else {
                 return Err(self.serr(info, "top-level expression must be an object"));
             };
+            if expr.contains("include") || expr.contains("pragma") {
+                marks.no_since(self)?;
+            }
             if let Some(include) = expr.get("include") {
                 self.reject_expr_doc(cur_doc)?;
                 if expr.len() != 1 {
@@ -278,11 +299,41 @@ impl FileParser<'_, '_> {
                     dict: expr,
                     info,
                     doc: cur_doc,
+                    marks: marks.for_definition(),
                 });
             }
             cur_doc = None;
         }
+        self.take_markers(&mut marks)?;
+        marks.no_since(self)?;
         self.reject_expr_doc(cur_doc)
+    }
+
+    /// Reads the marker lines the lexer skipped to reach the current token.
+    fn take_markers(&mut self, marks: &mut MarkState) -> Result<(), SchemaError> {
+        if self.lx.markers.is_empty() {
+            return Ok(());
+        }
+        for m in std::mem::take(&mut self.lx.markers) {
+            if let Some(doc) = marks.doc_seen {
+                return Err(self.serr(
+                    m.info,
+                    format!(
+                        "qapi-codegen marker in a file with doc comments (line {})",
+                        doc.line
+                    ),
+                ));
+            }
+            marks.first.get_or_insert(m.info);
+            match marker::parse(m.text).map_err(|msg| self.serr(m.info, msg))? {
+                Marker::Module(mm) => marks.module = Some(mm),
+                Marker::Since(s) => {
+                    marks.no_since(self)?;
+                    marks.since = Some((m.info, s));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn include(&mut self, include: &str, info: Info, incl_fname: &str) -> Result<(), SchemaError> {
@@ -443,6 +494,44 @@ impl FileParser<'_, '_> {
             _ => return Err(self.perr("expected '{', '[', string, or boolean")),
         };
         Ok(v)
+    }
+}
+
+/// The `qapi-codegen` markers read so far in one file.
+#[derive(Default)]
+struct MarkState {
+    /// The module marker in force.
+    module: Option<ModuleMark>,
+    /// A since marker waiting for its definition.
+    since: Option<(Info, String)>,
+    /// The first marker of the file.
+    first: Option<Info>,
+    /// The first doc comment of the file.
+    doc_seen: Option<Info>,
+}
+
+impl MarkState {
+    /// What the markers say about the definition that comes now.
+    fn for_definition(&mut self) -> Option<Box<Marks>> {
+        let since = self.since.take().map(|(_, s)| s);
+        if self.module.is_none() && since.is_none() {
+            return None;
+        }
+        Some(Box::new(Marks {
+            module: self.module.clone(),
+            since,
+        }))
+    }
+
+    /// An error if a since marker is waiting (what comes next is not a definition).
+    fn no_since(&self, p: &FileParser<'_, '_>) -> Result<(), SchemaError> {
+        match &self.since {
+            Some((info, _)) => Err(p.serr(
+                *info,
+                "qapi-codegen since marker not followed by a definition",
+            )),
+            None => Ok(()),
+        }
     }
 }
 

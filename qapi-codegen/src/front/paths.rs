@@ -87,6 +87,16 @@ pub(crate) fn relpath(path: &str, start: &str, cwd: &str) -> String {
     }
 }
 
+/// `pathlib.PurePosixPath(p).stem`: the last component without its last suffix.
+pub(crate) fn stem(p: &str) -> &str {
+    let p = p.trim_end_matches('/');
+    let name = &p[p.rfind('/').map_or(0, |i| i + 1)..];
+    match name.rfind('.') {
+        Some(i) if 0 < i && i + 1 < name.len() => &name[..i],
+        _ => name,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +117,11 @@ mod tests {
         assert_eq!(relpath("sub/../x.json", "", "/w"), "x.json");
         assert_eq!(relpath("../x.json", "", "/w/d"), "../x.json");
         assert_eq!(relpath("a/b.json", "a", "/w"), "b.json");
+        assert_eq!(stem("../../qapi/block-core.json"), "block-core");
+        assert_eq!(stem("qapi-schema.json"), "qapi-schema");
+        assert_eq!(stem("a.b.json"), "a.b");
+        assert_eq!(stem("dir/.json"), ".json");
+        assert_eq!(stem("x."), "x.");
+        assert_eq!(stem("noext"), "noext");
     }
 }

@@ -148,6 +148,11 @@ struct SEnt {
     features: Vec<SFeature>,
     kind: SKind,
     checked: bool,
+    /// The module a marker puts it in (otherwise its file's).
+    module: Option<usize>,
+    /// `Since:` and manual module from markers (otherwise from its doc comment).
+    since: Option<String>,
+    manual: Option<String>,
 }
 
 /// What a clash check remembers of a member: enough to describe it and, for a union's
@@ -185,6 +190,9 @@ struct Builder<'a> {
     by_name: FxHashMap<String, u32>,
     modules: Vec<String>,
     module_index: FxHashMap<String, usize>,
+    /// The module a marker puts the definition being built in (and the implicit types
+    /// it brings).
+    cur_module: Option<usize>,
     features: Vec<Option<Info>>,
     feature_names: FxHashSet<String>,
     schema_dir: String,
@@ -208,6 +216,7 @@ pub(crate) fn build(
         by_name: FxHashMap::default(),
         modules: Vec::new(),
         module_index: FxHashMap::default(),
+        cur_module: None,
         features: vec![None, None],
         feature_names: ["deprecated", "unstable"]
             .iter()
@@ -224,16 +233,16 @@ pub(crate) fn build(
             Expr::Include { fname, info } => {
                 let module = b.make_module(&fname);
                 b.ents.push(SEnt {
-                    name: String::new(),
-                    info: Some(info),
-                    doc: None,
-                    ifcond: None,
-                    features: Vec::new(),
-                    kind: SKind::Include { module },
                     checked: true,
+                    ..Builder::simple_ent(String::new(), Some(info), SKind::Include { module })
                 });
             }
-            Expr::Def(d) => b.def_expr(d)?,
+            Expr::Def(d) => {
+                let marked = d.marks.as_ref().and_then(|m| m.module.as_ref());
+                b.cur_module = marked.map(|m| b.named_module(&m.name));
+                b.def_expr(d)?;
+                b.cur_module = None;
+            }
         }
     }
     b.check()?;
@@ -267,11 +276,17 @@ impl Builder<'_> {
 
     fn make_module(&mut self, fname: &str) -> usize {
         let name = self.module_name(fname);
-        if let Some(&i) = self.module_index.get(&name) {
+        self.named_module(&name)
+    }
+
+    /// The module named `name` (a marker's), made if new.
+    fn named_module(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.module_index.get(name) {
             return i;
         }
-        self.modules.push(name.clone());
-        self.module_index.insert(name, self.modules.len() - 1);
+        self.modules.push(name.to_owned());
+        self.module_index
+            .insert(name.to_owned(), self.modules.len() - 1);
         self.modules.len() - 1
     }
 
@@ -298,7 +313,8 @@ impl Builder<'_> {
         }
     }
 
-    fn def_definition(&mut self, ent: SEnt) -> R<u32> {
+    fn def_definition(&mut self, mut ent: SEnt) -> R<u32> {
+        ent.module = ent.module.or(self.cur_module);
         if let Some(&other) = self.by_name.get(&ent.name) {
             let o = &self.ents[other as usize];
             let msg = match o.info {
@@ -333,6 +349,9 @@ impl Builder<'_> {
             features: Vec::new(),
             kind,
             checked: false,
+            module: None,
+            since: None,
+            manual: None,
         }
     }
 
@@ -524,6 +543,7 @@ impl Builder<'_> {
             name,
             info,
             doc,
+            marks,
             ifcond,
             features,
             kind,
@@ -635,13 +655,12 @@ impl Builder<'_> {
             }
         };
         self.def_definition(SEnt {
-            name,
-            info: Some(info),
             doc,
             ifcond,
             features,
-            kind,
-            checked: false,
+            since: marks.as_ref().and_then(|m| m.since.clone()),
+            manual: marks.and_then(|m| m.module).and_then(|m| m.manual),
+            ..Self::simple_ent(name, Some(info), kind)
         })?;
         Ok(())
     }
@@ -1293,6 +1312,29 @@ impl Builder<'_> {
 
     // ---- the model -----------------------------------------------------------------
 
+    /// For each doc comment, the module whose section of QEMU's reference manual it
+    /// lands in (QEMU 10.0's `docs/sphinx/qapidoc.py`, `transmogrify`): the docs are
+    /// visited in order, and the first doc of each file not seen yet opens a
+    /// `qapi:module` section named after that file (`Path(fname).stem`). A file's
+    /// docs after it included a new file therefore stay in the section of the last
+    /// file that opened one.
+    fn manual_modules(&self) -> Vec<Option<String>> {
+        let mut seen = vec![false; self.sources.files.len()];
+        let mut current: Option<String> = None;
+        self.docs
+            .iter()
+            .map(|d| {
+                if let Some(s) = seen.get_mut(d.info.file as usize) {
+                    if !*s {
+                        *s = true;
+                        current = Some(paths::stem(self.sources.fname(d.info)).to_owned());
+                    }
+                }
+                current.clone()
+            })
+            .collect()
+    }
+
     fn into_model(mut self) -> model::Schema {
         let sources = self.sources;
         // Model ids skip the include directives.
@@ -1310,21 +1352,23 @@ impl Builder<'_> {
         };
         // Module of each entity: its file's (arrays: their element type's); and the
         // condition of arrays (their element type's). Computed before moving out.
+        // A marker's module wins over the file's.
         let mut file_module: Vec<Option<usize>> = vec![None; sources.files.len()];
         let mut ent_module = Vec::with_capacity(self.ents.len());
         let mut array_ifcond: HashMap<usize, Option<IfCond>> = HashMap::new();
         for (i, e) in self.ents.iter().enumerate() {
-            let info = match &e.kind {
+            let (info, marked) = match &e.kind {
                 SKind::Array { elem: Some(el), .. } => {
                     let el = &self.ents[*el as usize];
                     array_ifcond.insert(i, el.ifcond.clone());
-                    el.info
+                    (el.info, el.module)
                 }
-                _ => e.info,
+                _ => (e.info, e.module),
             };
-            let m = match info {
-                None => 0,
-                Some(info) => match file_module[info.file as usize] {
+            let m = match (marked, info) {
+                (Some(m), _) => m,
+                (None, None) => 0,
+                (None, Some(info)) => match file_module[info.file as usize] {
                     Some(m) => m,
                     None => {
                         let name = self.module_name(sources.fname(info));
@@ -1336,6 +1380,7 @@ impl Builder<'_> {
             };
             ent_module.push(m);
         }
+        let doc_manual = self.manual_modules();
         let mut modules: Vec<model::Module> = std::mem::take(&mut self.modules)
             .into_iter()
             .map(|name| model::Module {
@@ -1452,6 +1497,13 @@ impl Builder<'_> {
             let eid = ids[i];
             modules[m].items.push(model::ModuleItem::Entity(eid));
             by_name.insert(e.name.clone(), eid);
+            let doc = e.doc.and_then(|d| self.docs.get(d).map(|doc| (d, doc)));
+            let since = e
+                .since
+                .or_else(|| doc.and_then(|(_, doc)| doc.since().map(str::to_owned)));
+            let manual_module = e
+                .manual
+                .or_else(|| doc.and_then(|(d, _)| doc_manual[d].clone()));
             entities.push(model::Entity {
                 name: e.name,
                 pos: pos(e.info),
@@ -1461,6 +1513,8 @@ impl Builder<'_> {
                 features: e.features.into_iter().map(feature).collect(),
                 implicit,
                 kind,
+                since,
+                manual_module,
             });
         }
         let docs = std::mem::take(&mut self.docs)

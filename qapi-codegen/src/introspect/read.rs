@@ -425,6 +425,8 @@ fn build(
                 features,
                 implicit,
                 kind,
+                since: None,
+                manual_module: None,
             });
         }
     }
