@@ -7,19 +7,35 @@
 //! * `qga.rs` (feature `qga`): the guest agent, from `schema/qemu-ga-10.0.json`, or from
 //!   `QGA_SCHEMA`.
 //!
+//! Each item's docs link to its entry in the manual of its program: QEMU's QMP
+//! reference manual, or the guest agent protocol reference.
+//!
 //! A schema error fails the build with its `file:line: message`.
 use std::process::ExitCode;
 
+use qapi_codegen::emit::Manual;
+
 fn main() -> ExitCode {
     println!("cargo:rerun-if-changed=build.rs");
-    let mut jobs = vec![("schema/qemu-system-10.0.json", "QMP_SCHEMA", "qapi.rs")];
+    let mut jobs = vec![(
+        "schema/qemu-system-10.0.json",
+        "QMP_SCHEMA",
+        "qapi.rs",
+        Manual::qmp(),
+    )];
     if std::env::var_os("CARGO_FEATURE_QGA").is_some() {
-        jobs.push(("schema/qemu-ga-10.0.json", "QGA_SCHEMA", "qga.rs"));
+        jobs.push((
+            "schema/qemu-ga-10.0.json",
+            "QGA_SCHEMA",
+            "qga.rs",
+            Manual::guest_agent(),
+        ));
     }
-    for (schema, var, out) in jobs {
+    for (schema, var, out, manual) in jobs {
         let result = qapi_codegen::Config::new()
             .schema(schema)
             .env_override(Some(var))
+            .manual(manual)
             .generate_to_out_dir(out);
         if let Err(e) = result {
             // cargo shows a build script's stderr when it fails.

@@ -179,6 +179,14 @@ impl Config {
         self
     }
 
+    /// The manual the generated docs link to (default [`emit::Manual::qmp`]; the guest
+    /// agent's bindings want [`emit::Manual::guest_agent`], the storage daemon's
+    /// [`emit::Manual::storage_daemon`]).
+    pub fn manual(&mut self, manual: emit::Manual) -> &mut Self {
+        self.options.manual = manual;
+        self
+    }
+
     /// Print `cargo:rerun-if-changed` and `cargo:rerun-if-env-changed` lines. By
     /// default they are printed when running in a build script (`OUT_DIR` is set).
     pub fn cargo_directives(&mut self, on: bool) -> &mut Self {

@@ -38,6 +38,9 @@ enum Cmd {
         /// automatic choice does not recognise (default: decided from the sources).
         #[arg(long, value_enum)]
         dialect: Option<DialectArg>,
+        /// The QEMU manual the docs link to.
+        #[arg(long, value_enum, default_value = "qmp")]
+        manual: ManualArg,
     },
     /// Write a definitions-only snapshot of a schema (one QAPI source file, no
     /// includes, no doc text) that this tool reads back like the sources.
@@ -61,12 +64,12 @@ fn main() -> ExitCode {
             schema,
             out,
             dialect,
-        } => cmd_generate(&schema, &out, dialect),
+            manual,
+        } => cmd_generate(&schema, &out, dialect, manual),
         Cmd::Snapshot { schema, out, title } => cmd_snapshot(&schema, &out, &title),
     }
 }
 
-/// `generate SCHEMA -o FILE`.
 /// `--dialect`.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DialectArg {
@@ -76,17 +79,36 @@ enum DialectArg {
     Legacy,
 }
 
+/// `--manual`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ManualArg {
+    /// The system emulator's QMP reference manual.
+    Qmp,
+    /// The guest agent's protocol reference.
+    Ga,
+    /// The storage daemon's QMP reference manual.
+    Qsd,
+}
+
+/// `generate SCHEMA -o FILE`.
 fn cmd_generate(
     schema: &std::path::Path,
     out: &std::path::Path,
     dialect: Option<DialectArg>,
+    manual: ManualArg,
 ) -> ExitCode {
+    use qapi_codegen::emit::Manual;
     let mut config = qapi_codegen::Config::new();
     config
         .schema(schema)
         .env_override(None)
         .cargo_directives(false)
-        .out_file(out);
+        .out_file(out)
+        .manual(match manual {
+            ManualArg::Qmp => Manual::qmp(),
+            ManualArg::Ga => Manual::guest_agent(),
+            ManualArg::Qsd => Manual::storage_daemon(),
+        });
     match dialect {
         Some(DialectArg::Current) => config.dialect(qapi_codegen::model::Dialect::Current),
         Some(DialectArg::Legacy) => config.dialect(qapi_codegen::model::Dialect::Legacy),

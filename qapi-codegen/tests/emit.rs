@@ -3,10 +3,12 @@
 //! `tests/emit/<construct>.rs`; `UPDATE_SNAPSHOTS=1` rewrites them instead. Then every
 //! snapshot is compiled, with `#![deny(warnings, missing_docs)]`, against the real
 //! `qmp` crate (trybuild), so the expected output is also known to be valid Rust.
+//! Last, the bindings built from the checked-in snapshots under `schema/` link their
+//! items to their entries in QEMU's manuals.
 
 use std::path::{Path, PathBuf};
 
-use qapi_codegen::emit::{generate, Options};
+use qapi_codegen::emit::{generate, Manual, Options};
 
 fn cases() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir("tests/emit")
@@ -68,4 +70,126 @@ fn snapshots_compile() {
 fn generation_is_deterministic() {
     let json = Path::new("tests/emit/union.json");
     assert_eq!(snapshot_text(json), snapshot_text(json));
+}
+
+/// The docs of item `what name` in `code`: its lines up to its first attribute or item
+/// line, without the `///`.
+fn item_docs(code: &str, what: &str, name: &str) -> Vec<String> {
+    let head = format!("/// QAPI {what} `{name}`.");
+    let mut lines = code.lines().map(str::trim_start);
+    assert!(lines.any(|l| l == head), "no {what} {name}");
+    let mut out = vec![head];
+    out.extend(
+        lines
+            .take_while(|l| l.starts_with("///"))
+            .map(str::to_owned),
+    );
+    out
+}
+
+/// Generates the bindings for `schema/FILE` with `manual`.
+fn checked_in(file: &str, manual: Manual) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../schema")
+        .join(file);
+    let schema = qapi_codegen::front::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let opts = Options {
+        manual,
+        ..Options::default()
+    };
+    generate(&schema, &opts).expect("generate")
+}
+
+#[test]
+fn checked_in_snapshots_link_items_to_their_manual_entries() {
+    let qmp = "https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html";
+    let code = checked_in("qemu-system-10.0.json", Manual::qmp());
+    for (what, name, anchor, since) in [
+        (
+            "command",
+            "block_resize",
+            "command-QMP-block-core.block_resize",
+            Some("0.14"),
+        ),
+        (
+            "event",
+            "BLOCK_JOB_COMPLETED",
+            "event-QMP-block-core.BLOCK_JOB_COMPLETED",
+            Some("1.1"),
+        ),
+        (
+            "struct",
+            "SnapshotInfo",
+            "object-QMP-block-core.SnapshotInfo",
+            Some("1.3"),
+        ),
+        (
+            "union",
+            "BlockdevOptions",
+            "object-QMP-block-core.BlockdevOptions",
+            Some("2.9"),
+        ),
+        ("enum", "RunState", "enum-QMP-run-state.RunState", None),
+        // Defined in block.json, documented in block-core's section of the manual.
+        (
+            "enum",
+            "BiosAtaTranslation",
+            "enum-QMP-block-core.BiosAtaTranslation",
+            Some("2.0"),
+        ),
+        (
+            "alternate",
+            "StrOrNull",
+            "alternate-QMP-common.StrOrNull",
+            Some("2.10"),
+        ),
+    ] {
+        let mut want = vec![
+            format!("/// QAPI {what} `{name}`."),
+            "///".to_owned(),
+            format!("/// See [`{name}` in QEMU's QMP reference manual]({qmp}#{anchor}) for what it does."),
+        ];
+        if let Some(v) = since {
+            want.push("///".to_owned());
+            want.push(format!("/// Since QEMU {v}."));
+        }
+        let got = item_docs(&code, what, name);
+        assert_eq!(got[..want.len()], want[..], "{name}");
+    }
+
+    let qga = "https://www.qemu.org/docs/master/interop/qemu-ga-ref.html";
+    let code = checked_in("qemu-ga-10.0.json", Manual::guest_agent());
+    for (what, name, anchor, since) in [
+        (
+            "command",
+            "guest-sync",
+            "command-QGA-qapi-schema.guest-sync",
+            "0.15.0",
+        ),
+        (
+            "struct",
+            "GuestAgentInfo",
+            "object-QGA-qapi-schema.GuestAgentInfo",
+            "0.15.0",
+        ),
+        (
+            "enum",
+            "GuestDiskBusType",
+            "enum-QGA-qapi-schema.GuestDiskBusType",
+            "2.2; 'Unknown' and all entries below since 2.4",
+        ),
+    ] {
+        let want = [
+            format!("/// QAPI {what} `{name}`."),
+            "///".to_owned(),
+            format!(
+                "/// See [`{name}` in QEMU's guest agent protocol reference]({qga}#{anchor}) \
+                 for what it does."
+            ),
+            "///".to_owned(),
+            format!("/// Since QEMU {since}."),
+        ];
+        let got = item_docs(&code, what, name);
+        assert_eq!(got[..want.len()], want[..], "{name}");
+    }
 }

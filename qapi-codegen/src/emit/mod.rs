@@ -35,6 +35,7 @@ mod commands;
 mod cycles;
 pub mod docs;
 mod events;
+pub mod manual;
 pub mod names;
 mod types;
 
@@ -44,6 +45,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::model::{Builtin, Entity, EntityId, EntityKind, Feature, IfCond, Origin, Schema};
+pub use manual::Manual;
 
 /// Options of the emitter.
 #[derive(Clone, Debug)]
@@ -52,8 +54,10 @@ pub struct Options {
     /// against its typed argument struct; used by test servers and tools). It makes the
     /// bindings crate build a little longer. Default: true.
     pub check_arguments: bool,
-    /// The page items without doc text link to. Default: QEMU's QMP reference manual.
-    pub manual_url: String,
+    /// The manual every command, event and type links to: to its entry when the model
+    /// says where that is ([`Entity::manual_module`]), to the manual's page otherwise.
+    /// Default: QEMU's QMP reference manual ([`Manual::qmp`]).
+    pub manual: Manual,
     /// Convert the QAPI doc text into the generated docs (otherwise every item gets a
     /// one-line description and a link to the manual). Default: true.
     pub docs: bool,
@@ -63,7 +67,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             check_arguments: true,
-            manual_url: "https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html".to_owned(),
+            manual: Manual::qmp(),
             docs: true,
         }
     }
@@ -272,10 +276,13 @@ impl<'a> Ctx<'a> {
         docs_attrs(&self.entity_doc_lines(e, what))
     }
 
+    /// The doc lines of an entity: what it is; its doc text converted to Markdown (when
+    /// the model has it and [`Options::docs`] is on); a link to its entry in the manual
+    /// (to the manual's page when the model does not say where the entry is); the QEMU
+    /// version that introduced it; notes on `unstable` and `if`.
     fn entity_doc_lines(&self, e: &Entity, what: &str) -> Vec<String> {
         let mut lines = vec![format!("QAPI {what} `{}`.", e.name)];
         let doc = e.doc.filter(|_| self.opts.docs).map(|d| self.schema.doc(d));
-        let mut since = None;
         if let Some(doc) = doc {
             let body = docs::to_markdown(&doc.body.text);
             if !body.is_empty() {
@@ -285,11 +292,8 @@ impl<'a> Ctx<'a> {
             for s in &doc.sections {
                 use crate::model::DocSectionKind as K;
                 let (title, text) = match s.kind {
-                    K::Since => {
-                        since = Some(s.text.trim().to_owned());
-                        continue;
-                    }
-                    K::Todo | K::Member | K::Feature => continue,
+                    // `Entity::since` has it, also without docs.
+                    K::Since | K::Todo | K::Member | K::Feature => continue,
                     K::Returns => (Some("Returns"), &s.text),
                     K::Errors => (Some("Errors"), &s.text),
                     K::Plain => (None, &s.text),
@@ -307,16 +311,28 @@ impl<'a> Ctx<'a> {
             }
         }
         let has_text = doc.is_some_and(|d| !d.body.text.trim().is_empty());
-        if !has_text {
-            lines.push(String::new());
-            lines.push(format!(
-                "See [QEMU's QMP reference manual]({}) for what it does.",
-                self.opts.manual_url
-            ));
+        let manual = &self.opts.manual;
+        let what_it_does = if has_text { "" } else { " for what it does" };
+        match manual.entry_url(e) {
+            Some(url) => {
+                lines.push(String::new());
+                lines.push(format!(
+                    "See [`{}` in {}]({url}){what_it_does}.",
+                    e.name, manual.title
+                ));
+            }
+            None if !has_text => {
+                lines.push(String::new());
+                lines.push(format!(
+                    "See [{}]({}){what_it_does}.",
+                    manual.title, manual.url
+                ));
+            }
+            None => {}
         }
-        if let Some(s) = since {
+        if let Some(s) = e.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             lines.push(String::new());
-            lines.push(format!("Since QEMU {}.", docs::inline(&s)));
+            lines.push(format!("Since QEMU {}.", docs::inline(s)));
         }
         if e.is_unstable() {
             lines.push(String::new());

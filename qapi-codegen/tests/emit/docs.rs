@@ -23,6 +23,8 @@ pub mod types {
     /// **Note:** Sizes above 1 TiB
     /// are slow.
     ///
+    /// See [`Thing` in QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-docs.Thing).
+    ///
     /// Since QEMU 9.2.
     #[derive(Clone, PartialEq)]
     #[non_exhaustive]
@@ -102,6 +104,8 @@ pub mod commands {
     ///      "arguments": { "thing": { "size": 1, "align": 1 } } }
     /// <- { "return": { "size": 1, "align": 1 } }
     /// ```
+    ///
+    /// See [`make-thing` in QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#command-QMP-docs.make-thing).
     ///
     /// Since QEMU 10.0.
     #[derive(Clone, PartialEq)]
