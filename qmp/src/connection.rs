@@ -32,8 +32,8 @@ use crate::codec::{CodecError, LineReader, LineWriter};
 use crate::error::{Error, TimeoutStage};
 use crate::events::RawEvent;
 use crate::fanout::{Fanout, Overflow, ReaderView, Subscriber};
-use crate::race::{race, First};
 use crate::message::{parse_client_id, Greeting, Incoming};
+use crate::race::{race, First};
 use crate::state::{RunState, StateCell};
 use crate::traffic::HookSlot;
 
