@@ -1,7 +1,7 @@
 //! A blocking wrapper for programs that do not use async Rust.
 //!
-//! [`Client`] owns a small tokio runtime (one worker thread) on which the connection's
-//! reader and writer tasks keep running between calls, so events are received and
+//! [`Client`] owns a small tokio runtime (a current-thread runtime driven by a thread of
+//! its own) on which the connection's reader and writer tasks keep running between calls, so events are received and
 //! buffered (up to the subscriber capacity) while the program does other things. Each
 //! method blocks the calling thread until the async counterpart completes; the
 //! guarantees are the same as the async client's (ids on every request, so a late
@@ -9,12 +9,15 @@
 //!
 //! Do not call these methods from inside an async runtime (they would block it).
 
+use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 use crate::events::{EventStream, RawEvent};
@@ -24,17 +27,63 @@ use crate::{Command, Config, Event, EventSet};
 /// A blocking QMP client. Cloning shares the connection and the runtime.
 #[derive(Clone, Debug)]
 pub struct Client {
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<Background>,
     inner: crate::Client,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("qmp-blocking")
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the runtime", e))
+/// The runtime of a blocking client: a current-thread tokio runtime that a thread of
+/// its own drives (`Runtime::block_on` until the last handle goes), so the
+/// connection's tasks run between calls; calls block on its [`Handle`] from the
+/// caller's thread. This rather than a one-worker multi-thread runtime: the same
+/// behaviour without building tokio's multi-thread scheduler into every crate that
+/// uses the bindings.
+#[derive(Debug)]
+struct Background {
+    handle: Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start() -> Result<Arc<Background>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the runtime", e))?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("qmp-blocking".into())
+            .spawn(move || {
+                // Returns when the last handle is dropped; dropping the runtime then
+                // cancels the connection's tasks, which closes the connection.
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(|e| Error::io("starting the runtime's thread", e))?;
+        Ok(Arc::new(Background {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        }))
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.handle.block_on(f)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // Never join from the runtime's own thread (a handle dropped by a task).
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl Client {
@@ -43,12 +92,9 @@ impl Client {
     /// # Errors
     /// See [`Config::connect_unix`].
     pub fn connect_unix(config: &Config, path: impl AsRef<Path>) -> Result<Client> {
-        let runtime = runtime()?;
+        let runtime = Background::start()?;
         let inner = runtime.block_on(config.connect_unix(path))?;
-        Ok(Client {
-            runtime: Arc::new(runtime),
-            inner,
-        })
+        Ok(Client { runtime, inner })
     }
 
     /// Connects to a QMP TCP socket with `config`.
@@ -56,12 +102,9 @@ impl Client {
     /// # Errors
     /// See [`Config::connect_tcp`].
     pub fn connect_tcp(config: &Config, addr: &str) -> Result<Client> {
-        let runtime = runtime()?;
+        let runtime = Background::start()?;
         let inner = runtime.block_on(config.connect_tcp(addr.to_owned()))?;
-        Ok(Client {
-            runtime: Arc::new(runtime),
-            inner,
-        })
+        Ok(Client { runtime, inner })
     }
 
     /// Accepts one connection from QEMU on a listening Unix socket at `path` (QEMU
@@ -73,7 +116,7 @@ impl Client {
         config: &Config,
         listener: std::os::unix::net::UnixListener,
     ) -> Result<Client> {
-        let runtime = runtime()?;
+        let runtime = Background::start()?;
         let inner = runtime.block_on(async {
             listener
                 .set_nonblocking(true)
@@ -82,20 +125,19 @@ impl Client {
                 .map_err(|e| Error::io("preparing the listener", e))?;
             config.accept_unix(&listener).await
         })?;
-        Ok(Client {
-            runtime: Arc::new(runtime),
-            inner,
-        })
+        Ok(Client { runtime, inner })
     }
 
-    /// The async client underneath (its futures must run on [`Self::runtime`]).
+    /// The async client underneath (its futures must run on [`Self::handle`]'s runtime).
     pub fn as_async(&self) -> &crate::Client {
         &self.inner
     }
 
-    /// The runtime the connection runs on.
-    pub fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.runtime
+    /// A handle to the runtime the connection runs on (a current-thread runtime that
+    /// the client's own thread drives; `handle().block_on(..)` runs a future of
+    /// [`Self::as_async`] from a thread outside any runtime).
+    pub fn handle(&self) -> &Handle {
+        &self.runtime.handle
     }
 
     /// The server's greeting.
@@ -195,7 +237,7 @@ impl Client {
 /// closes).
 #[derive(Debug)]
 pub struct Events<T> {
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<Background>,
     stream: EventStream<T>,
 }
 
