@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use qmp::{Command, Config, EventSet};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -252,11 +252,9 @@ enum Ev {
 }
 
 impl EventSet for Ev {
-    fn decode(name: &str, data: Option<&RawValue>) -> Result<Self, serde_json::Error> {
+    fn decode(name: &str, data: Option<&str>) -> Result<Self, serde_json::Error> {
         Ok(match name {
-            "JOB_STATUS_CHANGE" => Ev::JobStatusChange(serde_json::from_str(
-                data.map(RawValue::get).unwrap_or("{}"),
-            )?),
+            "JOB_STATUS_CHANGE" => Ev::JobStatusChange(serde_json::from_str(data.unwrap_or("{}"))?),
             other => Ev::Other(other.to_owned()),
         })
     }

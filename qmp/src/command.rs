@@ -6,7 +6,6 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 /// A QMP command: its arguments (the value of `arguments` on the wire) and the type of
 /// its reply (the value of `return`).
@@ -38,10 +37,12 @@ pub trait Event: DeserializeOwned {
 /// Implementations must not fail on an event they do not know: they keep it in a
 /// catch-all variant (newer QEMU sends events older bindings lack).
 pub trait EventSet: Sized {
-    /// Decodes one event from its name and its raw `data` member (`None` when the
-    /// message had no `data`).
+    /// Decodes one event from its name and the JSON text of its `data` member (`None`
+    /// when the message had no `data`). The text is a slice of the received line,
+    /// not parsed again beforehand: decoding it is the only pass over it (a `RawValue`
+    /// here cost a second, validating, pass per event).
     ///
     /// # Errors
-    /// When `data` does not match the type the set has for `name`.
-    fn decode(name: &str, data: Option<&RawValue>) -> Result<Self, serde_json::Error>;
+    /// When `data` is not JSON or does not match the type the set has for `name`.
+    fn decode(name: &str, data: Option<&str>) -> Result<Self, serde_json::Error>;
 }

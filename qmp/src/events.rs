@@ -115,14 +115,7 @@ impl RawEvent {
     /// [`crate::ErrorKind::Decode`] when `data` does not match the set's type for
     /// this event name.
     pub fn decode_set<S: EventSet>(&self) -> Result<S> {
-        let data: Option<&RawValue> = match self.data_json() {
-            // Already validated by the reader; this re-borrows it as a RawValue.
-            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
-                Error::decode(self.name(), "data".into(), self.line.to_string(), e)
-            })?),
-            None => None,
-        };
-        S::decode(self.name(), data)
+        S::decode(self.name(), self.data_json())
             .map_err(|e| Error::decode(self.name(), "data".into(), self.line.to_string(), e))
     }
 

@@ -14,7 +14,6 @@ use serde::de::{
 };
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The reply of a command that returns nothing (`{}` on the wire).
@@ -685,16 +684,16 @@ impl<'de, T: Alternate> Visitor<'de> for AlternateVisitor<T> {
 ///
 /// # Errors
 /// When it does not match the event's type.
-pub fn decode_data<T: DeserializeOwned>(data: Option<&RawValue>) -> Result<T, serde_json::Error> {
-    serde_json::from_str(data.map_or("{}", RawValue::get))
+pub fn decode_data<T: DeserializeOwned>(data: Option<&str>) -> Result<T, serde_json::Error> {
+    serde_json::from_str(data.unwrap_or("{}"))
 }
 
 /// Keeps the `data` of an event the bindings do not know.
 ///
 /// # Errors
 /// Never in practice (the raw value is valid JSON); the signature follows serde.
-pub fn raw_data(data: Option<&RawValue>) -> Result<Option<Value>, serde_json::Error> {
-    data.map(|d| serde_json::from_str(d.get())).transpose()
+pub fn raw_data(data: Option<&str>) -> Result<Option<Value>, serde_json::Error> {
+    data.map(serde_json::from_str).transpose()
 }
 
 /// An operation generic over a command type, run by the generated

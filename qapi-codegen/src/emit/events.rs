@@ -146,7 +146,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
             #[inline]
             fn decode(
                 name: &str,
-                data: ::std::option::Option<&::serde_json::value::RawValue>,
+                data: ::std::option::Option<&str>,
             ) -> ::std::result::Result<Self, ::serde_json::Error> {
                 ::std::result::Result::Ok(#decode_body)
             }

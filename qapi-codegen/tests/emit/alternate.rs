@@ -400,7 +400,7 @@ pub mod events {
         #[inline]
         fn decode(
             name: &str,
-            data: ::std::option::Option<&::serde_json::value::RawValue>,
+            data: ::std::option::Option<&str>,
         ) -> ::std::result::Result<Self, ::serde_json::Error> {
             ::std::result::Result::Ok({
                 let _ = name;
