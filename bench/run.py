@@ -240,7 +240,7 @@ def main():
     ap.add_argument('--reps', type=int, default=5)
     ap.add_argument('--event-reps', type=int, default=3)
     ap.add_argument('--calls', type=int, default=5000)
-    ap.add_argument('--schema-calls', type=int, default=20)
+    ap.add_argument('--schema-calls', type=int, default=80)
     ap.add_argument('--events', type=int, default=200_000)
     ap.add_argument('--conns', type=int, default=1000)
     ap.add_argument('--timeout', type=float, default=120)

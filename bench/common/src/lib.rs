@@ -40,6 +40,19 @@ pub struct Args {
 }
 
 impl Args {
+    /// True for the workloads that make one call at a time (`seq`, `seq-oob`,
+    /// `schema`). Every async Rust driver (ours, qapi-rs) runs these on a
+    /// current-thread tokio runtime, as a sequential client would be built, and the
+    /// concurrent ones (calls in flight, events, connections) on the default
+    /// multi-thread runtime; one rule for both, so neither gets a better runtime.
+    pub fn one_at_a_time(&self) -> bool {
+        match self.workload.as_str() {
+            "calls" => self.inflight == 1,
+            "schema" => true,
+            _ => false,
+        }
+    }
+
     /// Parses `std::env::args()`; exits with a usage message on a bad command line.
     pub fn parse() -> Args {
         let mut it = std::env::args().skip(1);

@@ -186,14 +186,25 @@ async fn conns(a: &Args) -> ! {
     )
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let a = Args::parse();
-    match a.workload.as_str() {
-        "calls" => calls(&a).await,
-        "schema" => schema(&a).await,
-        "events" => events(&a).await,
-        "conns" => conns(&a).await,
-        w => fail(&format!("unknown workload {w}")),
-    }
+    // See `Args::one_at_a_time`: the same runtime rule for every async Rust driver.
+    let mut builder = if a.one_at_a_time() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&format!("runtime: {e}")));
+    runtime.block_on(async {
+        match a.workload.as_str() {
+            "calls" => calls(&a).await,
+            "schema" => schema(&a).await,
+            "events" => events(&a).await,
+            "conns" => conns(&a).await,
+            w => fail(&format!("unknown workload {w}")),
+        }
+    })
 }
