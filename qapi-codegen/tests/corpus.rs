@@ -4,26 +4,12 @@
 //! `storage-daemon/qapi/` and `expected/`): skipped with one line when unset, failing
 //! when set but incomplete.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn corpus() -> Option<PathBuf> {
-    match std::env::var_os("QAPI_CORPUS") {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            // Relative paths are relative to the workspace root (CI passes one).
-            Some(if p.is_relative() {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
-            } else {
-                p
-            })
-        }
-        None => {
-            println!("QAPI_CORPUS is not set: skipping the QEMU corpus test");
-            None
-        }
-    }
-}
+#[path = "support/corpus.rs"]
+mod corpus_dir;
+use corpus_dir::corpus;
 
 /// Run `qapi-codegen dump FILE` in `dir`: (exit success, stdout, stderr).
 fn dump(dir: &Path, file: &str) -> (bool, Vec<u8>, Vec<u8>) {
@@ -61,7 +47,9 @@ fn short_diff(what: &str, expected: &[u8], actual: &[u8]) -> String {
 
 #[test]
 fn qemu_qapi_schema_cases() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = corpus("the QEMU corpus test") else {
+        return;
+    };
     let dir = root.join("tests/qapi-schema");
     let cases = String::from_utf8(read(&dir.join("CASES"))).expect("CASES is UTF-8");
     let cases: Vec<&str> = cases.split_whitespace().collect();
@@ -108,7 +96,9 @@ fn qemu_qapi_schema_cases() {
 
 #[test]
 fn qemu_root_schema_dumps() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = corpus("the QEMU corpus test") else {
+        return;
+    };
     let mut failures = Vec::new();
     for (dir, expected) in [
         ("qapi", "qapi-schema.dump"),

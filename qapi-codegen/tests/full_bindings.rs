@@ -16,17 +16,18 @@ use std::process::Command;
 use qapi_codegen::emit::{generate, Options};
 use qapi_codegen::model::Dialect;
 
+#[path = "support/corpus.rs"]
+mod corpus_dir;
 #[path = "support/old_releases.rs"]
 mod old_releases;
+use corpus_dir::corpus;
 use old_releases::{expected_dialect, old_schemas, release_of, releases};
 
 #[test]
 fn full_bindings_compile_without_warnings() {
-    let Some(corpus) = std::env::var_os("QAPI_CORPUS") else {
-        println!("QAPI_CORPUS unset: skipping the full bindings build");
+    let Some(corpus) = corpus("the full bindings build") else {
         return;
     };
-    let corpus = PathBuf::from(corpus);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let root = manifest.parent().expect("workspace");
     let mut inputs: Vec<(String, PathBuf, Option<Dialect>)> = vec![

@@ -8,7 +8,7 @@
 //! are not compiled into that binary). Types are matched by where they are used, since
 //! the binary's names are masked.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use qapi_codegen::introspect::read;
 use qapi_codegen::model::Schema;
@@ -16,18 +16,12 @@ use qapi_codegen::model::Schema;
 #[path = "support/schema_diff.rs"]
 mod schema_diff;
 
+#[path = "support/corpus.rs"]
+mod corpus_dir;
+use corpus_dir::corpus;
+
 /// The release of the binaries whose output is in `schema/introspect/`.
 const BINARY_VERSION: (u32, u32) = (10, 0);
-
-fn corpus() -> Option<PathBuf> {
-    match std::env::var_os("QAPI_CORPUS") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => {
-            println!("skipped: QAPI_CORPUS is not set");
-            None
-        }
-    }
-}
 
 fn captured(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -38,7 +32,7 @@ fn captured(name: &str) -> String {
 
 /// Reads the sources at `root` and the capture; `None` when there is no corpus.
 fn diff(root: &str, capture: &str) -> Option<schema_diff::Diff> {
-    let corpus = corpus()?;
+    let corpus = corpus("the comparison with the sources")?;
     let path = corpus.join(root);
     assert!(
         path.is_file(),

@@ -9,27 +9,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use qapi_codegen::front::{parse_file, parse_with_loader, SchemaError};
 use qapi_codegen::model::{Entity, Schema};
 
-fn corpus() -> Option<PathBuf> {
-    match std::env::var_os("QAPI_CORPUS") {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            Some(if p.is_relative() {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
-            } else {
-                p
-            })
-        }
-        None => {
-            println!("QAPI_CORPUS is not set: skipping the snapshot tests over QEMU's schemas");
-            None
-        }
-    }
-}
+#[path = "support/corpus.rs"]
+mod corpus_dir;
+use corpus_dir::corpus;
 
 /// Parses `files` (name → text) from memory, rooted at the first one.
 fn parse_mem(files: &[(&str, &str)]) -> Result<Schema, SchemaError> {
@@ -62,7 +49,9 @@ fn all_facts(s: &Schema) -> Vec<(&str, &str, Option<&str>, Option<&str>)> {
 
 #[test]
 fn round_trip_keeps_module_manual_module_and_since() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = corpus("the snapshot tests over QEMU's schemas") else {
+        return;
+    };
     for (dir, commands) in [("qapi", 200), ("qga", 40), ("storage-daemon/qapi", 40)] {
         let src = root.join(dir).join("qapi-schema.json");
         let sources = parse_file(&src).unwrap_or_else(|e| panic!("{e}"));
@@ -100,7 +89,9 @@ fn round_trip_keeps_module_manual_module_and_since() {
 
 #[test]
 fn manual_modules_follow_qemus_manual_sections() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = corpus("the snapshot tests over QEMU's schemas") else {
+        return;
+    };
     let s = parse_file(root.join("qapi/qapi-schema.json")).unwrap_or_else(|e| panic!("{e}"));
     let get = |name: &str| s.lookup(name).map(|e| facts(&s, e));
     assert_eq!(
@@ -141,7 +132,9 @@ fn manual_modules_follow_qemus_manual_sections() {
 
 #[test]
 fn checked_in_snapshots_are_what_the_tool_writes() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = corpus("the snapshot tests over QEMU's schemas") else {
+        return;
+    };
     // The commands in schema/README.md.
     for (src, title, file) in [
         (

@@ -53,6 +53,20 @@ impl Args {
         }
     }
 
+    /// The tokio runtime an async driver runs this workload on (see
+    /// [`one_at_a_time`](Self::one_at_a_time)); exits on failure.
+    pub fn runtime(&self) -> tokio::runtime::Runtime {
+        let mut builder = if self.one_at_a_time() {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+        };
+        builder.enable_all().build().unwrap_or_else(|e| {
+            eprintln!("runtime: {e}");
+            std::process::exit(1)
+        })
+    }
+
     /// Parses `std::env::args()`; exits with a usage message on a bad command line.
     pub fn parse() -> Args {
         let mut it = std::env::args().skip(1);

@@ -188,17 +188,8 @@ async fn conns(a: &Args) -> ! {
 
 fn main() {
     let a = Args::parse();
-    // See `Args::one_at_a_time`: the same runtime rule for every async Rust driver.
-    let mut builder = if a.one_at_a_time() {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let runtime = builder
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| fail(&format!("runtime: {e}")));
-    runtime.block_on(async {
+    // The same runtime rule for every async Rust driver (`Args::one_at_a_time`).
+    a.runtime().block_on(async {
         match a.workload.as_str() {
             "calls" => calls(&a).await,
             "schema" => schema(&a).await,
