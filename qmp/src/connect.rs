@@ -20,6 +20,7 @@ use crate::fanout::Overflow;
 use crate::message::{parse_error_body, write_request, ExecKind, Greeting, Incoming};
 use crate::state::{RunState, RunStateWatch, StateCell};
 use crate::traffic::{HookSlot, TrafficHook};
+use crate::unix;
 
 /// The default number of events buffered per subscriber before it lags.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
@@ -144,7 +145,7 @@ impl Config {
                 let stream = UnixStream::connect(&path)
                     .await
                     .map_err(|e| Error::io(&format!("connecting to {}", path.display()), e))?;
-                Ok(split_unix(stream))
+                split_unix(stream)
             },
             peer,
         )
@@ -188,7 +189,7 @@ impl Config {
     /// # Errors
     /// As [`connect_unix`](Self::connect_unix).
     pub async fn connect_unix_stream(&self, stream: UnixStream) -> Result<Client> {
-        self.setup(async move { Ok(split_unix(stream)) }, "unix-stream".into())
+        self.setup(async move { split_unix(stream) }, "unix-stream".into())
             .await
     }
 
@@ -205,7 +206,7 @@ impl Config {
                     .accept()
                     .await
                     .map_err(|e| Error::io("accepting a connection", e))?;
-                Ok(split_unix(stream))
+                split_unix(stream)
             },
             "accepted-unix".into(),
         )
@@ -285,9 +286,15 @@ impl Drop for IdleOnDrop<'_> {
     }
 }
 
-fn split_unix(stream: UnixStream) -> (ReadHalf, WriteHalf) {
-    let (r, w) = stream.into_split();
-    (Box::new(r), WriteHalf::Unix(std::sync::Arc::new(w)))
+/// The halves of a Unix socket: read readiness only (see `crate::unix`).
+fn split_unix(stream: UnixStream) -> Result<(ReadHalf, WriteHalf)> {
+    let socket = unix::Socket::new(stream)
+        .map_err(|e| Error::io("registering the socket with the runtime", e))?;
+    let writer = std::sync::Arc::new(unix::Writer::new(socket.clone()));
+    Ok((
+        Box::new(unix::Reader(socket)),
+        WriteHalf::Unix(writer, unix::WriteWait::default()),
+    ))
 }
 
 fn split_other<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> (ReadHalf, WriteHalf) {

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn, Instrument};
@@ -36,6 +35,7 @@ use crate::message::{parse_client_id, Greeting, Incoming};
 use crate::race::{race, First};
 use crate::state::{RunState, StateCell};
 use crate::traffic::HookSlot;
+use crate::unix;
 
 /// How many recently abandoned (timed-out or cancelled) ids are remembered, so that
 /// their late replies are logged as such rather than as unknown.
@@ -224,13 +224,12 @@ impl Shared {
             && self.lock().calls.len() <= 1
         {
             if let Some(direct) = &gate.direct {
-                let stream: &tokio::net::UnixStream = (**direct).as_ref();
                 // Reported before the bytes go out: once they do, the reader may get
                 // the reply, and a hook must see a request before its reply.
                 self.hook.sent(&m.bytes);
                 m.reported = true;
                 // One non-blocking syscall: nothing can interrupt it half-way.
-                match stream.try_write(&m.bytes) {
+                match direct.socket().try_write(&m.bytes) {
                     Ok(n) if n == m.bytes.len() => {
                         trace_sent(&m.bytes);
                         if let Some(id) = m.id {
@@ -274,8 +273,9 @@ impl Shared {
 /// The two halves of a transport.
 pub(crate) enum WriteHalf {
     /// A Unix socket: file descriptors can be passed, and callers may write directly
-    /// (see [`Shared::try_write_direct`]), so the half is shared.
-    Unix(Arc<OwnedWriteHalf>),
+    /// (see [`Shared::send`]), so the half is shared; with what a write that would
+    /// block waits on.
+    Unix(Arc<unix::Writer>, unix::WriteWait),
     Other(Box<dyn AsyncWrite + Send + Unpin>),
 }
 
@@ -286,16 +286,7 @@ impl AsyncWrite for WriteHalf {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            WriteHalf::Unix(w) => {
-                let stream: &tokio::net::UnixStream = (**w).as_ref();
-                loop {
-                    std::task::ready!(stream.poll_write_ready(cx))?;
-                    match stream.try_write(buf) {
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                        r => return std::task::Poll::Ready(r),
-                    }
-                }
-            }
+            WriteHalf::Unix(w, wait) => unix::poll_write(w, wait, cx, buf),
             WriteHalf::Other(w) => std::pin::Pin::new(w).poll_write(cx, buf),
         }
     }
@@ -305,7 +296,7 @@ impl AsyncWrite for WriteHalf {
     ) -> std::task::Poll<std::io::Result<()>> {
         match self.get_mut() {
             // Unix sockets have no user-space buffer to flush.
-            WriteHalf::Unix(_) => std::task::Poll::Ready(Ok(())),
+            WriteHalf::Unix(..) => std::task::Poll::Ready(Ok(())),
             WriteHalf::Other(w) => std::pin::Pin::new(w).poll_flush(cx),
         }
     }
@@ -315,7 +306,7 @@ impl AsyncWrite for WriteHalf {
     ) -> std::task::Poll<std::io::Result<()>> {
         match self.get_mut() {
             // Dropping the last `Arc` shuts the write side down.
-            WriteHalf::Unix(_) => std::task::Poll::Ready(Ok(())),
+            WriteHalf::Unix(..) => std::task::Poll::Ready(Ok(())),
             WriteHalf::Other(w) => std::pin::Pin::new(w).poll_shutdown(cx),
         }
     }
@@ -335,7 +326,7 @@ pub(crate) struct WriteGate {
     queued: usize,
     /// The socket, for direct writes (`None` for non-Unix streams, and after the
     /// connection closed, so the socket is not kept open by client handles).
-    direct: Option<Arc<OwnedWriteHalf>>,
+    direct: Option<Arc<unix::Writer>>,
 }
 
 pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
@@ -358,13 +349,13 @@ pub(crate) fn spawn(
     writer: LineWriter<WriteHalf>,
     opts: TaskOptions,
 ) -> (Arc<Shared>, mpsc::UnboundedSender<Box<Outgoing>>) {
-    let fd_passing = matches!(writer.get_ref(), WriteHalf::Unix(_));
+    let fd_passing = matches!(writer.get_ref(), WriteHalf::Unix(..));
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
         gate: Mutex::new(WriteGate {
             queued: 0,
             direct: match writer.get_ref() {
-                WriteHalf::Unix(w) => Some(w.clone()),
+                WriteHalf::Unix(w, _) => Some(w.clone()),
                 WriteHalf::Other(_) => None,
             },
         }),
@@ -714,17 +705,16 @@ fn strip_newline(b: &[u8]) -> &[u8] {
 async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std::io::Result<()> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     use std::os::fd::{AsFd, BorrowedFd};
-    let WriteHalf::Unix(half) = w else {
+    let WriteHalf::Unix(half, _) = w else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "file descriptors can only be passed over Unix sockets",
         ));
     };
-    let stream: &tokio::net::UnixStream = (**half).as_ref();
+    let socket = half.socket();
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     let sent = loop {
-        stream.writable().await?;
-        let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
+        let r = {
             let mut space = vec![
                 std::mem::MaybeUninit::<u8>::uninit();
                 rustix::cmsg_space!(ScmRights(borrowed.len()))
@@ -734,16 +724,17 @@ async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std:
                 return Err(std::io::Error::other("too many file descriptors"));
             }
             rustix::net::sendmsg(
-                stream,
+                socket.stream(),
                 &[std::io::IoSlice::new(bytes)],
                 &mut control,
                 SendFlags::NOSIGNAL,
             )
             .map_err(std::io::Error::from)
-        });
+        };
         match r {
             Ok(n) => break n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.writable().await?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     };

@@ -175,6 +175,7 @@ pub mod schema_check;
 pub mod server;
 mod state;
 pub mod traffic;
+mod unix;
 
 pub use client::Client;
 pub use command::{Command, Event, EventSet};
