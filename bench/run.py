@@ -161,6 +161,7 @@ class Results:
         self.failed_values = {}  # (client, workload) -> [value of a failed check]
         self.hwm = {}       # (client, rep) -> max VmHWM KiB over call workloads
         self.extra_hwm = {}  # (client, workload) -> [VmHWM KiB]
+        self.reps = {}      # (client, workload) -> {repetition: value}
 
     def add(self, client, workload, res, rep=None, rss=False):
         if res is None or res.get('timeout'):
@@ -176,16 +177,31 @@ class Results:
             return
         self.samples.setdefault((client, workload), []).append(float(res['value']))
         self.extra_hwm.setdefault((client, workload), []).append(res.get('hwm_kib', 0))
+        if rep is not None:
+            self.reps.setdefault((client, workload), {})[rep] = float(res['value'])
         if rss and rep is not None:
             k = (client, rep)
             self.hwm[k] = max(self.hwm.get(k, 0), res.get('hwm_kib', 0))
 
     def finish_rss(self):
         per_client = {}
-        for (client, _rep), kib in self.hwm.items():
+        for (client, rep), kib in self.hwm.items():
             per_client.setdefault(client, []).append(kib / 1024)
+            self.reps.setdefault((client, 'rss'), {})[rep] = kib / 1024
         for client, v in per_client.items():
             self.samples[(client, 'rss')] = v
+
+    def paired(self, workload, a, b, op):
+        """The median over repetitions of op(a's figure, b's figure), taking the two
+        from the same repetition, which ran minutes apart at most: the machine's
+        drift between repetitions (this VM's speed moves by ±20 % within minutes)
+        cancels out of each pair. None without a repetition both have."""
+        ra = self.reps.get((a, workload), {})
+        rb = self.reps.get((b, workload), {})
+        common = sorted(set(ra) & set(rb))
+        if not common:
+            return None
+        return statistics.median(op(ra[r], rb[r]) for r in common)
 
     def stat(self, client, workload):
         v = self.samples.get((client, workload))
@@ -205,11 +221,26 @@ def fmt(v, unit):
 
 
 def ratio(results, workload, other):
+    """Ours ÷ other: the median of the per-repetition ratios (see Results.paired),
+    or the ratio of the medians where the two share no repetition."""
+    r = results.paired(workload, 'ours', other, lambda x, y: x / y if y else float('nan'))
+    if r is not None:
+        return r
     a = results.stat('ours', workload)
     b = results.stat(other, workload)
     if not a or not b or b[0] == 0:
         return None
     return a[0] / b[0]
+
+
+def difference(results, workload, other):
+    """Ours − other, paired by repetition like ratio()."""
+    d = results.paired(workload, 'ours', other, lambda x, y: x - y)
+    if d is not None:
+        return d
+    a = results.stat('ours', workload)
+    b = results.stat(other, workload)
+    return a[0] - b[0] if a and b else None
 
 
 def machine():
@@ -238,7 +269,7 @@ def main():
     ap.add_argument('--bench-dir', required=True, help='bench/ (the Python drivers)')
     ap.add_argument('--out', required=True, help='target/bench')
     ap.add_argument('--reps', type=int, default=5)
-    ap.add_argument('--event-reps', type=int, default=3)
+    ap.add_argument('--event-reps', type=int, default=5)
     ap.add_argument('--calls', type=int, default=5000)
     ap.add_argument('--schema-calls', type=int, default=80)
     ap.add_argument('--events', type=int, default=200_000)
@@ -350,8 +381,9 @@ def main():
     if args.builds and os.path.exists(args.builds):
         with open(args.builds, encoding='utf-8') as f:
             for row in json.load(f):
-                for v in row['values']:
-                    res.add(row['client'], row['workload'], {'value': v, 'ok': True})
+                # Build i of ours and build i of the peer ran back to back: a pair.
+                for i, v in enumerate(row['values']):
+                    res.add(row['client'], row['workload'], {'value': v, 'ok': True}, rep=i)
     load_end = os.getloadavg()
     elapsed = time.monotonic() - t0
 
@@ -387,7 +419,11 @@ def report(res, args, started, elapsed, load_start, load_end, versions, idle_nam
     p(f'Medians of {args.reps} runs ({ev} for events, connections and parse, '
       f'one process each; qemu.qmp events10/events100: 1); {args.calls:,} calls per run, {args.schema_calls} schema calls, '
       f'{args.events:,} events, {args.conns:,} idle connections to {idle_name}. '
-      'Min and max are in `target/bench/results.json`.')
+      'Min and max are in `target/bench/results.json`. The ratio columns (and the '
+      'targets below) are medians of per-repetition ratios: ours and the other client '
+      'ran in the same repetition, minutes apart at most, so the machine\'s drift '
+      'between repetitions cancels out; they can differ from the ratio of the two '
+      'medians shown.')
     p('')
     p('| workload | unit | floor | ours | qemu.qmp | qapi-rs | qemu | '
       'ours ÷ floor | ours ÷ qemu.qmp | ours ÷ qapi-rs | ours ÷ qemu |')
@@ -444,9 +480,8 @@ def report(res, args, started, elapsed, load_start, load_end, versions, idle_nam
 def targets(res):
     lines = []
 
-    def med(c, w):
-        s = res.stat(c, w)
-        return s[0] if s else None
+    def r(w, other):
+        return ratio(res, w, other)
 
     def check(desc, ok, detail):
         lines.append(f'{"MET" if ok else "MISSED"}: {desc} ({detail})')
@@ -454,28 +489,28 @@ def targets(res):
     def unmeasured(desc, why):
         lines.append(f'NOT MEASURED: {desc} ({why})')
 
-    o, f = med('ours', 'seq'), med('floor', 'seq')
-    if o and f:
-        check('sequential: ours ≥ 0.95 × floor', o >= 0.95 * f, f'{o / f:.2f} ×')
+    f = r('seq', 'floor')
+    if f:
+        check('sequential: ours ≥ 0.95 × floor', f >= 0.95, f'{f:.2f} ×')
     else:
         unmeasured('sequential: ours ≥ 0.95 × floor', 'a figure is missing')
     for w in ('inflight32-oob', 'inflight256-oob'):
-        o, f, q = med('ours', w), med('floor', w), med('qemu.qmp', w)
-        if o and f and q:
+        f, q = r(w, 'floor'), r(w, 'qemu.qmp')
+        if f and q:
             check(f'{w}: ours ≥ 0.95 × floor and ≥ 1.15 × qemu.qmp',
-                  o >= 0.95 * f and o >= 1.15 * q,
-                  f'{o / f:.2f} × floor, {o / q:.2f} × qemu.qmp')
+                  f >= 0.95 and q >= 1.15,
+                  f'{f:.2f} × floor, {q:.2f} × qemu.qmp')
         else:
             unmeasured(f'{w}: ours ≥ 0.95 × floor, ≥ 1.15 × qemu.qmp', 'a figure is missing')
-    o, f = med('ours', 'schema'), med('floor', 'schema')
-    if o and f:
-        check('typed query-qmp-schema: ours within 1 ms of the floor', o <= f + 1.0,
-              f'{o - f:+.2f} ms')
+    d = difference(res, 'schema', 'floor')
+    if d is not None:
+        check('typed query-qmp-schema: ours within 1 ms of the floor', d <= 1.0,
+              f'{d:+.2f} ms')
     else:
         unmeasured('query-qmp-schema within 1 ms of the floor', 'a figure is missing')
-    o, f = med('ours', 'rss'), med('floor', 'rss')
-    if o and f:
-        check('peak RSS: ours within 2 MiB of the floor', o <= f + 2.0, f'{o - f:+.1f} MiB')
+    d = difference(res, 'rss', 'floor')
+    if d is not None:
+        check('peak RSS: ours within 2 MiB of the floor', d <= 2.0, f'{d:+.1f} MiB')
     else:
         unmeasured('peak RSS within 2 MiB of the floor', 'a figure is missing')
     so = res.extra_hwm.get(('ours', 'events1-stalled'))
@@ -486,17 +521,17 @@ def targets(res):
               d <= 2.0, f'{d:+.1f} MiB')
     else:
         unmeasured('peak RSS with a stalled subscriber', 'a figure is missing')
-    o, f, q = med('ours', 'events1'), med('floor', 'events1'), med('qapi-rs', 'events1')
-    if o and f and q:
+    f, q = r('events1', 'floor'), r('events1', 'qapi-rs')
+    if f and q:
         check('events into the typed Event enum, 1 subscriber: ≥ floor (Value) and '
-              '≥ 1.2 × qapi-rs', o >= f and o >= 1.2 * q,
-              f'{o / f:.2f} × floor, {o / q:.2f} × qapi-rs')
+              '≥ 1.2 × qapi-rs', f >= 1.0 and q >= 1.2,
+              f'{f:.2f} × floor, {q:.2f} × qapi-rs')
     else:
         unmeasured('events1 ≥ floor and ≥ 1.2 × qapi-rs', 'a figure is missing')
     for w in ('build-debug', 'build-release'):
-        o, q = med('ours', w), med('qapi-rs', w)
-        if o and q:
-            check(f'{w}: ours ≤ 0.7 × qapi-rs', o <= 0.7 * q, f'{o / q:.2f} ×')
+        q = r(w, 'qapi-rs')
+        if q:
+            check(f'{w}: ours ≤ 0.7 × qapi-rs', q <= 0.7, f'{q:.2f} ×')
         else:
             unmeasured(f'{w}: ours ≤ 0.7 × qapi-rs', 'not run (--quick) or a build failed')
     return lines
