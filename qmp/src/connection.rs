@@ -703,8 +703,8 @@ fn strip_newline(b: &[u8]) -> &[u8] {
 
 /// Sends `bytes` with `fds` attached to the first byte(s) (`SCM_RIGHTS`), then the rest.
 async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std::io::Result<()> {
-    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    use std::os::fd::{AsFd, BorrowedFd};
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    use std::os::fd::{AsRawFd, RawFd};
     let WriteHalf::Unix(half, _) = w else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
@@ -712,25 +712,17 @@ async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std:
         ));
     };
     let socket = half.socket();
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    // Raw descriptors of `fds` and of the socket, which outlive the call.
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let sent = loop {
-        let r = {
-            let mut space = vec![
-                std::mem::MaybeUninit::<u8>::uninit();
-                rustix::cmsg_space!(ScmRights(borrowed.len()))
-            ];
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-                return Err(std::io::Error::other("too many file descriptors"));
-            }
-            rustix::net::sendmsg(
-                socket.stream(),
-                &[std::io::IoSlice::new(bytes)],
-                &mut control,
-                SendFlags::NOSIGNAL,
-            )
-            .map_err(std::io::Error::from)
-        };
+        let r = sendmsg::<UnixAddr>(
+            socket.stream().as_raw_fd(),
+            &[std::io::IoSlice::new(bytes)],
+            &[ControlMessage::ScmRights(&raw)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(std::io::Error::from);
         match r {
             Ok(n) => break n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.writable().await?,

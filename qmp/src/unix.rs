@@ -14,6 +14,7 @@
 
 use std::io::{self, Read};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -47,8 +48,9 @@ impl Socket {
     /// rather than a `SIGPIPE`, which would kill a program that has not ignored it.
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         loop {
-            match rustix::net::send(self.fd.get_ref(), buf, rustix::net::SendFlags::NOSIGNAL) {
-                Err(rustix::io::Errno::INTR) => continue,
+            let fd = self.fd.get_ref().as_raw_fd();
+            match nix::sys::socket::send(fd, buf, nix::sys::socket::MsgFlags::MSG_NOSIGNAL) {
+                Err(nix::errno::Errno::EINTR) => continue,
                 r => return r.map_err(io::Error::from),
             }
         }
