@@ -270,7 +270,9 @@ def main():
     ap.add_argument('--bench-dir', required=True, help='bench/ (the Python drivers)')
     ap.add_argument('--out', required=True, help='target/bench')
     ap.add_argument('--reps', type=int, default=5)
-    ap.add_argument('--event-reps', type=int, default=5)
+    ap.add_argument('--event-reps', type=int, default=5,
+                    help='repetitions of the event, connection and parse workloads '
+                         '(at most --reps)')
     ap.add_argument('--calls', type=int, default=5000)
     ap.add_argument('--schema-calls', type=int, default=80)
     ap.add_argument('--events', type=int, default=200_000)
