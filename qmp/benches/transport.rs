@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use qmp::{Command, Config, EventSet};
 use serde::{Deserialize, Serialize};
-
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 

@@ -1,11 +1,12 @@
 //! A blocking wrapper for programs that do not use async Rust.
 //!
 //! [`Client`] owns a small tokio runtime (a current-thread runtime driven by a thread of
-//! its own) on which the connection's reader and writer tasks keep running between calls, so events are received and
-//! buffered (up to the subscriber capacity) while the program does other things. Each
-//! method blocks the calling thread until the async counterpart completes; the
-//! guarantees are the same as the async client's (ids on every request, so a late
-//! reply never reaches the next caller; timeouts; the first error on disconnect).
+//! its own) on which the connection's reader and writer tasks keep running between
+//! calls, so events are received and buffered (up to the subscriber capacity) while
+//! the program does other things. Each method blocks the calling thread until the
+//! async counterpart completes; the guarantees are the same as the async client's (ids
+//! on every request, so a late reply never reaches the next caller; timeouts; the first
+//! error on disconnect).
 //!
 //! Do not call these methods from inside an async runtime (they would block it).
 

@@ -703,8 +703,6 @@ fn strip_newline(b: &[u8]) -> &[u8] {
 
 /// Sends `bytes` with `fds` attached to the first byte(s) (`SCM_RIGHTS`), then the rest.
 async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std::io::Result<()> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
-    use std::os::fd::{AsRawFd, RawFd};
     let WriteHalf::Unix(half, _) = w else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
@@ -712,21 +710,10 @@ async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std:
         ));
     };
     let socket = half.socket();
-    // Raw descriptors of `fds` and of the socket, which outlive the call.
-    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let sent = loop {
-        let r = sendmsg::<UnixAddr>(
-            socket.stream().as_raw_fd(),
-            &[std::io::IoSlice::new(bytes)],
-            &[ControlMessage::ScmRights(&raw)],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .map_err(std::io::Error::from);
-        match r {
+        match socket.try_send_with_fds(bytes, fds) {
             Ok(n) => break n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.writable().await?,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     };

@@ -14,12 +14,14 @@
 
 use std::io::{self, Read};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use nix::errno::Errno;
+use nix::sys::socket::{send, sendmsg, ControlMessage, MsgFlags, UnixAddr};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, Interest, ReadBuf};
 
@@ -38,19 +40,35 @@ impl Socket {
         }))
     }
 
-    /// The socket, for system calls of its own (`sendmsg`).
-    pub(crate) fn stream(&self) -> &UnixStream {
-        self.fd.get_ref()
-    }
-
     /// One non-blocking `send`; `WouldBlock` when the send buffer is full. With
     /// `MSG_NOSIGNAL`, as tokio does: a peer that has gone away gives `BrokenPipe`
     /// rather than a `SIGPIPE`, which would kill a program that has not ignored it.
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         loop {
-            let fd = self.fd.get_ref().as_raw_fd();
-            match nix::sys::socket::send(fd, buf, nix::sys::socket::MsgFlags::MSG_NOSIGNAL) {
-                Err(nix::errno::Errno::EINTR) => continue,
+            match send(self.fd.get_ref().as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL) {
+                Err(Errno::EINTR) => continue,
+                r => return r.map_err(io::Error::from),
+            }
+        }
+    }
+
+    /// One non-blocking `sendmsg` of `buf` with `fds` attached (`SCM_RIGHTS`,
+    /// `MSG_NOSIGNAL`); `WouldBlock` when the send buffer is full. Returns how much of
+    /// `buf` went out: the descriptors travel with the first byte.
+    pub(crate) fn try_send_with_fds(&self, buf: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
+        // Raw descriptors of `fds` and of the socket, which outlive the call.
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        loop {
+            let r = sendmsg::<UnixAddr>(
+                self.fd.get_ref().as_raw_fd(),
+                &[io::IoSlice::new(buf)],
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            );
+            match r {
+                Err(Errno::EINTR) => continue,
                 r => return r.map_err(io::Error::from),
             }
         }
@@ -132,7 +150,7 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        let _ = self.socket.stream().shutdown(Shutdown::Write);
+        let _ = self.socket.fd.get_ref().shutdown(Shutdown::Write);
     }
 }
 
