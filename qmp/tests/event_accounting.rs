@@ -18,10 +18,20 @@ fn event(n: u64) -> String {
     )
 }
 
-/// A peer that answers `qmp_capabilities`, then at once (in the same write as the
-/// reply, as QEMU's output buffer can) floods `n` events, and answers every further
-/// request with `{}` between the events (so the client can check replies flow).
-async fn flooding_peer(stream: DuplexStream, n: u64) {
+/// When the flooding peer starts its flood.
+#[derive(Clone, Copy)]
+enum FloodStart {
+    /// With the reply to `qmp_capabilities`.
+    AtNegotiation,
+    /// With the reply to the client's first request after negotiation.
+    AfterFirstRequest,
+}
+
+/// A peer that answers `qmp_capabilities` and then, at `start`, at once (in the same
+/// write as the reply, as QEMU's output buffer can) floods `n` events, and answers
+/// every further request with `{}` between the events (so the client can check replies
+/// flow).
+async fn flooding_peer(stream: DuplexStream, n: u64, start: FloodStart) {
     let (r, mut w) = tokio::io::split(stream);
     let mut lines = BufReader::new(r).lines();
     w.write_all(format!("{GREETING}\r\n").as_bytes())
@@ -36,15 +46,22 @@ async fn flooding_peer(stream: DuplexStream, n: u64) {
             }
         }
     });
-    let mut first = json!({"return": {}, "id": caps["id"]}).to_string();
-    first.push_str("\r\n");
-    let mut chunk = first.into_bytes();
+    let reply = |req: &Value| format!("{}\r\n", json!({"return": {}, "id": req["id"]}));
+    let mut chunk = reply(&caps).into_bytes();
+    if let FloodStart::AfterFirstRequest = start {
+        if tx.send(std::mem::take(&mut chunk)).await.is_err() {
+            return;
+        }
+        let Ok(Some(line)) = lines.next_line().await else {
+            return;
+        };
+        chunk = reply(&serde_json::from_str(&line).unwrap()).into_bytes();
+    }
     let replies = tx.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             let req: Value = serde_json::from_str(&line).unwrap();
-            let reply = format!("{}\r\n", json!({"return": {}, "id": req["id"]}));
-            if replies.send(reply.into_bytes()).await.is_err() {
+            if replies.send(reply(&req).into_bytes()).await.is_err() {
                 return;
             }
         }
@@ -70,9 +87,9 @@ fn two_workers() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn connect(config: &Config, n: u64) -> Client {
+async fn connect(config: &Config, n: u64, start: FloodStart) -> Client {
     let (a, b) = tokio::io::duplex(16 * 1024);
-    tokio::spawn(flooding_peer(b, n));
+    tokio::spawn(flooding_peer(b, n, start));
     config.connect_stream(a).await.unwrap()
 }
 
@@ -116,7 +133,7 @@ fn flood_from_negotiation_is_fully_accounted_for() {
     rt.block_on(async {
         let mut config = Config::new();
         config.event_capacity(64);
-        let client = connect(&config, N).await;
+        let client = connect(&config, N, FloodStart::AtNegotiation).await;
         // A loaded machine: the program gets to subscribe late.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let a = client.subscribe_raw();
@@ -142,7 +159,7 @@ fn slow_subscriber_on_another_worker_counts_exactly() {
     rt.block_on(async {
         let mut config = Config::new();
         config.event_capacity(16);
-        let client = connect(&config, N).await;
+        let client = connect(&config, N, FloodStart::AtNegotiation).await;
         let subs: Vec<_> = (0..3)
             .map(|_| tokio::spawn(drain(client.subscribe_raw(), N)))
             .collect();
@@ -155,7 +172,10 @@ fn slow_subscriber_on_another_worker_counts_exactly() {
 }
 
 /// Back-pressure mode: a slow subscriber receives every event, in order, and a
-/// lossy one that never reads does not hold the reader up.
+/// lossy one that never reads does not hold the reader up. The flood starts after the
+/// subscriptions (with the reply to the first request): events that arrive before a
+/// subscription exists go to the bounded backlog of `flood_from_negotiation_…`, which
+/// no overflow mode of a later subscription can make lossless (this test raced it).
 #[test]
 fn backpressure_subscriber_receives_every_event_in_order() {
     const N: u64 = 30_000;
@@ -163,7 +183,7 @@ fn backpressure_subscriber_receives_every_event_in_order() {
     rt.block_on(async {
         let mut config = Config::new();
         config.event_capacity(16);
-        let client = connect(&config, N).await;
+        let client = connect(&config, N, FloodStart::AfterFirstRequest).await;
         let _never_reads = client.subscribe_raw();
         let mut all = client.subscribe_raw().overflow(Overflow::Backpressure);
         let reader = tokio::spawn(async move {
@@ -180,6 +200,8 @@ fn backpressure_subscriber_receives_every_event_in_order() {
                 }
             }
         });
+        // The first request starts the flood; its reply comes before the events.
+        client.execute_raw("ping", None::<&()>).await.unwrap();
         // Replies keep flowing once the back-pressured stream catches up.
         tokio::time::timeout(
             Duration::from_secs(20),
