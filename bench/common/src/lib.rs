@@ -40,23 +40,27 @@ pub struct Args {
 }
 
 impl Args {
-    /// True for the workloads that make one call at a time (`seq`, `seq-oob`,
-    /// `schema`). Every async Rust driver (ours, qapi-rs) runs these on a
-    /// current-thread tokio runtime, as a sequential client would be built, and the
-    /// concurrent ones (calls in flight, events, connections) on the default
-    /// multi-thread runtime; one rule for both, so neither gets a better runtime.
-    pub fn one_at_a_time(&self) -> bool {
+    /// True for the workloads with one stream of work: one call at a time (`seq`,
+    /// `seq-oob`, `schema`) or one event subscriber (`events1`, with or without a
+    /// stalled one beside it). Every async Rust driver (ours, qapi-rs) runs these on a
+    /// current-thread tokio runtime, as such a client would be built (a second worker
+    /// thread only adds cross-thread wake-ups, and the machine's second core is the
+    /// server's), and the concurrent ones (calls in flight, 10 or 100 subscribers,
+    /// connections) on the default multi-thread runtime; one rule for both, so neither
+    /// gets a better runtime.
+    pub fn single_stream(&self) -> bool {
         match self.workload.as_str() {
             "calls" => self.inflight == 1,
             "schema" => true,
+            "events" => self.subscribers == 1,
             _ => false,
         }
     }
 
     /// The tokio runtime an async driver runs this workload on (see
-    /// [`one_at_a_time`](Self::one_at_a_time)); exits on failure.
+    /// [`single_stream`](Self::single_stream)); exits on failure.
     pub fn runtime(&self) -> tokio::runtime::Runtime {
-        let mut builder = if self.one_at_a_time() {
+        let mut builder = if self.single_stream() {
             tokio::runtime::Builder::new_current_thread()
         } else {
             tokio::runtime::Builder::new_multi_thread()

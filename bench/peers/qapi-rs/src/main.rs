@@ -188,7 +188,7 @@ async fn conns(a: &Args) -> ! {
 
 fn main() {
     let a = Args::parse();
-    // The same runtime rule for every async Rust driver (`Args::one_at_a_time`).
+    // The same runtime rule for every async Rust driver (`Args::single_stream`).
     a.runtime().block_on(async {
         match a.workload.as_str() {
             "calls" => calls(&a).await,
