@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use crate::events::{EventStream, RawEvent};
 use crate::message::Greeting;
-use crate::{Command, Config, Event, EventSet};
+use crate::{Command, Config, Event, EventSet, Overflow};
 
 /// A blocking QMP client. Cloning shares the connection and the runtime.
 #[derive(Clone, Debug)]
@@ -225,6 +225,36 @@ impl Client {
         Events {
             runtime: self.runtime.clone(),
             stream: self.inner.subscribe_raw(),
+        }
+    }
+
+    /// Subscribes to one event type with the overflow mode chosen at creation; see
+    /// [`crate::Client::subscribe_with`].
+    pub fn subscribe_with<E: Event + Send + 'static>(&self, overflow: Overflow) -> Events<E> {
+        Events {
+            runtime: self.runtime.clone(),
+            stream: self.inner.subscribe_with(overflow),
+        }
+    }
+
+    /// Subscribes to an event set with the overflow mode chosen at creation; see
+    /// [`crate::Client::subscribe_set_with`].
+    pub fn subscribe_set_with<S: EventSet + Send + 'static>(
+        &self,
+        overflow: Overflow,
+    ) -> Events<S> {
+        Events {
+            runtime: self.runtime.clone(),
+            stream: self.inner.subscribe_set_with(overflow),
+        }
+    }
+
+    /// Subscribes to every event undecoded with the overflow mode chosen at creation;
+    /// see [`crate::Client::subscribe_raw_with`].
+    pub fn subscribe_raw_with(&self, overflow: Overflow) -> Events<RawEvent> {
+        Events {
+            runtime: self.runtime.clone(),
+            stream: self.inner.subscribe_raw_with(overflow),
         }
     }
 

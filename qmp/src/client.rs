@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::events::{self, EventStream, RawEvent};
 use crate::message::{write_request, ExecKind, Greeting};
 use crate::state::{RunState, RunStateWatch};
-use crate::{Command, Event, EventSet};
+use crate::{Command, Event, EventSet, Overflow};
 
 /// A handle to a QMP connection. Clone it freely: all clones share the connection.
 ///
@@ -462,9 +462,27 @@ impl Client {
 
     /// Subscribes to one event type. Subscribe before sending the command whose
     /// events you want, or use [`execute_and_wait`](Self::execute_and_wait).
+    ///
+    /// A full buffer follows the connection's [`crate::Config::event_overflow`]; use
+    /// [`subscribe_with`](Self::subscribe_with) to choose per subscription.
     pub fn subscribe<E: Event + Send + 'static>(&self) -> EventStream<E> {
+        self.subscribe_one(None)
+    }
+
+    /// As [`subscribe`](Self::subscribe), with what happens when this subscription's
+    /// buffer is full chosen at creation: with [`Overflow::Backpressure`] no event is
+    /// missed, not even one that arrives while the subscription is being set up
+    /// (setting it afterwards with [`EventStream::overflow`] leaves that window).
+    pub fn subscribe_with<E: Event + Send + 'static>(&self, overflow: Overflow) -> EventStream<E> {
+        self.subscribe_one(Some(overflow))
+    }
+
+    fn subscribe_one<E: Event + Send + 'static>(
+        &self,
+        overflow: Option<Overflow>,
+    ) -> EventStream<E> {
         EventStream::new(
-            self.shared.subscribe(Some(E::NAME)),
+            self.shared.subscribe(Some(E::NAME), overflow),
             events::decode_one::<E>,
         )
     }
@@ -472,12 +490,33 @@ impl Client {
     /// Subscribes to every event, decoded into an [`EventSet`] (e.g. the generated
     /// all-events enum).
     pub fn subscribe_set<S: EventSet + Send + 'static>(&self) -> EventStream<S> {
-        EventStream::new(self.shared.subscribe(None), events::decode_set::<S>)
+        EventStream::new(self.shared.subscribe(None, None), events::decode_set::<S>)
+    }
+
+    /// As [`subscribe_set`](Self::subscribe_set), with the overflow mode chosen at
+    /// creation (see [`subscribe_with`](Self::subscribe_with)).
+    pub fn subscribe_set_with<S: EventSet + Send + 'static>(
+        &self,
+        overflow: Overflow,
+    ) -> EventStream<S> {
+        EventStream::new(
+            self.shared.subscribe(None, Some(overflow)),
+            events::decode_set::<S>,
+        )
     }
 
     /// Subscribes to every event, undecoded.
     pub fn subscribe_raw(&self) -> EventStream<RawEvent> {
-        EventStream::new(self.shared.subscribe(None), events::decode_raw)
+        EventStream::new(self.shared.subscribe(None, None), events::decode_raw)
+    }
+
+    /// As [`subscribe_raw`](Self::subscribe_raw), with the overflow mode chosen at
+    /// creation (see [`subscribe_with`](Self::subscribe_with)).
+    pub fn subscribe_raw_with(&self, overflow: Overflow) -> EventStream<RawEvent> {
+        EventStream::new(
+            self.shared.subscribe(None, Some(overflow)),
+            events::decode_raw,
+        )
     }
 
     /// Runs `cmd`, then waits for the first event `E` for which `until` returns true,

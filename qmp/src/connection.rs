@@ -260,8 +260,12 @@ impl Shared {
         }
     }
 
-    pub(crate) fn subscribe(&self, filter: Option<&'static str>) -> Arc<Subscriber> {
-        self.events.subscribe(filter)
+    pub(crate) fn subscribe(
+        &self,
+        filter: Option<&'static str>,
+        overflow: Option<Overflow>,
+    ) -> Arc<Subscriber> {
+        self.events.subscribe(filter, overflow)
     }
 
     /// Ends waits of a client that wants to know when the connection is down.

@@ -187,11 +187,17 @@ impl<T: 'static + Send> EventStream<T> {
         }
     }
 
-    /// Sets what happens when this subscription's buffer is full (default: the
+    /// Changes what happens when this subscription's buffer is full (default: the
     /// [`crate::Config::event_overflow`] of the connection, itself
     /// [`Overflow::DropNewest`] by default). With [`Overflow::Backpressure`] nothing is
     /// lost, but the connection stops reading (replies included) while this
     /// subscription is full: keep reading it, or drop it.
+    ///
+    /// The new mode applies from this call on: events that met a full buffer before it
+    /// were handled under the old one. To have a mode from the very first event,
+    /// subscribe with it ([`crate::Client::subscribe_with`],
+    /// [`subscribe_set_with`](crate::Client::subscribe_set_with),
+    /// [`subscribe_raw_with`](crate::Client::subscribe_raw_with)).
     pub fn overflow(self, overflow: Overflow) -> Self {
         if let Some(sub) = &self.sub {
             sub.set_overflow(overflow);

@@ -273,7 +273,14 @@ impl Fanout {
         }
     }
 
-    pub(crate) fn subscribe(&self, filter: Option<&'static str>) -> Arc<Subscriber> {
+    /// A new subscription to events named `filter` (`None`: all), starting with what
+    /// the backlog holds. `overflow` is its mode from the start (`None`: the
+    /// connection's default), so no event can meet a full queue under another mode.
+    pub(crate) fn subscribe(
+        &self,
+        filter: Option<&'static str>,
+        overflow: Option<Overflow>,
+    ) -> Arc<Subscriber> {
         let mut st = self.lock();
         let mut queue = Queue::default();
         if let Some(backlog) = &st.backlog {
@@ -291,7 +298,7 @@ impl Fanout {
         let sub = Arc::new(Subscriber {
             state: Mutex::new(SubState {
                 queue,
-                overflow: self.overflow,
+                overflow: overflow.unwrap_or(self.overflow),
                 waker: None,
                 reader_waiting: false,
                 ended: st.closed,
@@ -374,5 +381,46 @@ impl Fanout {
         for s in subs {
             s.end();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Timestamp;
+
+    fn events(n: usize) -> Vec<RawEvent> {
+        (0..n)
+            .map(|i| {
+                let line = format!(r#"{{"event": "E", "data": {{"n": {i}}}}}"#);
+                RawEvent::new(&line, "E", None, Timestamp::default())
+            })
+            .collect()
+    }
+
+    /// The mode given at subscription holds from the first event: a back-pressure
+    /// subscription made on a lossy connection stops the reader at a full queue
+    /// instead of counting the event as missed.
+    #[test]
+    fn overflow_chosen_at_subscription_applies_from_the_first_event() {
+        let fanout = Fanout::new(2, Overflow::DropNewest);
+        let batch = events(3);
+
+        let lossless = fanout.subscribe(None, Some(Overflow::Backpressure));
+        assert_eq!(
+            lossless.deliver(&batch, 0),
+            2,
+            "the reader waits at the third"
+        );
+        assert!(lossless.lock().reader_waiting);
+        assert_eq!(lossless.lock().queue.events, 2);
+
+        let lossy = fanout.subscribe(None, None);
+        assert_eq!(
+            lossy.deliver(&batch, 0),
+            3,
+            "the connection's default drops"
+        );
+        assert!(!lossy.lock().reader_waiting);
     }
 }

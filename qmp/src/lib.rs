@@ -143,7 +143,9 @@
 //! the subscription's [`Overflow`] policy applies: by default
 //! ([`Overflow::DropNewest`]) the events that do not fit are counted as missed and
 //! the reader goes on, so replies never wait for a slow subscriber; with
-//! [`Overflow::Backpressure`] ([`EventStream::overflow`], [`Config::event_overflow`])
+//! [`Overflow::Backpressure`] (per subscription from its creation with
+//! [`Client::subscribe_with`] and its `_set`/`_raw` twins, for all of a connection's
+//! with [`Config::event_overflow`], or changed later with [`EventStream::overflow`])
 //! nothing is lost and the reader waits for room (it stops reading the socket, so
 //! replies wait too). Memory stays bounded either way. The reader hands events over
 //! in batches (one lock per subscription per batch). With no subscriber, events

@@ -185,7 +185,7 @@ fn backpressure_subscriber_receives_every_event_in_order() {
         config.event_capacity(16);
         let client = connect(&config, N, FloodStart::AfterFirstRequest).await;
         let _never_reads = client.subscribe_raw();
-        let mut all = client.subscribe_raw().overflow(Overflow::Backpressure);
+        let mut all = client.subscribe_raw_with(Overflow::Backpressure);
         let reader = tokio::spawn(async move {
             for i in 0..N {
                 let ev = tokio::time::timeout(Duration::from_secs(20), all.next())

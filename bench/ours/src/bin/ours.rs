@@ -91,7 +91,7 @@ async fn events(a: &Args) -> ! {
     let mut tasks = Vec::new();
     for _ in 0..a.subscribers {
         if a.raw {
-            let mut sub = client.subscribe_raw().overflow(Overflow::Backpressure);
+            let mut sub = client.subscribe_raw_with(Overflow::Backpressure);
             tasks.push(tokio::spawn(async move {
                 let mut seen = Seen::default();
                 while seen.events + (seen.missed as usize) < total {
@@ -107,9 +107,7 @@ async fn events(a: &Args) -> ! {
                 seen
             }));
         } else {
-            let mut sub = client
-                .subscribe_set::<Event>()
-                .overflow(Overflow::Backpressure);
+            let mut sub = client.subscribe_set_with::<Event>(Overflow::Backpressure);
             tasks.push(tokio::spawn(async move {
                 let mut seen = Seen::default();
                 while seen.events + (seen.missed as usize) < total {
