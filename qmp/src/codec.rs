@@ -10,7 +10,7 @@
 //!
 //! Both are used by the client and by the test server.
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The default maximum line length: 16 MiB.
 ///
@@ -135,7 +135,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             }
             self.make_room();
             let space = self.buf.len() - self.end;
-            let n = self.inner.read(&mut self.buf[self.end..]).await?;
+            let n = crate::io::read(&mut self.inner, &mut self.buf[self.end..]).await?;
             if n == 0 {
                 let partial = self.end - self.start;
                 let blank = self.buf[self.start..self.end]
@@ -326,13 +326,13 @@ impl<W: AsyncWrite + Unpin> LineWriter<W> {
     /// I/O errors.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
-            self.inner.write_all(&self.buf).await?;
+            crate::io::write_all(&mut self.inner, &self.buf).await?;
             self.buf.clear();
             if self.buf.capacity() > 1024 * 1024 {
                 self.buf.shrink_to(4096);
             }
         }
-        self.inner.flush().await
+        crate::io::flush(&mut self.inner).await
     }
 
     /// The underlying writer (for writes that bypass the buffer, e.g. with fds).

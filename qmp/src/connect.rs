@@ -298,7 +298,7 @@ fn split_unix(stream: UnixStream) -> Result<(ReadHalf, WriteHalf)> {
 }
 
 fn split_other<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> (ReadHalf, WriteHalf) {
-    let (r, w) = tokio::io::split(stream);
+    let (r, w) = crate::io::split(stream);
     (Box::new(r), WriteHalf::Other(Box::new(w)))
 }
 

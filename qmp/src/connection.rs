@@ -22,15 +22,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn, Instrument};
 
 use crate::codec::{CodecError, LineReader, LineWriter};
 use crate::error::{Error, TimeoutStage};
 use crate::events::RawEvent;
 use crate::fanout::{Fanout, Overflow, ReaderView, Subscriber};
+use crate::latch::Latch;
 use crate::message::{parse_client_id, Greeting, Incoming};
 use crate::race::{race, First};
 use crate::state::{RunState, StateCell};
@@ -109,7 +109,7 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     events: Fanout,
     first_error: OnceLock<Error>,
-    shutdown: CancellationToken,
+    shutdown: Latch,
     pub(crate) state: StateCell,
     pub(crate) greeting: Greeting,
     pub(crate) oob: bool,
@@ -139,7 +139,7 @@ impl Shared {
                 debug!(target: "qmp::connection", error = %later, "further error while disconnecting");
             }
         }
-        self.shutdown.cancel();
+        self.shutdown.set();
     }
 
     /// Starts a disconnect initiated by the client.
@@ -148,7 +148,7 @@ impl Shared {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.shutdown.is_cancelled()
+        self.shutdown.is_set()
     }
 
     pub(crate) fn error_if_closed(&self) -> Option<Error> {
@@ -270,7 +270,7 @@ impl Shared {
 
     /// Ends waits of a client that wants to know when the connection is down.
     pub(crate) async fn closed(&self) {
-        self.shutdown.cancelled().await;
+        self.shutdown.wait().await;
     }
 }
 
@@ -366,7 +366,7 @@ pub(crate) fn spawn(
         next_id: AtomicU64::new(1),
         events: Fanout::new(opts.event_capacity, opts.event_overflow),
         first_error: OnceLock::new(),
-        shutdown: CancellationToken::new(),
+        shutdown: Latch::new(),
         state: opts.state,
         greeting: opts.greeting,
         oob: opts.oob,
@@ -399,7 +399,7 @@ async fn supervise(
     };
     // Whatever stopped first, stop the other. Both watch the token in every wait;
     // the timeout and abort are a last resort so this path always completes.
-    shared.shutdown.cancel();
+    shared.shutdown.set();
     let other = if first_reader {
         &mut writer
     } else {
@@ -474,7 +474,7 @@ async fn read_loop(mut reader: LineReader<ReadHalf>, shared: Arc<Shared>) {
                 tokio::task::consume_budget().await;
             }
         }
-        let line = match race(shared.shutdown.cancelled(), reader.next_line()).await {
+        let line = match race(shared.shutdown.wait(), reader.next_line()).await {
             First::A(()) => return,
             First::B(line) => line,
         };
@@ -599,7 +599,7 @@ async fn write_loop(
     let mut batch: Vec<Outgoing> = Vec::new();
     let mut written_ids: Vec<u64> = Vec::new();
     loop {
-        let first = match race(shared.shutdown.cancelled(), rx.recv()).await {
+        let first = match race(shared.shutdown.wait(), rx.recv()).await {
             First::A(()) => return,
             First::B(m) => m,
         };
@@ -621,7 +621,7 @@ async fn write_loop(
         }
         let count = batch.len();
         let writing = write_batch(&mut writer, &mut batch, &mut written_ids, &shared);
-        let result = match race(shared.shutdown.cancelled(), writing).await {
+        let result = match race(shared.shutdown.wait(), writing).await {
             First::A(()) => return,
             First::B(r) => r,
         };
@@ -723,7 +723,7 @@ async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std:
     };
     debug!(target: "qmp::wire", fds = fds.len(), "sent file descriptors");
     if sent < bytes.len() {
-        w.write_all(&bytes[sent..]).await?;
+        crate::io::write_all(w, &bytes[sent..]).await?;
     }
     Ok(())
 }

@@ -27,9 +27,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::events::RawEvent;
+use crate::latch::Latch;
 use crate::race::{race, First};
 
 /// What a subscription does when its buffer ([`crate::Config::event_capacity`]
@@ -324,7 +324,7 @@ impl Fanout {
         &self,
         view: &mut ReaderView,
         batch: &mut Vec<RawEvent>,
-        shutdown: &CancellationToken,
+        shutdown: &Latch,
     ) -> Result<(), ()> {
         {
             // Under one lock: the list to deliver to and the backlog, so a concurrent
@@ -350,7 +350,7 @@ impl Fanout {
                 if from == batch.len() {
                     break;
                 }
-                if let First::A(()) = race(shutdown.cancelled(), sub.room.notified()).await {
+                if let First::A(()) = race(shutdown.wait(), sub.room.notified()).await {
                     return Err(());
                 }
             }

@@ -168,6 +168,8 @@ mod connection;
 mod error;
 mod events;
 mod fanout;
+mod io;
+mod latch;
 pub mod message;
 mod race;
 pub mod runtime;
