@@ -59,7 +59,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                     }
                 });
                 f.inits.push(quote!(#extra: ::serde_json::Map::new()));
-                let i = syn::Index::from(f.record.slots.len());
+                let i = proc_macro2::Literal::usize_unsuffixed(f.record.slots.len());
                 Some(RestField {
                     def: quote! {
                         /// Arguments the schema does not declare.

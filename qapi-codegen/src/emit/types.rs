@@ -171,7 +171,7 @@ pub(crate) fn fields(
         let docs = docs_attrs(&lines);
         let dep = ctx.deprecated_attr(Some(doc_owner), &m.features);
         let wire = &m.name;
-        let slot = syn::Index::from(f.record.slots.len());
+        let slot = proc_macro2::Literal::usize_unsuffixed(f.record.slots.len());
         if m.optional {
             // `null` is a value of types that admit it (three states: absent, null,
             // value); for the others it means absent, as serde's `Option` reads it.
@@ -405,7 +405,7 @@ fn emit_union(
     f.params.push(quote!(#tag_field: #branch_name));
     f.inits.push(quote!(#tag_field));
     f.all_optional = false;
-    let i = syn::Index::from(f.record.slots.len());
+    let i = proc_macro2::Literal::usize_unsuffixed(f.record.slots.len());
     let rest = RestField {
         def: quote! {
             #[doc = #tag_doc]
