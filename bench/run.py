@@ -221,27 +221,26 @@ def fmt(v, unit):
     return f'{v:g}'
 
 
-def ratio(results, workload, other):
-    """Ours ÷ other: the median of the per-repetition ratios (see Results.paired),
-    or the ratio of the medians where the two share no repetition."""
-    r = results.paired(workload, 'ours', other, lambda x, y: x / y if y else float('nan'))
+def compare(results, workload, other, op):
+    """op(ours, other): the median of op over the repetitions both ran (see
+    Results.paired), or op of the two medians where they share no repetition."""
+    r = results.paired(workload, 'ours', other, op)
     if r is not None:
         return r
     a = results.stat('ours', workload)
     b = results.stat(other, workload)
-    if not a or not b or b[0] == 0:
-        return None
-    return a[0] / b[0]
+    return op(a[0], b[0]) if a and b else None
+
+
+def ratio(results, workload, other):
+    """Ours ÷ other (None where other is 0)."""
+    r = compare(results, workload, other, lambda x, y: x / y if y else float('nan'))
+    return None if r is None or r != r else r
 
 
 def difference(results, workload, other):
-    """Ours − other, paired by repetition like ratio()."""
-    d = results.paired(workload, 'ours', other, lambda x, y: x - y)
-    if d is not None:
-        return d
-    a = results.stat('ours', workload)
-    b = results.stat(other, workload)
-    return a[0] - b[0] if a and b else None
+    """Ours − other."""
+    return compare(results, workload, other, lambda x, y: x - y)
 
 
 def machine():
