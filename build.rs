@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     }
     for (schema, var, out, manual) in jobs {
         let result = qapi_codegen::Config::new()
+            .check_arguments(std::env::var_os("CARGO_FEATURE_CHECK_ARGUMENTS").is_some())
             .schema(schema)
             .env_override(Some(var))
             .manual(manual)

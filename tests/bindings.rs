@@ -210,6 +210,7 @@ fn commands_serialize_to_their_wire_arguments() {
     );
 }
 
+#[cfg(feature = "check-arguments")]
 #[test]
 fn argument_check_names_the_member() {
     assert_eq!(
