@@ -2,7 +2,7 @@
 //! no-socket mode (a private `qemu-storage-daemon`, always stopped on exit).
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,9 +11,7 @@ use serde_json::Value;
 const QMP: &str = env!("CARGO_BIN_EXE_qmp");
 
 fn have(binary: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(binary).is_file()))
-        .unwrap_or(false);
+    let found = qmp::local::installed(binary);
     if !found {
         println!("skipping: {binary} is not installed");
     }
@@ -42,22 +40,10 @@ fn wait_for(path: &Path) {
     }
 }
 
-fn storage_daemon(dir: &Path) -> (Guard, PathBuf) {
-    let socket = dir.join("qsd.sock");
-    let child = Command::new("qemu-storage-daemon")
-        .arg("--chardev")
-        .arg(format!(
-            "socket,id=m,path={},server=on,wait=off",
-            socket.display()
-        ))
-        .args(["--monitor", "chardev=m"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = Guard(child);
-    wait_for(&socket);
-    (guard, socket)
+fn storage_daemon() -> qmp::local::LocalQemu {
+    let mut qsd = qmp::local::LocalQemu::storage_daemon().unwrap();
+    qsd.wait_for_socket(Duration::from_secs(10)).unwrap();
+    qsd
 }
 
 fn qmp(args: &[&str]) -> Output {
@@ -82,9 +68,8 @@ fn call_prints_the_reply() {
     if !have("qemu-storage-daemon") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (_qsd, socket) = storage_daemon(dir.path());
-    let s = socket.to_str().unwrap();
+    let qsd = storage_daemon();
+    let s = qsd.socket().to_str().unwrap();
     let v = json_of(&qmp(&["--socket", s, "call", "query-version"]));
     assert_eq!(v["qemu"]["major"], 10);
     let out = qmp(&[

@@ -13,9 +13,9 @@
 //!   each line into `serde_json::Value`, ours decodes into a typed event enum.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
+use qmp::local::LocalQemu;
 use qmp::{Command, Config, EventSet};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -26,42 +26,16 @@ const PIPE_CALLS: usize = 10_000;
 const EVENTS: usize = 200_000;
 const ROUNDS: usize = 5;
 
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn daemon() -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("q.sock");
-    let child = Process::new("qemu-storage-daemon")
-        .arg("--chardev")
-        .arg(format!(
-            "socket,id=m,path={},server=on,wait=off",
-            socket.display()
-        ))
-        .args(["--monitor", "chardev=m"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("qemu-storage-daemon");
-    // Wait until QEMU listens (the socket file appears just before it does).
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+/// A fresh `qemu-storage-daemon`, once it accepts connections.
+async fn daemon() -> LocalQemu {
+    let mut d = LocalQemu::storage_daemon().expect("qemu-storage-daemon");
+    d.wait_for_socket(Duration::from_secs(10))
+        .expect("QMP socket");
+    // The socket file appears just before QEMU listens.
+    while std::os::unix::net::UnixStream::connect(d.socket()).is_err() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Daemon {
-        child,
-        socket,
-        _dir: dir,
-    }
+    d
 }
 
 #[derive(Serialize)]
@@ -328,13 +302,13 @@ async fn calls() {
         let (mut fp, mut op) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let d = daemon().await;
-            fs.push(floor_seq(&d.socket).await);
+            fs.push(floor_seq(d.socket()).await);
             let d = daemon().await;
-            os.push(ours_seq(&d.socket).await);
+            os.push(ours_seq(d.socket()).await);
             let d = daemon().await;
-            fp.push(floor_pipe(&d.socket, 32).await);
+            fp.push(floor_pipe(d.socket(), 32).await);
             let d = daemon().await;
-            op.push(ours_pipe(&d.socket, 32).await);
+            op.push(ours_pipe(d.socket(), 32).await);
         }
         report("seq", fs, os, "calls/s");
         report("inflight32-oob", fp, op, "calls/s");

@@ -30,6 +30,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Against a QEMU of its own (feature `server`): `qmp::local::LocalQemu` starts
+//! `qemu-storage-daemon`, `qemu-system-x86_64 -M none` or any program with a QMP
+//! socket in a private directory, connects once it listens, and kills it on drop.
+//!
 //! A complete, runnable session against an in-memory peer (the same code works
 //! over [`Config::connect_unix`], [`Config::connect_tcp`] or [`Config::accept_unix`]):
 //!
@@ -170,6 +174,8 @@ mod events;
 mod fanout;
 mod io;
 mod latch;
+#[cfg(feature = "server")]
+pub mod local;
 pub mod message;
 mod race;
 pub mod runtime;

@@ -1,102 +1,37 @@
 //! Live tests against the installed QEMU 10.0 (`qemu-storage-daemon` and
 //! `qemu-system-x86_64 -M none`), started and killed by the tests themselves.
 //!
-//! Each test gets its own temporary directory for sockets; [`Qemu`] kills its process
-//! on drop, so nothing is left behind even when a test fails. When the QEMU binaries
+//! Each QEMU runs in its own directory (`qmp::local::LocalQemu`), killed and removed on
+//! drop, so nothing is left behind even when a test fails. When the QEMU binaries
 //! are missing, each test prints one line and returns.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
+use std::process::Command as Process;
 use std::time::Duration;
 
+use qmp::local::{installed, LocalQemu};
 use qmp::{Client, Command, Config, Event};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// A QEMU process that is killed when dropped.
-struct Qemu {
-    child: Child,
-    socket: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn have(binary: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(binary).is_file()))
-        .unwrap_or(false);
+    let found = installed(binary);
     if !found {
         println!("skipping: {binary} is not installed");
     }
     found
 }
 
-impl Qemu {
-    fn spawn(binary: &str, args: impl FnOnce(&Path) -> Vec<String>) -> Qemu {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("qmp.sock");
-        let child = Process::new(binary)
-            .args(args(&socket))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-        Qemu { child, socket, dir }
-    }
+fn system() -> LocalQemu {
+    LocalQemu::system_none().expect("qemu-system-x86_64")
+}
 
-    /// `qemu-storage-daemon` with a server-mode QMP monitor.
-    fn storage_daemon() -> Qemu {
-        Qemu::spawn("qemu-storage-daemon", |s| {
-            vec![
-                "--chardev".into(),
-                format!("socket,id=m,path={},server=on,wait=off", s.display()),
-                "--monitor".into(),
-                "chardev=m".into(),
-            ]
-        })
-    }
+fn storage_daemon() -> LocalQemu {
+    LocalQemu::storage_daemon().expect("qemu-storage-daemon")
+}
 
-    /// `qemu-system-x86_64 -M none` with a server-mode QMP monitor (oob-capable).
-    fn system() -> Qemu {
-        Qemu::spawn("qemu-system-x86_64", |s| {
-            vec![
-                "-M".into(),
-                "none".into(),
-                "-nodefaults".into(),
-                "-display".into(),
-                "none".into(),
-                "-chardev".into(),
-                format!("socket,id=mon,path={},server=on,wait=off", s.display()),
-                "-mon".into(),
-                "chardev=mon,mode=control".into(),
-            ]
-        })
-    }
-
-    async fn connect_with(&self, config: &Config) -> Client {
-        for _ in 0..200 {
-            if self.socket.exists() {
-                match config.connect_unix(&self.socket).await {
-                    Ok(c) => return c,
-                    Err(e) if e.kind() == qmp::ErrorKind::Io => {}
-                    Err(e) => panic!("connecting: {e}"),
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("QEMU did not create {}", self.socket.display());
-    }
-
-    async fn connect(&self) -> Client {
-        self.connect_with(&Config::new()).await
-    }
+async fn connect(qemu: &mut LocalQemu) -> Client {
+    qemu.connect(&Config::new()).await.expect("connecting")
 }
 
 // Small typed commands, as the generated bindings would define them.
@@ -248,8 +183,8 @@ mod basics {
         if !have("qemu-system-x86_64") {
             return;
         }
-        let qemu = Qemu::system();
-        let client = qemu.connect().await;
+        let mut qemu = system();
+        let client = connect(&mut qemu).await;
         assert!(client.oob_enabled(), "QEMU offers oob on a socket chardev");
         let v = client.execute(&QueryVersion {}).await.unwrap();
         assert_eq!((v.qemu.major, v.qemu.minor), (10, 0));
@@ -279,8 +214,8 @@ mod basics {
         if !have("qemu-storage-daemon") {
             return;
         }
-        let qemu = Qemu::storage_daemon();
-        let client = qemu.connect().await;
+        let mut qemu = storage_daemon();
+        let client = connect(&mut qemu).await;
         client
             .execute(&BlockdevAddNull {
                 driver: "null-co",
@@ -316,8 +251,8 @@ mod basics {
         if !have("qemu-system-x86_64") {
             return;
         }
-        let qemu = Qemu::system();
-        let client = qemu.connect().await;
+        let mut qemu = system();
+        let client = connect(&mut qemu).await;
         let mut tasks = Vec::new();
         for i in 0..1000usize {
             let c = client.clone();
@@ -351,7 +286,7 @@ mod basics {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("listen.sock");
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        let qemu = Qemu::spawn("qemu-system-x86_64", |_| {
+        let qemu = LocalQemu::spawn("qemu-system-x86_64", |_| {
             vec![
                 "-M".into(),
                 "none".into(),
@@ -363,7 +298,8 @@ mod basics {
                 "-mon".into(),
                 "chardev=mon,mode=control".into(),
             ]
-        });
+        })
+        .expect("qemu-system-x86_64");
         let mut config = Config::new();
         config.connect_timeout(Some(Duration::from_secs(20)));
         let client = config.accept_unix(&listener).await.unwrap();
@@ -383,14 +319,15 @@ mod basics {
             .local_addr()
             .unwrap()
             .port();
-        let _qemu = Qemu::spawn("qemu-storage-daemon", |_| {
+        let _qemu = LocalQemu::spawn("qemu-storage-daemon", |_| {
             vec![
                 "--chardev".into(),
                 format!("socket,id=m,host=127.0.0.1,port={port},server=on,wait=off"),
                 "--monitor".into(),
                 "chardev=m".into(),
             ]
-        });
+        })
+        .expect("qemu-storage-daemon");
         let mut client = None;
         for _ in 0..200 {
             match Config::new().connect_tcp(("127.0.0.1", port)).await {
@@ -415,14 +352,9 @@ mod basics {
         if !have("qemu-system-x86_64") {
             return;
         }
-        let qemu = Qemu::system();
-        for _ in 0..200 {
-            if qemu.socket.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let client = qmp::blocking::Client::connect_unix(&Config::new(), &qemu.socket).unwrap();
+        let mut qemu = system();
+        qemu.wait_for_socket(Duration::from_secs(10)).unwrap();
+        let client = qmp::blocking::Client::connect_unix(&Config::new(), qemu.socket()).unwrap();
         let v = client.execute(&QueryVersion {}).unwrap();
         assert_eq!(v.qemu.major, 10);
         let mut stops = client.subscribe::<StopEvent>();
@@ -447,8 +379,8 @@ mod events {
         if !have("qemu-system-x86_64") {
             return;
         }
-        let qemu = Qemu::system();
-        let client = qemu.connect().await;
+        let mut qemu = system();
+        let client = connect(&mut qemu).await;
         let mut all = client.subscribe_raw();
         // STOP may arrive before or after the reply: subscribing first catches it either way.
         let (_, _stop) = client
@@ -475,10 +407,10 @@ mod events {
         if !have("qemu-storage-daemon") {
             return;
         }
-        let qemu = Qemu::storage_daemon();
-        let image = qemu.dir.path().join("disk.qcow2");
+        let mut qemu = storage_daemon();
+        let image = qemu.dir().join("disk.qcow2");
         std::fs::File::create(&image).unwrap();
-        let client = qemu.connect().await;
+        let client = connect(&mut qemu).await;
         client
             .execute_raw(
                 "blockdev-add",
@@ -554,10 +486,10 @@ mod oob {
         if !have("qemu-system-x86_64") {
             return;
         }
-        let qemu = Qemu::system();
-        let client = qemu.connect().await;
+        let mut qemu = system();
+        let client = connect(&mut qemu).await;
         assert!(client.oob_enabled());
-        let blocker = Blocker::new(qemu.dir.path());
+        let blocker = Blocker::new(qemu.dir());
         let blocked = {
             let c = client.clone();
             let args = blocker.args("blocked0");
@@ -592,9 +524,9 @@ mod oob {
         if !have("qemu-system-x86_64") {
             return;
         }
-        let mut qemu = Qemu::system();
-        let client = qemu.connect().await;
-        let blocker = Blocker::new(qemu.dir.path());
+        let mut qemu = system();
+        let client = connect(&mut qemu).await;
+        let blocker = Blocker::new(qemu.dir());
         let mut pending = Vec::new();
         {
             let c = client.clone();
@@ -612,7 +544,7 @@ mod oob {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(pending.iter().all(|t| !t.is_finished()));
-        qemu.child.kill().unwrap();
+        qemu.child().kill().unwrap();
         let mut first_kind = None;
         for t in pending {
             let r = tokio::time::timeout(Duration::from_secs(10), t)
@@ -634,8 +566,8 @@ mod oob {
             .is_closed());
         drop(qemu);
         // A new connection (to a new QEMU) works.
-        let qemu2 = Qemu::system();
-        let client2 = qemu2.connect().await;
+        let mut qemu2 = system();
+        let client2 = connect(&mut qemu2).await;
         assert_eq!(
             client2.execute(&QueryVersion {}).await.unwrap().qemu.major,
             10
@@ -660,10 +592,10 @@ mod fds {
         if !have("qemu-system-x86_64") {
             return;
         }
-        let qemu = Qemu::system();
-        let client = qemu.connect().await;
+        let mut qemu = system();
+        let client = connect(&mut qemu).await;
         assert!(client.fd_passing());
-        let file = std::fs::File::create(qemu.dir.path().join("passed")).unwrap();
+        let file = std::fs::File::create(qemu.dir().join("passed")).unwrap();
         client
             .execute_with_fds(&GetFd { fdname: "fd0" }, vec![file.into()])
             .await

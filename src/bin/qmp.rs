@@ -15,7 +15,7 @@
 //! and on Ctrl-C or SIGTERM), so `qmp call query-version` works on a fresh machine.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -100,64 +100,6 @@ fn check_arguments(command: &str, args: &Value) -> Result<(), String> {
             "unknown command `{command}`: the bindings this program was built with do not \
              have it (use --no-check to send it anyway)"
         )),
-    }
-}
-
-/// A `qemu-storage-daemon` started for this run; killed when dropped.
-struct LocalDaemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl LocalDaemon {
-    fn start() -> Result<LocalDaemon, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("qmp-cli-")
-            .tempdir()
-            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-        let socket = dir.path().join("qmp.sock");
-        let child = std::process::Command::new("qemu-storage-daemon")
-            .arg("--chardev")
-            .arg(format!(
-                "socket,id=m,path={},server=on,wait=off",
-                socket.display()
-            ))
-            .args(["--monitor", "chardev=m"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "no --socket or --tcp given, and qemu-storage-daemon could not be started: {e}"
-                )
-            })?;
-        Ok(LocalDaemon {
-            child,
-            socket,
-            _dir: dir,
-        })
-    }
-
-    async fn wait_for_socket(&mut self) -> Result<(), String> {
-        for _ in 0..400 {
-            if self.socket.exists() {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("qemu-storage-daemon exited early ({status})"));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        Err("qemu-storage-daemon did not create its QMP socket in 10 s".into())
-    }
-}
-
-impl Drop for LocalDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -325,9 +267,12 @@ fn main() -> ExitCode {
             (Some(s), _) => Some(s.clone()),
             (None, Some(_)) => None,
             (None, None) => {
-                let mut d = LocalDaemon::start()?;
-                d.wait_for_socket().await?;
-                let s = d.socket.clone();
+                // Killed when dropped, on every way out.
+                let mut d = qmp::local::LocalQemu::storage_daemon()
+                    .map_err(|e| format!("no --socket or --tcp given, and {e}"))?;
+                d.wait_for_socket(Duration::from_secs(10))
+                    .map_err(|e| e.to_string())?;
+                let s = d.socket().to_owned();
                 daemon = Some(d);
                 Some(s)
             }
