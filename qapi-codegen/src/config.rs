@@ -70,26 +70,29 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
 /// # Errors
 /// As [`load`].
 pub fn load_with(path: &Path, dialect: Option<Dialect>) -> Result<Loaded, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    if crate::introspect::looks_like_introspection(&bytes) {
-        let text = String::from_utf8_lossy(&bytes);
-        let schema = crate::introspect::read(&text, &path.display().to_string())?;
+    // The one place where the kind of input is decided (`front::load_schema` too comes
+    // here). A file that cannot be read goes to the source reader, which reports it
+    // as QEMU does.
+    if starts_like_introspection(path) {
         return Ok(Loaded {
-            schema,
+            schema: crate::introspect::read_file(path)?,
             files: vec![path.to_owned()],
         });
     }
+    let Some(fname) = path.to_str() else {
+        // QEMU's wording for a name it could not open.
+        return Ok(Loaded {
+            schema: crate::front::parse_file(path)?,
+            files: vec![path.to_owned()],
+        });
+    };
     let mut files = Vec::new();
-    let fname = path.to_string_lossy().into_owned();
     let cwd = std::env::current_dir()
         .ok()
         .and_then(|p| p.to_str().map(str::to_owned))
         .unwrap_or_else(|| "/".to_owned());
     let schema = crate::front::parse_sources(
-        &fname,
+        fname,
         &cwd,
         |f: &str| {
             let f = PathBuf::from(f);
@@ -101,6 +104,16 @@ pub fn load_with(path: &Path, dialect: Option<Dialect>) -> Result<Loaded, Error>
         dialect,
     )?;
     Ok(Loaded { schema, files })
+}
+
+/// Whether the file starts like `query-qmp-schema` output (only its first 64 KiB are
+/// read; a file that cannot be read is not).
+fn starts_like_introspection(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+        .is_ok_and(|_| crate::introspect::looks_like_introspection(&head))
 }
 
 /// Configures and runs code generation from a build script (or any program).

@@ -164,8 +164,9 @@ where
     Ok((schema, used_legacy))
 }
 
-/// Read a schema from `path`, whatever its kind: the single place where the kind of
-/// input is decided (used by the `dump` command and by tools).
+/// Read a schema from `path`, whatever its kind (used by the `dump` command and by
+/// tools): [`crate::config::load_with`] without its list of files read, which decides
+/// the kind of input for every reader of schema files.
 ///
 /// `query-qmp-schema` output (a JSON array of objects, or a `{"return": ...}` reply;
 /// see [`crate::introspect::looks_like_introspection`]) is read by
@@ -176,15 +177,11 @@ where
 /// # Errors
 /// As [`parse_file`], or the introspection reader's error as plain text.
 pub fn load_schema(path: impl AsRef<Path>) -> Result<Schema, SchemaError> {
-    let path = path.as_ref();
-    if starts_like_introspection(path) {
-        return crate::introspect::read_file(path).map_err(|e| SchemaError::plain(e.to_string()));
+    match crate::config::load_with(path.as_ref(), None) {
+        Ok(loaded) => Ok(loaded.schema),
+        Err(crate::config::Error::Schema(e)) => Err(e),
+        Err(e) => Err(SchemaError::plain(e.to_string())),
     }
-    let (Some(fname), Ok(cwd)) = (path.to_str(), std::env::current_dir()) else {
-        return parse_file(path);
-    };
-    let cwd = cwd.to_string_lossy().into_owned();
-    parse_sources(fname, &cwd, |f: &str| std::fs::read(f), None)
 }
 
 /// Reads QAPI sources in `dialect`, or, when `None`, in the current dialect and, when
@@ -215,14 +212,4 @@ where
         Ok((schema, true)) => Ok(schema),
         _ => Err(error),
     }
-}
-
-/// Looks at the start of the file only; unreadable files go to the source reader,
-/// which reports them as QEMU does.
-fn starts_like_introspection(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
-        .is_ok_and(|_| crate::introspect::looks_like_introspection(&head))
 }
