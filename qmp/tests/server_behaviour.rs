@@ -14,7 +14,7 @@ use qmp::server::Server;
 use qmp::{Command, Config, ErrorKind, Event};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use server_support::{record_session, Qsd, RawPeer, HANG};
+use server_support::{record_session, session_commands, Qsd, RawPeer, HANG};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Echo {
@@ -385,18 +385,7 @@ async fn client_session_recorded_through_the_proxy_replays() {
     let Some(qsd) = Qsd::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("client.jsonl");
-    let commands = [
-        ("query-version", json!({})),
-        (
-            "blockdev-add",
-            json!({"driver": "null-co", "node-name": "rec0"}),
-        ),
-        (
-            "blockdev-add",
-            json!({"driver": "null-co", "node-name": "rec0"}),
-        ),
-        ("query-named-block-nodes", json!({"flat": true})),
-    ];
+    let commands = session_commands("rec0");
     let mut recorded = Vec::new();
     {
         let stream = tokio::net::UnixStream::connect(&qsd.socket).await.unwrap();

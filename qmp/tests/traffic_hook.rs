@@ -11,7 +11,7 @@ use qmp::server::transcript::{self, Recorder};
 use qmp::server::Server;
 use qmp::{Config, Direction, TrafficHook};
 use serde_json::{json, Value};
-use server_support::{Qsd, HANG};
+use server_support::{session_commands, Qsd, HANG};
 
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(HANG, f).await.expect("hung")
@@ -253,18 +253,7 @@ async fn qsd_session_recorded_by_the_hook_replays() {
     let Some(qsd) = Qsd::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("qsd.jsonl");
-    let commands = [
-        ("query-version", json!({})),
-        (
-            "blockdev-add",
-            json!({"driver": "null-co", "node-name": "hook0"}),
-        ),
-        (
-            "blockdev-add",
-            json!({"driver": "null-co", "node-name": "hook0"}),
-        ),
-        ("query-named-block-nodes", json!({"flat": true})),
-    ];
+    let commands = session_commands("hook0");
     let mut recorded = Vec::new();
     {
         let mut config = Config::new();

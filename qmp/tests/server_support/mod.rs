@@ -4,83 +4,50 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use qmp::local::LocalQemu;
+use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 /// A generous bound: a test that waits this long for one message has hung.
 pub const HANG: Duration = Duration::from_secs(20);
 
-/// A `qemu-storage-daemon` with its QMP monitor on a Unix socket in a temp dir,
-/// killed when dropped.
+/// A QEMU (`qemu-storage-daemon`, or `qemu-system-x86_64 -M none`) with its QMP
+/// monitor on a Unix socket (`qmp::local::LocalQemu`), listening, killed when dropped.
 pub struct Qsd {
-    child: Child,
+    _qemu: LocalQemu,
     pub socket: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Qsd {
     /// Starts the daemon, or `None` (with a message) when it is not installed.
     pub fn start() -> Option<Qsd> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("qsd.sock");
-        let child = Command::new("qemu-storage-daemon")
-            .arg("--chardev")
-            .arg(format!(
-                "socket,id=m,path={},server=on,wait=off",
-                socket.display()
-            ))
-            .arg("--monitor")
-            .arg("chardev=m")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("qemu-storage-daemon not available ({e}): skipping");
-                return None;
-            }
-        };
-        let qsd = Qsd {
-            child,
-            socket,
-            _dir: dir,
-        };
-        wait_listening(&qsd.socket);
-        Some(qsd)
+        Qsd::listening(LocalQemu::storage_daemon())
     }
-}
 
-impl Qsd {
-    /// Starts `qemu-system-x86_64 -M none` (no KVM needed) with its QMP monitor on a
-    /// Unix socket, or `None` when it is not installed.
+    /// Starts `qemu-system-x86_64 -M none` (no KVM needed), or `None` when it is not
+    /// installed.
     pub fn start_system() -> Option<Qsd> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("qemu.sock");
-        let child = Command::new("qemu-system-x86_64")
-            .args(["-M", "none", "-nodefaults", "-display", "none", "-qmp"])
-            .arg(format!("unix:{},server=on,wait=off", socket.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
+        Qsd::listening(LocalQemu::system_none())
+    }
+
+    fn listening(started: std::io::Result<LocalQemu>) -> Option<Qsd> {
+        let mut qemu = match started {
+            Ok(q) => q,
             Err(e) => {
-                eprintln!("qemu-system-x86_64 not available ({e}): skipping");
+                eprintln!("{e}: skipping");
                 return None;
             }
         };
-        let q = Qsd {
-            child,
-            socket,
-            _dir: dir,
-        };
-        wait_listening(&q.socket);
-        Some(q)
+        qemu.wait_for_socket(HANG).expect("QMP socket");
+        wait_listening(qemu.socket());
+        Some(Qsd {
+            socket: qemu.socket().to_owned(),
+            _qemu: qemu,
+        })
     }
 }
 
@@ -96,11 +63,21 @@ fn wait_listening(socket: &Path) {
     panic!("nothing listens on {}", socket.display());
 }
 
-impl Drop for Qsd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The commands of a recorded session with real QEMU: a success, a `blockdev-add` of
+/// node `node` and the same again (an error), and a query with arguments.
+pub fn session_commands(node: &str) -> [(&'static str, Value); 4] {
+    [
+        ("query-version", json!({})),
+        (
+            "blockdev-add",
+            json!({"driver": "null-co", "node-name": node}),
+        ),
+        (
+            "blockdev-add",
+            json!({"driver": "null-co", "node-name": node}),
+        ),
+        ("query-named-block-nodes", json!({"flat": true})),
+    ]
 }
 
 /// A raw peer: writes lines verbatim, reads lines as JSON.
