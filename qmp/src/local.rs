@@ -127,8 +127,11 @@ impl LocalQemu {
         &mut self.child
     }
 
-    /// Blocks until the socket exists (QEMU creates it just before listening), at most
-    /// `timeout`.
+    /// Blocks until QEMU listens on the socket, at most `timeout`. It does not connect
+    /// to find out (a probe connection would take QEMU's one monitor session, and the
+    /// next client would wait for QEMU to notice it closed): on Linux it looks for the
+    /// socket among the listening ones in `/proc/net/unix`; elsewhere it waits for the
+    /// file, which QEMU creates just before it listens.
     ///
     /// # Errors
     /// When the process exits first, or the time runs out.
@@ -136,7 +139,7 @@ impl LocalQemu {
         let start = Instant::now();
         loop {
             self.check_socket(start, timeout)?;
-            if self.socket.exists() {
+            if listening(&self.socket) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -196,6 +199,26 @@ impl Drop for LocalQemu {
     }
 }
 
+/// Whether a socket bound to `path` is listening: on Linux, a line of `/proc/net/unix`
+/// for that path with the `__SO_ACCEPTCON` flag (`00010000`); where that table cannot
+/// be read, whether the file exists.
+fn listening(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return path.exists();
+    };
+    let Some(path) = path.to_str() else {
+        return path.exists();
+    };
+    // "Num RefCount Protocol Flags Type St Inode Path": the inode is padded with
+    // spaces and the path may hold some, so the path is matched as the line's end.
+    table.lines().skip(1).any(|line| {
+        line.split_whitespace().nth(3) == Some("00010000")
+            && line
+                .strip_suffix(path)
+                .is_some_and(|head| head.ends_with(' '))
+    })
+}
+
 /// A new directory only this user can enter, under the system's temporary directory.
 fn private_dir() -> io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
@@ -231,6 +254,30 @@ mod tests {
         assert!(e.to_string().contains("exited"), "{e}");
         drop(p);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_listening_socket_is_told_from_a_bound_one() {
+        let dir = private_dir().unwrap();
+        let bound = dir.join("bound.sock");
+        let listening_path = dir.join("listening.sock");
+        let socket = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        let addr = nix::sys::socket::UnixAddr::new(&bound).unwrap();
+        nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&socket), &addr).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(&listening_path).unwrap();
+        assert!(listening(&listening_path));
+        if std::path::Path::new("/proc/net/unix").exists() {
+            assert!(!listening(&bound), "bound but not listening");
+        }
+        assert!(!listening(&dir.join("absent.sock")));
+        drop(socket);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -16,7 +16,8 @@ use tokio::net::UnixStream;
 pub const HANG: Duration = Duration::from_secs(20);
 
 /// A QEMU (`qemu-storage-daemon`, or `qemu-system-x86_64 -M none`) with its QMP
-/// monitor on a Unix socket (`qmp::local::LocalQemu`), listening, killed when dropped.
+/// monitor on a Unix socket (`qmp::local::LocalQemu`), listening (found without a probe
+/// connection, which would take the monitor's one session), killed when dropped.
 pub struct Qsd {
     _qemu: LocalQemu,
     pub socket: PathBuf,
@@ -42,25 +43,13 @@ impl Qsd {
                 return None;
             }
         };
-        qemu.wait_for_socket(HANG).expect("QMP socket");
-        wait_listening(qemu.socket());
+        qemu.wait_for_socket(HANG)
+            .expect("QEMU listens on its QMP socket");
         Some(Qsd {
             socket: qemu.socket().to_owned(),
             _qemu: qemu,
         })
     }
-}
-
-/// Waits until something accepts connections on `socket` (the file can exist a moment
-/// before QEMU listens on it).
-fn wait_listening(socket: &Path) {
-    for _ in 0..400 {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("nothing listens on {}", socket.display());
 }
 
 /// The commands of a recorded session with real QEMU: a success, a `blockdev-add` of
