@@ -225,7 +225,9 @@ fn private_dir() -> io::Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("qmp-local-{}-{n}", std::process::id()));
+        // Absolute, as /proc/net/unix shows the path QEMU bound (see `listening`).
+        let dir = std::path::absolute(std::env::temp_dir())?
+            .join(format!("qmp-local-{}-{n}", std::process::id()));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
             // Left by an earlier process with the same id: take the next name.
