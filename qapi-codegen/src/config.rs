@@ -79,18 +79,8 @@ pub fn load_with(path: &Path, dialect: Option<Dialect>) -> Result<Loaded, Error>
             files: vec![path.to_owned()],
         });
     }
-    let Some(fname) = path.to_str() else {
-        // QEMU's wording for a name it could not open.
-        return Ok(Loaded {
-            schema: crate::front::parse_file(path)?,
-            files: vec![path.to_owned()],
-        });
-    };
+    let (fname, cwd) = crate::front::file_name_and_cwd(path)?;
     let mut files = Vec::new();
-    let cwd = std::env::current_dir()
-        .ok()
-        .and_then(|p| p.to_str().map(str::to_owned))
-        .unwrap_or_else(|| "/".to_owned());
     let schema = crate::front::parse_sources(
         fname,
         &cwd,

@@ -53,7 +53,14 @@ use crate::model::{Dialect, Schema};
 /// The first error QEMU would report, or an error saying why a file could not be read
 /// (missing, unreadable, not UTF-8, too large).
 pub fn parse_file(path: impl AsRef<Path>) -> Result<Schema, SchemaError> {
-    let path = path.as_ref();
+    let (fname, cwd) = file_name_and_cwd(path.as_ref())?;
+    parse_with_loader(fname, &cwd, |f: &str| std::fs::read(f))
+}
+
+/// The name to open `path` by, as QEMU's front end takes it (UTF-8, or the error QEMU
+/// words for a name it cannot open), and the current directory it resolves against
+/// (`/` when that is unknown or not UTF-8).
+pub(crate) fn file_name_and_cwd(path: &Path) -> Result<(&str, String), SchemaError> {
     let Some(fname) = path.to_str() else {
         return Err(SchemaError::plain(format!(
             "can't read schema file '{}': file name is not valid UTF-8",
@@ -64,7 +71,7 @@ pub fn parse_file(path: impl AsRef<Path>) -> Result<Schema, SchemaError> {
         .ok()
         .and_then(|p| p.to_str().map(str::to_owned))
         .unwrap_or_else(|| "/".to_owned());
-    parse_with_loader(fname, &cwd, |f: &str| std::fs::read(f))
+    Ok((fname, cwd))
 }
 
 /// Like [`parse_file`], but files are read by `loader` (given each file name as QEMU
@@ -87,17 +94,7 @@ where
 /// # Errors
 /// As [`parse_file`].
 pub fn parse_file_dialect(path: impl AsRef<Path>, dialect: Dialect) -> Result<Schema, SchemaError> {
-    let path = path.as_ref();
-    let Some(fname) = path.to_str() else {
-        return Err(SchemaError::plain(format!(
-            "can't read schema file '{}': file name is not valid UTF-8",
-            path.display()
-        )));
-    };
-    let cwd = std::env::current_dir()
-        .ok()
-        .and_then(|p| p.to_str().map(str::to_owned))
-        .unwrap_or_else(|| "/".to_owned());
+    let (fname, cwd) = file_name_and_cwd(path.as_ref())?;
     parse_with_loader_dialect(fname, &cwd, |f: &str| std::fs::read(f), dialect)
 }
 
