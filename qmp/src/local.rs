@@ -138,7 +138,7 @@ impl LocalQemu {
     pub fn wait_for_socket(&mut self, timeout: Duration) -> io::Result<()> {
         let start = Instant::now();
         loop {
-            self.check_socket(start, timeout)?;
+            self.check_still_waiting(start, timeout)?;
             if listening(&self.socket) {
                 return Ok(());
             }
@@ -146,8 +146,8 @@ impl LocalQemu {
         }
     }
 
-    /// Connects a client with `config`, waiting (up to 10 s) for QEMU to create its
-    /// socket and listen on it.
+    /// Connects a client with `config`, waiting (up to 10 s) for QEMU to listen on its
+    /// socket, found as [`wait_for_socket`](Self::wait_for_socket) finds it.
     ///
     /// # Errors
     /// The connection's error when it is not about QEMU not listening yet; an I/O error
@@ -155,12 +155,13 @@ impl LocalQemu {
     pub async fn connect(&mut self, config: &Config) -> Result<Client> {
         let start = Instant::now();
         loop {
-            self.check_socket(start, CONNECT_WITHIN)
+            self.check_still_waiting(start, CONNECT_WITHIN)
                 .map_err(|e| Error::io("waiting for QEMU's QMP socket", e))?;
-            if self.socket.exists() {
+            if listening(&self.socket) {
                 match config.connect_unix(&self.socket).await {
                     Ok(client) => return Ok(client),
-                    // Created but not listening yet.
+                    // Where `listening` can only see that the file exists: created
+                    // but not listening yet.
                     Err(e) if e.kind() == ErrorKind::Io => {}
                     Err(e) => return Err(e),
                 }
@@ -170,7 +171,7 @@ impl LocalQemu {
     }
 
     /// An error if the process has exited or `timeout` has passed since `start`.
-    fn check_socket(&mut self, start: Instant, timeout: Duration) -> io::Result<()> {
+    fn check_still_waiting(&mut self, start: Instant, timeout: Duration) -> io::Result<()> {
         if let Some(status) = self.child.try_wait()? {
             return Err(io::Error::other(format!(
                 "{} exited ({status}) before its QMP socket was ready",
