@@ -9,6 +9,7 @@ pub mod dump;
 pub mod emit;
 pub mod front;
 pub mod introspect;
+pub mod json;
 pub mod model;
 pub mod snapshot;
 

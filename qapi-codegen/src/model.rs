@@ -378,7 +378,7 @@ pub struct Member {
     /// `defined_in`.
     pub defined_in: String,
     /// Default value, when introspection reports one (never from sources).
-    pub default: Option<serde_json::Value>,
+    pub default: Option<crate::json::Value>,
 }
 
 /// Branches of a union, or alternatives of an alternate.

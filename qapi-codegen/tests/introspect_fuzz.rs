@@ -2,8 +2,12 @@
 //! damage. Whatever it accepts, the writer handles too.
 
 use proptest::prelude::*;
-use qapi_codegen::introspect::{read, to_json};
+use qapi_codegen::introspect::read;
 use serde_json::Value;
+
+#[path = "support/as_serde.rs"]
+mod as_serde;
+use as_serde::to_json;
 
 fn arb_json() -> impl Strategy<Value = Value> {
     let names = prop_oneof![

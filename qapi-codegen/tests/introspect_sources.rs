@@ -13,6 +13,8 @@ use std::path::Path;
 use qapi_codegen::introspect::read;
 use qapi_codegen::model::Schema;
 
+#[path = "support/as_serde.rs"]
+mod as_serde;
 #[path = "support/schema_diff.rs"]
 mod schema_diff;
 

@@ -11,6 +11,8 @@ use std::path::Path;
 use qapi_codegen::front::{load_schema, parse_file_dialect, parse_with_loader_dialect};
 use qapi_codegen::model::{Dialect, EntityKind, IfCond, Origin, Schema};
 
+#[path = "support/as_serde.rs"]
+mod as_serde;
 #[path = "support/schema_diff.rs"]
 mod schema_diff;
 

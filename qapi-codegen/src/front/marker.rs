@@ -28,7 +28,7 @@
 //! we cannot read is damaged, and silently dropping what it says would make the
 //! bindings' docs wrong without anyone noticing.
 
-use serde_json::Value;
+use crate::json::{self, Value};
 
 /// What a module marker says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,8 +61,7 @@ pub(crate) struct Marks {
 /// to report at the marker's line.
 pub(crate) fn parse(text: &str) -> Result<Marker, String> {
     let bad = |why: &str| format!("malformed qapi-codegen marker: {why}");
-    let value: Value =
-        serde_json::from_str(text.trim()).map_err(|e| bad(&format!("not JSON ({e})")))?;
+    let value = json::parse(text.trim()).map_err(|e| bad(&format!("not JSON ({e})")))?;
     let Value::Object(map) = value else {
         return Err(bad("expected a JSON object"));
     };
@@ -92,8 +91,7 @@ pub(crate) fn parse(text: &str) -> Result<Marker, String> {
 
 /// The marker line for `marker` (without the newline), as [`parse`] reads it back.
 pub(crate) fn line(marker: &Marker) -> String {
-    // A JSON string of a `str` cannot fail to serialize.
-    let s = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let s = json::quote;
     let body = match marker {
         Marker::Module(ModuleMark { name, manual }) => match manual {
             Some(m) => format!("{{\"module\": {}, \"manual\": {}}}", s(name), s(m)),
@@ -149,7 +147,7 @@ mod tests {
             (" {}", "expected 'module' or 'since'"),
             (
                 "",
-                "not JSON (EOF while parsing a value at line 1 column 0)",
+                "not JSON (EOF while parsing a value at line 1 column 1)",
             ),
         ] {
             assert_eq!(

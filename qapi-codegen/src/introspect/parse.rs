@@ -1,7 +1,7 @@
 //! Shape checks: the `SchemaInfo` JSON array → [`RawEntry`]s, with the JSON path of
 //! every value kept for error messages. Names are not resolved here.
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use crate::model::Builtin;
 
@@ -228,7 +228,7 @@ fn entry(ctx: &Ctx, path: &str, value: &Value) -> Result<RawEntry> {
 }
 
 /// Enum values: `members` (QEMU 6.2 and later, with features), else `values`.
-fn enum_members(ctx: &Ctx, path: &str, obj: &Map<String, Value>) -> Result<Vec<RawEnumMember>> {
+fn enum_members(ctx: &Ctx, path: &str, obj: &Map) -> Result<Vec<RawEnumMember>> {
     if obj.contains_key("members") {
         let mpath = format!("{path}.members");
         array(ctx, path, obj, "members")?
@@ -272,7 +272,7 @@ fn member(ctx: &Ctx, path: &str, value: &Value) -> Result<RawMember> {
     })
 }
 
-fn features(ctx: &Ctx, path: &str, obj: &Map<String, Value>) -> Result<Vec<String>> {
+fn features(ctx: &Ctx, path: &str, obj: &Map) -> Result<Vec<String>> {
     if !obj.contains_key("features") {
         return Ok(Vec::new());
     }
@@ -290,7 +290,7 @@ fn features(ctx: &Ctx, path: &str, obj: &Map<String, Value>) -> Result<Vec<Strin
         .collect()
 }
 
-fn object<'v>(ctx: &Ctx, path: &str, value: &'v Value) -> Result<&'v Map<String, Value>> {
+fn object<'v>(ctx: &Ctx, path: &str, value: &'v Value) -> Result<&'v Map> {
     match value {
         Value::Object(map) => Ok(map),
         other => Err(ctx.err(
@@ -300,7 +300,7 @@ fn object<'v>(ctx: &Ctx, path: &str, value: &'v Value) -> Result<&'v Map<String,
     }
 }
 
-fn string(ctx: &Ctx, path: &str, obj: &Map<String, Value>, key: &str) -> Result<String> {
+fn string(ctx: &Ctx, path: &str, obj: &Map, key: &str) -> Result<String> {
     match obj.get(key) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(ctx.err(
@@ -311,7 +311,7 @@ fn string(ctx: &Ctx, path: &str, obj: &Map<String, Value>, key: &str) -> Result<
     }
 }
 
-fn array<'v>(ctx: &Ctx, path: &str, obj: &'v Map<String, Value>, key: &str) -> Result<&'v [Value]> {
+fn array<'v>(ctx: &Ctx, path: &str, obj: &'v Map, key: &str) -> Result<&'v [Value]> {
     match obj.get(key) {
         Some(Value::Array(items)) => Ok(items),
         Some(other) => Err(ctx.err(

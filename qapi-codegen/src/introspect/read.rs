@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::names::{derive, is_masked};
 use super::parse::{self, Ctx, RawEntry, RawKind};
@@ -33,11 +33,11 @@ const MAX_ARRAY_NESTING: usize = 32;
 /// kind the reference needs), with the JSON path of the bad value.
 pub fn read(json: &str, file_name: &str) -> Result<Schema> {
     let ctx = Ctx { file: file_name };
-    let value: Value = serde_json::from_str(json).map_err(|e| IntrospectError::Json {
+    let value: Value = crate::json::parse(json).map_err(|e| IntrospectError::Json {
         file: file_name.to_string(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
+        line: e.line,
+        column: e.column,
+        message: e.message,
     })?;
     let items = parse::schema_array(&ctx, &value)?;
     let entries = parse::entries(&ctx, items)?;

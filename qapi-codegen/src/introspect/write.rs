@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::{json, Map, Value};
+use crate::json::{Map, Value};
 
 use crate::model::{Builtin, EntityId, EntityKind, Feature, ModuleItem, Origin, Schema};
 
@@ -213,7 +213,7 @@ impl Writer<'_> {
     }
 
     /// QEMU's `_gen_tree`.
-    fn tree(&mut self, name: &str, meta: &str, mut obj: Map<String, Value>, features: &[Feature]) {
+    fn tree(&mut self, name: &str, meta: &str, mut obj: Map, features: &[Feature]) {
         let name = match meta {
             "command" | "event" | "builtin" | "array" => name.to_string(),
             _ => self.masked(name),
@@ -253,18 +253,18 @@ impl Writer<'_> {
         let schema = self.schema;
         let id = match key {
             Key::Int => {
-                let obj = json!({"json-type": "int"});
-                return self.tree("int", "builtin", into_map(obj), &[]);
+                let obj = object([("json-type", "int".into())]);
+                return self.tree("int", "builtin", obj, &[]);
             }
             Key::Empty => {
-                let obj = json!({"members": []});
-                return self.tree("q_empty", "object", into_map(obj), &[]);
+                let obj = object([("members", Value::Array(Vec::new()))]);
+                return self.tree("q_empty", "object", obj, &[]);
             }
             Key::Array(element) => {
                 let element = self.use_key((**element).clone());
                 let name = format!("[{element}]");
-                let obj = json!({"element-type": element});
-                return self.tree(&name, "array", into_map(obj), &[]);
+                let obj = object([("element-type", element.into())]);
+                return self.tree(&name, "array", obj, &[]);
             }
             Key::Named(id) => *id,
         };
@@ -315,7 +315,9 @@ impl Writer<'_> {
                     let mut variants = Vec::with_capacity(b.variants.len());
                     for v in &b.variants {
                         let ty = self.use_type(v.ty);
-                        variants.push(json!({"case": v.name, "type": ty}));
+                        variants.push(
+                            object([("case", v.name.clone().into()), ("type", ty.into())]).into(),
+                        );
                     }
                     obj.insert("variants".into(), Value::Array(variants));
                 }
@@ -325,7 +327,7 @@ impl Writer<'_> {
                 let mut members = Vec::with_capacity(a.alternatives.variants.len());
                 for v in &a.alternatives.variants {
                     let ty = self.use_type(v.ty);
-                    members.push(json!({ "type": ty }));
+                    members.push(object([("type", ty.into())]).into());
                 }
                 obj.insert("members".into(), Value::Array(members));
                 "alternate"
@@ -349,9 +351,9 @@ fn feature_list(features: &[Feature]) -> Value {
     Value::Array(features.iter().map(|f| f.name.clone().into()).collect())
 }
 
-fn into_map(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
+fn object<const N: usize>(members: [(&str, Value); N]) -> Map {
+    members
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use qapi_codegen::introspect::to_json;
+use super::as_serde::to_json;
 use qapi_codegen::model::{EntityKind, Schema};
 use serde_json::Value;
 
