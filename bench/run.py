@@ -5,7 +5,7 @@ noise hits all alike): start a fresh server, run the client's driver as its own
 process (so its peak RSS is its own), stop the server. Then print a Markdown table
 with ratios of ours to each peer, check the issue's targets, and write
 target/bench/results.json as a list of {"client", "workload", "median", "min", "max",
-"unit"}.
+"unit"} (and each repetition's figure to target/bench/runs.json).
 
 Standard library only. Paths come from the command line (see `scripts/bench`).
 """
@@ -399,6 +399,14 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, 'results.json'), 'w', encoding='utf-8') as f:
         json.dump(rows, f, indent=1)
+        f.write('\n')
+    # Each repetition's figure, to see the noise behind a median (and which
+    # repetitions a paired ratio compared).
+    runs = [{'client': c, 'workload': w, 'unit': UNITS[w],
+             'runs': [res.reps[(c, w)][r] for r in sorted(res.reps[(c, w)])]}
+            for w in ORDER for c in CLIENTS if res.reps.get((c, w))]
+    with open(os.path.join(args.out, 'runs.json'), 'w', encoding='utf-8') as f:
+        json.dump(runs, f, indent=1)
         f.write('\n')
 
     versions = {}

@@ -559,8 +559,10 @@ impl Parser<'_> {
         }
         let text = &self.text[start..self.pos];
         if !float {
+            // `-0` is a float (`-0.0`), as in serde_json: `NegInt` holds only
+            // negative numbers, so that equal integers compare equal.
             let exact = if negative {
-                text.parse::<i64>().ok().map(N::NegInt)
+                text.parse::<i64>().ok().filter(|&n| n < 0).map(N::NegInt)
             } else {
                 text.parse::<u64>().ok().map(N::PosInt)
             };
@@ -623,6 +625,8 @@ mod tests {
         assert_eq!(a[3].to_string(), "100.0");
         assert_eq!(a[4].to_string(), "1.0");
         assert_eq!(parse(&a[2].to_string()).unwrap(), a[2]);
+        assert_eq!(parse("-0").unwrap().to_string(), "-0.0");
+        assert_eq!(parse("0").unwrap(), Value::from(0_i64));
     }
 
     #[test]

@@ -60,7 +60,13 @@ impl Args {
     /// The tokio runtime an async driver runs this workload on (see
     /// [`single_stream`](Self::single_stream)); exits on failure.
     pub fn runtime(&self) -> tokio::runtime::Runtime {
-        let mut builder = if self.single_stream() {
+        // BENCH_RUNTIME=current-thread|multi-thread overrides the rule, for experiments.
+        let current = match std::env::var("BENCH_RUNTIME").as_deref() {
+            Ok("current-thread") => true,
+            Ok("multi-thread") => false,
+            _ => self.single_stream(),
+        };
+        let mut builder = if current {
             tokio::runtime::Builder::new_current_thread()
         } else {
             tokio::runtime::Builder::new_multi_thread()
