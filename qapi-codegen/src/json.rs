@@ -344,16 +344,16 @@ impl Parser<'_> {
             b'f' => self.literal("false", Value::Bool(false)),
             b'"' => self.string().map(Value::String),
             b'-' | b'0'..=b'9' => self.number(),
-            b'[' | b'{' => {
-                if depth >= MAX_DEPTH {
-                    return Err(self.error_at(self.pos, "recursion limit exceeded"));
-                }
+            b'[' | b'{' if depth >= MAX_DEPTH => {
+                Err(self.error_at(self.pos, "recursion limit exceeded"))
+            }
+            b'[' => {
                 self.pos += 1;
-                if b == b'[' {
-                    self.array(depth + 1)
-                } else {
-                    self.object(depth + 1)
-                }
+                self.array(depth + 1)
+            }
+            b'{' => {
+                self.pos += 1;
+                self.object(depth + 1)
             }
             _ => Err(self.error_at(self.pos, "expected value")),
         }
@@ -371,33 +371,24 @@ impl Parser<'_> {
         Ok(value)
     }
 
+    /// The elements of a list; `pos` is after its `[`.
     fn array(&mut self, depth: usize) -> Result<Value, Error> {
         let mut items = Vec::new();
-        self.skip_ws();
-        if self.bytes.get(self.pos) == Some(&b']') {
-            self.pos += 1;
+        if self.close(b']') {
             return Ok(Value::Array(items));
         }
         loop {
             items.push(self.value(depth)?);
-            self.skip_ws();
-            match self.bytes.get(self.pos) {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                Some(_) => return Err(self.error_at(self.pos, "expected `,` or `]`")),
-                None => return Err(self.eof("a list")),
+            if self.comma_or_close(b']', "a list")? {
+                return Ok(Value::Array(items));
             }
         }
     }
 
+    /// The members of an object; `pos` is after its `{`.
     fn object(&mut self, depth: usize) -> Result<Value, Error> {
         let mut map = Map::new();
-        self.skip_ws();
-        if self.bytes.get(self.pos) == Some(&b'}') {
-            self.pos += 1;
+        if self.close(b'}') {
             return Ok(Value::Object(map));
         }
         loop {
@@ -416,16 +407,38 @@ impl Parser<'_> {
             }
             let value = self.value(depth)?;
             map.insert(key, value);
-            self.skip_ws();
-            match self.bytes.get(self.pos) {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Value::Object(map));
-                }
-                Some(_) => return Err(self.error_at(self.pos, "expected `,` or `}`")),
-                None => return Err(self.eof("an object")),
+            if self.comma_or_close(b'}', "an object")? {
+                return Ok(Value::Object(map));
             }
+        }
+    }
+
+    /// Consumes `close` (after whitespace) if it comes next: an empty list or object.
+    fn close(&mut self, close: u8) -> bool {
+        self.skip_ws();
+        let found = self.bytes.get(self.pos) == Some(&close);
+        if found {
+            self.pos += 1;
+        }
+        found
+    }
+
+    /// After an element of a list or object (`inside`, for the error at the end of
+    /// the text): consumes a `,` (false) or the closing `close` (true).
+    fn comma_or_close(&mut self, close: u8, inside: &str) -> Result<bool, Error> {
+        if self.close(close) {
+            return Ok(true);
+        }
+        match self.bytes.get(self.pos) {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(_) => Err(self.error_at(
+                self.pos,
+                &format!("expected `,` or `{}`", char::from(close)),
+            )),
+            None => Err(self.eof(inside)),
         }
     }
 
