@@ -14,7 +14,26 @@
 //! [`LocalQemu::spawn`] runs any program (another QEMU binary, a client-mode monitor for
 //! [`crate::Config::accept_unix`], extra devices): it gets the socket path to put into
 //! the command line it returns.
+//!
+//! [`LocalQemu::system`] starts `qemu-system-x86_64` with a machine described by a
+//! [`System`]: machine type, accelerator, a disk image made in the private directory, a
+//! NIC, extra arguments; and which QEMU: the installed one (on the `PATH`), or an older
+//! release unpacked beside it by `scripts/setup-old-qemu` ([`OldQemu`]), which runs on
+//! the installed QEMU's libraries with its own module and firmware folders:
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use qmp::local::{LocalQemu, OldQemu, System};
+//!
+//! let old = OldQemu::open("target/old-qemu/7.2")?;
+//! let machine = System::new("pc").accel("tcg").paused().disk(64 << 20).nic();
+//! let mut qemu = LocalQemu::system(&machine.release(&old))?;
+//! let client = qemu.connect(&qmp::Config::new()).await?;
+//! client.execute_raw("query-block", None::<&()>).await?;
+//! # Ok(()) }
+//! ```
 
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -89,14 +108,51 @@ impl LocalQemu {
     /// When the directory cannot be made or the program cannot be started (the error
     /// names the program).
     pub fn spawn(program: &str, args: impl FnOnce(&Path) -> Vec<String>) -> io::Result<LocalQemu> {
+        LocalQemu::spawn_in(Command::new(program), program, |socket| {
+            Ok(args(socket).into_iter().map(OsString::from).collect())
+        })
+    }
+
+    /// `qemu-system-x86_64` running the machine `system` describes (see [`System`]),
+    /// with a server-mode QMP monitor. The disk image, if any, is made first in the
+    /// private directory with the installed `qemu-img`.
+    ///
+    /// # Errors
+    /// As [`storage_daemon`](Self::storage_daemon), and when the disk image cannot be
+    /// made (the error carries `qemu-img`'s message).
+    pub fn system(system: &System) -> io::Result<LocalQemu> {
+        let (command, program) = match &system.release {
+            Some(old) => (
+                old.command("qemu-system-x86_64"),
+                old.program("qemu-system-x86_64"),
+            ),
+            None => (
+                Command::new("qemu-system-x86_64"),
+                PathBuf::from("qemu-system-x86_64"),
+            ),
+        };
+        let name = program.display().to_string();
+        LocalQemu::spawn_in(command, &name, |socket| system.command_line(socket))
+    }
+
+    /// Starts `command` (named `program` in errors) with the arguments `args` returns
+    /// for the socket path, in a new private directory (removed again on failure).
+    fn spawn_in(
+        mut command: Command,
+        program: &str,
+        args: impl FnOnce(&Path) -> io::Result<Vec<OsString>>,
+    ) -> io::Result<LocalQemu> {
         let dir = private_dir()?;
         let socket = dir.join("qmp.sock");
-        let spawned = Command::new(program)
-            .args(args(&socket))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn();
+        let spawned = args(&socket).and_then(|args| {
+            command
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| io::Error::new(e.kind(), format!("starting {program}: {e}")))
+        });
         match spawned {
             Ok(child) => Ok(LocalQemu {
                 child,
@@ -106,7 +162,7 @@ impl LocalQemu {
             }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
-                Err(io::Error::new(e.kind(), format!("starting {program}: {e}")))
+                Err(e)
             }
         }
     }
@@ -190,6 +246,278 @@ impl LocalQemu {
         }
         Ok(())
     }
+}
+
+/// A QEMU release unpacked (never installed) beside the installed one, as
+/// `scripts/setup-old-qemu` leaves it in `target/old-qemu/<release>/`: the programs
+/// under `root/usr/bin` (`root/usr/sbin` for `qemu-ga`), its loadable modules in
+/// [`module_dir`](Self::module_dir) and its firmware folders, given to the system
+/// emulator with `-L` in that order (its own data first, then the installed SeaBIOS and
+/// iPXE ROMs it does not ship). It runs on the installed QEMU's shared libraries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OldQemu {
+    root: PathBuf,
+    module_dir: PathBuf,
+    firmware_dirs: Vec<PathBuf>,
+    version: Option<String>,
+}
+
+impl OldQemu {
+    /// A release unpacked at `root` (the folder holding `usr/`) whose modules are in
+    /// `module_dir` and whose firmware is looked up in `firmware_dirs`, in order.
+    pub fn new(
+        root: impl Into<PathBuf>,
+        module_dir: impl Into<PathBuf>,
+        firmware_dirs: Vec<PathBuf>,
+    ) -> OldQemu {
+        OldQemu {
+            root: root.into(),
+            module_dir: module_dir.into(),
+            firmware_dirs,
+            version: None,
+        }
+    }
+
+    /// The release `scripts/setup-old-qemu` unpacked into `dir` (e.g.
+    /// `target/old-qemu/7.2`): `dir/root`, and the module and firmware folders from the
+    /// lines `QEMU_MODULE_DIR=…` and `QEMU_FIRMWARE_DIRS=a:b:c` of `dir/env`; the
+    /// package version from `dir/VERSION` when that file is there.
+    ///
+    /// # Errors
+    /// When `dir/env` cannot be read (`NotFound` when the release is not unpacked,
+    /// e.g. to skip a test) or lacks one of the two lines; the error names the file.
+    pub fn open(dir: impl AsRef<Path>) -> io::Result<OldQemu> {
+        let dir = std::path::absolute(dir.as_ref())?;
+        let env_file = dir.join("env");
+        let text = std::fs::read_to_string(&env_file)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", env_file.display())))?;
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: no line {key}=…", env_file.display()),
+                    )
+                })
+        };
+        let module_dir = PathBuf::from(value("QEMU_MODULE_DIR")?);
+        let firmware_dirs = std::env::split_paths(value("QEMU_FIRMWARE_DIRS")?).collect();
+        let mut old = OldQemu::new(dir.join("root"), module_dir, firmware_dirs);
+        old.version = std::fs::read_to_string(dir.join("VERSION"))
+            .ok()
+            .map(|v| v.trim().to_owned());
+        Ok(old)
+    }
+
+    /// The unpacked tree (the folder holding `usr/`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of its loadable modules (`QEMU_MODULE_DIR`): without it, the program
+    /// would load the installed release's modules, which do not fit (TCG itself is a
+    /// module in Debian's builds).
+    pub fn module_dir(&self) -> &Path {
+        &self.module_dir
+    }
+
+    /// Its firmware folders, in the order they are given with `-L`.
+    pub fn firmware_dirs(&self) -> &[PathBuf] {
+        &self.firmware_dirs
+    }
+
+    /// The package version from `VERSION` (e.g. `1:7.2+dfsg-7+deb12u18`), when
+    /// [`open`](Self::open) found one.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// The path of one of its programs: `qemu-ga` is in `usr/sbin`, the others (e.g.
+    /// `qemu-system-x86_64`, `qemu-storage-daemon`) in `usr/bin`.
+    pub fn program(&self, name: &str) -> PathBuf {
+        let bin = if name == "qemu-ga" {
+            "usr/sbin"
+        } else {
+            "usr/bin"
+        };
+        self.root.join(bin).join(name)
+    }
+
+    /// A command running its program `name` with `QEMU_MODULE_DIR` set and, for a
+    /// system emulator (`qemu-system-*`), the `-L` firmware folders as its first
+    /// arguments; add the rest.
+    pub fn command(&self, name: &str) -> Command {
+        let mut c = Command::new(self.program(name));
+        c.env("QEMU_MODULE_DIR", &self.module_dir);
+        if name.starts_with("qemu-system-") {
+            for d in &self.firmware_dirs {
+                c.arg("-L").arg(d);
+            }
+        }
+        c
+    }
+}
+
+/// A `qemu-system-x86_64` machine for [`LocalQemu::system`]: always `-nodefaults
+/// -display none` and a QMP monitor; the rest is chosen with the builder methods.
+///
+/// ```
+/// use qmp::local::System;
+///
+/// // QEMU 10.0's (installed) `pc` machine, TCG, paused, a 64 MiB disk and a NIC.
+/// let pc = System::new("pc").accel("tcg").paused().disk(64 << 20).nic();
+/// # let _ = pc;
+/// ```
+#[derive(Clone, Debug)]
+pub struct System {
+    release: Option<OldQemu>,
+    machine: String,
+    accel: Option<String>,
+    paused: bool,
+    disk: Option<u64>,
+    nic: bool,
+    extra: Vec<OsString>,
+}
+
+impl System {
+    /// Machine type `machine` (`-M`, e.g. `pc`, `q35`, `none`) of the installed QEMU.
+    pub fn new(machine: &str) -> System {
+        System {
+            release: None,
+            machine: machine.to_owned(),
+            accel: None,
+            paused: false,
+            disk: None,
+            nic: false,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Runs this older release's `qemu-system-x86_64` instead of the installed one.
+    pub fn release(mut self, old: &OldQemu) -> System {
+        self.release = Some(old.clone());
+        self
+    }
+
+    /// The accelerator (`-accel`, e.g. `tcg`; QEMU's default otherwise).
+    pub fn accel(mut self, accel: &str) -> System {
+        self.accel = Some(accel.to_owned());
+        self
+    }
+
+    /// Starts with the CPUs stopped (`-S`): the machine is complete and answers every
+    /// query, and the guest uses no CPU time (there is nothing to boot anyway).
+    pub fn paused(mut self) -> System {
+        self.paused = true;
+        self
+    }
+
+    /// A qcow2 disk of `bytes` (made with `qemu-img create` in the private directory),
+    /// attached as block backend `disk0` (`-drive if=none,id=disk0`) to an IDE disk
+    /// `ide-hd` with id `disk0-dev` on bus `ide.0` (which `pc` and `q35` have).
+    pub fn disk(mut self, bytes: u64) -> System {
+        self.disk = Some(bytes);
+        self
+    }
+
+    /// An e1000 NIC (id `nic0`) on a user-mode (slirp) network backend `n0`: needs no
+    /// privileges.
+    pub fn nic(mut self) -> System {
+        self.nic = true;
+        self
+    }
+
+    /// Adds arguments after the others (more devices, `-smp`, …).
+    pub fn args<I, S>(mut self, args: I) -> System
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.extra.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// The command line for a monitor on `socket` (making the disk image beside it).
+    fn command_line(&self, socket: &Path) -> io::Result<Vec<OsString>> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |s: &str| a.push(s.into());
+        push("-M");
+        push(&self.machine);
+        if let Some(accel) = &self.accel {
+            push("-accel");
+            push(accel);
+        }
+        push("-nodefaults");
+        push("-display");
+        push("none");
+        if self.paused {
+            push("-S");
+        }
+        if let Some(bytes) = self.disk {
+            let image = socket.with_file_name("disk0.qcow2");
+            make_image(&image, bytes)?;
+            let mut drive = OsString::from("if=none,id=disk0,format=qcow2,file=");
+            drive.push(qemu_option_value(&image)?);
+            a.extend(["-drive".into(), drive]);
+            a.extend(["-device", "ide-hd,drive=disk0,bus=ide.0,id=disk0-dev"].map(OsString::from));
+        }
+        if self.nic {
+            a.extend(
+                [
+                    "-netdev",
+                    "user,id=n0",
+                    "-device",
+                    "e1000,netdev=n0,id=nic0",
+                ]
+                .map(OsString::from),
+            );
+        }
+        let mut chardev = OsString::from("socket,id=mon,server=on,wait=off,path=");
+        chardev.push(qemu_option_value(socket)?);
+        a.extend([
+            "-chardev".into(),
+            chardev,
+            "-mon".into(),
+            "chardev=mon,mode=control".into(),
+        ]);
+        a.extend(self.extra.iter().cloned());
+        Ok(a)
+    }
+}
+
+/// Makes a qcow2 image of `bytes` at `path` with the installed `qemu-img` (its images
+/// are `compat=1.1`, which every QEMU since 1.1 reads).
+fn make_image(path: &Path, bytes: u64) -> io::Result<()> {
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(path)
+        .arg(bytes.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("starting qemu-img: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "qemu-img create {} failed ({}): {}",
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// `path` as the value of a QEMU `key=value,…` option: a comma is doubled, QEMU's
+/// escape for it.
+fn qemu_option_value(path: &Path) -> io::Result<OsString> {
+    let s = path.to_str().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not UTF-8: cannot pass it to QEMU", path.display()),
+        )
+    })?;
+    Ok(s.replace(',', ",,").into())
 }
 
 impl Drop for LocalQemu {
@@ -281,6 +609,74 @@ mod tests {
         assert!(!listening(&dir.join("absent.sock")));
         drop(socket);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_old_release_is_read_from_its_env_file() {
+        let dir = private_dir().unwrap();
+        std::fs::write(
+            dir.join("env"),
+            "QEMU_MODULE_DIR=/r/usr/lib/qemu\nQEMU_FIRMWARE_DIRS=/r/usr/share/qemu:/usr/share/seabios\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("VERSION"), "1:7.2+dfsg-7\n").unwrap();
+        let old = OldQemu::open(&dir).unwrap();
+        assert_eq!(old.root(), dir.join("root"));
+        assert_eq!(old.module_dir(), Path::new("/r/usr/lib/qemu"));
+        assert_eq!(
+            old.firmware_dirs(),
+            [
+                PathBuf::from("/r/usr/share/qemu"),
+                PathBuf::from("/usr/share/seabios")
+            ]
+        );
+        assert_eq!(old.version(), Some("1:7.2+dfsg-7"));
+        assert_eq!(old.program("qemu-ga"), dir.join("root/usr/sbin/qemu-ga"));
+        let c = old.command("qemu-system-x86_64");
+        let args: Vec<_> = c.get_args().collect();
+        assert_eq!(
+            args,
+            ["-L", "/r/usr/share/qemu", "-L", "/usr/share/seabios"]
+        );
+        // A file without the lines names itself and the line.
+        std::fs::write(dir.join("env"), "X=1\n").unwrap();
+        let e = OldQemu::open(&dir).unwrap_err();
+        assert!(e.to_string().contains("QEMU_MODULE_DIR"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = OldQemu::open(&dir).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+    }
+
+    #[test]
+    fn a_system_command_line_has_the_machine_disk_nic_and_monitor() {
+        let dir = private_dir().unwrap();
+        let socket = dir.join("a,b.sock");
+        let pc = System::new("pc")
+            .accel("tcg")
+            .paused()
+            .nic()
+            .args(["-smp", "1"]);
+        let args: Vec<String> = pc
+            .command_line(&socket)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let line = args.join(" ");
+        assert!(
+            line.starts_with("-M pc -accel tcg -nodefaults -display none -S "),
+            "{line}"
+        );
+        assert!(
+            line.contains("-netdev user,id=n0 -device e1000,netdev=n0,id=nic0"),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("path={}", dir.join("a,,b.sock").display())),
+            "{line}"
+        );
+        assert!(line.ends_with("-smp 1"), "{line}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
