@@ -115,6 +115,7 @@ pub struct Config {
     options: Options,
     cargo_directives: Option<bool>,
     dialect: Option<Dialect>,
+    name_references: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -126,6 +127,7 @@ impl Default for Config {
             options: Options::default(),
             cargo_directives: None,
             dialect: None,
+            name_references: Vec::new(),
         }
     }
 }
@@ -211,6 +213,21 @@ impl Config {
         self
     }
 
+    /// Named schemas (QAPI sources or snapshots such as `schema/qemu-system-10.0.json`)
+    /// whose type names a schema read from `query-qmp-schema` output takes where its
+    /// types are theirs (see [`crate::introspect::recover_names`]), so that its
+    /// bindings use the names QEMU's sources give instead of names derived from where
+    /// each type is used. Newest release first: on a tie the earlier one's name wins.
+    /// They are read only when the schema is `query-qmp-schema` output; QAPI sources
+    /// keep their own names.
+    pub fn name_references<P: AsRef<Path>>(
+        &mut self,
+        paths: impl IntoIterator<Item = P>,
+    ) -> &mut Self {
+        self.name_references = paths.into_iter().map(|p| p.as_ref().to_owned()).collect();
+        self
+    }
+
     /// Reads the schema and generates the code, without writing anything (cargo
     /// directives are still printed when enabled).
     ///
@@ -235,18 +252,43 @@ impl Config {
         if directives {
             println!("cargo:rerun-if-changed={}", path.display());
         }
-        let loaded = loaded?;
+        let mut loaded = loaded?;
         if directives {
             for f in &loaded.files {
                 println!("cargo:rerun-if-changed={}", f.display());
             }
         }
+        self.recover_names(&mut loaded, directives)?;
         let code = emit::generate(&loaded.schema, &self.options)?;
         Ok(Generated {
             code,
             schema: path,
             files: loaded.files,
         })
+    }
+
+    /// Names a `query-qmp-schema` model's types after the [`Config::name_references`].
+    fn recover_names(&self, loaded: &mut Loaded, directives: bool) -> Result<(), Error> {
+        if directives {
+            for path in &self.name_references {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+        let is_capture = matches!(
+            loaded.schema.origin,
+            crate::model::Origin::Introspection { .. }
+        );
+        if !is_capture || self.name_references.is_empty() {
+            return Ok(());
+        }
+        let references = self
+            .name_references
+            .iter()
+            .map(|p| load(p).map(|l| l.schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        let references: Vec<&crate::model::Schema> = references.iter().collect();
+        crate::introspect::recover_names(&mut loaded.schema, &references);
+        Ok(())
     }
 
     /// Generates the code into the file set with [`Config::out_file`], writing only if

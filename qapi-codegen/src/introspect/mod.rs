@@ -69,9 +69,11 @@
 mod names;
 mod parse;
 mod read;
+mod recover;
 pub mod write;
 
 pub use read::read;
+pub use recover::{recover_names, Missed, Recovery};
 pub use write::to_json;
 
 use crate::model::Schema;

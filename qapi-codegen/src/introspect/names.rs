@@ -30,7 +30,7 @@ pub(super) fn camel(name: &str) -> String {
 /// The names in use: exact names of every entity, and a folded form (lower case, letters
 /// and digits only) of every type name.
 #[derive(Default)]
-struct Taken {
+pub(super) struct Taken {
     exact: HashSet<String>,
     folded: HashSet<String>,
     /// The next suffix worth trying for a base name, so that many uses of one name
@@ -38,7 +38,7 @@ struct Taken {
     next_suffix: HashMap<String, u64>,
 }
 
-fn fold(name: &str) -> String {
+pub(super) fn fold(name: &str) -> String {
     name.chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
@@ -46,19 +46,19 @@ fn fold(name: &str) -> String {
 }
 
 impl Taken {
-    fn reserve(&mut self, name: &str, is_type: bool) {
+    pub(super) fn reserve(&mut self, name: &str, is_type: bool) {
         self.exact.insert(name.to_string());
         if is_type {
             self.folded.insert(fold(name));
         }
     }
 
-    fn is_free(&self, name: &str) -> bool {
+    pub(super) fn is_free(&self, name: &str) -> bool {
         !self.exact.contains(name) && !self.folded.contains(&fold(name))
     }
 
     /// `candidate`, or the first free `candidate2`, `candidate3`, …; reserved.
-    fn unique(&mut self, candidate: &str) -> String {
+    pub(super) fn unique(&mut self, candidate: &str) -> String {
         let base = if fold(candidate).is_empty() {
             "Type"
         } else {
