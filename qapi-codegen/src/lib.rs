@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod diff;
 pub mod dump;
 pub mod emit;
 pub mod front;

@@ -54,6 +54,18 @@ enum Cmd {
         #[arg(long, default_value = "")]
         title: String,
     },
+    /// Print what changed between two schemas (QAPI sources, snapshots or
+    /// `query-qmp-schema` output, in any combination), one change per line. Exit
+    /// status: 0 when nothing differs, 1 when something does, 2 on an error.
+    Diff {
+        /// The old schema.
+        old: PathBuf,
+        /// The new schema.
+        new: PathBuf,
+        /// Print the changes as JSON (an array of objects, one per line).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +79,7 @@ fn main() -> ExitCode {
             manual,
         } => cmd_generate(&schema, &out, dialect, manual),
         Cmd::Snapshot { schema, out, title } => cmd_snapshot(&schema, &out, &title),
+        Cmd::Diff { old, new, json } => cmd_diff(&old, &new, json),
     }
 }
 
@@ -147,6 +160,11 @@ fn cmd_snapshot(schema: &std::path::Path, out: &std::path::Path, title: &str) ->
 fn cmd_dump(file: &std::path::Path) -> ExitCode {
     match qapi_codegen::front::load_schema(file) {
         Ok(schema) => {
+            // Only a tolerant read of a release's sources has warnings (never QEMU's
+            // test cases, whose stderr is compared).
+            for w in &schema.warnings {
+                eprintln!("warning: {w}");
+            }
             let text = qapi_codegen::dump::dump(&schema);
             // The process ends here: freeing the model would only cost time.
             std::mem::forget(schema);
@@ -164,5 +182,34 @@ fn cmd_dump(file: &std::path::Path) -> ExitCode {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `diff OLD NEW [--json]`.
+fn cmd_diff(old: &std::path::Path, new: &std::path::Path, json: bool) -> ExitCode {
+    // Status 1 means "they differ", as diff(1) has it; errors get 2.
+    let read =
+        |p: &std::path::Path| qapi_codegen::front::load_schema(p).map_err(|e| eprintln!("{e}"));
+    let (Ok(old), Ok(new)) = (read(old), read(new)) else {
+        return ExitCode::from(2);
+    };
+    let diff = qapi_codegen::diff::diff(&old, &new);
+    let text = if json {
+        diff.to_json_text()
+    } else {
+        diff.to_string()
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::from(2);
+    }
+    if diff.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
