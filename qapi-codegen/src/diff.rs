@@ -829,7 +829,12 @@ impl<'a> Differ<'a> {
         let eo = o.and_then(|id| entity(self.old, id));
         let en = n.and_then(|id| entity(self.new, id));
         let mut out = Vec::new();
-        if so.class() != sn.class() {
+        // `{}` against a type the schema names: the type is the news, more than the
+        // members it brings (when nothing names it, its members are listed).
+        let named_in = |s: &Schema, e: Option<&Entity>| !is_capture(s) && e.is_some_and(named_type);
+        let empty_vs_named =
+            (o.is_none() && named_in(self.new, en)) || (n.is_none() && named_in(self.old, eo));
+        if so.class() != sn.class() || empty_vs_named {
             out.push(self.type_changed(path, o, n));
             return out;
         }
