@@ -247,3 +247,32 @@ fn run_time_tables_know_conditions_and_features() {
     assert!(commands::COMMANDS.iter().any(|c| c.deprecated));
     assert!(events::EVENTS.iter().any(|e| e.name == "STOP"));
 }
+
+#[cfg(feature = "check-arguments")]
+#[test]
+fn reply_check_decodes_as_execute_and_names_the_member() {
+    // A member the bindings do not know (QEMU 7.2's `singlestep`, gone in 10.0) is
+    // ignored; a missing one is an error naming the command and the path.
+    let ok = r#"{"status": "running", "running": true, "singlestep": false}"#;
+    assert!(matches!(
+        commands::check_command_reply("query-status", ok),
+        Some(Ok(()))
+    ));
+    let e = commands::check_command_reply("query-status", r#"{"running": true}"#)
+        .expect("known command")
+        .unwrap_err();
+    assert!(e.is_decode());
+    assert_eq!(e.command(), Some("query-status"));
+    assert_eq!(e.decode_path(), Some("return"));
+    assert!(e.to_string().contains("missing field `status`"), "{e}");
+    let e = commands::check_command_reply("query-version", r#"{"qemu": {"major": 1}}"#)
+        .expect("known command")
+        .unwrap_err();
+    assert_eq!(e.decode_path(), Some("return.qemu"));
+    // Commands that return nothing accept `{}`.
+    assert!(matches!(
+        commands::check_command_reply("stop", "{}"),
+        Some(Ok(()))
+    ));
+    assert!(commands::check_command_reply("no-such-command", "{}").is_none());
+}

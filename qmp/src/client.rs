@@ -559,7 +559,14 @@ fn decode_reply<T: DeserializeOwned>(command: &str, reply: &ReplyLine) -> Result
     decode_value(command, reply.value(), &reply.line)
 }
 
-fn decode_value<T: DeserializeOwned>(command: &str, value: &str, raw: &str) -> Result<T> {
+/// Decodes `value`, the text of a reply's `return` member (`raw` the whole reply, for
+/// the error), the one way every typed reply is decoded (also
+/// [`crate::runtime::check_reply`]).
+pub(crate) fn decode_value<T: DeserializeOwned>(
+    command: &str,
+    value: &str,
+    raw: &str,
+) -> Result<T> {
     let mut de = serde_json::Deserializer::from_str(value);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

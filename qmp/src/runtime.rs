@@ -745,6 +745,19 @@ pub fn check_arguments<T: DeserializeOwned>(args: &Value) -> Result<(), String> 
     }
 }
 
+/// Checks `reply`, the JSON text of the `return` member of a reply to command `C`, by
+/// decoding it into `C::Reply` exactly as [`crate::Client::execute`] does, e.g. for a
+/// reply received with [`crate::Client::execute_raw`] (serialize the value back to
+/// text first: decoding does not depend on spacing or member order).
+///
+/// # Errors
+/// The [`crate::ErrorKind::Decode`] error `execute` would return: it names the command,
+/// the member's path ([`crate::Error::decode_path`], e.g. `return.0.inserted`), serde's
+/// message as its source (e.g. ``missing field `active` ``) and the reply.
+pub fn check_reply<C: crate::Command>(reply: &str) -> crate::Result<()> {
+    crate::client::decode_value::<C::Reply>(C::NAME, reply, reply).map(drop)
+}
+
 /// Checks the `arguments` of a command that takes none: absent, `null` or `{}`.
 ///
 /// # Errors

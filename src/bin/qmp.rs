@@ -13,6 +13,19 @@
 //! Without `--socket`/`--tcp`, it starts a private `qemu-storage-daemon` with a QMP
 //! monitor on a socket in a temporary directory, and stops it on exit (also on error
 //! and on Ctrl-C or SIGTERM), so `qmp call query-version` works on a fresh machine.
+//!
+//! `call` checks the arguments against the bindings this program was built with before
+//! sending anything, and decodes the reply with the command's typed reply, as
+//! `Client::execute` would. A reply that does not decode (a QEMU of another release
+//! than the bindings: a member one side requires and the other lacks) is still printed
+//! in full on stdout, with a warning naming the command and the member on stderr, and
+//! the exit status is 3. `--no-check` skips both checks.
+//!
+//! Exit status: 0 success; 1 an error (connection, QEMU's error reply, bad arguments);
+//! 2 a usage error; 3 `call` printed a reply that does not fit the bindings. 3 rather
+//! than 0 so that a script learns that the typed bindings (and so Rust code built on
+//! them) would fail on this QEMU; rather than 1 so that it can still take the reply
+//! (`qmp call … || [ $? -eq 3 ]`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,7 +35,14 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 #[derive(Parser, Debug)]
-#[command(name = "qmp", version, about = "Talk to QEMU's QMP monitor")]
+#[command(
+    name = "qmp",
+    version,
+    about = "Talk to QEMU's QMP monitor",
+    after_help = "Exit status: 0 success; 1 error; 2 usage error; 3 `call` printed a reply \
+                  that does not decode with the bindings this program was built with \
+                  (a warning on stderr names the command and the member)."
+)]
 struct Cli {
     /// Path of QEMU's QMP Unix socket.
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "tcp")]
@@ -42,7 +62,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Run one command and print its reply (the `return` value) as JSON.
+    /// Run one command and print its reply (the `return` value) as JSON. The reply is
+    /// decoded with the bindings' typed reply; when that fails it is printed anyway,
+    /// with a warning on stderr, and the exit status is 3.
     Call {
         /// The command name, e.g. `query-version`.
         command: String,
@@ -52,7 +74,8 @@ enum Cmd {
         #[arg(long)]
         compact: bool,
         /// Send the command even if the bindings (QEMU 10.0's system schema) do not
-        /// know it or would refuse its arguments, e.g. for a newer QEMU.
+        /// know it or would refuse its arguments, e.g. for a newer QEMU, and do not
+        /// decode the reply with them.
         #[arg(long)]
         no_check: bool,
     },
@@ -103,6 +126,59 @@ fn check_arguments(command: &str, args: &Value) -> Result<(), String> {
     }
 }
 
+/// Why a reply did not decode with the bindings: the command, the member's path and
+/// serde's message (the reply itself is printed on stdout).
+#[derive(Debug)]
+struct ReplyMismatch {
+    command: String,
+    path: String,
+    message: String,
+}
+
+/// Exit status of a `call` whose reply was printed but does not decode (see the
+/// module docs).
+const EXIT_REPLY_MISMATCH: u8 = 3;
+
+impl std::fmt::Display for ReplyMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "warning: the reply of `{}` does not decode with the bindings this program \
+             was built with: at `{}`: {} (printed as received)",
+            self.command, self.path, self.message
+        )
+    }
+}
+
+/// Decodes `reply`, the `return` value of `command`, with the command's typed reply in
+/// the bindings, as `Client::execute` would have.
+fn check_reply(command: &str, reply: &Value) -> Result<(), ReplyMismatch> {
+    // The text the typed decoder reads: member order and spacing do not matter to it.
+    let text = reply.to_string();
+    let Some(Err(e)) = qemu_qapi::commands::check_command_reply(command, &text) else {
+        // Decoded, or a command the bindings lack (sent with --no-check, which skips
+        // this check anyway).
+        return Ok(());
+    };
+    // serde's message without its " at line 1 column N": that is a position in the
+    // re-serialized text, not in what QEMU sent.
+    let message = match std::error::Error::source(&e) {
+        Some(source) => {
+            let m = source.to_string();
+            match m.rfind(" at line ") {
+                Some(i) => m[..i].to_owned(),
+                None => m,
+            }
+        }
+        None => e.to_string(),
+    };
+    Err(ReplyMismatch {
+        command: command.to_owned(),
+        path: e.decode_path().unwrap_or("return").to_owned(),
+        message,
+    })
+}
+
 async fn connect(cli: &Cli, socket: Option<&Path>) -> Result<qmp::Client, String> {
     let mut config = qmp::Config::new();
     config.call_timeout(cli.timeout.map(Duration::from_secs_f64));
@@ -142,7 +218,13 @@ fn print_json(v: &Value, compact: bool) -> Result<bool, String> {
     }
 }
 
-async fn run(cli: &Cli, socket: Option<&Path>) -> Result<(), String> {
+/// How a run ended well: `Mismatch` when `call` printed a reply that does not decode.
+enum Done {
+    Ok,
+    Mismatch(ReplyMismatch),
+}
+
+async fn run(cli: &Cli, socket: Option<&Path>) -> Result<Done, String> {
     // Validate before connecting, so a typo costs no round trip.
     let call_args = match &cli.command {
         Cmd::Call {
@@ -167,20 +249,31 @@ async fn run(cli: &Cli, socket: Option<&Path>) -> Result<(), String> {
     let client = connect(cli, socket).await?;
     let result = match &cli.command {
         Cmd::Call {
-            command, compact, ..
+            command,
+            compact,
+            no_check,
+            ..
         } => {
             let reply = client
                 .execute_raw(command, call_args.as_ref())
                 .await
                 .map_err(|e| e.to_string())?;
-            print_json(&reply, *compact).map(drop)
+            let checked = if *no_check {
+                Ok(())
+            } else {
+                check_reply(command, &reply)
+            };
+            print_json(&reply, *compact).map(|_| match checked {
+                Ok(()) => Done::Ok,
+                Err(m) => Done::Mismatch(m),
+            })
         }
         Cmd::Schema => {
             let schema = client
                 .execute_raw("query-qmp-schema", None::<&()>)
                 .await
                 .map_err(|e| e.to_string())?;
-            print_json(&schema, false).map(drop)
+            print_json(&schema, false).map(|_| Done::Ok)
         }
         Cmd::Events { count } => {
             let mut events = client.subscribe_raw();
@@ -190,7 +283,7 @@ async fn run(cli: &Cli, socket: Option<&Path>) -> Result<(), String> {
                 v.major, v.minor, v.micro
             );
             let mut seen = 0;
-            let mut out = Ok(());
+            let mut out = Ok(Done::Ok);
             while !matches!(count, Some(c) if seen >= *c) {
                 match events.next().await {
                     Some(Ok(e)) => {
@@ -259,7 +352,7 @@ fn main() -> ExitCode {
                 replay: replay.clone(),
                 record: cli.record.clone(),
             };
-            return qmp::server::serve::run(&options).await;
+            return qmp::server::serve::run(&options).await.map(|()| Done::Ok);
         }
         // The daemon (if any) lives in this scope: it is killed on every way out.
         let mut daemon = None;
@@ -285,7 +378,11 @@ fn main() -> ExitCode {
         r
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Done::Ok) => ExitCode::SUCCESS,
+        Ok(Done::Mismatch(m)) => {
+            eprintln!("qmp: {m}");
+            ExitCode::from(EXIT_REPLY_MISMATCH)
+        }
         Err(e) => {
             eprintln!("qmp: {e}");
             ExitCode::FAILURE
@@ -304,6 +401,25 @@ mod tests {
             e.contains("`blockdev-del`") && e.contains("an array"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn replies_are_decoded_with_the_bindings() {
+        let ok = serde_json::json!({"status": "running", "running": true});
+        assert!(check_reply("query-status", &ok).is_ok());
+        let m = check_reply("query-status", &serde_json::json!({"running": true})).unwrap_err();
+        assert_eq!(m.command, "query-status");
+        assert_eq!(m.path, "return");
+        assert_eq!(m.message, "missing field `status`");
+        let m = check_reply(
+            "query-version",
+            &serde_json::json!({"qemu": {"major": "x", "minor": 0, "micro": 0}, "package": ""}),
+        )
+        .unwrap_err();
+        assert_eq!(m.path, "return.qemu.major");
+        assert!(m.to_string().contains("`query-version`"), "{m}");
+        // Commands the bindings lack are not checked (they were sent with --no-check).
+        assert!(check_reply("no-such-command", &ok).is_ok());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Commands: one struct per command (its arguments) implementing `qmp::Command`, the
-//! `COMMANDS` table and `check_command_arguments`, into `pub mod commands`.
+//! `COMMANDS` table, `check_command_arguments` and `check_command_reply`, into
+//! `pub mod commands`.
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -15,6 +16,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
     let mut table = Vec::new();
     let mut checks = Vec::new();
     let mut visits = Vec::new();
+    let mut replies = Vec::new();
     for (e, c) in ctx.schema.commands() {
         let name = id(&namer.unique(names::camel_ident(&e.name)));
         let wire = &e.name;
@@ -106,6 +108,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
             checks.push(quote!(#wire => ::std::option::Option::Some(::qmp::runtime::check_arguments::<#name>(args)),));
         }
         visits.push(quote!(#wire => ::std::option::Option::Some(v.visit::<#name>()),));
+        replies.push(quote!(#wire => ::std::option::Option::Some(::qmp::runtime::check_reply::<#name>(reply)),));
         let oob = c.allow_oob;
         let success = c.success_response;
         let consts = {
@@ -150,6 +153,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
     });
     let visit_body = match_name(&visits, quote!(::std::option::Option::None));
     let check_body = match_name(&checks, quote!(::std::option::Option::None));
+    let reply_body = match_name(&replies, quote!(::std::option::Option::None));
     items.extend(quote! {
         /// Runs `v` with the type of command `name` (`None` for a command the schema does
         /// not have): the way from a command name known only at run time to its types.
@@ -179,6 +183,25 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
             ) -> ::std::option::Option<::std::result::Result<(), ::std::string::String>> {
                 let _ = args;
                 #check_body
+            }
+
+            /// Checks `reply`, the JSON text of the `return` member of a reply to command
+            /// `name`, by decoding it into the command's typed reply exactly as
+            /// `execute` would (see `qmp::runtime::check_reply`).
+            ///
+            /// Returns `None` for a command the schema does not have, `Some(Err(..))`
+            /// with the decode error (command, member path, serde's message, the reply)
+            /// when the reply does not fit.
+            ///
+            /// (`#[inline]` for the reason `check_command_arguments` is: it decodes
+            /// every command's reply.)
+            #[inline]
+            pub fn check_command_reply(
+                name: &str,
+                reply: &str,
+            ) -> ::std::option::Option<::std::result::Result<(), ::qmp::Error>> {
+                let _ = reply;
+                #reply_body
             }
         });
     }

@@ -463,6 +463,57 @@ pub mod commands {
             _ => ::std::option::Option::None,
         }
     }
+    /// Checks `reply`, the JSON text of the `return` member of a reply to command
+    /// `name`, by decoding it into the command's typed reply exactly as
+    /// `execute` would (see `qmp::runtime::check_reply`).
+    ///
+    /// Returns `None` for a command the schema does not have, `Some(Err(..))`
+    /// with the decode error (command, member path, serde's message, the reply)
+    /// when the reply does not fit.
+    ///
+    /// (`#[inline]` for the reason `check_command_arguments` is: it decodes
+    /// every command's reply.)
+    #[inline]
+    pub fn check_command_reply(
+        name: &str,
+        reply: &str,
+    ) -> ::std::option::Option<::std::result::Result<(), ::qmp::Error>> {
+        let _ = reply;
+        match name {
+            "query-info" => {
+                ::std::option::Option::Some(
+                    ::qmp::runtime::check_reply::<QueryInfo>(reply),
+                )
+            }
+            "list-infos" => {
+                ::std::option::Option::Some(
+                    ::qmp::runtime::check_reply::<ListInfos>(reply),
+                )
+            }
+            "get-count" => {
+                ::std::option::Option::Some(
+                    ::qmp::runtime::check_reply::<GetCount>(reply),
+                )
+            }
+            "stop" => {
+                ::std::option::Option::Some(::qmp::runtime::check_reply::<Stop>(reply))
+            }
+            "resize" => {
+                ::std::option::Option::Some(::qmp::runtime::check_reply::<Resize>(reply))
+            }
+            "add-thing" => {
+                ::std::option::Option::Some(
+                    ::qmp::runtime::check_reply::<AddThing>(reply),
+                )
+            }
+            "shutdown-now" => {
+                ::std::option::Option::Some(
+                    ::qmp::runtime::check_reply::<ShutdownNow>(reply),
+                )
+            }
+            _ => ::std::option::Option::None,
+        }
+    }
 }
 /// One struct per event, and the [`Event`](events::Event) enum over all of them.
 pub mod events {

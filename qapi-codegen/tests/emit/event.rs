@@ -142,6 +142,29 @@ pub mod commands {
             _ => ::std::option::Option::None,
         }
     }
+    /// Checks `reply`, the JSON text of the `return` member of a reply to command
+    /// `name`, by decoding it into the command's typed reply exactly as
+    /// `execute` would (see `qmp::runtime::check_reply`).
+    ///
+    /// Returns `None` for a command the schema does not have, `Some(Err(..))`
+    /// with the decode error (command, member path, serde's message, the reply)
+    /// when the reply does not fit.
+    ///
+    /// (`#[inline]` for the reason `check_command_arguments` is: it decodes
+    /// every command's reply.)
+    #[inline]
+    pub fn check_command_reply(
+        name: &str,
+        reply: &str,
+    ) -> ::std::option::Option<::std::result::Result<(), ::qmp::Error>> {
+        let _ = reply;
+        match name {
+            "stop" => {
+                ::std::option::Option::Some(::qmp::runtime::check_reply::<Stop>(reply))
+            }
+            _ => ::std::option::Option::None,
+        }
+    }
 }
 /// One struct per event, and the [`Event`](events::Event) enum over all of them.
 pub mod events {
