@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::emit::{self, Options};
-use crate::model::{Dialect, Schema};
+use crate::model::Dialect;
 
 /// Why bindings could not be generated. Its `Display` is the message to show: a schema
 /// error reads `file:line: message`, as QEMU's own generator prints it.
@@ -44,19 +44,20 @@ pub enum Error {
     NoOutput,
 }
 
-/// A schema read from disk, with every file that was read (for
-/// `cargo:rerun-if-changed`).
-#[derive(Debug)]
-pub struct Loaded {
-    /// The checked model.
-    pub schema: Schema,
-    /// Every file read, in the order read.
-    pub files: Vec<PathBuf>,
+pub use crate::front::load::Loaded;
+
+impl From<crate::front::load::LoadError> for Error {
+    fn from(e: crate::front::load::LoadError) -> Self {
+        match e {
+            crate::front::load::LoadError::Schema(e) => Error::Schema(e),
+            crate::front::load::LoadError::Introspect(e) => Error::Introspect(e),
+        }
+    }
 }
 
 /// Reads a schema, whatever its kind: QAPI sources (`qapi-schema.json` and what it
 /// includes) or a file of `query-qmp-schema` output (a JSON array, or a whole
-/// `{"return": [...]}` reply), detected from the content.
+/// `{"return": [...]}` reply), detected from the content ([`crate::front::load`]).
 ///
 /// # Errors
 /// The file cannot be read, or the schema has an error (with its `file:line`).
@@ -70,40 +71,7 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
 /// # Errors
 /// As [`load`].
 pub fn load_with(path: &Path, dialect: Option<Dialect>) -> Result<Loaded, Error> {
-    // The one place where the kind of input is decided (`front::load_schema` too comes
-    // here). A file that cannot be read goes to the source reader, which reports it
-    // as QEMU does.
-    if starts_like_introspection(path) {
-        return Ok(Loaded {
-            schema: crate::introspect::read_file(path)?,
-            files: vec![path.to_owned()],
-        });
-    }
-    let (fname, cwd) = crate::front::file_name_and_cwd(path)?;
-    let mut files = Vec::new();
-    let schema = crate::front::parse_sources(
-        fname,
-        &cwd,
-        |f: &str| {
-            let f = PathBuf::from(f);
-            if !files.contains(&f) {
-                files.push(f.clone());
-            }
-            std::fs::read(f)
-        },
-        dialect,
-    )?;
-    Ok(Loaded { schema, files })
-}
-
-/// Whether the file starts like `query-qmp-schema` output (only its first 64 KiB are
-/// read; a file that cannot be read is not).
-fn starts_like_introspection(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
-        .is_ok_and(|_| crate::introspect::looks_like_introspection(&head))
+    Ok(crate::front::load::load(path, dialect)?)
 }
 
 /// Configures and runs code generation from a build script (or any program).

@@ -64,9 +64,11 @@ pub enum Origin {
 /// The QAPI schema language version the sources were written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Dialect {
-    /// QEMU 3.1 to 5.2: simple unions, string `if` conditions (a list meaning "all").
+    /// QEMU 3.1 to 6.1: simple unions, string `if` conditions (a list meaning "all").
+    /// Doc comments are read tolerantly (the doc syntax changed many times).
     Legacy,
-    /// QEMU 6.0 and later (the default).
+    /// QEMU 6.2 and later (the default). Doc comments of releases other than 10.0 may
+    /// be read tolerantly: see [`crate::front::parse_sources`].
     Current,
 }
 
@@ -122,6 +124,28 @@ pub struct Schema {
     pub origin: Origin,
     /// Entity name → id.
     pub by_name: HashMap<String, EntityId>,
+    /// What was passed over while reading: doc comments that could not be understood
+    /// and were dropped (only when the sources were read with tolerant docs, see
+    /// [`crate::front::parse_sources`]). Empty for a strict read.
+    pub warnings: Vec<Warning>,
+}
+
+/// Something passed over while reading a schema, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// Where, when it refers to a place in a schema file.
+    pub pos: Option<Pos>,
+    /// What, e.g. `doc comment dropped: '=' heading must come first in a comment block`.
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.pos {
+            Some(p) => write!(f, "{}:{}: {}", p.file, p.line, self.message),
+            None => f.write_str(&self.message),
+        }
+    }
 }
 
 impl Schema {

@@ -50,6 +50,12 @@ pub(crate) struct QapiDoc {
     since: Option<usize>,
     /// The other sections (indexes into `all`).
     pub sections: Vec<usize>,
+    /// Dropped for an error, with tolerant docs: connected to nothing, left out of the
+    /// model.
+    pub dropped: bool,
+    /// Read with tolerant docs: what older releases allowed is no error (undocumented
+    /// members and features, a `Returns:` of a command that returns nothing).
+    pub lenient: bool,
 }
 
 /// `@NAME: ` at the start of a line: the name and where the text after it starts.
@@ -98,6 +104,8 @@ impl QapiDoc {
             errors: None,
             since: None,
             sections: Vec::new(),
+            dropped: false,
+            lenient: false,
         }
     }
 
@@ -217,7 +225,7 @@ impl QapiDoc {
                     .symbol
                     .as_ref()
                     .is_some_and(|s| exceptions.iter().any(|e| e == s));
-                if !exempt {
+                if !exempt && !self.lenient {
                     let info = info.unwrap_or(self.info);
                     return Err(sources.error(info, format!("{role} '{name}' lacks documentation")));
                 }
@@ -243,6 +251,7 @@ impl QapiDoc {
                 self.all[idx].connected = true;
                 Ok(())
             }
+            None if self.lenient => Ok(()),
             None => Err(sources.error(
                 info.unwrap_or(self.info),
                 format!("feature '{name}' lacks documentation"),
@@ -257,6 +266,9 @@ impl QapiDoc {
         is_command: bool,
         has_returns: bool,
     ) -> Result<(), SchemaError> {
+        if self.lenient {
+            return Ok(());
+        }
         if is_command {
             if let (Some(r), false) = (self.returns, has_returns) {
                 return Err(sources.error(
@@ -383,6 +395,7 @@ impl<'a> FileParser<'a, '_> {
             return Err(self.perr("junk after '##' at start of documentation comment"));
         }
         let info = self.lx.info;
+        let tolerant = self.ctx.tolerant_docs;
         let mut line = self.next_doc_line()?;
         let mut doc;
         if let Some(first) = line.filter(|l| l.starts_with('@')) {
@@ -437,7 +450,10 @@ impl<'a> FileParser<'a, '_> {
                         line = self.get_doc_indented(&mut doc)?;
                     }
                     no_more_args = true;
-                } else if let Some((tag, end)) = match_tag(l) {
+                } else if let Some((tag, end)) = match_tag(l).filter(|(tag, _)| {
+                    // Older releases' `Note:` and `Example:` sections read as text.
+                    !(tolerant && (tag.contains("Note") || tag.contains("Example")))
+                }) {
                     if tag.contains("Note") {
                         return Err(self.perr(format!(
                             "The '{tag}' section is no longer supported. Please use rST's \
@@ -463,7 +479,7 @@ impl<'a> FileParser<'a, '_> {
                     }
                     line = self.get_doc_indented(&mut doc)?;
                     no_more_args = true;
-                } else if l.starts_with('=') {
+                } else if l.starts_with('=') && !tolerant {
                     return Err(self.perr("unexpected '=' markup in definition documentation"));
                 } else {
                     doc.ensure_untagged_section(self.lx.info);
@@ -481,7 +497,9 @@ impl<'a> FileParser<'a, '_> {
                         self.perr(format!("'@{name}:' not allowed in free-form documentation"))
                     );
                 }
-                if l.starts_with('=') && !first {
+                // Headings after text: releases before 9.1 wrote them so; 10.1 and
+                // later write rST headings ("Title" over "=====") the same way.
+                if l.starts_with('=') && !first && !tolerant {
                     return Err(self.perr("'=' heading must come first in a comment block"));
                 }
                 doc.append_line(l);
@@ -491,6 +509,7 @@ impl<'a> FileParser<'a, '_> {
         }
         self.accept(true)?;
         doc.end(&self.ctx.sources)?;
+        doc.lenient = tolerant;
         Ok(doc)
     }
 }

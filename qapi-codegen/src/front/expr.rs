@@ -562,11 +562,15 @@ impl Checker<'_> {
 const METAS: [&str; 6] = ["enum", "struct", "union", "alternate", "command", "event"];
 
 /// `check_exprs`: check every expression and turn it into a typed definition.
+///
+/// With `warnings` (tolerant docs), a doc comment that does not fit its definition is
+/// dropped (marked in `docs`) and its error becomes a warning.
 pub(crate) fn check_exprs(
     exprs: Vec<ParsedExpr>,
-    docs: &[QapiDoc],
+    docs: &mut [QapiDoc],
     sources: &mut Sources,
     pragma: &Pragma,
+    mut warnings: Option<&mut Vec<SchemaError>>,
 ) -> Result<Vec<Expr>, SchemaError> {
     let mut out = Vec::with_capacity(exprs.len());
     for expr in exprs {
@@ -605,16 +609,27 @@ pub(crate) fn check_exprs(
             info,
         };
         c.defn_name(&name, meta)?;
+        let mut doc = doc;
         if let Some(d) = doc {
-            let doc = &docs[d];
-            if doc.symbol.as_deref() != Some(name.as_str()) {
-                return Err(c.err(format!(
+            let dd = &docs[d];
+            let checked = if dd.symbol.as_deref() != Some(name.as_str()) {
+                Err(c.err(format!(
                     "documentation comment is for '{}'",
-                    doc.symbol.as_deref().unwrap_or("None")
-                )));
+                    dd.symbol.as_deref().unwrap_or("None")
+                )))
+            } else {
+                dd.check_expr(c.sources, meta == "command", dict.contains("returns"))
+            };
+            match (checked, warnings.as_deref_mut()) {
+                (Ok(()), _) => {}
+                (Err(e), None) => return Err(e),
+                (Err(e), Some(w)) => {
+                    w.push(e);
+                    docs[d].dropped = true;
+                    doc = None;
+                }
             }
-            doc.check_expr(c.sources, meta == "command", dict.contains("returns"))?;
-        } else if pragma.doc_required {
+        } else if pragma.doc_required && warnings.is_none() {
             return Err(c.err("documentation comment required"));
         }
         let kind = match meta {

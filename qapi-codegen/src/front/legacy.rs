@@ -24,12 +24,14 @@
 //!   commands and the types with such members are added to the exception pragmas,
 //!   which is what QEMU 6.0 did when it introduced the rules.
 //! - **Docs**: the doc syntax changed many times (`Note:`, `Example:` sections,
-//!   headings, indentation rules), so in this dialect doc blocks are skipped, not read
-//!   (`doc-required` is off): a model of an old schema has no docs.
+//!   headings, indentation rules), so in this dialect doc comments are read tolerantly:
+//!   each block QEMU 10.0's rules reject is dropped with a warning
+//!   ([`crate::model::Schema::warnings`]), and `doc-required` is off.
 //!
-//! The dialect is chosen by the caller ([`super::parse_file_dialect`]); it is not
-//! guessed, because what the legacy dialect accepts includes what QEMU 10.0 rejects
-//! with specific errors (its own test cases check them).
+//! The automatic choice ([`super::parse_sources`]) takes this dialect only when the
+//! current one fails and the sources use a legacy construct or are a QEMU release's:
+//! what the legacy dialect accepts includes what QEMU 10.0 rejects with specific errors
+//! (its own test cases check them).
 
 use std::collections::HashMap;
 
@@ -511,22 +513,6 @@ fn implicit_def(union: &Def, name: String, kind: ImplicitKind) -> Def {
         features: Vec::new(),
         kind,
     }
-}
-
-/// Lenient doc mode: skips a doc block (the current token is its opening `##`).
-pub(crate) fn skip_doc(
-    p: &mut super::parser::FileParser<'_, '_>,
-) -> Result<(), super::SchemaError> {
-    loop {
-        p.accept(false)?;
-        if p.lx.tok != super::lexer::Tok::Comment {
-            return Err(p.perr("documentation comment must end with '##'"));
-        }
-        if p.lx.comment().starts_with("##") {
-            break;
-        }
-    }
-    p.accept(true)
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ pub(crate) fn py_isspace(c: char) -> bool {
 }
 
 /// Lexer state over one file's text (which always ends with `\n`).
+#[derive(Clone)]
 pub(crate) struct Lexer<'s> {
     src: &'s str,
     /// The current token.

@@ -31,6 +31,7 @@ mod expr;
 mod fxhash;
 mod legacy;
 mod lexer;
+pub mod load;
 pub(crate) mod marker;
 mod names;
 mod parser;
@@ -89,7 +90,8 @@ where
 }
 
 /// Like [`parse_file`], reading the schema as written in `dialect`
-/// ([`Dialect::Legacy`] for QEMU 3.1 to 7.x, see `legacy.rs`).
+/// ([`Dialect::Legacy`] for QEMU 3.1 to 6.1, see `legacy.rs`; its doc comments are read
+/// tolerantly).
 ///
 /// # Errors
 /// As [`parse_file`].
@@ -111,17 +113,40 @@ pub fn parse_with_loader_dialect<F>(
 where
     F: FnMut(&str) -> io::Result<Vec<u8>>,
 {
-    parse_dialect(fname, cwd, loader, dialect).map(|(schema, _)| schema)
+    let docs = match dialect {
+        Dialect::Legacy => DocMode::Tolerant,
+        Dialect::Current => DocMode::Strict,
+    };
+    parse_dialect(fname, cwd, loader, dialect, docs).map(|read| read.schema)
 }
 
-/// The reader: the schema, and whether it used a construct only the legacy dialect
-/// has (when read as legacy).
+/// How doc comments are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DocMode {
+    /// As QEMU 10.0 reads them: any error fails the schema.
+    Strict,
+    /// A doc comment that cannot be understood, or does not fit its definition, is
+    /// dropped with a warning ([`Schema::warnings`]); the definitions stand.
+    Tolerant,
+}
+
+/// What one reading produced besides the schema.
+struct Read {
+    schema: Schema,
+    /// The sources used a construct only the legacy dialect has (when read as legacy).
+    used_legacy: bool,
+    /// The newest `Since: X.Y` in the comments (tolerant reads only).
+    newest_since: Option<(u32, u32)>,
+}
+
+/// The reader.
 fn parse_dialect<F>(
     fname: &str,
     cwd: &str,
     mut loader: F,
     dialect: Dialect,
-) -> Result<(Schema, bool), SchemaError>
+    doc_mode: DocMode,
+) -> Result<Read, SchemaError>
 where
     F: FnMut(&str) -> io::Result<Vec<u8>>,
 {
@@ -133,6 +158,8 @@ where
     let loader: &mut parser::Loader<'_> = &mut loader;
     let mut ctx = parser::ParseCtx::new(cwd.clone(), loader);
     ctx.legacy = dialect == Dialect::Legacy;
+    let tolerant = doc_mode == DocMode::Tolerant;
+    ctx.tolerant_docs = tolerant;
     match ctx.parse_file(fname, None, 0) {
         Ok(()) => {}
         Err(Ok(e)) => return Err(e),
@@ -146,46 +173,92 @@ where
     let parser::Parsed {
         mut sources,
         mut exprs,
-        docs,
+        mut docs,
         mut pragma,
+        mut warnings,
+        newest_since,
     } = ctx.into_parts();
     let used_legacy = dialect == Dialect::Legacy && legacy::uses_legacy_constructs(&exprs);
     let implicit = match dialect {
         Dialect::Legacy => legacy::rewrite(&mut exprs, &mut pragma),
         Dialect::Current => Vec::new(),
     };
-    let mut exprs = expr::check_exprs(exprs, &docs, &mut sources, &pragma)?;
+    if tolerant {
+        // A definition without doc is no error when docs may have been dropped.
+        pragma.doc_required = false;
+    }
+    let mut exprs = expr::check_exprs(
+        exprs,
+        &mut docs,
+        &mut sources,
+        &pragma,
+        tolerant.then_some(&mut warnings),
+    )?;
     legacy::insert_implicit(&mut exprs, implicit);
-    let mut schema = schema::build(fname, cwd, exprs, docs, &sources, &pragma)?;
+    let mut schema = schema::build(
+        fname,
+        cwd,
+        exprs,
+        docs,
+        &sources,
+        &pragma,
+        tolerant.then_some(&mut warnings),
+    )?;
     schema.origin = crate::model::Origin::Source { dialect };
-    Ok((schema, used_legacy))
+    schema.warnings = warnings
+        .into_iter()
+        .map(|e| crate::model::Warning {
+            pos: e.pos().cloned(),
+            message: format!("doc comment dropped: {}", e.message()),
+        })
+        .collect();
+    Ok(Read {
+        schema,
+        used_legacy,
+        newest_since,
+    })
 }
 
 /// Read a schema from `path`, whatever its kind (used by the `dump` command and by
-/// tools): [`crate::config::load_with`] without its list of files read, which decides
-/// the kind of input for every reader of schema files.
+/// tools): [`load::load`] without its list of files read, which decides the kind of
+/// input for every reader of schema files.
 ///
 /// `query-qmp-schema` output (a JSON array of objects, or a `{"return": ...}` reply;
 /// see [`crate::introspect::looks_like_introspection`]) is read by
-/// [`crate::introspect`]; anything else as QAPI sources, in the current dialect or, when
-/// that fails and the sources use a construct only the legacy dialect has (simple
-/// unions, C-expression conditions), in [`Dialect::Legacy`].
+/// [`crate::introspect`]; anything else as QAPI sources, in the dialect
+/// [`parse_sources`] decides.
 ///
 /// # Errors
 /// As [`parse_file`], or the introspection reader's error as plain text.
 pub fn load_schema(path: impl AsRef<Path>) -> Result<Schema, SchemaError> {
-    match crate::config::load_with(path.as_ref(), None) {
+    match load::load(path.as_ref(), None) {
         Ok(loaded) => Ok(loaded.schema),
-        Err(crate::config::Error::Schema(e)) => Err(e),
+        Err(load::LoadError::Schema(e)) => Err(e),
         Err(e) => Err(SchemaError::plain(e.to_string())),
     }
 }
 
-/// Reads QAPI sources in `dialect`, or, when `None`, in the current dialect and, when
-/// that fails and the sources use a construct only the legacy dialect has (simple
-/// unions, C-expression conditions), in [`Dialect::Legacy`] (sources of QEMU 3.1 to
-/// 5.2). The current dialect's error stands otherwise, so that diagnostics are QEMU
-/// 10.0's. Files are read by `loader`, as in [`parse_with_loader`].
+/// QEMU releases from this one on write their doc comments as QEMU 10.0 reads them,
+/// or close to it; a `Since:` of an older release marks sources whose doc syntax
+/// predates it.
+const FIRST_RELEASE: (u32, u32) = (3, 0);
+
+/// Reads QAPI sources in `dialect`, or, when `None`, decides the dialect:
+///
+/// 1. The current dialect with QEMU 10.0's doc rules: QEMU 10.0's sources, and its
+///    own diagnostics for anything wrong (QEMU's test suite checks them).
+/// 2. When that fails and the sources are those of a QEMU release (a comment says
+///    `Since: X.Y` with X.Y 3.0 or later: every release's own additions do), the
+///    current dialect again with tolerant docs: each doc comment that QEMU 10.0's rules
+///    reject (releases before 9.1 wrote `Note:` sections and headings after text, 10.1
+///    and later rST headings, …) is dropped with a warning in [`Schema::warnings`],
+///    and the definitions stand.
+/// 3. When that fails too, the legacy dialect (QEMU 3.1 to 6.1: simple unions,
+///    C-expression conditions), with tolerant docs, if the sources use a construct
+///    only it has or are those of a release.
+///
+/// Otherwise the error of step 1 stands. A given `dialect` reads in that dialect
+/// alone, with tolerant docs. Files are read by `loader`, as in [`parse_with_loader`].
 ///
 /// # Errors
 /// As [`parse_file`].
@@ -199,14 +272,22 @@ where
     F: FnMut(&str) -> io::Result<Vec<u8>>,
 {
     if let Some(d) = dialect {
-        return parse_with_loader_dialect(fname, cwd, &mut loader, d);
+        // Whoever names the dialect knows the sources are not QEMU 10.0's own: their
+        // doc comments are read as a release's.
+        return parse_dialect(fname, cwd, &mut loader, d, DocMode::Tolerant).map(|r| r.schema);
     }
     let error = match parse_with_loader(fname, cwd, &mut loader) {
         Ok(schema) => return Ok(schema),
         Err(e) => e,
     };
-    match parse_dialect(fname, cwd, &mut loader, Dialect::Legacy) {
-        Ok((schema, true)) => Ok(schema),
+    let is_release = |read: &Read| read.newest_since.is_some_and(|v| v >= FIRST_RELEASE);
+    if let Ok(read) = parse_dialect(fname, cwd, &mut loader, Dialect::Current, DocMode::Tolerant) {
+        if is_release(&read) {
+            return Ok(read.schema);
+        }
+    }
+    match parse_dialect(fname, cwd, &mut loader, Dialect::Legacy, DocMode::Tolerant) {
+        Ok(read) if read.used_legacy || is_release(&read) => Ok(read.schema),
         _ => Err(error),
     }
 }

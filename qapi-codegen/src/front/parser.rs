@@ -95,6 +95,13 @@ pub(crate) struct ParseCtx<'l> {
     pub cwd: String,
     /// Read the legacy dialect (see `legacy.rs`).
     pub legacy: bool,
+    /// Doc comments that cannot be understood are dropped with a warning instead of
+    /// failing the schema (see [`super::DocMode`]).
+    pub tolerant_docs: bool,
+    /// The doc comments dropped, each with what was wrong and where.
+    pub warnings: Vec<SchemaError>,
+    /// The newest `Since: X.Y` in the comments (read only with `tolerant_docs`).
+    pub newest_since: Option<(u32, u32)>,
     included: HashSet<String>,
     /// `os.path.abspath` of each file in `sources.files`, for the inclusion-loop check.
     abs_names: Vec<String>,
@@ -134,6 +141,9 @@ impl<'l> ParseCtx<'l> {
             pragma: Pragma::default(),
             cwd,
             legacy: false,
+            tolerant_docs: false,
+            warnings: Vec::new(),
+            newest_since: None,
             included: HashSet::new(),
             abs_names: Vec::new(),
             loader,
@@ -169,6 +179,9 @@ impl<'l> ParseCtx<'l> {
         let mut src = self.read(fname).map_err(Err)?;
         if !src.ends_with('\n') {
             src.push('\n');
+        }
+        if self.tolerant_docs {
+            self.newest_since = self.newest_since.max(newest_since(&src));
         }
         let name: Arc<str> = Arc::from(fname);
         let file = self.sources.add_file(name, parent);
@@ -245,8 +258,22 @@ impl FileParser<'_, '_> {
                 }
                 marks.doc_seen = Some(info);
             }
-            if self.lx.tok == Tok::Comment && self.ctx.legacy {
-                super::legacy::skip_doc(self)?;
+            if self.lx.tok == Tok::Comment && self.ctx.tolerant_docs {
+                self.reject_or_tolerate(cur_doc)?;
+                // On an error the block is read again from its start, to be skipped.
+                let start = self.lx.clone();
+                match self.get_doc() {
+                    Ok(doc) => {
+                        self.ctx.docs.push(doc);
+                        cur_doc = Some(self.ctx.docs.len() - 1);
+                    }
+                    Err(e) => {
+                        self.ctx.warnings.push(e);
+                        self.lx = start;
+                        self.skip_doc()?;
+                        cur_doc = None;
+                    }
+                }
                 continue;
             }
             if self.lx.tok == Tok::Comment {
@@ -264,7 +291,7 @@ impl FileParser<'_, '_> {
                 marks.no_since(self)?;
             }
             if let Some(include) = expr.get("include") {
-                self.reject_expr_doc(cur_doc)?;
+                self.reject_or_tolerate(cur_doc)?;
                 if expr.len() != 1 {
                     return Err(self.serr(info, "invalid 'include' directive"));
                 }
@@ -278,7 +305,7 @@ impl FileParser<'_, '_> {
                 });
                 self.include(include, info, &incl_fname)?;
             } else if let Some(pragma) = expr.get("pragma") {
-                self.reject_expr_doc(cur_doc)?;
+                self.reject_or_tolerate(cur_doc)?;
                 if expr.len() != 1 {
                     return Err(self.serr(info, "invalid 'pragma' directive"));
                 }
@@ -292,7 +319,13 @@ impl FileParser<'_, '_> {
                 if let Some(d) = cur_doc {
                     let doc = &self.ctx.docs[d];
                     if doc.symbol.is_none() {
-                        return Err(self.serr(doc.info, "definition documentation required"));
+                        let e = self.serr(doc.info, "definition documentation required");
+                        if !self.ctx.tolerant_docs {
+                            return Err(e);
+                        }
+                        self.ctx.warnings.push(e);
+                        self.ctx.docs[d].dropped = true;
+                        cur_doc = None;
                     }
                 }
                 self.ctx.exprs.push(ParsedExpr::Def {
@@ -306,7 +339,37 @@ impl FileParser<'_, '_> {
         }
         self.take_markers(&mut marks)?;
         marks.no_since(self)?;
-        self.reject_expr_doc(cur_doc)
+        self.reject_or_tolerate(cur_doc)
+    }
+
+    /// Skips a doc block whose doc could not be read (the current token is its opening
+    /// `##`).
+    fn skip_doc(&mut self) -> Result<(), SchemaError> {
+        loop {
+            self.accept(false)?;
+            if self.lx.tok != Tok::Comment {
+                return Err(self.perr("documentation comment must end with '##'"));
+            }
+            if self.lx.comment().starts_with("##") {
+                break;
+            }
+        }
+        self.accept(true)
+    }
+
+    /// [`Self::reject_expr_doc`]; with tolerant docs, its error is a warning and the
+    /// stray doc is dropped.
+    fn reject_or_tolerate(&mut self, doc: Option<usize>) -> Result<(), SchemaError> {
+        match self.reject_expr_doc(doc) {
+            Err(e) if self.ctx.tolerant_docs => {
+                self.ctx.warnings.push(e);
+                if let Some(d) = doc {
+                    self.ctx.docs[d].dropped = true;
+                }
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// Reads the marker lines the lexer skipped to reach the current token.
@@ -541,6 +604,38 @@ pub(crate) struct Parsed {
     pub exprs: Vec<ParsedExpr>,
     pub docs: Vec<QapiDoc>,
     pub pragma: Pragma,
+    pub warnings: Vec<SchemaError>,
+    pub newest_since: Option<(u32, u32)>,
+}
+
+/// The newest `Since: X.Y` (or `since X.Y`) on a comment line of `src`: in QEMU's
+/// sources, the release they come from (each release's additions say "since" it).
+fn newest_since(src: &str) -> Option<(u32, u32)> {
+    let mut newest = None;
+    for line in src.lines() {
+        let line = line.trim_start();
+        if !line.starts_with('#') {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("ince") {
+            let before = rest[..i].chars().next_back();
+            rest = &rest[i + 4..];
+            if !matches!(before, Some('S' | 's')) {
+                continue;
+            }
+            let v = rest.trim_start_matches(':').trim_start();
+            let major: String = v.chars().take_while(char::is_ascii_digit).collect();
+            let Some(v) = v[major.len()..].strip_prefix('.') else {
+                continue;
+            };
+            let minor: String = v.chars().take_while(char::is_ascii_digit).collect();
+            if let (Ok(a), Ok(b)) = (major.parse::<u32>(), minor.parse::<u32>()) {
+                newest = newest.max(Some((a, b)));
+            }
+        }
+    }
+    newest
 }
 
 impl ParseCtx<'_> {
@@ -551,6 +646,8 @@ impl ParseCtx<'_> {
             exprs: self.exprs,
             docs: self.docs,
             pragma: self.pragma,
+            warnings: self.warnings,
+            newest_since: self.newest_since,
         }
     }
 }

@@ -197,6 +197,9 @@ struct Builder<'a> {
     feature_names: FxHashSet<String>,
     schema_dir: String,
     cwd: String,
+    /// With tolerant docs: where doc comments that do not fit are reported (and
+    /// dropped) instead of failing.
+    warnings: Option<&'a mut Vec<SchemaError>>,
 }
 
 /// Build, check and resolve the schema from checked expressions.
@@ -207,8 +210,10 @@ pub(crate) fn build(
     docs: Vec<QapiDoc>,
     sources: &Sources,
     pragma: &Pragma,
+    warnings: Option<&mut Vec<SchemaError>>,
 ) -> R<model::Schema> {
     let mut b = Builder {
+        warnings,
         sources,
         pragma,
         docs,
@@ -1296,16 +1301,37 @@ impl Builder<'_> {
     fn check(&mut self) -> R<()> {
         for idx in 0..self.ents.len() as u32 {
             self.check_ent(idx)?;
-            self.connect_doc(idx)?;
+            if let Err(e) = self.connect_doc(idx) {
+                let doc = self.ents[idx as usize].doc;
+                self.tolerate(e, doc)?;
+            }
         }
-        for doc in &self.docs {
-            doc.check(self.sources)?;
+        for d in 0..self.docs.len() {
+            if self.docs[d].dropped {
+                continue;
+            }
+            if let Err(e) = self.docs[d].check(self.sources) {
+                self.tolerate(e, Some(d))?;
+            }
         }
         if self.features.len() > 64 {
             return Err(self.err(
                 self.features[64],
                 "Maximum of 64 schema features is permitted",
             ));
+        }
+        Ok(())
+    }
+
+    /// A doc error: fails the schema, or with tolerant docs drops the doc with a
+    /// warning (its connections are forgotten with it).
+    fn tolerate(&mut self, e: SchemaError, doc: Option<usize>) -> R<()> {
+        let Some(w) = self.warnings.as_deref_mut() else {
+            return Err(e);
+        };
+        w.push(e);
+        if let Some(d) = doc.and_then(|d| self.docs.get_mut(d)) {
+            d.dropped = true;
         }
         Ok(())
     }
@@ -1381,6 +1407,18 @@ impl Builder<'_> {
             ent_module.push(m);
         }
         let doc_manual = self.manual_modules();
+        // Model doc ids skip the dropped docs.
+        let mut next_doc = 0u32;
+        let doc_ids: Vec<Option<model::DocId>> = self
+            .docs
+            .iter()
+            .map(|d| {
+                (!d.dropped).then(|| {
+                    next_doc += 1;
+                    model::DocId(next_doc - 1)
+                })
+            })
+            .collect();
         let mut modules: Vec<model::Module> = std::mem::take(&mut self.modules)
             .into_iter()
             .map(|name| model::Module {
@@ -1497,7 +1535,10 @@ impl Builder<'_> {
             let eid = ids[i];
             modules[m].items.push(model::ModuleItem::Entity(eid));
             by_name.insert(e.name.clone(), eid);
-            let doc = e.doc.and_then(|d| self.docs.get(d).map(|doc| (d, doc)));
+            let e_doc = e
+                .doc
+                .and_then(|d| doc_ids.get(d).copied().flatten().map(|id| (d, id)));
+            let doc = e_doc.and_then(|(d, _)| self.docs.get(d).map(|doc| (d, doc)));
             let since = e
                 .since
                 .or_else(|| doc.and_then(|(_, doc)| doc.since().map(str::to_owned)));
@@ -1508,7 +1549,7 @@ impl Builder<'_> {
                 name: e.name,
                 pos: pos(e.info),
                 module: ModuleId(m as u32),
-                doc: e.doc.map(|d| model::DocId(d as u32)),
+                doc: e_doc.map(|(_, id)| id),
                 ifcond,
                 features: e.features.into_iter().map(feature).collect(),
                 implicit,
@@ -1519,6 +1560,7 @@ impl Builder<'_> {
         }
         let docs = std::mem::take(&mut self.docs)
             .into_iter()
+            .filter(|d| !d.dropped)
             .map(|d| {
                 let mut all: Vec<Option<model::DocSection>> = d
                     .all
@@ -1551,6 +1593,7 @@ impl Builder<'_> {
                 dialect: model::Dialect::Current,
             },
             by_name,
+            warnings: Vec::new(),
         }
     }
 }

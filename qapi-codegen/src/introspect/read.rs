@@ -457,6 +457,7 @@ fn build(
         docs: Vec::new(),
         pragma: Pragma::default(),
         origin: Origin::Introspection { masked_names },
+        warnings: Vec::new(),
         by_name,
     }
 }

@@ -8,14 +8,16 @@ use std::path::{Path, PathBuf};
 
 use qapi_codegen::model::Dialect;
 
-/// Releases the fetch script provides, each with the dialect its sources are read in.
+/// Releases the fetch script provides, each with the dialect the automatic choice
+/// reads its sources in (QEMU 6.2 removed the legacy constructs; the doc comments of
+/// releases other than 10.0 are read tolerantly either way).
 pub const RELEASES: [(&str, Dialect); 7] = [
     ("5.2", Dialect::Legacy),
     ("6.1", Dialect::Legacy),
-    ("7.0", Dialect::Legacy),
-    ("7.2", Dialect::Legacy),
-    ("8.0", Dialect::Legacy),
-    ("8.1", Dialect::Legacy),
+    ("7.0", Dialect::Current),
+    ("7.2", Dialect::Current),
+    ("8.0", Dialect::Current),
+    ("8.1", Dialect::Current),
     ("9.1", Dialect::Current),
 ];
 
@@ -52,14 +54,14 @@ pub fn release_of(version: &Path) -> (u32, u32) {
     (major.parse().unwrap(), minor.parse().unwrap())
 }
 
-/// The dialect [`RELEASES`] gives a release; releases it does not list are older than
-/// 6.2 (legacy) or newer than 9.0 (current).
+/// The dialect [`RELEASES`] gives a release; releases it does not list are legacy
+/// before 6.2 and current from 6.2 on.
 pub fn expected_dialect(release: (u32, u32)) -> Dialect {
     RELEASES
         .iter()
         .find(|(v, _)| *v == format!("{}.{}", release.0, release.1))
         .map_or(
-            if release < (9, 1) {
+            if release < (6, 2) {
                 Dialect::Legacy
             } else {
                 Dialect::Current
