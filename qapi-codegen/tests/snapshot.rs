@@ -162,6 +162,56 @@ fn checked_in_snapshots_are_what_the_tool_writes() {
     }
 }
 
+/// The snapshots of older releases are what the tool writes from their sources
+/// (fetched by `scripts/fetch-old-schemas`), read with no dialect given.
+#[test]
+fn checked_in_release_snapshots_are_what_the_tool_writes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/old-schemas");
+    if !dir.is_dir() {
+        println!(
+            "skipped: {} is absent (run scripts/fetch-old-schemas)",
+            dir.display()
+        );
+        return;
+    }
+    let mut checked = 0;
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema"))
+        .expect("schema/")
+        .filter_map(Result::ok)
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(version) = name
+            .strip_suffix(".json")
+            .and_then(|n| n.rsplit_once('-'))
+            .map(|(_, v)| v.to_owned())
+        else {
+            continue;
+        };
+        if version == "10.0" {
+            continue; // from QAPI_CORPUS, above
+        }
+        let (src, program) = if name.starts_with("qemu-system-") {
+            ("qapi/qapi-schema.json", "system emulator")
+        } else if name.starts_with("qemu-ga-") {
+            ("qga/qapi-schema.json", "guest agent")
+        } else {
+            continue;
+        };
+        let title = format!("QEMU {version} {program} schema ({src})");
+        let root = dir.join(&version).join(src);
+        let schema = qapi_codegen::front::load_schema(&root)
+            .unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+        let want = qapi_codegen::snapshot::write(&schema, &title);
+        let have = std::fs::read_to_string(entry.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            have == want,
+            "schema/{name} is stale: regenerate it as schema/README.md says"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "checked {checked} release snapshots");
+}
+
 /// A small snapshot: markers give modules, the manual's sections and versions.
 const SNAP: &str = "\
 # @qapi-codegen {\"module\": \"run-state.json\", \"manual\": \"run-state\"}
