@@ -452,6 +452,21 @@ fn is_empty_object(s: &Schema, id: EntityId) -> bool {
     }
 }
 
+/// What kind of type this is, for a named type that changed kind.
+fn kind_word(s: &Schema, id: Option<EntityId>) -> String {
+    match shape(s, id) {
+        Shape::Builtin(b) => builtin_name(b),
+        Shape::Enum(_) => "enum",
+        Shape::Array(_) => "array",
+        Shape::Object(None) => "{}",
+        Shape::Object(Some(o)) if o.branches.is_some() => "union",
+        Shape::Object(Some(_)) => "struct",
+        Shape::Alternate(_) => "alternate",
+        Shape::Unknown => "?",
+    }
+    .to_owned()
+}
+
 fn builtin_name(b: Builtin) -> &'static str {
     Builtin::ALL
         .iter()
@@ -809,13 +824,12 @@ impl<'a> Differ<'a> {
     }
 
     fn type_changed(&self, path: Path, old: Option<EntityId>, new: Option<EntityId>) -> Task<'a> {
-        emit(
-            path,
-            ChangeKind::TypeChanged {
-                old: self.describe(self.old, old),
-                new: self.describe(self.new, new),
-            },
-        )
+        let (mut o, mut n) = (self.describe(self.old, old), self.describe(self.new, new));
+        if o == n {
+            // A named type that changed kind (`enum Foo` became a struct).
+            (o, n) = (kind_word(self.old, old), kind_word(self.new, new));
+        }
+        emit(path, ChangeKind::TypeChanged { old: o, new: n })
     }
 
     fn types(
@@ -829,15 +843,6 @@ impl<'a> Differ<'a> {
         let eo = o.and_then(|id| entity(self.old, id));
         let en = n.and_then(|id| entity(self.new, id));
         let mut out = Vec::new();
-        // `{}` against a type the schema names: the type is the news, more than the
-        // members it brings (when nothing names it, its members are listed).
-        let named_in = |s: &Schema, e: Option<&Entity>| !is_capture(s) && e.is_some_and(named_type);
-        let empty_vs_named =
-            (o.is_none() && named_in(self.new, en)) || (n.is_none() && named_in(self.old, eo));
-        if so.class() != sn.class() || empty_vs_named {
-            out.push(self.type_changed(path, o, n));
-            return out;
-        }
         if let (Some(eo), Some(en)) = (eo, en) {
             if self.named && !root && named_type(eo) && named_type(en) {
                 if eo.name == en.name {
@@ -853,8 +858,23 @@ impl<'a> Differ<'a> {
                 }
             }
         }
+        // `{}` against a type the schema names: the type is the news, more than the
+        // members it brings (when nothing names it, its members are listed).
+        let named_in = |s: &Schema, e: Option<&Entity>| !is_capture(s) && e.is_some_and(named_type);
+        let empty_vs_named =
+            (o.is_none() && named_in(self.new, en)) || (n.is_none() && named_in(self.old, eo));
+        if so.class() != sn.class() || empty_vs_named {
+            out.push(self.type_changed(path, o, n));
+            return out;
+        }
         if let (Some(oi), Some(ni)) = (o, n) {
-            let compound = matches!(so, Shape::Enum(_) | Shape::Object(_) | Shape::Alternate(_));
+            // Arrays of arrays too: a malformed model could make an array its own
+            // element, and the walk must end.
+            let compound = match so {
+                Shape::Enum(_) | Shape::Object(_) | Shape::Alternate(_) => true,
+                Shape::Array(e) => !matches!(shape(self.old, Some(e)), Shape::Builtin(_)),
+                _ => false,
+            };
             if compound && !self.seen.insert((oi, ni)) {
                 return out;
             }

@@ -239,6 +239,16 @@ fn member_types_changed() {
 }
 
 #[test]
+fn a_named_type_that_changed_kind() {
+    // Reported once, under its name; the member that uses it has the same type.
+    check(
+        "kind",
+        &[type_changed("enum Mode", "enum", "struct")],
+        &["~ enum Mode: type enum -> struct"],
+    );
+}
+
+#[test]
 fn union_branches_added_and_removed() {
     // `nbd` loses its members (the tag value stays, its branch is now empty), `null`
     // gains some; the branch types themselves are types of their own.
