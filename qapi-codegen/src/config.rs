@@ -39,6 +39,24 @@ pub enum Error {
         /// What went wrong.
         source: std::io::Error,
     },
+    /// The schema file does not exist or cannot be opened.
+    #[error("can't read schema file '{}': {source} ({given})", path.display())]
+    Unreadable {
+        /// The absolute path tried.
+        path: PathBuf,
+        /// Where the path came from, and what to do.
+        given: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The dialect variable (`QMP_SCHEMA_DIALECT`, …) has a value that is not a dialect.
+    #[error("{var}={value:?}: expected `auto`, `current` or `legacy`")]
+    BadDialect {
+        /// The variable.
+        var: String,
+        /// Its value.
+        value: String,
+    },
     /// `generate` without `out_file`, or `generate_to_out_dir` outside a build script.
     #[error("no output file: call Config::out_file, or run from a build script (OUT_DIR unset)")]
     NoOutput,
@@ -109,6 +127,8 @@ pub struct Generated {
     pub schema: PathBuf,
     /// Every file read.
     pub files: Vec<PathBuf>,
+    /// What was passed over while reading the schema (doc comments dropped).
+    pub warnings: Vec<crate::model::Warning>,
 }
 
 impl Config {
@@ -172,10 +192,11 @@ impl Config {
             .unwrap_or_else(|| std::env::var_os("OUT_DIR").is_some())
     }
 
-    /// Reads QAPI sources in `dialect` instead of deciding: [`Dialect::Legacy`] for
-    /// the sources of QEMU 3.1 to 9.x that the automatic choice does not recognise
-    /// (it picks legacy only when the current dialect fails on a legacy construct).
-    /// No effect on `query-qmp-schema` output.
+    /// Reads QAPI sources in `dialect` instead of deciding ([`crate::front::parse_sources`]
+    /// says how the automatic choice reads every release from 3.1 on; this is the
+    /// way out for sources it gets wrong). The variable `<env_override>_DIALECT`
+    /// (`QMP_SCHEMA_DIALECT`: `auto`, `current` or `legacy`) overrides it. No effect on
+    /// `query-qmp-schema` output.
     pub fn dialect(&mut self, dialect: Dialect) -> &mut Self {
         self.dialect = Some(dialect);
         self
@@ -209,12 +230,47 @@ impl Config {
             }
             std::env::var_os(v)
                 .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
+                .map(|p| (PathBuf::from(p), v))
         });
-        let path = from_env
-            .or_else(|| self.schema.clone())
-            .ok_or_else(|| Error::NoSchema(self.env_var.clone().unwrap_or_default()))?;
-        let loaded = load_with(&path, self.dialect);
+        let dialect = self.env_dialect(directives)?.or(self.dialect);
+        let (given, var) = match from_env {
+            Some((p, v)) => (p, Some(v)),
+            None => (
+                self.schema
+                    .clone()
+                    .ok_or_else(|| Error::NoSchema(self.env_var.clone().unwrap_or_default()))?,
+                None,
+            ),
+        };
+        // Errors name the absolute path: a relative one is taken from the current
+        // directory, which in a build script is the crate's folder, not the user's.
+        let path = std::path::absolute(&given).unwrap_or_else(|_| given.clone());
+        if let Err(source) = std::fs::metadata(&path) {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let given = match (var, given.is_relative()) {
+                (Some(v), true) => format!(
+                    "{v}={}: a relative path is taken from {}, the folder cargo runs the                      build script in; give an absolute path",
+                    given.display(),
+                    cwd.display()
+                ),
+                (Some(v), false) => format!("{v}={}", given.display()),
+                (None, true) => format!(
+                    "schema {} relative to {}",
+                    given.display(),
+                    cwd.display()
+                ),
+                (None, false) => format!("schema {}", given.display()),
+            };
+            if directives {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+            return Err(Error::Unreadable {
+                path,
+                given,
+                source,
+            });
+        }
+        let loaded = load_with(&path, dialect);
         // Even on error, the files read so far are what a fix will change; the root
         // file at least.
         if directives {
@@ -227,12 +283,37 @@ impl Config {
             }
         }
         self.recover_names(&mut loaded, directives)?;
+        if directives {
+            warn_dropped(&loaded.schema.warnings);
+        }
         let code = emit::generate(&loaded.schema, &self.options)?;
         Ok(Generated {
             code,
             schema: path,
             files: loaded.files,
+            warnings: loaded.schema.warnings,
         })
+    }
+
+    /// The dialect the variable `<env_override>_DIALECT` names (`QMP_SCHEMA_DIALECT`):
+    /// `current` or `legacy`; `auto` or unset decides (or takes [`Config::dialect`]).
+    fn env_dialect(&self, directives: bool) -> Result<Option<Dialect>, Error> {
+        let Some(var) = self.env_var.as_deref().map(|v| format!("{v}_DIALECT")) else {
+            return Ok(None);
+        };
+        if directives {
+            println!("cargo:rerun-if-env-changed={var}");
+        }
+        let Some(value) = std::env::var_os(&var) else {
+            return Ok(None);
+        };
+        let value = value.to_string_lossy().into_owned();
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(None),
+            "current" => Ok(Some(Dialect::Current)),
+            "legacy" => Ok(Some(Dialect::Legacy)),
+            _ => Err(Error::BadDialect { var, value }),
+        }
     }
 
     /// Names a `query-qmp-schema` model's types after the [`Config::name_references`].
@@ -284,6 +365,26 @@ impl Config {
         let mut c = self.clone();
         c.out_file = Some(Path::new(&dir).join(name));
         c.generate()
+    }
+}
+
+/// Tells cargo (which shows `cargo:warning` lines) about the doc comments a tolerant
+/// read dropped: the first few with their `file:line`, then how many more.
+fn warn_dropped(warnings: &[crate::model::Warning]) {
+    const SHOWN: usize = 5;
+    if warnings.is_empty() {
+        return;
+    }
+    println!(
+        "cargo:warning={} doc comment(s) of the schema could not be understood and were \
+         dropped (their items have no docs; the definitions are complete)",
+        warnings.len()
+    );
+    for w in warnings.iter().take(SHOWN) {
+        println!("cargo:warning={}", w.to_string().replace('\n', " "));
+    }
+    if warnings.len() > SHOWN {
+        println!("cargo:warning=… and {} more", warnings.len() - SHOWN);
     }
 }
 
@@ -405,6 +506,69 @@ mod tests {
         assert_eq!(t1, t2);
         write_file_if_changed(&p, "b").expect("write");
         assert_eq!(std::fs::read_to_string(&p).expect("read"), "b");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_missing_schema_names_the_absolute_path_tried() {
+        // A variable of this test alone: tests run in parallel threads.
+        let var = "QAPI_CODEGEN_TEST_MISSING_SCHEMA";
+        std::env::set_var(var, "no/such/schema.json");
+        let e = Config::new()
+            .schema("unused.json")
+            .env_override(Some(var))
+            .cargo_directives(false)
+            .generate_string()
+            .expect_err("missing schema");
+        std::env::remove_var(var);
+        let msg = e.to_string();
+        let abs = std::env::current_dir()
+            .expect("cwd")
+            .join("no/such/schema.json");
+        assert!(msg.contains(&format!("'{}'", abs.display())), "{msg}");
+        assert!(msg.contains(&format!("{var}=no/such/schema.json")), "{msg}");
+        assert!(msg.contains("give an absolute path"), "{msg}");
+        let Error::Unreadable { path, .. } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(path, abs);
+    }
+
+    #[test]
+    fn the_dialect_variable_overrides_and_is_checked() {
+        let d = temp_dir("dialect-var");
+        // A simple union: only the legacy dialect reads it.
+        let p = d.join("legacy.json");
+        std::fs::write(
+            &p,
+            "{ 'struct': 'Abc', 'data': { 'x': 'int' } }\n\
+             { 'union': 'Uni', 'data': { 'a': 'Abc' } }\n\
+             { 'command': 'c', 'data': { 'arg': 'Uni' } }\n",
+        )
+        .expect("write");
+        let var = "QAPI_CODEGEN_TEST_DIALECT_SCHEMA";
+        let generate = |dialect: Option<&str>| {
+            match dialect {
+                Some(v) => std::env::set_var(format!("{var}_DIALECT"), v),
+                None => std::env::remove_var(format!("{var}_DIALECT")),
+            }
+            Config::new()
+                .schema(&p)
+                .env_override(Some(var))
+                .cargo_directives(false)
+                .generate_string()
+        };
+        assert!(generate(None).is_ok(), "decided: legacy");
+        assert!(generate(Some("legacy")).is_ok());
+        let e = generate(Some("current")).expect_err("current dialect");
+        assert!(e.to_string().contains("legacy.json:2"), "{e}");
+        let e = generate(Some("ancient")).expect_err("bad value");
+        assert!(
+            e.to_string()
+                .contains(&format!("{var}_DIALECT=\"ancient\": expected")),
+            "{e}"
+        );
+        std::env::remove_var(format!("{var}_DIALECT"));
         let _ = std::fs::remove_dir_all(&d);
     }
 
