@@ -41,6 +41,14 @@ enum Cmd {
         /// The QEMU manual the docs link to.
         #[arg(long, value_enum, default_value = "qmp")]
         manual: ManualArg,
+        /// A named schema (QAPI sources or a snapshot such as
+        /// schema/qemu-system-10.0.json) whose type names `query-qmp-schema` output
+        /// takes where its types are the snapshot's (repeatable; newest release first:
+        /// on a tie the earlier one wins). Types it does not know, and all types
+        /// without it, are named after where they are used; QAPI sources keep their
+        /// own names.
+        #[arg(long = "names-from", value_name = "SNAPSHOT")]
+        names_from: Vec<PathBuf>,
     },
     /// Write a definitions-only snapshot of a schema (one QAPI source file, no
     /// includes, no doc text) that this tool reads back like the sources.
@@ -77,7 +85,8 @@ fn main() -> ExitCode {
             out,
             dialect,
             manual,
-        } => cmd_generate(&schema, &out, dialect, manual),
+            names_from,
+        } => cmd_generate(&schema, &out, dialect, manual, &names_from),
         Cmd::Snapshot { schema, out, title } => cmd_snapshot(&schema, &out, &title),
         Cmd::Diff { old, new, json } => cmd_diff(&old, &new, json),
     }
@@ -109,11 +118,13 @@ fn cmd_generate(
     out: &std::path::Path,
     dialect: Option<DialectArg>,
     manual: ManualArg,
+    names_from: &[PathBuf],
 ) -> ExitCode {
     use qapi_codegen::emit::Manual;
     let mut config = qapi_codegen::Config::new();
     config
         .schema(schema)
+        .name_references(names_from)
         .env_override(None)
         .cargo_directives(false)
         .out_file(out)

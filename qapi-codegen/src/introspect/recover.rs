@@ -14,10 +14,9 @@ pub struct Recovery {
     /// Capture types that now carry a reference's name (implicit ones such as
     /// `q_obj_query-foo-arg` included).
     pub recovered: usize,
-    /// Named (not implicit) types of the references found in the capture: reachable from
-    /// a command or event of the same name along the same path. Counted once per
-    /// reference and name.
-    pub present: usize,
+    /// For each reference, how many of its named (not implicit) types are found in the
+    /// capture: reachable from a command or event of the same name along the same path.
+    pub present: Vec<usize>,
     /// The types of [`Recovery::present`] whose name no capture type at their place
     /// got, in reference order, then by name.
     pub missed: Vec<Missed>,
@@ -513,9 +512,13 @@ fn report(
             capture_name: finals[at[0].1 .0 as usize].clone(),
         });
     }
+    let mut counts = vec![0; references.len()];
+    for &(k, _) in present.keys() {
+        counts[k] += 1;
+    }
     Recovery {
         recovered: choice.len(),
-        present: present.len(),
+        present: counts,
         missed,
     }
 }
@@ -598,6 +601,7 @@ fn apply(
             _ => {}
         }
     }
+    copy_command_flags(capture, references);
     capture.by_name = capture
         .entities
         .iter()
@@ -607,6 +611,50 @@ fn apply(
     if let Origin::Introspection { masked_names } = &mut capture.origin {
         for (name, _) in masked_names.iter_mut() {
             map(name);
+        }
+    }
+}
+
+/// Takes what introspection does not say about a command or event (`boxed`, and a
+/// command's `gen`, `success-response`, `allow-preconfig` and `coroutine`) from the
+/// first reference that has it with the same argument and reply types, now that they
+/// have the reference's names: a command the sources box takes its argument type
+/// whole (`AnnounceSelf::new(AnnounceParameters)`), as in bindings built from them.
+fn copy_command_flags(capture: &mut Schema, references: &[&Schema]) {
+    let type_name = |s: &Schema, id: Option<EntityId>| id.map(|id| s.entity(id).name.clone());
+    let mut updates = Vec::new();
+    for (i, e) in capture.entities.iter().enumerate() {
+        for reference in references {
+            let Some(re) = reference.lookup(&e.name) else {
+                continue;
+            };
+            let same = match (&e.kind, &re.kind) {
+                (EntityKind::Command(c), EntityKind::Command(rc)) => {
+                    type_name(capture, c.arg_type) == type_name(reference, rc.arg_type)
+                        && type_name(capture, c.ret_type) == type_name(reference, rc.ret_type)
+                }
+                (EntityKind::Event(c), EntityKind::Event(rc)) => {
+                    type_name(capture, c.arg_type) == type_name(reference, rc.arg_type)
+                }
+                _ => false,
+            };
+            if same {
+                updates.push((i, re.kind.clone()));
+            }
+            break;
+        }
+    }
+    for (i, kind) in updates {
+        match (&mut capture.entities[i].kind, kind) {
+            (EntityKind::Command(c), EntityKind::Command(rc)) => {
+                c.boxed = rc.boxed;
+                c.gen = rc.gen;
+                c.success_response = rc.success_response;
+                c.allow_preconfig = rc.allow_preconfig;
+                c.coroutine = rc.coroutine;
+            }
+            (EntityKind::Event(ev), EntityKind::Event(rev)) => ev.boxed = rev.boxed,
+            _ => {}
         }
     }
 }
