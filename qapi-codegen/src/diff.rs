@@ -16,8 +16,11 @@
 //!
 //! Between two source schemas, types are also compared by name, and a change inside a
 //! type both sides name the same is reported once, under that name (`type
-//! BlockdevOptions member cache`), rather than at every path that reaches it. Implicit
-//! types (`q_obj_*` argument types, `FooList` arrays) are never named in a report.
+//! BlockdevOptions member cache`), rather than at every path that reaches it. A place
+//! that now refers to another type both schemas define is a type change (`type
+//! CpuInfo -> CpuInfoFast`); one whose type only one schema names (renamed, or a new
+//! type in its place) is compared by structure. Implicit types (`q_obj_*` argument
+//! types, `FooList` arrays) are never named in a report.
 //!
 //! What a capture cannot say is not compared when either side is one: conditions
 //! (`if`) and integer widths (`uint8` and `int` are both `int` there), and which named
@@ -132,7 +135,7 @@ pub enum ChangeKind {
 /// Compares `old` with `new`.
 ///
 /// Never panics, whatever the models hold (a dangling type id reads as an unknown
-/// type), and takes time linear in the size of the two models.
+/// type).
 pub fn diff(old: &Schema, new: &Schema) -> Diff {
     let capture = is_capture(old) || is_capture(new);
     let mut d = Differ {
@@ -850,9 +853,11 @@ impl<'a> Differ<'a> {
                     return out;
                 }
                 if self.new.by_name.contains_key(&eo.name)
-                    || self.old.by_name.contains_key(&en.name)
+                    && self.old.by_name.contains_key(&en.name)
                 {
-                    // Another type that both schemas define, not a renamed one.
+                    // It now refers to another type that both schemas define (each
+                    // compared with its namesake). A type only one schema names
+                    // (renamed, or new in its place) is compared by structure.
                     out.push(self.type_changed(path, o, n));
                     return out;
                 }
