@@ -607,6 +607,68 @@ fn from_9_1_to_10_0() {
     assert_eq!(diff(&load(&old_file), &load(&new_file)).to_string(), text);
 }
 
+/// Each fetched release against the next (and the last against 10.0): every change
+/// once, the same text each time, and nothing between two readings of one release.
+#[test]
+fn consecutive_releases() {
+    let Some(dir) = old_releases::old_schemas() else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = old_releases::releases(&dir)
+        .into_iter()
+        .map(|r| r.join("qapi/qapi-schema.json"))
+        .filter(|f| f.is_file())
+        .collect();
+    files.push(manifest().join("../schema/qemu-system-10.0.json"));
+    let mut failures = Vec::new();
+    for pair in files.windows(2) {
+        let (a, b) = match (load_schema(&pair[0]), load_schema(&pair[1])) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                failures.push(format!("cannot be read: {e}"));
+                continue;
+            }
+        };
+        let d = diff(&a, &b);
+        println!(
+            "{} -> {}: {} changes",
+            pair[0].display(),
+            pair[1].display(),
+            d.changes.len()
+        );
+        let text = d.to_string();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let n = lines.len();
+        lines.sort_unstable();
+        lines.dedup();
+        if lines.len() != n || n == 0 || diff(&a, &b) != d {
+            failures.push(format!(
+                "{} -> {}: empty, repeated or unstable",
+                pair[0].display(),
+                pair[1].display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Schemas of different kinds in any order: a capture against each small case.
+#[test]
+fn mixed_kinds() {
+    let (capture, sources) = capture_and_snapshot();
+    for entry in std::fs::read_dir(manifest().join("tests/diff")).unwrap() {
+        let file = entry.unwrap().path().join("new.json");
+        if file.is_file() {
+            let small = load(&file);
+            for (a, b) in [(&capture, &small), (&small, &capture), (&sources, &small)] {
+                let d = diff(a, b);
+                assert!(!d.is_empty(), "{}", file.display());
+                assert_eq!(d.to_json().as_array().map(Vec::len), Some(d.changes.len()));
+            }
+        }
+    }
+}
+
 fn run_cli(args: &[&FsPath]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_qapi-codegen"))
         .arg("diff")
