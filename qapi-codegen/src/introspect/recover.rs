@@ -129,10 +129,10 @@ pub fn recover_names(capture: &mut Schema, references: &[&Schema]) -> Recovery {
         .map(|e| masked.contains(e.name.as_str()) && is_named_kind(&e.kind))
         .collect();
 
-    let candidates = pair_up(capture, references, &renamable);
+    let (candidates, found) = pair_up(capture, references, &renamable);
     let choice = choose(capture, references, &renamable, &candidates);
     let finals = final_names(capture, &renamable, &choice, references);
-    let recovery = report(references, &candidates, &finals, &choice);
+    let recovery = report(references, &found, &finals, &choice);
     apply(capture, references, &choice, &finals);
     recovery
 }
@@ -145,15 +145,17 @@ fn is_named_kind(kind: &EntityKind) -> bool {
 }
 
 type Pairs = BTreeMap<EntityId, BTreeMap<(usize, EntityId), Candidate>>;
+type Found = BTreeMap<(usize, EntityId), Vec<EntityId>>;
 
 /// Walks the capture and every reference side by side from the commands and events,
 /// collecting for each renamable capture type the reference types found at its places.
-fn pair_up(capture: &Schema, references: &[&Schema], renamable: &[bool]) -> Pairs {
+fn pair_up(capture: &Schema, references: &[&Schema], renamable: &[bool]) -> (Pairs, Found) {
     let mut walk = PairWalk {
         capture,
         references,
         renamable,
         pairs: BTreeMap::new(),
+        found: BTreeMap::new(),
         seen: HashSet::new(),
         queue: VecDeque::new(),
         next: 0,
@@ -176,7 +178,7 @@ fn pair_up(capture: &Schema, references: &[&Schema], renamable: &[bool]) -> Pair
         }
         walk.drain();
     }
-    walk.pairs
+    (walk.pairs, walk.found)
 }
 
 struct PairWalk<'a> {
@@ -184,6 +186,9 @@ struct PairWalk<'a> {
     references: &'a [&'a Schema],
     renamable: &'a [bool],
     pairs: Pairs,
+    /// Reference types (named or not) found at a place of a renamable capture type,
+    /// whatever the shapes: the capture types there, in walk order.
+    found: BTreeMap<(usize, EntityId), Vec<EntityId>>,
     seen: HashSet<(EntityId, usize, EntityId)>,
     queue: VecDeque<(EntityId, usize, EntityId)>,
     next: usize,
@@ -208,6 +213,10 @@ impl PairWalk<'_> {
         if !is_named_kind(&re.kind) || (re.implicit && (re.name == "q_empty" || re.name == "QType"))
         {
             return;
+        }
+        let at = self.found.entry((k, r)).or_default();
+        if !at.contains(&c) {
+            at.push(c);
         }
         let Some(score) = shape(self.capture, self.capture.entity(c), reference, re) else {
             return;
@@ -483,42 +492,31 @@ fn final_names(
 
 fn report(
     references: &[&Schema],
-    pairs: &Pairs,
+    found: &Found,
     finals: &[String],
     choice: &BTreeMap<EntityId, (usize, EntityId)>,
 ) -> Recovery {
-    // Reference (index, name) → the capture types found at its places, in walk order.
-    let mut present: BTreeMap<(usize, &str), Vec<(usize, EntityId)>> = BTreeMap::new();
-    for (&c, cands) in pairs {
-        for (&(k, r), cand) in cands {
-            let re = references[k].entity(r);
-            if !re.implicit {
-                present
-                    .entry((k, re.name.as_str()))
-                    .or_default()
-                    .push((cand.first, c));
-            }
-        }
-    }
+    let mut present = vec![0; references.len()];
     let mut missed = Vec::new();
-    for ((k, name), mut at) in present.iter().map(|(k, v)| (*k, v.clone())) {
-        at.sort();
-        if at.iter().any(|&(_, c)| finals[c.0 as usize] == name) {
+    for (&(k, r), at) in found {
+        let re = references[k].entity(r);
+        if re.implicit {
+            continue;
+        }
+        present[k] += 1;
+        if at.iter().any(|c| finals[c.0 as usize] == re.name) {
             continue;
         }
         missed.push(Missed {
             reference: k,
-            name: name.to_string(),
-            capture_name: finals[at[0].1 .0 as usize].clone(),
+            name: re.name.clone(),
+            capture_name: finals[at[0].0 as usize].clone(),
         });
     }
-    let mut counts = vec![0; references.len()];
-    for &(k, _) in present.keys() {
-        counts[k] += 1;
-    }
+    missed.sort_by(|a, b| (a.reference, &a.name).cmp(&(b.reference, &b.name)));
     Recovery {
         recovered: choice.len(),
-        present: counts,
+        present,
         missed,
     }
 }
@@ -656,5 +654,285 @@ fn copy_command_flags(capture: &mut Schema, references: &[&Schema]) {
             (EntityKind::Event(ev), EntityKind::Event(rev)) => ev.boxed = rev.boxed,
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reference from QAPI source text.
+    fn source(text: &str) -> Schema {
+        let text = text.to_string();
+        crate::front::parse_sources("ref.json", ".", |_| Ok(text.clone().into_bytes()), None)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A capture from `query-qmp-schema` JSON.
+    fn capture(json: &str) -> Schema {
+        super::super::read(json, "capture.json").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn names(s: &Schema) -> Vec<&str> {
+        s.entities.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    fn masked(s: &Schema) -> Vec<(String, String)> {
+        match &s.origin {
+            Origin::Introspection { masked_names } => masked_names.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const STATUS_SOURCE: &str = "
+        { 'enum': 'RunState', 'data': [ 'running', 'paused' ] }
+        { 'struct': 'StatusInfo', 'data': { 'running': 'bool', 'status': 'RunState' } }
+        { 'command': 'query-status', 'returns': 'StatusInfo' }
+        { 'command': 'cont', 'data': { 'speed': 'int' } }
+        { 'event': 'JOB_STATUS_CHANGE', 'data': { 'id': 'str', 'status': 'RunState' } }
+        { 'command': 'query-statuses', 'returns': [ 'StatusInfo' ] }
+    ";
+
+    const STATUS_CAPTURE: &str = r#"[
+        {"name": "query-status", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
+        {"name": "cont", "meta-type": "command", "arg-type": "3", "ret-type": "0"},
+        {"name": "JOB_STATUS_CHANGE", "meta-type": "event", "arg-type": "4"},
+        {"name": "query-statuses", "meta-type": "command", "arg-type": "0", "ret-type": "[1]"},
+        {"name": "0", "meta-type": "object", "members": []},
+        {"name": "1", "meta-type": "object", "members": [
+            {"name": "running", "type": "bool"}, {"name": "status", "type": "2"}]},
+        {"name": "2", "meta-type": "enum", "values": ["running", "paused"]},
+        {"name": "3", "meta-type": "object", "members": [{"name": "speed", "type": "int"}]},
+        {"name": "4", "meta-type": "object", "members": [
+            {"name": "id", "type": "str"}, {"name": "status", "type": "2"}]},
+        {"name": "[1]", "meta-type": "array", "element-type": "1"},
+        {"name": "bool", "meta-type": "builtin", "json-type": "boolean"},
+        {"name": "int", "meta-type": "builtin", "json-type": "int"},
+        {"name": "str", "meta-type": "builtin", "json-type": "string"}
+    ]"#;
+
+    #[test]
+    fn types_are_named_after_the_reference_at_the_same_place() {
+        let reference = source(STATUS_SOURCE);
+        let mut cap = capture(STATUS_CAPTURE);
+        assert!(cap.lookup("QueryStatusReply").is_some());
+        let r = recover_names(&mut cap, &[&reference]);
+        for name in [
+            "StatusInfo",
+            "RunState",
+            "StatusInfoList",
+            "q_obj_cont-arg",
+            "q_obj_JOB_STATUS_CHANGE-arg",
+        ] {
+            assert!(cap.lookup(name).is_some(), "{name} in {:?}", names(&cap));
+        }
+        assert!(cap.lookup("QueryStatusReply").is_none());
+        // Implicit in the sources, implicit here: the emitter does not emit them.
+        assert!(cap.lookup("q_obj_cont-arg").is_some_and(|e| e.implicit));
+        assert!(!cap.lookup("StatusInfo").is_some_and(|e| e.implicit));
+        assert_eq!(r.recovered, 4);
+        assert_eq!(r.present, vec![2]);
+        assert!(r.missed.is_empty(), "{:?}", r.missed);
+        // Members say where they are defined under the new name.
+        let EntityKind::Object(o) = &cap.lookup("StatusInfo").expect("StatusInfo").kind else {
+            panic!("not an object");
+        };
+        assert!(o.members.iter().all(|m| m.defined_in == "StatusInfo"));
+        // The masked names follow.
+        let m = masked(&cap);
+        assert!(m.contains(&("StatusInfo".into(), "1".into())), "{m:?}");
+        assert!(m.contains(&("RunState".into(), "2".into())), "{m:?}");
+        for e in &cap.entities {
+            assert_eq!(cap.lookup(&e.name).map(|x| &x.name), Some(&e.name));
+        }
+    }
+
+    #[test]
+    fn a_shape_that_does_not_match_is_not_renamed() {
+        let reference = source(
+            "{ 'enum': 'RunState', 'data': [ 'running', 'paused' ] }
+             { 'struct': 'StatusInfo', 'data': { 'running': 'bool', 'status': 'RunState' } }
+             { 'command': 'query-status', 'returns': 'StatusInfo' }",
+        );
+        let mut cap = capture(&STATUS_CAPTURE.replace(
+            r#""values": ["running", "paused"]"#,
+            r#""values": ["on", "off", "unknown"]"#,
+        ));
+        let r = recover_names(&mut cap, &[&reference]);
+        assert!(cap.lookup("StatusInfo").is_some());
+        assert!(cap.lookup("RunState").is_none(), "{:?}", names(&cap));
+        assert!(cap.lookup("StatusInfoStatus").is_none());
+        assert!(cap.lookup("QueryStatusReplyStatus").is_some());
+        assert_eq!(
+            r.missed,
+            vec![Missed {
+                reference: 0,
+                name: "RunState".into(),
+                capture_name: "QueryStatusReplyStatus".into(),
+            }]
+        );
+        // A different kind of type is no match either.
+        let mut cap = capture(&STATUS_CAPTURE.replace(
+            r#""meta-type": "enum", "values": ["running", "paused"]"#,
+            r#""meta-type": "object", "members": []"#,
+        ));
+        recover_names(&mut cap, &[&reference]);
+        assert!(cap.lookup("RunState").is_none());
+    }
+
+    #[test]
+    fn several_matches_are_decided_by_shape_then_by_reference_order() {
+        let newer = source(
+            "{ 'enum': 'RunState', 'data': [ 'running', 'paused' ] }
+             { 'struct': 'StatusInfo', 'data': { 'running': 'bool', 'status': 'RunState' } }
+             { 'command': 'query-status', 'returns': 'StatusInfo' }",
+        );
+        // An older release named the same types differently.
+        let older_same = source(
+            "{ 'enum': 'VmState', 'data': [ 'running', 'paused' ] }
+             { 'struct': 'VmStatus', 'data': { 'running': 'bool', 'status': 'VmState' } }
+             { 'command': 'query-status', 'returns': 'VmStatus' }",
+        );
+        let older_closer = source(
+            "{ 'enum': 'VmState', 'data': [ 'running', 'paused', 'stopped' ] }
+             { 'struct': 'VmStatus', 'data': { 'running': 'bool', 'status': 'VmState' } }
+             { 'command': 'query-status', 'returns': 'VmStatus' }",
+        );
+        let three = STATUS_CAPTURE.replace(
+            r#""values": ["running", "paused"]"#,
+            r#""values": ["running", "paused", "stopped"]"#,
+        );
+        // Equal shapes: the first (newest) reference wins, in either order of calls.
+        for refs in [[&newer, &older_same], [&older_same, &newer]] {
+            let mut cap = capture(STATUS_CAPTURE);
+            recover_names(&mut cap, &refs);
+            let (info, state) = if refs[0].lookup("StatusInfo").is_some() {
+                ("StatusInfo", "RunState")
+            } else {
+                ("VmStatus", "VmState")
+            };
+            assert!(cap.lookup(info).is_some(), "{:?}", names(&cap));
+            assert!(cap.lookup(state).is_some(), "{:?}", names(&cap));
+        }
+        // The better shape wins over reference order, and the result is the same
+        // every time.
+        let mut first = None;
+        for _ in 0..3 {
+            let mut cap = capture(&three);
+            let r = recover_names(&mut cap, &[&newer, &older_closer]);
+            assert!(cap.lookup("VmState").is_some(), "{:?}", names(&cap));
+            assert!(cap.lookup("StatusInfo").is_some(), "{:?}", names(&cap));
+            assert!(cap.lookup("RunState").is_none());
+            assert_eq!(
+                r.missed.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+                ["RunState", "VmStatus"]
+            );
+            let all: Vec<String> = cap.entities.iter().map(|e| e.name.clone()).collect();
+            assert_eq!(first.get_or_insert_with(|| all.clone()), &all);
+        }
+    }
+
+    #[test]
+    fn recovered_names_do_not_collide() {
+        // The reference calls `query-bar`'s reply `QueryFooReply`: the capture's
+        // derived name for `query-foo`'s reply (a type the reference does not know)
+        // must make way.
+        let reference = source(
+            "{ 'struct': 'QueryFooReply', 'data': { 'bar': 'int' } }
+             { 'struct': 'QueryFOOReply2', 'data': { 'baz': 'int' } }
+             { 'command': 'query-bar', 'returns': 'QueryFooReply' }
+             { 'command': 'query-baz', 'returns': 'QueryFOOReply2' }",
+        );
+        let mut cap = capture(
+            r#"[
+            {"name": "query-foo", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
+            {"name": "query-bar", "meta-type": "command", "arg-type": "0", "ret-type": "2"},
+            {"name": "query-baz", "meta-type": "command", "arg-type": "0", "ret-type": "3"},
+            {"name": "0", "meta-type": "object", "members": []},
+            {"name": "1", "meta-type": "object", "members": [{"name": "foo", "type": "int"}]},
+            {"name": "2", "meta-type": "object", "members": [{"name": "bar", "type": "int"}]},
+            {"name": "3", "meta-type": "object", "members": [{"name": "baz", "type": "int"}]},
+            {"name": "int", "meta-type": "builtin", "json-type": "int"}
+        ]"#,
+        );
+        assert_eq!(
+            cap.entities
+                .iter()
+                .filter(|e| e.name == "QueryFooReply")
+                .count(),
+            1
+        );
+        recover_names(&mut cap, &[&reference]);
+        let named = |n: &str| match &cap.lookup(n).map(|e| &e.kind) {
+            Some(EntityKind::Object(o)) => o.members[0].name.clone(),
+            _ => panic!("no {n} in {:?}", names(&cap)),
+        };
+        assert_eq!(named("QueryFooReply"), "bar");
+        assert_eq!(named("QueryFOOReply2"), "baz");
+        // Not `QueryFooReply2`, which folds to the same letters as `QueryFOOReply2`.
+        assert_eq!(named("QueryFooReply3"), "foo");
+        let mut folded = HashSet::new();
+        for e in &cap.entities {
+            if !matches!(e.kind, EntityKind::Command(_)) {
+                assert!(
+                    folded.insert(super::super::names::fold(&e.name)),
+                    "{}",
+                    e.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sources_and_missing_references_change_nothing() {
+        let reference = source(STATUS_SOURCE);
+        let mut sources = source(STATUS_SOURCE);
+        assert_eq!(
+            recover_names(&mut sources, &[&reference]),
+            Recovery::default()
+        );
+        let mut cap = capture(STATUS_CAPTURE);
+        let before: Vec<String> = cap.entities.iter().map(|e| e.name.clone()).collect();
+        assert_eq!(recover_names(&mut cap, &[]), Recovery::default());
+        let after: Vec<String> = cap.entities.iter().map(|e| e.name.clone()).collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn alternatives_and_boxed_commands_follow_the_reference() {
+        let reference = source(
+            "{ 'struct': 'Opts', 'data': { 'driver': 'str' } }
+             { 'alternate': 'Ref', 'data': { 'definition': 'Opts', 'reference': 'str' } }
+             { 'struct': 'Params', 'data': { 'a': 'int', 'b': 'Ref' } }
+             { 'command': 'announce', 'data': 'Params', 'boxed': true }",
+        );
+        let mut cap = capture(
+            r#"[
+            {"name": "announce", "meta-type": "command", "arg-type": "1", "ret-type": "0"},
+            {"name": "0", "meta-type": "object", "members": []},
+            {"name": "1", "meta-type": "object", "members": [
+                {"name": "a", "type": "int"}, {"name": "b", "type": "2"}]},
+            {"name": "2", "meta-type": "alternate", "members": [{"type": "3"}, {"type": "str"}]},
+            {"name": "3", "meta-type": "object", "members": [{"name": "driver", "type": "str"}]},
+            {"name": "int", "meta-type": "builtin", "json-type": "int"},
+            {"name": "str", "meta-type": "builtin", "json-type": "string"}
+        ]"#,
+        );
+        recover_names(&mut cap, &[&reference]);
+        let Some(EntityKind::Alternate(a)) = cap.lookup("Ref").map(|e| &e.kind) else {
+            panic!("no Ref in {:?}", names(&cap));
+        };
+        let alts: Vec<&str> = a
+            .alternatives
+            .variants
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(alts, ["definition", "reference"]);
+        assert!(cap.lookup("Opts").is_some());
+        let Some(EntityKind::Command(c)) = cap.lookup("announce").map(|e| &e.kind) else {
+            panic!("no command");
+        };
+        assert!(c.boxed);
     }
 }
