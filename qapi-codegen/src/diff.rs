@@ -523,6 +523,15 @@ fn named_type(e: &Entity) -> bool {
         )
 }
 
+/// A command (`reply` set) or an event.
+struct Root<'a> {
+    entity: &'a Entity,
+    /// Arguments or event data.
+    data: Option<EntityId>,
+    /// The reply type (`None` inside: `{}`), for commands only.
+    reply: Option<Option<EntityId>>,
+}
+
 /// A unit of work. The walk runs on an explicit stack rather than by recursion, so
 /// that a long chain of nested types cannot exhaust the thread's stack; tasks are
 /// pushed in reverse so that changes come out in the order recursion would give.
@@ -655,97 +664,63 @@ impl<'a> Differ<'a> {
         }
     }
 
-    /// Added or removed, with the condition reported only where the other side could
-    /// have one.
-    fn presence(&self, added: bool, optional: Option<bool>, cond: &Option<IfCond>) -> ChangeKind {
-        let condition = condition(cond);
-        if added {
-            ChangeKind::Added {
-                optional,
-                condition,
-            }
-        } else {
-            ChangeKind::Removed {
-                optional,
-                condition,
-            }
-        }
+    fn commands(&mut self) {
+        let roots = |s: &'a Schema| -> Vec<Root<'a>> {
+            s.commands()
+                .map(|(entity, c)| Root {
+                    entity,
+                    data: c.arg_type,
+                    reply: Some(c.ret_type),
+                })
+                .collect()
+        };
+        self.roots(roots(self.old), roots(self.new), Segment::Command);
     }
 
-    fn commands(&mut self) {
-        let old: HashMap<&str, (&Entity, _)> = self
-            .old
-            .commands()
-            .map(|(e, c)| (e.name.as_str(), (e, c)))
-            .collect();
-        let new: HashMap<&str, (&Entity, _)> = self
-            .new
-            .commands()
-            .map(|(e, c)| (e.name.as_str(), (e, c)))
-            .collect();
+    fn events(&mut self) {
+        let roots = |s: &'a Schema| -> Vec<Root<'a>> {
+            s.events()
+                .map(|(entity, e)| Root {
+                    entity,
+                    data: e.arg_type,
+                    reply: None,
+                })
+                .collect()
+        };
+        self.roots(roots(self.old), roots(self.new), Segment::Event);
+    }
+
+    /// Commands or events, by name.
+    fn roots(&mut self, old: Vec<Root<'a>>, new: Vec<Root<'a>>, segment: fn(String) -> Segment) {
+        let by_name = |v: Vec<Root<'a>>| -> HashMap<&'a str, Root<'a>> {
+            v.into_iter().map(|r| (r.entity.name.as_str(), r)).collect()
+        };
+        let (old, new) = (by_name(old), by_name(new));
         for name in sorted_names(old.keys().copied(), new.keys().copied()) {
-            let path = Path(vec![Segment::Command(name.to_owned())]);
+            let path = Path(vec![segment(name.to_owned())]);
             let mut tasks = Vec::new();
             match (old.get(name), new.get(name)) {
-                (Some((oe, _)), None) => {
-                    tasks.push(emit(path, self.presence(false, None, &oe.ifcond)))
-                }
-                (None, Some((ne, _))) => {
-                    tasks.push(emit(path, self.presence(true, None, &ne.ifcond)))
-                }
-                (Some((oe, oc)), Some((ne, nc))) => {
+                (Some(o), Some(n)) => {
+                    let (oe, ne) = (o.entity, n.entity);
                     self.condition(&path, &oe.ifcond, &ne.ifcond, &mut tasks);
                     self.features(&path, &oe.features, &ne.features, &mut tasks);
                     tasks.push(Task::Type {
                         path: path.clone(),
-                        old: oc.arg_type,
-                        new: nc.arg_type,
+                        old: o.data,
+                        new: n.data,
                         root: false,
                     });
-                    tasks.push(Task::Type {
-                        path: path.with(Segment::Reply),
-                        old: oc.ret_type,
-                        new: nc.ret_type,
-                        root: false,
-                    });
+                    if let (Some(or), Some(nr)) = (o.reply, n.reply) {
+                        tasks.push(Task::Type {
+                            path: path.with(Segment::Reply),
+                            old: or,
+                            new: nr,
+                            root: false,
+                        });
+                    }
                 }
-                (None, None) => {}
-            }
-            self.run(tasks);
-        }
-    }
-
-    fn events(&mut self) {
-        let old: HashMap<&str, (&Entity, _)> = self
-            .old
-            .events()
-            .map(|(e, v)| (e.name.as_str(), (e, v)))
-            .collect();
-        let new: HashMap<&str, (&Entity, _)> = self
-            .new
-            .events()
-            .map(|(e, v)| (e.name.as_str(), (e, v)))
-            .collect();
-        for name in sorted_names(old.keys().copied(), new.keys().copied()) {
-            let path = Path(vec![Segment::Event(name.to_owned())]);
-            let mut tasks = Vec::new();
-            match (old.get(name), new.get(name)) {
-                (Some((oe, _)), None) => {
-                    tasks.push(emit(path, self.presence(false, None, &oe.ifcond)))
-                }
-                (None, Some((ne, _))) => {
-                    tasks.push(emit(path, self.presence(true, None, &ne.ifcond)))
-                }
-                (Some((oe, ov)), Some((ne, nv))) => {
-                    self.condition(&path, &oe.ifcond, &ne.ifcond, &mut tasks);
-                    self.features(&path, &oe.features, &ne.features, &mut tasks);
-                    tasks.push(Task::Type {
-                        path,
-                        old: ov.arg_type,
-                        new: nv.arg_type,
-                        root: false,
-                    });
-                }
+                (Some(o), None) => tasks.push(emit(path, presence(false, None, &o.entity.ifcond))),
+                (None, Some(n)) => tasks.push(emit(path, presence(true, None, &n.entity.ifcond))),
                 (None, None) => {}
             }
             self.run(tasks);
@@ -776,11 +751,11 @@ impl<'a> Differ<'a> {
             let task = match (o, n) {
                 (Some(o), None) => {
                     let cond = entity(self.old, o).and_then(|e| e.ifcond.clone());
-                    emit(path, self.presence(false, None, &cond))
+                    emit(path, presence(false, None, &cond))
                 }
                 (None, Some(n)) => {
                     let cond = entity(self.new, n).and_then(|e| e.ifcond.clone());
-                    emit(path, self.presence(true, None, &cond))
+                    emit(path, presence(true, None, &cond))
                 }
                 (o, n) => Task::Type {
                     path,
@@ -904,7 +879,7 @@ impl<'a> Differ<'a> {
                 for (om, nm) in both {
                     let p = path.with(Segment::Value(om.name.clone()));
                     match nm {
-                        None => out.push(emit(p, self.presence(false, None, &om.ifcond))),
+                        None => out.push(emit(p, presence(false, None, &om.ifcond))),
                         Some(nm) => {
                             self.condition(&p, &om.ifcond, &nm.ifcond, &mut out);
                             self.features(&p, &om.features, &nm.features, &mut out);
@@ -913,7 +888,7 @@ impl<'a> Differ<'a> {
                 }
                 for nm in added {
                     let p = path.with(Segment::Value(nm.name.clone()));
-                    out.push(emit(p, self.presence(true, None, &nm.ifcond)));
+                    out.push(emit(p, presence(true, None, &nm.ifcond)));
                 }
             }
             (Shape::Array(a), Shape::Array(b)) => out.push(Task::Type {
@@ -938,7 +913,7 @@ impl<'a> Differ<'a> {
                     }
                     let p = path.with(Segment::Alternative(k.clone()));
                     match new_by_key.get(&k) {
-                        None => out.push(emit(p, self.presence(false, None, &v.ifcond))),
+                        None => out.push(emit(p, presence(false, None, &v.ifcond))),
                         Some(nv) => {
                             self.condition(&p, &v.ifcond, &nv.ifcond, &mut out);
                             out.push(Task::Type {
@@ -955,7 +930,7 @@ impl<'a> Differ<'a> {
                     let k = key_new(v);
                     if !old_keys.contains(&k) && new_keys.insert(k.clone()) {
                         let p = path.with(Segment::Alternative(k));
-                        out.push(emit(p, self.presence(true, None, &v.ifcond)));
+                        out.push(emit(p, presence(true, None, &v.ifcond)));
                     }
                 }
             }
@@ -976,7 +951,7 @@ impl<'a> Differ<'a> {
         for (om, nm) in both {
             let p = path.with(Segment::Member(om.name.clone()));
             match nm {
-                None => out.push(emit(p, self.presence(false, Some(om.optional), &om.ifcond))),
+                None => out.push(emit(p, presence(false, Some(om.optional), &om.ifcond))),
                 Some(nm) => out.push(Task::Member {
                     path: p,
                     old: om,
@@ -986,7 +961,7 @@ impl<'a> Differ<'a> {
         }
         for nm in added {
             let p = path.with(Segment::Member(nm.name.clone()));
-            out.push(emit(p, self.presence(true, Some(nm.optional), &nm.ifcond)));
+            out.push(emit(p, presence(true, Some(nm.optional), &nm.ifcond)));
         }
         let branches = |o: Option<&'a Object>| {
             o.and_then(|o| o.branches.as_ref())
@@ -999,7 +974,7 @@ impl<'a> Differ<'a> {
                 // A branch without members is only the tag value, reported on the
                 // tag's enum.
                 None if is_empty_object(self.old, ov.ty) => {}
-                None => out.push(emit(p, self.presence(false, None, &ov.ifcond))),
+                None => out.push(emit(p, presence(false, None, &ov.ifcond))),
                 Some(nv) => {
                     self.condition(&p, &ov.ifcond, &nv.ifcond, out);
                     out.push(Task::Type {
@@ -1014,7 +989,7 @@ impl<'a> Differ<'a> {
         for nv in added {
             if !is_empty_object(self.new, nv.ty) {
                 let p = path.with(Segment::Branch(nv.name.clone()));
-                out.push(emit(p, self.presence(true, None, &nv.ifcond)));
+                out.push(emit(p, presence(true, None, &nv.ifcond)));
             }
         }
     }
@@ -1035,6 +1010,22 @@ impl<'a> Differ<'a> {
             root: false,
         });
         out
+    }
+}
+
+/// Added or removed, with the item's condition (often why a capture lacks it).
+fn presence(added: bool, optional: Option<bool>, cond: &Option<IfCond>) -> ChangeKind {
+    let condition = condition(cond);
+    if added {
+        ChangeKind::Added {
+            optional,
+            condition,
+        }
+    } else {
+        ChangeKind::Removed {
+            optional,
+            condition,
+        }
     }
 }
 
