@@ -24,7 +24,15 @@
 //! to the next. [`read`] derives readable names from where each type is used; see
 //! [`names`](self#naming-rules) below. Names that are not masked (commands, events,
 //! builtins, and every name of an unmasked dump) are kept as they are, and the mapping
-//! from derived to masked names is kept in [`Origin::Introspection`].
+//! from derived to masked names is kept in
+//! [`Origin::Introspection`](crate::model::Origin::Introspection). Nothing sends
+//! type names to QEMU (they are not on the wire); the mapping is there to relate a
+//! model to the output it was read from.
+//!
+//! Derived names differ from the sources' (`StatusInfo` is `QueryStatusReply`), so
+//! bindings built from them do not fit code written against bindings built from the
+//! sources. [`recover_names`] gives the types back the names QEMU's sources give them,
+//! from named reference schemas; see [below](self#names-from-reference-schemas).
 //!
 //! ## Naming rules
 //!
@@ -60,6 +68,43 @@
 //! A derived name never equals another entity's name and never equals another type's
 //! name up to case and punctuation (so they stay distinct once converted to Rust
 //! case); on a clash the next free `Name2`, `Name3`, … is taken, in walk order.
+//!
+//! ## Names from reference schemas
+//!
+//! [`recover_names`] (what `Config::name_references`, the build script's
+//! `schema/qemu-system-*.json` / `schema/qemu-ga-*.json` and `qapi-codegen generate
+//! --names-from` use) renames a model read here after one or more named schemas, such
+//! as the definitions-only snapshots of QEMU releases in `schema/`:
+//!
+//! 1. The capture and each reference are walked side by side from the commands and
+//!    events of the same name: arguments with arguments, replies with replies, event
+//!    data with event data, then members by name, union branches by tag value, array
+//!    elements, and alternatives of an alternate by the JSON kind that tells them
+//!    apart. Each place pairs a capture type with a reference type.
+//! 2. A pair counts only if both are the same kind of type (enum, object, alternate)
+//!    and at least half of their items agree: enum values, member names, tag and
+//!    branch names, alternatives' kinds, counted over both sides, leaving out the
+//!    reference's conditional items that the capture lacks (its build may not have
+//!    compiled them in). The walk goes on only through pairs that count.
+//! 3. Each capture type takes the name of its best pair: best agreement, then the
+//!    earlier reference (pass the newest release first), then the most places, then
+//!    walk order. A name already given, or one that would collide with another name
+//!    up to case and punctuation, is skipped for the type's next pair.
+//! 4. Where the reference's type is implicit (`q_obj_query-foo-arg`, an event's
+//!    `q_obj_FOO-arg`), the capture's type takes that name and becomes implicit too,
+//!    so the emitter treats both alike (command and event structs take their members;
+//!    no type of that name is emitted). Arrays are renamed after their elements
+//!    (`StatusInfoList`), a recovered alternate's alternatives take the reference's
+//!    names, and a command or event whose argument and reply types now have the
+//!    reference's names takes the reference's `boxed`, `gen`, `success-response`,
+//!    `allow-preconfig` and `coroutine` (which introspection does not say), so that a
+//!    command the sources box takes its argument type whole.
+//! 5. Types no pair names keep their derived names; one that now collides with a
+//!    recovered name takes the next free `Name2`, `Name3`, …. The masked-name mapping
+//!    follows the new names.
+//!
+//! Types no command or event reaches (the `UnusedType`s) have no place to be paired
+//! at, and keep their derived names.
 //!
 //! # Errors
 //!
