@@ -159,6 +159,7 @@ fn pair_up(capture: &Schema, references: &[&Schema], renamable: &[bool]) -> (Pai
         seen: HashSet::new(),
         queue: VecDeque::new(),
         next: 0,
+        at_places: true,
     };
     for e in &capture.entities {
         for (k, r) in references.iter().enumerate() {
@@ -178,7 +179,70 @@ fn pair_up(capture: &Schema, references: &[&Schema], renamable: &[bool]) -> (Pai
         }
         walk.drain();
     }
+    // Types no command or event reaches have no place: QEMU lists them because they
+    // are used under conditions its build left out. Each is paired with a reference
+    // type of exactly its shape, when one reference (the first that has any) has
+    // exactly one, not itself found at a place.
+    walk.at_places = false;
+    let reached = reachable(capture);
+    for (i, e) in capture.entities.iter().enumerate() {
+        let c = EntityId(i as u32);
+        if !renamable[i] || reached.contains(&c) || walk.pairs.contains_key(&c) {
+            continue;
+        }
+        let ours: HashSet<String> = items(capture, e).into_iter().map(|(i, _)| i).collect();
+        if ours.is_empty() {
+            continue;
+        }
+        for (k, reference) in references.iter().enumerate() {
+            let mut exact = reference.entities.iter().enumerate().filter(|(j, re)| {
+                !re.implicit
+                    && !walk.found.contains_key(&(k, EntityId(*j as u32)))
+                    && shape(capture, e, reference, re)
+                        .is_some_and(|s| s.common == s.total && s.total as usize == ours.len())
+            });
+            match (exact.next(), exact.next()) {
+                (Some((j, _)), None) => {
+                    walk.pair(c, k, EntityId(j as u32));
+                    walk.drain();
+                    break;
+                }
+                (Some(_), Some(_)) => break,
+                _ => {}
+            }
+        }
+    }
     (walk.pairs, walk.found)
+}
+
+/// The types the capture's commands and events reach.
+fn reachable(schema: &Schema) -> HashSet<EntityId> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<EntityId> = Vec::new();
+    for e in &schema.entities {
+        match &e.kind {
+            EntityKind::Command(c) => stack.extend(c.arg_type.into_iter().chain(c.ret_type)),
+            EntityKind::Event(ev) => stack.extend(ev.arg_type),
+            _ => {}
+        }
+    }
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        match &schema.entity(id).kind {
+            EntityKind::Array(a) => stack.push(a.element),
+            EntityKind::Object(o) => {
+                stack.extend(o.members.iter().map(|m| m.ty));
+                if let Some(b) = &o.branches {
+                    stack.extend(b.variants.iter().map(|v| v.ty));
+                }
+            }
+            EntityKind::Alternate(a) => stack.extend(a.alternatives.variants.iter().map(|v| v.ty)),
+            _ => {}
+        }
+    }
+    seen
 }
 
 struct PairWalk<'a> {
@@ -192,6 +256,9 @@ struct PairWalk<'a> {
     seen: HashSet<(EntityId, usize, EntityId)>,
     queue: VecDeque<(EntityId, usize, EntityId)>,
     next: usize,
+    /// Whether pairs are made at places (from commands and events), which is what
+    /// [`Recovery::present`] counts, or by shape alone.
+    at_places: bool,
 }
 
 impl PairWalk<'_> {
@@ -214,9 +281,11 @@ impl PairWalk<'_> {
         {
             return;
         }
-        let at = self.found.entry((k, r)).or_default();
-        if !at.contains(&c) {
-            at.push(c);
+        if self.at_places {
+            let at = self.found.entry((k, r)).or_default();
+            if !at.contains(&c) {
+                at.push(c);
+            }
         }
         let Some(score) = shape(self.capture, self.capture.entity(c), reference, re) else {
             return;
