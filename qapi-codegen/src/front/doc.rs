@@ -116,7 +116,8 @@ impl QapiDoc {
             .map(|s| s.text.as_str())
     }
 
-    fn end(&mut self, sources: &Sources) -> Result<(), SchemaError> {
+    /// `tolerant`: an empty tagged section (8.1 wrote a bare `Returns:`) is no error.
+    fn end(&mut self, sources: &Sources, tolerant: bool) -> Result<(), SchemaError> {
         for s in &mut self.all {
             // `text.strip('\n')`, in place.
             let end = s.text.trim_end_matches('\n').len();
@@ -125,7 +126,7 @@ impl QapiDoc {
             if lead > 0 {
                 s.text.drain(..lead);
             }
-            if s.kind != Kind::Plain && s.text.is_empty() {
+            if s.kind != Kind::Plain && s.text.is_empty() && !tolerant {
                 return Err(
                     sources.error(s.info, format!("text required after '{}:'", s.kind.title()))
                 );
@@ -443,6 +444,8 @@ impl<'a> FileParser<'a, '_> {
                     line = Some(l);
                     while let Some((name, end)) = line.and_then(match_at_name_colon) {
                         let l = line.unwrap_or_default();
+                        // Releases before 6.0 wrote `@name :` at times.
+                        let name = if tolerant { name.trim_end() } else { name };
                         doc.new_description(&self.ctx.sources, self.lx.info, name, Kind::Member)?;
                         if end < l.len() {
                             doc.append_line(&l[end..]);
@@ -508,7 +511,7 @@ impl<'a> FileParser<'a, '_> {
             }
         }
         self.accept(true)?;
-        doc.end(&self.ctx.sources)?;
+        doc.end(&self.ctx.sources, tolerant)?;
         doc.lenient = tolerant;
         Ok(doc)
     }
