@@ -1,9 +1,9 @@
 //! The full bindings compile with `#![deny(warnings, missing_docs)]` for QEMU 10.0's
 //! system, storage-daemon and guest-agent source schemas and for the
 //! `query-qmp-schema` captures under `schema/introspect/` (taken from the installed
-//! `qemu-system-x86_64` and `qemu-storage-daemon`), and for the system schema of every
-//! older release `scripts/fetch-old-schemas` fetched (5.2 to 9.1, in their dialect):
-//! each is generated into a module of one temporary crate that depends on the real
+//! `qemu-system-x86_64` and `qemu-storage-daemon`; the older releases' bindings are
+//! built through `QMP_SCHEMA` by the root crate's `tests/release_bindings.rs`): each
+//! is generated into a module of one temporary crate that depends on the real
 //! `qmp` crate, and `cargo check` runs on it (sharing `CARGO_TARGET_DIR` when set, so
 //! dependencies build once). The root crate's own build covers `cargo clippy` for the
 //! 10.0 system and guest agent bindings.
@@ -18,10 +18,7 @@ use qapi_codegen::model::Dialect;
 
 #[path = "support/corpus.rs"]
 mod corpus_dir;
-#[path = "support/old_releases.rs"]
-mod old_releases;
 use corpus_dir::corpus;
-use old_releases::{expected_dialect, old_schemas, release_of, releases};
 
 #[test]
 fn full_bindings_compile_without_warnings() {
@@ -63,13 +60,8 @@ fn full_bindings_compile_without_warnings() {
             .collect();
         inputs.push((format!("introspected_{m}"), c, None));
     }
-    // Older releases, when fetched, each in its dialect.
-    for r in old_schemas().map(|d| releases(&d)).unwrap_or_default() {
-        let dialect = expected_dialect(release_of(&r));
-        let v = r.file_name().unwrap_or_default().to_string_lossy();
-        let module = format!("system_{}", v.replace('.', "_"));
-        inputs.push((module, r.join("qapi/qapi-schema.json"), Some(dialect)));
-    }
+    // Older releases are built through QMP_SCHEMA by the root crate's
+    // tests/release_bindings.rs.
 
     let dir = std::env::temp_dir().join(format!("qapi-full-bindings-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("src")).expect("temp crate");
