@@ -300,3 +300,54 @@ fn without_a_socket_a_private_storage_daemon_is_started_and_stopped() {
     assert!(!status.success(), "interrupted is reported as failure");
     assert!(gone(daemons[0]), "the private daemon was stopped");
 }
+
+#[test]
+fn a_reply_that_does_not_fit_the_bindings_is_printed_with_a_warning_and_status_3() {
+    // What QEMU 7.2 answers to `query-dirty-rate` (QEMU 10.0's reply also has the
+    // required `calc-time-unit`), served from a transcript twice.
+    let dir = tempfile::tempdir().unwrap();
+    let transcript = dir.path().join("old.jsonl");
+    let reply = serde_json::json!({
+        "status": "unstarted", "start-time": 0, "calc-time": 0,
+        "sample-pages": 512, "mode": "page-sampling"
+    });
+    let mut lines = vec![serde_json::json!({"t": 0, "dir": "s2c", "msg": {"QMP": {
+        "version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": ""},
+        "capabilities": []}}})];
+    for id in [1, 2] {
+        lines.push(serde_json::json!({"t": id, "dir": "c2s",
+            "msg": {"execute": "query-dirty-rate", "id": id}}));
+        lines.push(serde_json::json!({"t": id, "dir": "s2c",
+            "msg": {"return": reply, "id": id}}));
+    }
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&transcript, text).unwrap();
+    let file = transcript.to_str().unwrap().to_owned();
+    let mut server = qmp::local::LocalQemu::spawn(QMP, |socket| {
+        vec![
+            "--socket".into(),
+            socket.display().to_string(),
+            "serve".into(),
+            "--replay".into(),
+            file,
+        ]
+    })
+    .unwrap();
+    server.wait_for_socket(Duration::from_secs(10)).unwrap();
+    let s = server.socket().to_str().unwrap();
+    let out = qmp(&["--socket", s, "call", "query-dirty-rate"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, reply, "the reply is printed as received");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`query-dirty-rate`")
+            && err.contains("at `return`")
+            && err.contains("missing field `calc-time-unit`"),
+        "{err}"
+    );
+    // --no-check prints it without the check.
+    let out = qmp(&["--socket", s, "call", "query-dirty-rate", "--no-check"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), reply);
+}
