@@ -103,8 +103,12 @@
 //!    recovered name takes the next free `Name2`, `Name3`, …. The masked-name mapping
 //!    follows the new names.
 //!
-//! Types no command or event reaches (the `UnusedType`s) have no place to be paired
-//! at, and keep their derived names.
+//! Types no command or event reaches (the `UnusedType`s: QEMU lists types used only
+//! under conditions its build left out) have no place to be paired at. Each takes
+//! the name of a reference type of exactly its shape (the same items, none missing),
+//! not itself found at a place, when the first reference that has such a type has
+//! only one; the types it uses are then paired from there. Otherwise it keeps its
+//! derived name.
 //!
 //! # Errors
 //!

@@ -110,6 +110,8 @@ struct Candidate {
 /// their derived names (a derived name that now collides takes the next free
 /// `Name2`, …), arrays are renamed after their elements (`ElementList`), and the
 /// alternatives of a renamed alternate take the reference's alternative names.
+/// Types no command or event reaches take the name of the one reference type of
+/// exactly their shape, if the first reference with such a type has only one.
 /// [`Origin::Introspection`]'s masked-name mapping follows the new names.
 pub fn recover_names(capture: &mut Schema, references: &[&Schema]) -> Recovery {
     let Origin::Introspection { masked_names } = &capture.origin else {
@@ -1003,5 +1005,43 @@ mod tests {
             panic!("no command");
         };
         assert!(c.boxed);
+    }
+
+    #[test]
+    fn unreached_types_take_the_one_reference_type_of_their_shape() {
+        let reference = source(
+            "{ 'enum': 'CompareResult', 'data': [ 'identical', 'subset' ] }
+             { 'struct': 'CompareInfo', 'data': { 'result': 'CompareResult' } }
+             { 'enum': 'Twin', 'data': [ 'on', 'off' ] }
+             { 'enum': 'Other', 'data': [ 'on', 'off' ] }
+             { 'struct': 'Holder', 'data': { 'a': 'Twin', 'b': 'Other' } }
+             { 'command': 'compare', 'returns': 'CompareInfo' }
+             { 'command': 'hold', 'returns': 'Holder' }
+             { 'command': 'stop' }",
+        );
+        // QEMU lists types of commands its build left out, unreached.
+        let mut cap = capture(
+            r#"[
+            {"name": "stop", "meta-type": "command", "arg-type": "0", "ret-type": "0"},
+            {"name": "0", "meta-type": "object", "members": []},
+            {"name": "1", "meta-type": "object", "members": [{"name": "result", "type": "2"}]},
+            {"name": "2", "meta-type": "enum", "values": ["identical", "subset"]},
+            {"name": "3", "meta-type": "enum", "values": ["on", "off"]}
+        ]"#,
+        );
+        let r = recover_names(&mut cap, &[&reference]);
+        assert!(cap.lookup("CompareInfo").is_some(), "{:?}", names(&cap));
+        assert!(cap.lookup("CompareResult").is_some(), "{:?}", names(&cap));
+        // Two reference types have that shape: no guess.
+        assert!(cap.lookup("Twin").is_none() && cap.lookup("Other").is_none());
+        assert!(
+            cap.entities
+                .iter()
+                .any(|e| e.name.starts_with("UnusedType")),
+            "{:?}",
+            names(&cap)
+        );
+        // Not found at a place: not counted as present.
+        assert_eq!(r.present, vec![0]);
     }
 }
