@@ -33,10 +33,14 @@
 //! By default the bindings are built from `schema/qemu-system-10.0.json`, a
 //! definitions-only snapshot of QEMU 10.0's system emulator schema written by
 //! `qapi-codegen snapshot`. To build them for the QEMU you run, point `QMP_SCHEMA` at
-//! its `qapi/qapi-schema.json`, or at a file holding its `query-qmp-schema` output
-//! (`qmp schema > file`): the kind is detected from the content, and the crate is
-//! rebuilt when the variable or any file read changes. Relative paths are relative to
-//! this crate's folder.
+//! its `qapi/qapi-schema.json` (the sources of any release from 3.1 on, read with no
+//! flag; `QMP_SCHEMA_DIALECT=legacy|current` forces the dialect), or at a file holding
+//! its `query-qmp-schema` output (`qmp schema > file`), whose types then take the
+//! names QEMU's sources give them, recovered from the snapshots in `schema/`: code
+//! written against these default bindings compiles against either. The kind is
+//! detected from the content, and the crate is rebuilt when the variable or any file
+//! read changes. Relative paths are relative to this crate's folder (give an absolute
+//! one; an error names the absolute path tried).
 //!
 //! With the `qga` feature, [`ga`] holds the guest agent's bindings (from
 //! `schema/qemu-ga-10.0.json`, or `QGA_SCHEMA`).
