@@ -34,8 +34,9 @@ enum Cmd {
         /// Where to write the Rust file (written only if it changed).
         #[arg(short, long)]
         out: PathBuf,
-        /// How to read QAPI sources: `legacy` for QEMU 3.1 to 9.x sources the
-        /// automatic choice does not recognise (default: decided from the sources).
+        /// How to read QAPI sources, for sources the automatic choice gets wrong
+        /// (default: decided from the sources; every release from 3.1 on is read
+        /// without it). Doc comments are then read tolerantly.
         #[arg(long, value_enum)]
         dialect: Option<DialectArg>,
         /// The QEMU manual the docs link to.
@@ -95,9 +96,9 @@ fn main() -> ExitCode {
 /// `--dialect`.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DialectArg {
-    /// QEMU 6.0 and later.
+    /// QEMU 6.2 and later.
     Current,
-    /// QEMU 3.1 to 5.2 (simple unions, C-expression conditions).
+    /// QEMU 3.1 to 6.1 (simple unions, C-expression conditions).
     Legacy,
 }
 
