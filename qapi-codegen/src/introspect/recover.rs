@@ -111,8 +111,12 @@ struct Candidate {
 /// `Name2`, …), arrays are renamed after their elements (`ElementList`), and the
 /// alternatives of a renamed alternate take the reference's alternative names.
 /// Types no command or event reaches take the name of the one reference type of
-/// exactly their shape, if the first reference with such a type has only one.
-/// [`Origin::Introspection`]'s masked-name mapping follows the new names.
+/// exactly their shape, if the first reference with such a type has only one. A
+/// command or event whose argument and reply types now have the names of the first
+/// reference that has it takes that reference's `boxed`, `gen`, `success-response`,
+/// `allow-preconfig` and `coroutine`, which introspection does not say.
+/// [`Origin::Introspection`]'s masked-name mapping follows the new names (no one sends
+/// type names to QEMU: they are not on the wire).
 pub fn recover_names(capture: &mut Schema, references: &[&Schema]) -> Recovery {
     let Origin::Introspection { masked_names } = &capture.origin else {
         return Recovery::default();
@@ -254,7 +258,7 @@ struct PairWalk<'a> {
     pairs: Pairs,
     /// Reference types (named or not) found at a place of a renamable capture type,
     /// whatever the shapes: the capture types there, in walk order.
-    found: BTreeMap<(usize, EntityId), Vec<EntityId>>,
+    found: Found,
     seen: HashSet<(EntityId, usize, EntityId)>,
     queue: VecDeque<(EntityId, usize, EntityId)>,
     next: usize,
