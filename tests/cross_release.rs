@@ -13,8 +13,9 @@
 //! * 7.2 bindings: the same program built with `QMP_SCHEMA` set to QEMU 7.2's sources
 //!   (`target/old-schemas/7.2/qapi/qapi-schema.json`, fetched by
 //!   `scripts/fetch-old-schemas`; `schema/qemu-system-7.2.json` when they are absent)
-//!   into its own target folder, `target/cross-release` (kept between runs: a cold
-//!   build takes about a minute, a warm one a second).
+//!   into its own target folder, `target/cross-release` (under `CARGO_TARGET_DIR` when
+//!   that is set; kept between runs: a cold build takes about a minute, a warm one a
+//!   second).
 //!
 //! It prints a table per direction and asserts that bindings decode every reply of
 //! their own release (a failure there is a bug of ours), and that the failures across
@@ -237,24 +238,34 @@ fn build_qmp_72() -> PathBuf {
         println!("{SOURCES_72} is absent (scripts/fetch-old-schemas): using {SNAPSHOT_72}");
         root.join(SNAPSHOT_72)
     };
-    let target = root.join("target/cross-release");
+    // Beside the workspace's own build, which it leaves alone.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("cross-release");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let start = Instant::now();
     // Offline: this test's own build fetched every dependency already.
-    let status = Command::new(cargo)
+    let out = Command::new(cargo)
         .current_dir(&root)
         .args(["build", "--offline", "--features", "cli", "--bin", "qmp"])
         .env("CARGO_TARGET_DIR", &target)
         .env("QMP_SCHEMA", &schema)
+        .env_remove("QMP_SCHEMA_DIALECT")
         // No debug info: nobody debugs this build, and it compiles and links faster.
         .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .stdin(Stdio::null())
-        .status()
+        .output()
         .unwrap_or_else(|e| panic!("running cargo: {e}"));
+    // Cargo's output only when the build fails: it is long, and a test's output is
+    // read for the table.
     assert!(
-        status.success(),
-        "building qmp with QMP_SCHEMA={}: {status}",
-        schema.display()
+        out.status.success(),
+        "building qmp with QMP_SCHEMA={} into {}: {}\n{}",
+        schema.display(),
+        target.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
     println!(
         "built qmp with QEMU 7.2's bindings ({}) in {:.1} s",
