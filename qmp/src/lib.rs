@@ -31,8 +31,10 @@
 //! ```
 //!
 //! Against a QEMU of its own (feature `server`): `qmp::local::LocalQemu` starts
-//! `qemu-storage-daemon`, `qemu-system-x86_64 -M none` or any program with a QMP
-//! socket in a private directory, connects once it listens, and kills it on drop.
+//! `qemu-storage-daemon`, `qemu-system-x86_64 -M none`, a system emulator machine
+//! (`qmp::local::System`: machine type, disk, NIC…), an older release unpacked beside
+//! the installed one (`qmp::local::OldQemu`) or any program with a QMP socket in a
+//! private directory, connects once it listens, and kills it on drop.
 //!
 //! A complete, runnable session against an in-memory peer (the same code works
 //! over [`Config::connect_unix`], [`Config::connect_tcp`] or [`Config::accept_unix`]):
