@@ -68,6 +68,7 @@ fn main() -> ExitCode {
         }
         let result = qapi_codegen::Config::new()
             .check_arguments(std::env::var_os("CARGO_FEATURE_CHECK_ARGUMENTS").is_some())
+            .schema_json(std::env::var_os("CARGO_FEATURE_SCHEMA").is_some())
             .schema(schema)
             .env_override(Some(var))
             .manual(manual)

@@ -62,6 +62,39 @@ mod generated {
 
 pub use generated::{commands, events, types};
 
+#[cfg(feature = "schema")]
+pub use generated::SCHEMA_JSON;
+
+/// The differences between these bindings and the QEMU whose `query-qmp-schema` reply
+/// is `peer_schema` (feature `schema`): commands, events, members, branches and
+/// enumeration values only one side has, members required on one side and optional
+/// on the other, and whether a command is fully supported ([`qmp::drift`]).
+///
+/// ```no_run
+/// # fn demo(client: &qemu_qapi::qmp::blocking::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let schema = client.execute_raw("query-qmp-schema", None::<&()>)?;
+/// let drift = qemu_qapi::drift(&schema)?;
+/// if !drift.is_fully_supported("blockdev-add") {
+///     eprintln!("{}", drift.support("blockdev-add"));
+/// }
+/// print!("{drift}");
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// When `peer_schema` is not `query-qmp-schema` output (the error names the entry).
+#[cfg(feature = "schema")]
+pub fn drift(peer_schema: &serde_json::Value) -> Result<qmp::drift::Drift, qmp::drift::ReadError> {
+    let bindings: serde_json::Value =
+        serde_json::from_str(SCHEMA_JSON).map_err(|e| qmp::drift::ReadError {
+            side: qmp::drift::Side::Bindings,
+            index: 0,
+            name: "?".into(),
+            reason: format!("SCHEMA_JSON is not JSON: {e}"),
+        })?;
+    qmp::drift::Drift::between_json(&bindings, peer_schema)
+}
+
 /// The guest agent's bindings (`qemu-ga`): `types`, `commands`, `events`.
 #[cfg(feature = "qga")]
 pub mod ga {

@@ -166,6 +166,13 @@ impl Config {
         self
     }
 
+    /// Emit `SCHEMA_JSON`, the schema in `query-qmp-schema` form, into the bindings
+    /// (default false; see [`Options::schema_json`]).
+    pub fn schema_json(&mut self, on: bool) -> &mut Self {
+        self.options.schema_json = on;
+        self
+    }
+
     /// Include QAPI doc text in the generated docs (default true).
     pub fn docs(&mut self, on: bool) -> &mut Self {
         self.options.docs = on;

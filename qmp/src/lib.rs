@@ -171,6 +171,8 @@ pub mod codec;
 mod command;
 mod connect;
 mod connection;
+#[cfg(feature = "drift")]
+pub mod drift;
 mod error;
 mod events;
 mod fanout;

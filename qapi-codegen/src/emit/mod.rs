@@ -39,6 +39,7 @@ mod events;
 mod layout;
 pub mod manual;
 pub mod names;
+mod schema_json;
 mod types;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -63,6 +64,12 @@ pub struct Options {
     /// Convert the QAPI doc text into the generated docs (otherwise every item gets a
     /// one-line description and a link to the manual). Default: true.
     pub docs: bool,
+    /// Emit `SCHEMA_JSON` at the top of the file: the schema itself in
+    /// `query-qmp-schema` form with the real type names and each item's condition
+    /// (see `emit/schema_json.rs`), for comparing the bindings with a live QEMU at run
+    /// time. It adds the schema's text to the bindings (~0.3 MB for QEMU's system
+    /// emulator). Default: false.
+    pub schema_json: bool,
 }
 
 impl Default for Options {
@@ -71,6 +78,7 @@ impl Default for Options {
             check_arguments: true,
             manual: Manual::qmp(),
             docs: true,
+            schema_json: false,
         }
     }
 }
@@ -134,6 +142,11 @@ pub fn generate_tokens(schema: &Schema, opts: &Options) -> Result<TokenStream, E
     let types = types::emit(&ctx)?;
     let commands = commands::emit(&ctx)?;
     let events = events::emit(&ctx)?;
+    let schema_json = if opts.schema_json {
+        schema_json::emit(schema)
+    } else {
+        TokenStream::new()
+    };
     let lints = quote! {
         #![allow(deprecated)]
         #![allow(
@@ -147,6 +160,7 @@ pub fn generate_tokens(schema: &Schema, opts: &Options) -> Result<TokenStream, E
         )]
     };
     Ok(quote! {
+        #schema_json
         /// The types of the schema: enums, structs, unions and alternates.
         pub mod types {
             #lints
