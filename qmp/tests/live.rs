@@ -641,3 +641,47 @@ mod fds {
         assert_eq!(set["fds"][0]["fd"], info["fd"]);
     }
 }
+
+/// `LocalQemu::system`: a `pc` machine (TCG, paused) with the disk and NIC `System`
+/// adds, and the same machine from QEMU 7.2 when `scripts/setup-old-qemu` unpacked it.
+#[tokio::test]
+async fn a_pc_machine_has_its_disk_and_nic() {
+    if !have("qemu-system-x86_64") || !have("qemu-img") {
+        return;
+    }
+    let pc = qmp::local::System::new("pc")
+        .accel("tcg")
+        .paused()
+        .disk(16 << 20)
+        .nic();
+    let old_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/old-qemu/7.2");
+    let mut machines = vec![("10.0", pc.clone())];
+    match qmp::local::OldQemu::open(&old_dir) {
+        Ok(old) => machines.push(("7.2", pc.release(&old))),
+        Err(e) => println!("QEMU 7.2 not tried (scripts/setup-old-qemu): {e}"),
+    }
+    for (release, machine) in machines {
+        let mut qemu = LocalQemu::system(&machine).expect("qemu-system-x86_64");
+        let client = connect(&mut qemu).await;
+        let version = &client.greeting().qmp.version.qemu;
+        assert_eq!(format!("{}.{}", version.major, version.minor), release);
+        let status = client
+            .execute_raw("query-status", None::<&()>)
+            .await
+            .unwrap();
+        assert_eq!(status["status"], "prelaunch", "{release}: -S");
+        let block = client
+            .execute_raw("query-block", None::<&()>)
+            .await
+            .unwrap();
+        let disk = &block.as_array().unwrap()[0];
+        assert_eq!(disk["device"], "disk0", "{release}: {block}");
+        assert_eq!(disk["inserted"]["drv"], "qcow2", "{release}: {block}");
+        let pci = client.execute_raw("query-pci", None::<&()>).await.unwrap();
+        assert!(
+            pci.to_string().contains("\"qdev_id\":\"nic0\""),
+            "{release}: no e1000 nic0 in {pci}"
+        );
+        client.close().await;
+    }
+}
