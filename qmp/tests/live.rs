@@ -1,5 +1,6 @@
-//! Live tests against the installed QEMU 10.0 (`qemu-storage-daemon` and
-//! `qemu-system-x86_64 -M none`), started and killed by the tests themselves.
+//! Live tests against the installed QEMU 10.0 (`qemu-storage-daemon`,
+//! `qemu-system-x86_64 -M none` and a `pc` machine) and, for the `pc` machine, QEMU 7.2
+//! when `scripts/setup-old-qemu` unpacked it, started and killed by the tests themselves.
 //!
 //! Each QEMU runs in its own directory (`qmp::local::LocalQemu`), killed and removed on
 //! drop, so nothing is left behind even when a test fails. When the QEMU binaries
