@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use crate::events::{EventStream, RawEvent};
 use crate::message::Greeting;
-use crate::{Command, Config, Event, EventSet, Overflow};
+use crate::{Command, Config, Event, EventSet, Overflow, PeerSchema};
 
 /// A blocking QMP client. Cloning shares the connection and the runtime.
 #[derive(Clone, Debug)]
@@ -202,6 +202,86 @@ impl Client {
     {
         self.runtime
             .block_on(self.inner.execute_and_wait(cmd, until))
+    }
+
+    /// The peer's schema, fetched on first use and kept for the connection; see
+    /// [`crate::Client::peer_schema`].
+    ///
+    /// # Errors
+    /// As the async version.
+    pub fn peer_schema(&self) -> Result<Arc<PeerSchema>> {
+        if let Some(s) = self.inner.peer_schema_if_known() {
+            return Ok(s);
+        }
+        self.runtime.block_on(self.inner.peer_schema())
+    }
+
+    /// The peer's schema if already known; never fetches.
+    pub fn peer_schema_if_known(&self) -> Option<Arc<PeerSchema>> {
+        self.inner.peer_schema_if_known()
+    }
+
+    /// Whether the peer has command `C`; see [`crate::Client::supports`].
+    ///
+    /// # Errors
+    /// As the async version.
+    pub fn supports<C: Command>(&self) -> Result<bool> {
+        Ok(self.known_schema()?.has_command(C::NAME))
+    }
+
+    /// Whether the peer has event `E`; see [`crate::Client::supports_event`].
+    ///
+    /// # Errors
+    /// As the async version.
+    pub fn supports_event<E: Event>(&self) -> Result<bool> {
+        Ok(self.known_schema()?.has_event(E::NAME))
+    }
+
+    /// Answers a libvirt schema query; see [`crate::Client::supports_probe`].
+    ///
+    /// # Errors
+    /// As the async version.
+    pub fn supports_probe(&self, query: &str) -> Result<bool> {
+        self.known_schema()?.probe(query).map_err(Error::probe)
+    }
+
+    /// Whether `C`'s arguments have the member at `path`; see
+    /// [`crate::Client::supports_member`].
+    ///
+    /// # Errors
+    /// As the async version.
+    pub fn supports_member<C: Command>(&self, path: &str) -> Result<bool> {
+        self.supports_probe(&format!("{}/arg-type/{path}", C::NAME))
+    }
+
+    /// Whether the enum at `path` in `C`'s arguments lists `value`; see
+    /// [`crate::Client::supports_value`].
+    ///
+    /// # Errors
+    /// As the async version.
+    pub fn supports_value<C: Command>(&self, path: &str, value: &str) -> Result<bool> {
+        self.supports_probe(&format!("{}/arg-type/{path}/^{value}", C::NAME))
+    }
+
+    /// The schema, without entering the runtime once it is known (answers then take
+    /// no thread hop).
+    fn known_schema(&self) -> Result<Arc<PeerSchema>> {
+        self.peer_schema()
+    }
+
+    /// Whether this handle's typed calls are refused before sending when the peer's
+    /// known schema lacks what they use; see [`crate::Client::refuses_unsupported`].
+    pub fn refuses_unsupported(&self) -> bool {
+        self.inner.refuses_unsupported()
+    }
+
+    /// A handle whose typed calls are (or are not) refused before sending; see
+    /// [`crate::Client::with_refusal`].
+    pub fn with_refusal(&self, refuse: bool) -> Client {
+        Client {
+            runtime: self.runtime.clone(),
+            inner: self.inner.with_refusal(refuse),
+        }
     }
 
     /// Subscribes to one event type; see [`crate::Client::subscribe`].

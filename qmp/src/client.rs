@@ -14,6 +14,7 @@ use crate::connection::{self, Outgoing, ReplyLine, ReplyResult, Shared};
 use crate::error::{Error, Result};
 use crate::events::{self, EventStream, RawEvent};
 use crate::message::{write_request, ExecKind, Greeting};
+use crate::peer::{PeerSchema, Role};
 use crate::state::{RunState, RunStateWatch};
 use crate::{Command, Event, EventSet, Overflow};
 
@@ -27,6 +28,9 @@ pub struct Client {
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Box<Outgoing>>,
     timeout: Option<Duration>,
+    /// Whether typed calls are checked against the peer's schema once it is known
+    /// (`crate::peer`).
+    refuse: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -35,6 +39,8 @@ impl std::fmt::Debug for Client {
             .field("state", &self.shared.state.current())
             .field("oob", &self.shared.oob)
             .field("timeout", &self.timeout)
+            .field("refuse", &self.refuse)
+            .field("peer_schema_known", &self.shared.peer.get().is_some())
             .finish()
     }
 }
@@ -71,11 +77,13 @@ impl Client {
         shared: Arc<Shared>,
         tx: mpsc::UnboundedSender<Box<Outgoing>>,
         timeout: Option<Duration>,
+        refuse: bool,
     ) -> Self {
         Client {
             shared,
             tx,
             timeout,
+            refuse,
         }
     }
 
@@ -207,6 +215,12 @@ impl Client {
         cmd: &C,
         fds: Vec<OwnedFd>,
     ) -> Result<C::Reply> {
+        // One atomic load while the schema is unknown (`crate::peer`).
+        if self.refuse {
+            if let Some(peer) = self.shared.peer.get() {
+                self.refuse_absent::<C>(peer, cmd)?;
+            }
+        }
         let spec = CallSpec {
             kind,
             name: Cow::Borrowed(C::NAME),
@@ -224,6 +238,149 @@ impl Client {
         }
         let reply = self.call(spec).await?;
         decode_reply::<C::Reply>(C::NAME, &reply)
+    }
+
+    #[cold]
+    fn refuse_absent<C: Command>(&self, peer: &PeerSchema, cmd: &C) -> Result<()> {
+        let Some(absent) = peer.lacks_typed(cmd) else {
+            return Ok(());
+        };
+        let absent_text = absent.to_string();
+        let message = crate::peer::Refusal {
+            command: C::NAME,
+            absent,
+            greeting: &self.shared.greeting,
+        }
+        .to_string();
+        tracing::debug!(target: "qmp::client", command = C::NAME, %message, "refused before sending");
+        Err(Error::refused(C::NAME, absent_text, message))
+    }
+
+    /// The peer's schema (its `query-qmp-schema`), fetched on the first call and kept
+    /// for the connection; see [`crate::peer`] for when it is fetched, how
+    /// concurrent first calls share one fetch, and how it is shared between
+    /// connections.
+    ///
+    /// # Errors
+    /// The error that ended the fetch (closed, timeout, an error reply, or
+    /// [`crate::ErrorKind::Decode`] for a reply that is not a schema), to every caller
+    /// waiting on it; a later call fetches again.
+    pub async fn peer_schema(&self) -> Result<Arc<PeerSchema>> {
+        if let Some(s) = self.shared.peer.get() {
+            return Ok(s.clone());
+        }
+        loop {
+            match self.shared.peer.join() {
+                Role::Known(s) => return Ok(s),
+                Role::Wait(rx) => {
+                    if let Some(outcome) = crate::peer::wait(rx).await {
+                        return outcome;
+                    }
+                    // The caller that was fetching was cancelled: join again.
+                }
+                Role::Lead(leader) => {
+                    let outcome = self.fetch_peer_schema().await;
+                    return leader.finish(outcome);
+                }
+            }
+        }
+    }
+
+    async fn fetch_peer_schema(&self) -> Result<Arc<PeerSchema>> {
+        const NAME: &str = "query-qmp-schema";
+        let reply = self
+            .call(CallSpec {
+                kind: ExecKind::Execute,
+                name: Cow::Borrowed(NAME),
+                args: None::<&()>,
+                fds: Vec::new(),
+                with_id: true,
+                timeout: self.timeout,
+            })
+            .await?;
+        if reply.is_error {
+            decode_reply::<serde::de::IgnoredAny>(NAME, &reply)?;
+        }
+        crate::peer::shared(reply.value(), &self.shared.greeting).map_err(Error::bad_schema)
+    }
+
+    /// The peer's schema if it is already known (fetched by an earlier call or at
+    /// connect); never fetches.
+    pub fn peer_schema_if_known(&self) -> Option<Arc<PeerSchema>> {
+        self.shared.peer.get().cloned()
+    }
+
+    /// Whether the peer has command `C` (fetching its schema on first use).
+    ///
+    /// # Errors
+    /// As [`peer_schema`](Self::peer_schema).
+    pub async fn supports<C: Command>(&self) -> Result<bool> {
+        match self.shared.peer.get() {
+            Some(s) => Ok(s.has_command(C::NAME)),
+            None => Ok(self.peer_schema().await?.has_command(C::NAME)),
+        }
+    }
+
+    /// Whether the peer has event `E` (fetching its schema on first use).
+    ///
+    /// # Errors
+    /// As [`peer_schema`](Self::peer_schema).
+    pub async fn supports_event<E: Event>(&self) -> Result<bool> {
+        match self.shared.peer.get() {
+            Some(s) => Ok(s.has_event(E::NAME)),
+            None => Ok(self.peer_schema().await?.has_event(E::NAME)),
+        }
+    }
+
+    /// Answers a libvirt schema query, e.g. `blockdev-add/arg-type/+file/aio/^io_uring`
+    /// (grammar: [`crate::probe`]), fetching the schema on first use.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Probe`] for a malformed query (whatever the peer); else as
+    /// [`peer_schema`](Self::peer_schema).
+    pub async fn supports_probe(&self, query: &str) -> Result<bool> {
+        let answer = match self.shared.peer.get() {
+            Some(s) => s.probe(query),
+            None => self.peer_schema().await?.probe(query),
+        };
+        answer.map_err(Error::probe)
+    }
+
+    /// Whether `C`'s arguments have the member at `path` in the peer's schema: a
+    /// probe path below `arg-type`, e.g. `supports_member::<BlockdevAdd>("+file/aio")`.
+    ///
+    /// # Errors
+    /// As [`supports_probe`](Self::supports_probe).
+    pub async fn supports_member<C: Command>(&self, path: &str) -> Result<bool> {
+        self.supports_probe(&format!("{}/arg-type/{path}", C::NAME))
+            .await
+    }
+
+    /// Whether the enum at `path` in `C`'s arguments lists `value` in the peer's
+    /// schema, e.g. `supports_value::<BlockdevAdd>("+file/aio", "io_uring")`.
+    ///
+    /// # Errors
+    /// As [`supports_probe`](Self::supports_probe).
+    pub async fn supports_value<C: Command>(&self, path: &str, value: &str) -> Result<bool> {
+        self.supports_probe(&format!("{}/arg-type/{path}/^{value}", C::NAME))
+            .await
+    }
+
+    /// Whether this handle's typed calls are refused before sending when the peer's
+    /// known schema lacks what they use (default: [`crate::Config::refuse_unsupported`],
+    /// on).
+    pub fn refuses_unsupported(&self) -> bool {
+        self.refuse
+    }
+
+    /// A handle to the same connection whose typed calls are (`true`) or are not
+    /// (`false`) refused before sending when the peer's known schema lacks what they
+    /// use. The schema itself is per connection and stays shared.
+    pub fn with_refusal(&self, refuse: bool) -> Client {
+        Client {
+            refuse,
+            ..self.clone()
+        }
     }
 
     /// Runs a command by name with JSON arguments (`None`, or anything that

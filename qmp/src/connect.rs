@@ -39,6 +39,8 @@ pub struct Config {
     pub(crate) event_capacity: usize,
     pub(crate) event_overflow: Overflow,
     pub(crate) negotiate_oob: bool,
+    pub(crate) fetch_peer_schema: bool,
+    pub(crate) refuse_unsupported: bool,
     pub(crate) state: StateCell,
     pub(crate) hook: HookSlot,
 }
@@ -51,7 +53,9 @@ impl Default for Config {
 
 impl Config {
     /// Defaults: 30 s connect timeout, no call timeout, 16 MiB maximum message, 1024
-    /// buffered events per subscriber, `oob` negotiated when offered.
+    /// buffered events per subscriber, `oob` negotiated when offered, the peer's
+    /// schema fetched only when asked for, and typed calls refused before sending
+    /// when the (known) schema lacks what they use.
     pub fn new() -> Self {
         Config {
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
@@ -60,6 +64,8 @@ impl Config {
             event_capacity: DEFAULT_EVENT_CAPACITY,
             event_overflow: Overflow::DropNewest,
             negotiate_oob: true,
+            fetch_peer_schema: false,
+            refuse_unsupported: true,
             state: StateCell::new(),
             hook: HookSlot::default(),
         }
@@ -110,6 +116,26 @@ impl Config {
     /// and `exec-oob` commands can overtake in-band ones.
     pub fn negotiate_oob(&mut self, yes: bool) -> &mut Self {
         self.negotiate_oob = yes;
+        self
+    }
+
+    /// Whether connecting also fetches the peer's schema (`query-qmp-schema`, one
+    /// round trip) before returning the client (default false: fetched by the first
+    /// [`Client::peer_schema`] or `supports*` call). With it, typed calls are checked
+    /// against the peer from the first one (see [`crate::peer`]). The fetch counts
+    /// towards the connect timeout; if it fails, connecting fails.
+    pub fn fetch_peer_schema(&mut self, yes: bool) -> &mut Self {
+        self.fetch_peer_schema = yes;
+        self
+    }
+
+    /// Whether typed calls ([`Client::execute`] and its siblings) are refused with
+    /// [`crate::ErrorKind::Unsupported`], without sending them, when the peer's schema
+    /// is known and lacks the command, an argument member or an enum value they use
+    /// (default true; it never causes a fetch, and only absence is refused: see
+    /// [`crate::peer`]). [`Client::with_refusal`] changes it per handle.
+    pub fn refuse_unsupported(&mut self, yes: bool) -> &mut Self {
+        self.refuse_unsupported = yes;
         self
     }
 
@@ -250,6 +276,9 @@ impl Config {
                 handshake(&mut reader, &mut writer, self.negotiate_oob, &self.hook).await?;
             Ok::<_, Error>((reader, writer, greeting, oob))
         };
+        let deadline = self
+            .connect_timeout
+            .map(|t| tokio::time::Instant::now() + t);
         let (reader, writer, greeting, oob) = match self.connect_timeout {
             Some(t) => tokio::time::timeout(t, work)
                 .await
@@ -272,7 +301,21 @@ impl Config {
         );
         guard.0 = None;
         state.set(RunState::Running);
-        Ok(Client::new(shared, tx, self.call_timeout))
+        let client = Client::new(shared, tx, self.call_timeout, self.refuse_unsupported);
+        if self.fetch_peer_schema {
+            let fetch = client.peer_schema();
+            let fetched = match deadline {
+                Some(d) => tokio::time::timeout_at(d, fetch).await.map_err(|_| {
+                    Error::timeout("query-qmp-schema", crate::TimeoutStage::Unanswered)
+                })?,
+                None => fetch.await,
+            };
+            if let Err(e) = fetched {
+                client.close().await;
+                return Err(e);
+            }
+        }
+        Ok(client)
     }
 }
 

@@ -117,6 +117,9 @@ pub(crate) struct Shared {
     pub(crate) max_message: usize,
     /// Told about every line read and every request written.
     hook: HookSlot,
+    /// The peer's schema once fetched (`crate::peer`; empty and allocation-free
+    /// until asked for).
+    pub(crate) peer: crate::peer::PeerSlot,
 }
 
 impl Shared {
@@ -373,6 +376,7 @@ pub(crate) fn spawn(
         fd_passing,
         max_message: reader.max_line(),
         hook: opts.hook,
+        peer: crate::peer::PeerSlot::default(),
     });
     let (tx, rx) = mpsc::unbounded_channel();
     let span = tracing::debug_span!("qmp", peer = %opts.peer);

@@ -34,8 +34,14 @@ pub enum ErrorKind {
     /// An event subscriber fell behind and missed events (see [`Error::missed_events`]).
     Lagged,
     /// The operation is not possible on this connection (e.g. fds over TCP, `exec-oob`
-    /// without the `oob` capability).
+    /// without the `oob` capability), or the peer's schema, already known, lacks the
+    /// command, an argument member or an enum value the call uses: then nothing was
+    /// sent, and [`Error::unsupported_by_peer`] says what is missing (see
+    /// [`crate::peer`]).
     Unsupported,
+    /// A schema probe query ([`crate::Client::supports_probe`]) is malformed; see
+    /// [`Error::probe_error`].
+    Probe,
 }
 
 /// How far a request had got when its call timed out.
@@ -66,9 +72,17 @@ enum Detail {
     None,
     Message(String),
     Qmp(QmpError),
-    Decode { path: String, raw: String },
+    Decode {
+        path: String,
+        raw: String,
+    },
     Timeout(TimeoutStage),
     Lagged(u64),
+    /// A call refused before sending: what the peer lacks, and the full message.
+    Refused {
+        absent: String,
+        message: String,
+    },
 }
 
 struct Inner {
@@ -184,6 +198,35 @@ impl Error {
         Self::new(ErrorKind::Unsupported, None, Detail::Message(msg))
     }
 
+    /// A call refused because the peer's schema lacks `absent` (e.g. `member
+    /// 'driver' value 'foo'`); `message` names the command and the peer.
+    pub(crate) fn refused(command: &str, absent: String, message: String) -> Self {
+        Self::new(
+            ErrorKind::Unsupported,
+            Some(command.to_owned()),
+            Detail::Refused { absent, message },
+        )
+    }
+
+    /// The peer's `query-qmp-schema` reply is not a schema this crate can read.
+    pub(crate) fn bad_schema(source: crate::schema_check::SchemaError) -> Self {
+        Self::with_source(
+            ErrorKind::Decode,
+            Some("query-qmp-schema".to_owned()),
+            Detail::Message("the reply is not an introspection schema".to_owned()),
+            source,
+        )
+    }
+
+    pub(crate) fn probe(source: crate::probe::ProbeError) -> Self {
+        Self::with_source(
+            ErrorKind::Probe,
+            None,
+            Detail::Message("malformed query".to_owned()),
+            source,
+        )
+    }
+
     /// The error's category.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind
@@ -212,6 +255,28 @@ impl Error {
     /// True when a reply or event did not decode into its Rust type.
     pub fn is_decode(&self) -> bool {
         self.0.kind == ErrorKind::Decode
+    }
+
+    /// True for [`ErrorKind::Unsupported`]: the operation is not possible on this
+    /// connection, or the peer lacks what the call uses (nothing was sent; see
+    /// [`unsupported_by_peer`](Self::unsupported_by_peer)).
+    pub fn is_unsupported(&self) -> bool {
+        self.0.kind == ErrorKind::Unsupported
+    }
+
+    /// For a call refused before sending because the peer's schema lacks something:
+    /// what, e.g. `the command`, `member 'file.aio-max-batch'` or `member 'driver'
+    /// value 'foo'` (the command is [`command`](Self::command)).
+    pub fn unsupported_by_peer(&self) -> Option<&str> {
+        match &self.0.detail {
+            Detail::Refused { absent, .. } => Some(absent),
+            _ => None,
+        }
+    }
+
+    /// For [`ErrorKind::Probe`]: what is wrong with the query, and where.
+    pub fn probe_error(&self) -> Option<&crate::probe::ProbeError> {
+        self.0.source.as_ref()?.downcast_ref()
     }
 
     /// True when an event subscriber missed events; see
@@ -301,6 +366,7 @@ impl fmt::Display for Error {
                 write!(f, "`{cmd}` was sent but not answered in time")?
             }
             Detail::Lagged(n) => write!(f, "event subscriber lagged behind: {n} events missed")?,
+            Detail::Refused { message, .. } => write!(f, "unsupported: {message}")?,
             Detail::Message(m) => {
                 let what = match self.0.kind {
                     ErrorKind::Closed => "connection closed",
@@ -308,6 +374,8 @@ impl fmt::Display for Error {
                     ErrorKind::Protocol => "QMP protocol error",
                     ErrorKind::Handshake => "QMP handshake failed",
                     ErrorKind::Unsupported => "unsupported",
+                    ErrorKind::Decode => "cannot decode the reply of `query-qmp-schema`",
+                    ErrorKind::Probe => "schema probe",
                     _ => "error",
                 };
                 write!(f, "{what}: {m}")?

@@ -49,6 +49,54 @@ pub struct SchemaError {
     pub reason: String,
 }
 
+/// Something a command's arguments use that a schema lacks ([`Schema::find_absent`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Absent {
+    /// The command itself.
+    Command,
+    /// A member, by its path as QEMU prints paths (`file.aio`, `a[0].b`).
+    Member {
+        /// Where the member is.
+        path: String,
+    },
+    /// An enum value that is not listed (a union's discriminator included).
+    Value {
+        /// The member holding the value.
+        path: String,
+        /// The value.
+        value: String,
+    },
+}
+
+impl fmt::Display for Absent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Absent::Command => f.write_str("the command"),
+            Absent::Member { path } => write!(f, "member '{path}'"),
+            Absent::Value { path, value } => write!(f, "member '{path}' value '{value}'"),
+        }
+    }
+}
+
+/// Where [`Schema::member_of`] found a member.
+enum Lookup {
+    Found(TypeId),
+    Missing,
+    /// Which branch applies is not certain: judge nothing.
+    Undecided,
+}
+
+/// Appends `.name` (or `name` at the start) to a QEMU-style path; returns the length
+/// to truncate back to.
+fn push_name(path: &mut String, name: &str) -> usize {
+    let len = path.len();
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(name);
+    len
+}
+
 /// A refusal as QEMU would send it: the error `class` and its `desc` text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -84,7 +132,9 @@ pub struct CommandInfo {
     pub allow_oob: bool,
     /// The schema's `features` of the command (e.g. `deprecated`).
     pub features: Vec<String>,
-    arg_type: TypeId,
+    pub(crate) arg_type: TypeId,
+    /// `None` when the entry has no `ret-type` (QEMU always sends one).
+    pub(crate) ret_type: Option<TypeId>,
 }
 
 /// What the schema says about one event.
@@ -92,13 +142,15 @@ pub struct CommandInfo {
 pub struct EventInfo {
     /// The wire name.
     pub name: String,
-    arg_type: TypeId,
+    /// The schema's `features` of the event (e.g. `deprecated`).
+    pub features: Vec<String>,
+    pub(crate) arg_type: TypeId,
 }
 
-type TypeId = usize;
+pub(crate) type TypeId = usize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IntKind {
+pub(crate) enum IntKind {
     /// `int`, `int64` and any collapsed integer: accepts any integer JSON number.
     Any,
     Signed {
@@ -113,7 +165,7 @@ enum IntKind {
 }
 
 #[derive(Debug, Clone)]
-enum Builtin {
+pub(crate) enum Builtin {
     String,
     Int(IntKind),
     Number,
@@ -125,16 +177,21 @@ enum Builtin {
 }
 
 #[derive(Debug, Clone)]
-struct Member {
-    name: String,
-    optional: bool,
-    ty: TypeId,
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) optional: bool,
+    pub(crate) ty: TypeId,
 }
 
 #[derive(Debug, Clone)]
-enum Kind {
+pub(crate) enum Kind {
     Builtin(Builtin),
-    Enum(Vec<String>),
+    /// The values, and each value's `features` (QEMU 6.2 and later send them in
+    /// `members`; empty when the schema has only `values`).
+    Enum {
+        values: Vec<String>,
+        features: Vec<Vec<String>>,
+    },
     Array(TypeId),
     Object {
         members: Vec<Member>,
@@ -145,17 +202,41 @@ enum Kind {
 }
 
 #[derive(Debug, Clone)]
-struct TypeEntry {
-    name: String,
-    kind: Kind,
+pub(crate) struct TypeEntry {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    /// The entry's `features` (an object type's, e.g. `dynamic-auto-read-only`).
+    pub(crate) features: Vec<String>,
 }
 
 /// An indexed `query-qmp-schema` schema, ready for fast argument checks.
 #[derive(Debug, Clone, Default)]
 pub struct Schema {
-    types: Vec<TypeEntry>,
+    pub(crate) types: Vec<TypeEntry>,
+    /// Type names to ids (masked names, `"123"`, for a live QEMU's schema).
+    pub(crate) type_ids: HashMap<String, TypeId>,
     commands: HashMap<String, CommandInfo>,
     events: HashMap<String, EventInfo>,
+    /// Whether a command, event, type or object member carries the `deprecated`
+    /// feature: QEMU run with `-compat deprecated-output=hide` leaves all of them
+    /// out of its introspection (see [`Schema::shows_deprecated`]).
+    shows_deprecated: bool,
+}
+
+impl Builtin {
+    /// The `json-type` this builtin was read from.
+    pub(crate) fn json_type(&self) -> &'static str {
+        match self {
+            Builtin::String => "string",
+            Builtin::Int(_) => "int",
+            Builtin::Number => "number",
+            Builtin::Boolean => "boolean",
+            Builtin::Null => "null",
+            Builtin::Object => "object",
+            Builtin::Array => "array",
+            Builtin::Value => "value",
+        }
+    }
 }
 
 /// The JSON type QEMU's input visitor sees, for alternates' dispatch.
@@ -298,6 +379,167 @@ impl Schema {
     /// Every command name, unordered.
     pub fn command_names(&self) -> impl Iterator<Item = &str> {
         self.commands.keys().map(String::as_str)
+    }
+
+    /// Every event name, unordered.
+    pub fn event_names(&self) -> impl Iterator<Item = &str> {
+        self.events.keys().map(String::as_str)
+    }
+
+    /// Whether any command, event, type or object member carries the `deprecated`
+    /// feature. A QEMU run with `-compat deprecated-output=hide` removes every such
+    /// entry and member from its introspection (QEMU's `zap_deprecated()`, 6.0 and
+    /// later) while still accepting them as input (`deprecated-input` defaults to
+    /// `accept`), so when this is false, a command or member missing from the schema
+    /// may still exist. Enum values are not hidden (QEMU's `CompatPolicy` docs).
+    pub fn shows_deprecated(&self) -> bool {
+        self.shows_deprecated
+    }
+
+    /// What in `arguments` of command `name` the schema lacks: the command itself, a
+    /// member no type along the way has (unions: the base and the branch the
+    /// discriminator's value selects) or an enum value not listed; `None` when
+    /// everything the arguments name is in the schema.
+    ///
+    /// Unlike [`check_command`](Self::check_command) this reports *absence* only:
+    /// wrong JSON types, missing required members and out-of-range integers are left
+    /// for QEMU to judge (they are not things a schema lacks, and introspection cannot
+    /// express every rule, e.g. integer ranges of a collapsed `int`). Where QEMU's
+    /// choice is not certain (an alternate with no or several alternatives for the
+    /// value's JSON type, a union whose discriminator is absent or not a string),
+    /// nothing below it is judged.
+    pub fn find_absent(
+        &self,
+        name: &str,
+        arguments: Option<&Map<String, Value>>,
+    ) -> Option<Absent> {
+        let Some(info) = self.commands.get(name) else {
+            return Some(Absent::Command);
+        };
+        let args = arguments?;
+        let mut path = String::new();
+        self.absent_in_object(info.arg_type, args, &mut path)
+    }
+
+    /// Members of object `ty` (its own, then the branch `map`'s discriminator picks).
+    fn absent_in_object(
+        &self,
+        ty: TypeId,
+        map: &Map<String, Value>,
+        path: &mut String,
+    ) -> Option<Absent> {
+        let Kind::Object { members, .. } = &self.types[ty].kind else {
+            return None;
+        };
+        let own = |key: &str| members.iter().find(|m| m.name == key);
+        // Own members first (the discriminator among them), so a discriminator value
+        // the schema lacks is reported as such, not as the branch's members.
+        for (key, v) in map {
+            if let Some(m) = own(key) {
+                let len = push_name(path, key);
+                let found = self.absent_in_value(m.ty, v, path);
+                path.truncate(len);
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+        for (key, v) in map {
+            if own(key).is_some() {
+                continue;
+            }
+            let len = push_name(path, key);
+            let found = match self.member_type(ty, map, key) {
+                Lookup::Found(mty) => self.absent_in_value(mty, v, path),
+                Lookup::Missing => Some(Absent::Member { path: path.clone() }),
+                Lookup::Undecided => None,
+            };
+            path.truncate(len);
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// The type of member `key` of object `ty` whose value is `map`: one of its own
+    /// members, or one of the branch its discriminator's value selects (recursively:
+    /// a branch may be a union itself).
+    fn member_type(&self, ty: TypeId, map: &Map<String, Value>, key: &str) -> Lookup {
+        let Kind::Object {
+            members,
+            tag,
+            variants,
+        } = &self.types[ty].kind
+        else {
+            return Lookup::Undecided;
+        };
+        if let Some(m) = members.iter().find(|m| m.name == key) {
+            return Lookup::Found(m.ty);
+        }
+        let Some(tag) = tag else {
+            return Lookup::Missing;
+        };
+        match map.get(tag.as_str()) {
+            Some(Value::String(case)) => match variants.iter().find(|(c, _)| c == case) {
+                Some((_, branch)) => self.member_type(*branch, map, key),
+                // A listed value without a branch: QEMU takes no members beyond
+                // the base. An unlisted one is reported at the discriminator.
+                None if self.tag_value_listed(members, tag, case) => Lookup::Missing,
+                None => Lookup::Undecided,
+            },
+            // No discriminator, or not a string: QEMU fails on that first.
+            _ => Lookup::Undecided,
+        }
+    }
+
+    fn tag_value_listed(&self, members: &[Member], tag: &str, case: &str) -> bool {
+        members
+            .iter()
+            .find(|m| m.name == tag)
+            .is_some_and(|m| match &self.types[m.ty].kind {
+                Kind::Enum { values, .. } => values.iter().any(|v| v == case),
+                _ => false,
+            })
+    }
+
+    fn absent_in_value(&self, ty: TypeId, v: &Value, path: &mut String) -> Option<Absent> {
+        match (&self.types[ty].kind, v) {
+            (Kind::Enum { values, .. }, Value::String(s)) => {
+                if values.iter().any(|x| x == s) {
+                    None
+                } else {
+                    Some(Absent::Value {
+                        path: path.clone(),
+                        value: s.clone(),
+                    })
+                }
+            }
+            (Kind::Array(elem), Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push('[');
+                    path.push_str(&i.to_string());
+                    path.push(']');
+                    let found = self.absent_in_value(*elem, item, path);
+                    path.truncate(len);
+                    if found.is_some() {
+                        return found;
+                    }
+                }
+                None
+            }
+            (Kind::Object { .. }, Value::Object(map)) => self.absent_in_object(ty, map, path),
+            (Kind::Alternate(alts), v) => {
+                let q = qtype_of(v);
+                let mut fits = alts.iter().filter(|a| self.qtype(**a) == Some(q));
+                match (fits.next(), fits.next()) {
+                    (Some(a), None) => self.absent_in_value(*a, v, path),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
     }
 
     /// Checks `arguments` (absent means `{}`) for command `name` as QEMU's dispatcher
@@ -459,7 +701,7 @@ impl<'s: 'v, 'v> Walk<'s, 'v> {
         let schema = self.schema;
         match &schema.types[ty].kind {
             Kind::Builtin(b) => self.builtin(b, v),
-            Kind::Enum(values) => {
+            Kind::Enum { values, .. } => {
                 let Value::String(s) = v else {
                     return Err(self.type_error("string"));
                 };
@@ -582,7 +824,7 @@ impl Schema {
                 Builtin::Array => QType::List,
                 Builtin::Value => return None,
             },
-            Kind::Enum(_) => QType::String,
+            Kind::Enum { .. } => QType::String,
             Kind::Array(_) => QType::List,
             Kind::Object { .. } => QType::Dict,
             Kind::Alternate(_) => return None,
@@ -631,9 +873,27 @@ impl Indexer {
                     .copied()
                     .ok_or_else(|| err(index, e, format!("{key} '{name}' is not defined")))
             };
+        // The `features` of an entry or member: strings (anything else is ignored).
+        let features = |e: &Value| -> Vec<String> {
+            e.get("features")
+                .and_then(Value::as_array)
+                .map(|fs| {
+                    fs.iter()
+                        .filter_map(|f| f.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let deprecated = |e: &Value| {
+            e.get("features")
+                .and_then(Value::as_array)
+                .is_some_and(|fs| fs.iter().any(|f| f == "deprecated"))
+        };
+        let mut shows_deprecated = false;
         // Pass 2: resolve type entries.
         let mut types = Vec::with_capacity(type_entries.len());
         for (i, e) in type_entries {
+            shows_deprecated |= deprecated(e);
             let name = str_field(i, e, "name")?;
             let meta = str_field(i, e, "meta-type")?;
             let array = |key: &str| -> Result<&Vec<Value>, SchemaError> {
@@ -651,11 +911,14 @@ impl Indexer {
                 }
                 "enum" => {
                     // `values` is deprecated in favour of `members` but still sent; accept either.
+                    let mut value_features = Vec::new();
                     let values = match e.get("members").and_then(Value::as_array) {
-                        Some(ms) => ms
-                            .iter()
-                            .map(|m| str_field(i, m, "name"))
-                            .collect::<Result<Vec<_>, _>>()?,
+                        Some(ms) => {
+                            value_features = ms.iter().map(features).collect();
+                            ms.iter()
+                                .map(|m| str_field(i, m, "name"))
+                                .collect::<Result<Vec<_>, _>>()?
+                        }
                         None => array("values")?
                             .iter()
                             .map(|v| {
@@ -665,7 +928,10 @@ impl Indexer {
                             })
                             .collect::<Result<Vec<_>, _>>()?,
                     };
-                    Kind::Enum(values)
+                    Kind::Enum {
+                        values,
+                        features: value_features,
+                    }
                 }
                 "array" => {
                     let elem = str_field(i, e, "element-type")?;
@@ -676,6 +942,7 @@ impl Indexer {
                     for m in array("members")? {
                         let mname = str_field(i, m, "name")?;
                         let mty = str_field(i, m, "type")?;
+                        shows_deprecated |= deprecated(m);
                         members.push(Member {
                             optional: m.get("default").is_some(),
                             ty: resolve(&self.ids, i, e, "member type", &mty)?,
@@ -710,12 +977,18 @@ impl Indexer {
                 }
                 other => return Err(err(i, e, format!("unknown meta-type '{other}'"))),
             };
-            types.push(TypeEntry { name, kind });
+            types.push(TypeEntry {
+                name,
+                kind,
+                features: features(e),
+            });
         }
         let mut schema = Schema {
             types,
+            type_ids: HashMap::new(),
             commands: HashMap::new(),
             events: HashMap::new(),
+            shows_deprecated: false,
         };
         // Pass 3: commands and events, whose argument types must be objects.
         for (i, e) in entries.iter().enumerate() {
@@ -729,28 +1002,30 @@ impl Indexer {
             if !matches!(schema.types[arg_type].kind, Kind::Object { .. }) {
                 return Err(err(i, e, format!("arg-type '{arg}' is not an object type")));
             }
+            shows_deprecated |= deprecated(e);
             if meta == "command" {
+                let ret_type = match e.get("ret-type").and_then(Value::as_str) {
+                    Some(ret) => Some(resolve(&self.ids, i, e, "ret-type", ret)?),
+                    None => None,
+                };
                 let info = CommandInfo {
                     name: name.clone(),
                     allow_oob: e.get("allow-oob").and_then(Value::as_bool).unwrap_or(false),
-                    features: e
-                        .get("features")
-                        .and_then(Value::as_array)
-                        .map(|fs| {
-                            fs.iter()
-                                .filter_map(|f| f.as_str().map(str::to_string))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    features: features(e),
                     arg_type,
+                    ret_type,
                 };
                 schema.commands.insert(name, info);
             } else {
-                schema
-                    .events
-                    .insert(name.clone(), EventInfo { name, arg_type });
+                let info = EventInfo {
+                    name: name.clone(),
+                    features: features(e),
+                    arg_type,
+                };
+                schema.events.insert(name, info);
             }
         }
+        schema.shows_deprecated = shows_deprecated;
         // Branch types must be objects too (checked so the walk never meets anything else).
         for (id, t) in schema.types.iter().enumerate() {
             if let Kind::Object { variants, .. } = &t.kind {
@@ -765,6 +1040,7 @@ impl Indexer {
                 }
             }
         }
+        schema.type_ids = self.ids;
         Ok(schema)
     }
 }
