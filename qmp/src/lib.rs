@@ -181,9 +181,10 @@ mod latch;
 #[cfg(feature = "server")]
 pub mod local;
 pub mod message;
+pub mod peer;
+pub mod probe;
 mod race;
 pub mod runtime;
-#[cfg(feature = "server")]
 pub mod schema_check;
 #[cfg(feature = "server")]
 pub mod server;
@@ -199,6 +200,8 @@ pub use connect::{
 pub use error::{Error, ErrorKind, QmpError, Result, TimeoutStage};
 pub use events::{EventStream, RawEvent};
 pub use fanout::Overflow;
+pub use peer::PeerSchema;
+pub use probe::{ProbeError, ProbeErrorKind};
 /// The reply type of commands that return nothing (`{}`); accepts any value.
 pub use runtime::Empty;
 pub use state::{RunState, RunStateWatch, Transition};
