@@ -358,3 +358,168 @@ pub(crate) async fn wait(
         Err(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema(deprecated_member: bool) -> PeerSchema {
+        let extra = if deprecated_member {
+            json!({"name": "old", "type": "str", "default": null, "features": ["deprecated"]})
+        } else {
+            json!({"name": "old", "type": "str", "default": null})
+        };
+        let text = json!([
+            {"name": "str", "meta-type": "builtin", "json-type": "string"},
+            {"name": "int", "meta-type": "builtin", "json-type": "int"},
+            {"name": "0", "meta-type": "object", "members": []},
+            {"name": "Driver", "meta-type": "enum", "values": ["file", "null-co", "nbd"]},
+            {"name": "Aio", "meta-type": "enum", "values": ["threads", "native"]},
+            {"name": "File", "meta-type": "object", "members": [
+                {"name": "filename", "type": "str"},
+                {"name": "aio", "type": "Aio", "default": null}]},
+            {"name": "Nbd", "meta-type": "object", "members": [{"name": "server", "type": "str"}]},
+            {"name": "Opts", "meta-type": "object", "tag": "driver", "members": [
+                {"name": "driver", "type": "Driver"},
+                {"name": "node-name", "type": "str", "default": null},
+                {"name": "list", "type": "[Aio]", "default": null},
+                {"name": "ref", "type": "Ref", "default": null},
+                extra],
+             "variants": [{"case": "file", "type": "File"}, {"case": "nbd", "type": "Nbd"}]},
+            {"name": "[Aio]", "meta-type": "array", "element-type": "Aio"},
+            {"name": "Ref", "meta-type": "alternate", "members": [{"type": "Opts"}, {"type": "str"}]},
+            {"name": "DevArgs", "meta-type": "object", "members": [{"name": "driver", "type": "str"}]},
+            {"name": "blockdev-add", "meta-type": "command", "arg-type": "Opts", "ret-type": "0"},
+            {"name": "device_add", "meta-type": "command", "arg-type": "DevArgs", "ret-type": "0"},
+            {"name": "stop", "meta-type": "command", "arg-type": "0", "ret-type": "0"}
+        ]);
+        PeerSchema::from_json_str(&text.to_string()).unwrap()
+    }
+
+    fn lacks(args: Value) -> Option<String> {
+        schema(true)
+            .lacks("blockdev-add", args.as_object())
+            .map(|a| a.to_string())
+    }
+
+    #[test]
+    fn absence_is_found_with_its_path() {
+        assert_eq!(lacks(json!({"driver": "file", "filename": "x"})), None);
+        assert_eq!(
+            lacks(json!({"driver": "foo"})).as_deref(),
+            Some("member 'driver' value 'foo'")
+        );
+        assert_eq!(
+            lacks(json!({"driver": "file", "filename": "x", "aio": "io_uring"})).as_deref(),
+            Some("member 'aio' value 'io_uring'")
+        );
+        assert_eq!(
+            lacks(json!({"driver": "file", "filename": "x", "aio-max-batch": 1})).as_deref(),
+            Some("member 'aio-max-batch'")
+        );
+        // A branch's member under another branch.
+        assert_eq!(
+            lacks(json!({"driver": "nbd", "server": "s", "filename": "x"})).as_deref(),
+            Some("member 'filename'")
+        );
+        // A listed value without a branch takes no members but the base's.
+        assert_eq!(
+            lacks(json!({"driver": "null-co", "size": 1})).as_deref(),
+            Some("member 'size'")
+        );
+        assert_eq!(
+            lacks(json!({"driver": "file", "filename": "x", "list": ["threads", "x"]})).as_deref(),
+            Some("member 'list[1]' value 'x'")
+        );
+        // Inside an alternative picked by JSON type, like QEMU's visitor.
+        assert_eq!(
+            lacks(json!({"driver": "nbd", "server": "s",
+                         "ref": {"driver": "file", "filename": "y", "bogus": 1}}))
+            .as_deref(),
+            Some("member 'ref.bogus'")
+        );
+        assert_eq!(
+            schema(true)
+                .lacks("nope", None)
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("the command")
+        );
+    }
+
+    #[test]
+    fn what_is_not_absence_is_left_to_qemu() {
+        // Wrong types, missing required members: QEMU's to judge.
+        assert_eq!(
+            lacks(json!({"driver": 5, "bogus": 1})),
+            None,
+            "undecided branch"
+        );
+        assert_eq!(lacks(json!({"driver": "file"})), None, "filename missing");
+        assert_eq!(lacks(json!({"driver": "file", "filename": 5})), None);
+        assert_eq!(
+            lacks(json!({"driver": "file", "filename": "x", "aio": 5})),
+            None
+        );
+        assert_eq!(
+            lacks(json!({"driver": "file", "filename": "x", "ref": 5})),
+            None
+        );
+        assert_eq!(lacks(json!({"filename": "x"})), None, "no discriminator");
+        // device_add takes the device's properties beyond its introspected members.
+        let s = schema(true);
+        assert_eq!(
+            s.lacks(
+                "device_add",
+                json!({"driver": "e1000", "mac": "x"}).as_object()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_schema_without_deprecated_features_may_hide_commands_and_members() {
+        // `-compat deprecated-output=hide`: no `deprecated` feature anywhere, so a
+        // missing command or member may just be hidden. Enum values never are.
+        let s = schema(false);
+        assert!(!s.index().shows_deprecated());
+        assert_eq!(s.lacks("nope", None), None);
+        assert_eq!(
+            s.lacks(
+                "blockdev-add",
+                json!({"driver": "file", "filename": "x", "zz": 1}).as_object()
+            ),
+            None
+        );
+        assert_eq!(
+            s.lacks("blockdev-add", json!({"driver": "foo"}).as_object())
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("member 'driver' value 'foo'")
+        );
+    }
+
+    #[test]
+    fn identical_greeting_and_reply_share_one_schema() {
+        let text = r#"[{"name": "0", "meta-type": "object", "members": []},
+                       {"name": "stop", "meta-type": "command", "arg-type": "0", "ret-type": "0"}]"#;
+        let greeting = |micro: u32| -> Greeting {
+            serde_json::from_value(json!({"QMP": {"version": {"qemu": {"major": 1, "minor": 2,
+                "micro": micro}, "package": "peer-test"}, "capabilities": []}}))
+            .unwrap()
+        };
+        let a = shared(text, &greeting(3)).unwrap();
+        let b = shared(text, &greeting(3)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = shared(text, &greeting(4)).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c), "another version");
+        let d = shared(&text.replace("stop", "cont"), &greeting(3)).unwrap();
+        assert!(!Arc::ptr_eq(&a, &d) && d.has_command("cont"));
+        // Weak: once every user is gone, the next connection parses again.
+        let weak = Arc::downgrade(&a);
+        drop((a, b));
+        assert!(weak.upgrade().is_none());
+        assert!(shared("[", &greeting(3)).is_err());
+    }
+}

@@ -27,9 +27,11 @@
 //! precise builtin names, e.g. `uint8`, `size`). When several members are unexpected,
 //! QEMU names whichever its hash table yields first; we name the first in input order.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Error class QEMU uses for argument and request-shape problems.
@@ -330,10 +332,19 @@ impl Schema {
     /// When an entry lacks a required member, has an unknown `meta-type` or
     /// `json-type`, or names a type that is not in the array.
     pub fn from_introspection(json: &Value) -> Result<Schema, SchemaError> {
+        let loose = Loose::deserialize(json).map_err(|e| SchemaError {
+            index: 0,
+            name: "?".into(),
+            reason: format!("not JSON: {e}"),
+        })?;
+        Schema::from_loose(&loose)
+    }
+
+    fn from_loose(json: &Loose<'_>) -> Result<Schema, SchemaError> {
         let entries = match json {
-            Value::Array(a) => a,
-            Value::Object(o) => match o.get("return") {
-                Some(Value::Array(a)) => a,
+            Loose::Seq(a) => a,
+            Loose::Map(_) => match json.get("return") {
+                Some(Loose::Seq(a)) => a,
                 _ => {
                     return Err(SchemaError {
                         index: 0,
@@ -358,12 +369,15 @@ impl Schema {
     /// # Errors
     /// When the text is not JSON, or as [`Schema::from_introspection`].
     pub fn from_json_str(text: &str) -> Result<Schema, SchemaError> {
-        let v: Value = serde_json::from_str(text).map_err(|e| SchemaError {
+        // Read into `Loose` (strings borrowed from `text`, objects as short lists):
+        // a third of the time a `Value` takes, and what the client's first
+        // `supports` waits for (bench/README.md).
+        let v: Loose<'_> = serde_json::from_str(text).map_err(|e| SchemaError {
             index: 0,
             name: "?".into(),
             reason: format!("not JSON: {e}"),
         })?;
-        Schema::from_introspection(&v)
+        Schema::from_loose(&v)
     }
 
     /// The command's entry, if the schema has it.
@@ -832,6 +846,129 @@ impl Schema {
     }
 }
 
+/// A JSON value as the indexer reads it: strings borrowed from the text where they
+/// have no escapes, objects as lists of members (introspection objects have a handful
+/// of members, so a linear look-up beats a `BTreeMap`), numbers not kept.
+#[derive(Debug)]
+enum Loose<'a> {
+    Str(Cow<'a, str>),
+    Bool(bool),
+    Seq(Vec<Loose<'a>>),
+    Map(Vec<(Cow<'a, str>, Loose<'a>)>),
+    /// Numbers and `null`: the schema has them only where the indexer does not look
+    /// (`default`'s value, which is only tested for presence).
+    Other,
+}
+
+impl<'a> Loose<'a> {
+    fn get(&self, key: &str) -> Option<&Loose<'a>> {
+        match self {
+            Loose::Map(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Loose::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn as_array(&self) -> Option<&[Loose<'a>]> {
+        match self {
+            Loose::Seq(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            Loose::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Loose<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Loose<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Loose<'de>, E> {
+                Ok(Loose::Bool(b))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_none<E>(self) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(Cow::Owned(s)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Loose<'de>, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(4));
+                while let Some(x) = a.next_element()? {
+                    v.push(x);
+                }
+                Ok(Loose::Seq(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Loose<'de>, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(6));
+                while let Some(k) = a.next_key::<Key<'de>>()? {
+                    v.push((k.0, a.next_value()?));
+                }
+                Ok(Loose::Map(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An object key, borrowed when it can be.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// Builds a [`Schema`] in two passes: assign ids to every type name, then resolve.
 #[derive(Default)]
 struct Indexer {
@@ -839,19 +976,19 @@ struct Indexer {
 }
 
 impl Indexer {
-    fn run(mut self, entries: &[Value]) -> Result<Schema, SchemaError> {
-        let err = |index: usize, e: &Value, reason: String| SchemaError {
+    fn run(mut self, entries: &[Loose<'_>]) -> Result<Schema, SchemaError> {
+        let err = |index: usize, e: &Loose<'_>, reason: String| SchemaError {
             index,
             name: e
                 .get("name")
-                .and_then(Value::as_str)
+                .and_then(Loose::as_str)
                 .unwrap_or("?")
                 .to_string(),
             reason,
         };
-        let str_field = |index: usize, e: &Value, key: &str| -> Result<String, SchemaError> {
+        let str_field = |index: usize, e: &Loose<'_>, key: &str| -> Result<String, SchemaError> {
             e.get(key)
-                .and_then(Value::as_str)
+                .and_then(Loose::as_str)
                 .map(str::to_string)
                 .ok_or_else(|| err(index, e, format!("member '{key}' missing or not a string")))
         };
@@ -868,15 +1005,15 @@ impl Indexer {
             }
         }
         let resolve =
-            |ids: &HashMap<String, TypeId>, index: usize, e: &Value, key: &str, name: &str| {
+            |ids: &HashMap<String, TypeId>, index: usize, e: &Loose<'_>, key: &str, name: &str| {
                 ids.get(name)
                     .copied()
                     .ok_or_else(|| err(index, e, format!("{key} '{name}' is not defined")))
             };
         // The `features` of an entry or member: strings (anything else is ignored).
-        let features = |e: &Value| -> Vec<String> {
+        let features = |e: &Loose<'_>| -> Vec<String> {
             e.get("features")
-                .and_then(Value::as_array)
+                .and_then(Loose::as_array)
                 .map(|fs| {
                     fs.iter()
                         .filter_map(|f| f.as_str().map(str::to_string))
@@ -884,10 +1021,10 @@ impl Indexer {
                 })
                 .unwrap_or_default()
         };
-        let deprecated = |e: &Value| {
+        let deprecated = |e: &Loose<'_>| {
             e.get("features")
-                .and_then(Value::as_array)
-                .is_some_and(|fs| fs.iter().any(|f| f == "deprecated"))
+                .and_then(Loose::as_array)
+                .is_some_and(|fs| fs.iter().any(|f| f.as_str() == Some("deprecated")))
         };
         let mut shows_deprecated = false;
         // Pass 2: resolve type entries.
@@ -896,9 +1033,9 @@ impl Indexer {
             shows_deprecated |= deprecated(e);
             let name = str_field(i, e, "name")?;
             let meta = str_field(i, e, "meta-type")?;
-            let array = |key: &str| -> Result<&Vec<Value>, SchemaError> {
+            let array = |key: &str| -> Result<&[Loose<'_>], SchemaError> {
                 e.get(key)
-                    .and_then(Value::as_array)
+                    .and_then(Loose::as_array)
                     .ok_or_else(|| err(i, e, format!("member '{key}' missing or not an array")))
             };
             let kind = match meta.as_str() {
@@ -912,7 +1049,7 @@ impl Indexer {
                 "enum" => {
                     // `values` is deprecated in favour of `members` but still sent; accept either.
                     let mut value_features = Vec::new();
-                    let values = match e.get("members").and_then(Value::as_array) {
+                    let values = match e.get("members").and_then(Loose::as_array) {
                         Some(ms) => {
                             value_features = ms.iter().map(features).collect();
                             ms.iter()
@@ -949,9 +1086,9 @@ impl Indexer {
                             name: mname,
                         });
                     }
-                    let tag = e.get("tag").and_then(Value::as_str).map(str::to_string);
+                    let tag = e.get("tag").and_then(Loose::as_str).map(str::to_string);
                     let mut variants = Vec::new();
-                    if let Some(vs) = e.get("variants").and_then(Value::as_array) {
+                    if let Some(vs) = e.get("variants").and_then(Loose::as_array) {
                         for v in vs {
                             let case = str_field(i, v, "case")?;
                             let vty = str_field(i, v, "type")?;
@@ -1004,13 +1141,13 @@ impl Indexer {
             }
             shows_deprecated |= deprecated(e);
             if meta == "command" {
-                let ret_type = match e.get("ret-type").and_then(Value::as_str) {
+                let ret_type = match e.get("ret-type").and_then(Loose::as_str) {
                     Some(ret) => Some(resolve(&self.ids, i, e, "ret-type", ret)?),
                     None => None,
                 };
                 let info = CommandInfo {
                     name: name.clone(),
-                    allow_oob: e.get("allow-oob").and_then(Value::as_bool).unwrap_or(false),
+                    allow_oob: e.get("allow-oob").and_then(Loose::as_bool).unwrap_or(false),
                     features: features(e),
                     arg_type,
                     ret_type,
