@@ -51,7 +51,14 @@
 //!   peer may send more (members are ignored, enumeration values and branches kept as
 //!   unknown ones).
 //!
-//! Event data follow the reply's rules.
+//! Event data follow the reply's rules. An enumeration on one side against `str` on
+//! the other is listed but breaks nothing: both are JSON strings, and the bindings'
+//! enumerations keep values they do not know.
+//!
+//! This is stricter than "the bindings' arguments fit the peer" in one way: a member
+//! the bindings have is counted even when a program never sets it (an optional one),
+//! because a program written against the bindings may. Call
+//! [`Drift::command_changes`] to judge by the members a program uses.
 //!
 //! # Example
 //!
@@ -141,6 +148,9 @@ pub struct Change {
     key: Option<(usize, usize, usize)>,
     /// Not found before at another path.
     first: bool,
+    /// A type change between an enumeration and `str`: both are JSON strings, and
+    /// the bindings' enumerations keep values they do not know, so nothing breaks.
+    strings: bool,
 }
 
 /// Where a change is on the wire: a command, an event, then the steps from it through
@@ -517,6 +527,7 @@ impl Change {
             .last()
             .is_some_and(|s| matches!(s, Segment::Alternative(_)));
         match (self.part, &self.kind) {
+            _ if self.strings => false,
             (Part::Whole, ChangeKind::Removed { .. }) => true,
             (Part::Whole, _) => false,
             (_, ChangeKind::TypeChanged { .. }) => true,
@@ -913,6 +924,15 @@ impl Index {
         }
     }
 
+    /// A string on the wire: `str` or an enumeration.
+    fn is_string(&self, id: Id) -> bool {
+        match self.ty(id) {
+            Ty::Builtin(_, json) => json == "string",
+            Ty::Enum(_) => true,
+            _ => false,
+        }
+    }
+
     /// An object with no members and no branches (`q_empty`, the type of the
     /// branches a union leaves without members).
     fn is_empty_object(&self, id: Id) -> bool {
@@ -939,8 +959,9 @@ enum Task {
 struct Walker<'a> {
     b: &'a Index,
     p: &'a Index,
-    /// Pairs compared under the current command or event.
-    seen: HashSet<(Id, Id)>,
+    /// Pairs compared under the current command or event, by part (a type in both
+    /// the arguments and the reply is compared under each: the rules differ).
+    seen: HashSet<(Part, Id, Id)>,
     out: Vec<Change>,
 }
 
@@ -953,13 +974,14 @@ fn compare(b: &Index, p: &Index) -> Drift {
     };
     w.roots(&b.commands, &p.commands, true);
     w.roots(&b.events, &p.events, false);
-    // A change inside a type several commands reach is shown once, at the first.
+    // A change inside a type several commands reach is shown once, at the first (per
+    // part: whether it breaks depends on it).
     let mut shown = HashSet::new();
     for c in &mut w.out {
         c.first = match c.key {
             Some((bt, pt, at)) => {
                 let rel = c.path.0[at.min(c.path.0.len())..].to_vec();
-                shown.insert((bt, pt, rel, c.kind.clone()))
+                shown.insert((c.part, bt, pt, rel, c.kind.clone()))
             }
             None => true,
         };
@@ -978,6 +1000,7 @@ fn change(path: Path, part: Part, kind: ChangeKind, owner: Option<(Id, Id, usize
         part,
         key: owner,
         first: true,
+        strings: false,
     })
 }
 
@@ -1118,7 +1141,11 @@ impl Walker<'_> {
                 old: bi.describe(b),
                 new: pi.describe(p),
             };
-            out.push(change(path, part, kind, owner));
+            let mut task = change(path, part, kind, owner);
+            if let Task::Emit(c) = &mut task {
+                c.strings = bi.is_string(b) && pi.is_string(p);
+            }
+            out.push(task);
             return out;
         }
         if matches!(bi.ty(b), Ty::Builtin(..)) {
@@ -1136,9 +1163,9 @@ impl Walker<'_> {
             }
             return out;
         }
-        // Each pair once per command or event: this also ends the walk on recursive
-        // types.
-        if !self.seen.insert((b, p)) {
+        // Each pair once per command or event and part: this also ends the walk on
+        // recursive types.
+        if !self.seen.insert((part, b, p)) {
             return out;
         }
         let owner = Some((b, p, path.0.len()));
@@ -1527,6 +1554,22 @@ mod tests {
                 "+ command q reply member alt alternative number: only in the peer (breaks the reply)",
             ]
         );
+        // An enumeration against `str`: both strings, and enumerations keep unknown
+        // values; reported, not breaking.
+        let b = json!([{"name": "JobType", "meta-type": "enum", "values": ["mirror"]},
+                       {"name": "J", "meta-type": "object", "members": [{"name": "type", "type": "JobType"}]},
+                       cmd("q", "J", "J")]);
+        let p = json!([{"name": "4", "meta-type": "object", "members": [{"name": "type", "type": "str"}]},
+                       cmd("q", "4", "4")]);
+        let d = drift(b, p);
+        assert_eq!(
+            lines(&d),
+            [
+                "~ command q member type: type JobType in the bindings, str in the peer",
+                "~ command q reply member type: type JobType in the bindings, str in the peer",
+            ]
+        );
+        assert!(d.is_fully_supported("q"));
         // An array's elements.
         let b = json!([{"name": "[str]", "meta-type": "array", "element-type": "str"},
                        cmd("q", "q_empty", "[str]")]);

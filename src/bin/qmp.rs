@@ -4,28 +4,48 @@
 //! qmp [--socket PATH | --tcp HOST:PORT] call COMMAND [JSON-ARGS]   # prints the reply
 //! qmp [--socket PATH | --tcp HOST:PORT] events [--count N]         # JSON lines
 //! qmp [--socket PATH | --tcp HOST:PORT] schema                     # query-qmp-schema
+//! qmp [--socket PATH | --tcp HOST:PORT] compat [--require CMD,…]   # bindings vs peer
 //! qmp (--socket PATH | --tcp HOST:PORT) serve [--replay FILE]       # a test server
 //! ```
 //!
 //! `--record FILE` records the session's traffic as a transcript (JSON lines);
 //! `qmp serve --replay FILE` serves such a transcript back (see `qmp::server`).
 //!
-//! Without `--socket`/`--tcp`, it starts a private `qemu-storage-daemon` with a QMP
-//! monitor on a socket in a temporary directory, and stops it on exit (also on error
-//! and on Ctrl-C or SIGTERM), so `qmp call query-version` works on a fresh machine.
+//! Without `--socket`/`--tcp`, it starts a private QEMU with a QMP monitor on a socket
+//! in a temporary directory, says on stderr which one (and its version), and stops it
+//! on exit (also on error and on Ctrl-C or SIGTERM), so `qmp call query-version` works
+//! on a fresh machine: `qemu-storage-daemon` for `call`, `events` and `schema` (so
+//! `qmp schema` prints the storage daemon's schema, a subset of the system
+//! emulator's), `qemu-system-x86_64 -M none` for `compat` (the bindings are the
+//! system emulator's).
 //!
-//! `call` checks the arguments against the bindings this program was built with before
-//! sending anything, and decodes the reply with the command's typed reply, as
+//! `call` checks the arguments against the peer's own schema before sending anything
+//! (one `query-qmp-schema`, with QEMU's wording: an unknown command, a missing,
+//! unexpected or mistyped member, a value an enum lacks), so it works against older
+//! and newer QEMUs alike; only when the peer's schema cannot be had (a server that
+//! does not answer `query-qmp-schema`) does it check against the bindings this
+//! program was built with, and says so. `device_add`, `netdev_add` and `object-add`
+//! take more members than their schema lists: for them only the command is checked.
+//! The reply is then decoded with the command's typed reply in the bindings, as
 //! `Client::execute` would. A reply that does not decode (a QEMU of another release
-//! than the bindings: a member one side requires and the other lacks) is still printed
-//! in full on stdout, with a warning naming the command and the member on stderr, and
-//! the exit status is 3. `--no-check` skips both checks.
+//! than the bindings: a member one side requires and the other lacks) is still
+//! printed in full on stdout, with a warning naming the command and the member on
+//! stderr, and the exit status is 3. `--no-check` skips both checks.
+//!
+//! `compat` compares the bindings this program was built with against the peer's
+//! schema (`qmp::drift`): it prints every difference, one line each, and a summary;
+//! with `--require CMD,CMD…` it prints the summary and, for each named command,
+//! whether the peer fully supports it (it has it, and nothing in its arguments or
+//! reply would make a call through the bindings fail: see `qmp::drift`) with the
+//! differences that break it, and exits with 4 when one is not fully supported.
 //!
 //! Exit status: 0 success; 1 an error (connection, QEMU's error reply, bad arguments);
-//! 2 a usage error; 3 `call` printed a reply that does not fit the bindings. 3 rather
+//! 2 a usage error; 3 `call` printed a reply that does not fit the bindings; 4
+//! `compat --require` named a command the peer does not fully support. 3 rather
 //! than 0 so that a script learns that the typed bindings (and so Rust code built on
 //! them) would fail on this QEMU; rather than 1 so that it can still take the reply
-//! (`qmp call … || [ $? -eq 3 ]`).
+//! (`qmp call … || [ $? -eq 3 ]`). 4 rather than 1 for the same reason: the peer
+//! answered, and the answer is "no".
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,7 +61,11 @@ use serde_json::Value;
     about = "Talk to QEMU's QMP monitor",
     after_help = "Exit status: 0 success; 1 error; 2 usage error; 3 `call` printed a reply \
                   that does not decode with the bindings this program was built with \
-                  (a warning on stderr names the command and the member)."
+                  (a warning on stderr names the command and the member); 4 `compat \
+                  --require` named a command the peer does not fully support.\n\n\
+                  Without --socket or --tcp, a private QEMU is started for the run (and \
+                  named on stderr): qemu-storage-daemon, or qemu-system-x86_64 -M none \
+                  for `compat`."
 )]
 struct Cli {
     /// Path of QEMU's QMP Unix socket.
@@ -73,9 +97,9 @@ enum Cmd {
         /// Print on one line instead of pretty-printing.
         #[arg(long)]
         compact: bool,
-        /// Send the command even if the bindings (QEMU 10.0's system schema) do not
-        /// know it or would refuse its arguments, e.g. for a newer QEMU, and do not
-        /// decode the reply with them.
+        /// Send the command without checking it and its arguments against the peer's
+        /// schema (or, when that cannot be had, against the bindings this program was
+        /// built with), and do not decode the reply with the bindings.
         #[arg(long)]
         no_check: bool,
     },
@@ -87,6 +111,16 @@ enum Cmd {
     },
     /// Print the peer's schema (`query-qmp-schema`) as JSON.
     Schema,
+    /// Compare the bindings this program was built with against the peer's schema:
+    /// commands, events, members, branches and enum values one side lacks, members
+    /// required on one side and optional on the other.
+    Compat {
+        /// Commands the peer must fully support (comma-separated, or the option
+        /// repeated): print only the summary and each one's verdict, and exit with 4
+        /// when one is not fully supported.
+        #[arg(long, value_name = "CMD,CMD…", value_delimiter = ',')]
+        require: Vec<String>,
+    },
     /// Serve QMP on --socket or --tcp until stopped: replay a transcript, or (without
     /// --replay) answer only `query-version`.
     Serve {
@@ -96,34 +130,169 @@ enum Cmd {
     },
 }
 
-/// Checks a command's arguments before anything is sent, against the bindings this
-/// program was built with (`qemu-qapi`, QEMU 10.0's system schema by default): an
-/// unknown command, or a missing, unexpected or mistyped member, is reported by name
-/// without a round trip to QEMU.
-fn check_arguments(command: &str, args: &Value) -> Result<(), String> {
-    if !args.is_object() {
-        return Err(format!(
-            "the arguments of `{command}` must be a JSON object, not {}",
-            match args {
-                Value::Null => "null",
-                Value::Bool(_) => "a boolean",
-                Value::Number(_) => "a number",
-                Value::String(_) => "a string",
-                Value::Array(_) => "an array",
-                Value::Object(_) => "an object",
-            }
-        ));
+/// QEMU takes a command's arguments as a JSON object only: refused before connecting.
+fn must_be_object(command: &str, args: &Value) -> Result<(), String> {
+    if args.is_object() {
+        return Ok(());
     }
+    Err(format!(
+        "the arguments of `{command}` must be a JSON object, not {}",
+        match args {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        }
+    ))
+}
+
+/// Checks a command's arguments against the bindings this program was built with
+/// (`qemu-qapi`, QEMU 10.0's system schema by default): an unknown command, or a
+/// missing, unexpected or mistyped member, is reported by name. Used when the peer's
+/// own schema cannot be had.
+fn check_arguments(command: &str, args: &Value) -> Result<(), String> {
+    must_be_object(command, args)?;
     match qemu_qapi::commands::check_command_arguments(command, args) {
         Some(Ok(())) => Ok(()),
         Some(Err(e)) => Err(format!(
-            "bad arguments for `{command}`: {e} (use --no-check to send them anyway)"
+            "bad arguments for `{command}`: {e} (checked against the bindings this program \
+             was built with; nothing was sent; use --no-check to send them anyway)"
         )),
         None => Err(format!(
             "unknown command `{command}`: the bindings this program was built with do not \
-             have it (use --no-check to send it anyway)"
+             have it (nothing was sent; use --no-check to send it anyway)"
         )),
     }
+}
+
+/// Commands that take more members than their schema lists (`'gen': false` in QEMU's
+/// schema, or in older releases'): only their presence is checked against a peer.
+const OPEN_ARGUMENTS: &[&str] = &["device_add", "netdev_add", "object-add"];
+
+/// Checks a command and its arguments against the peer's schema (`peer` names it in
+/// messages, e.g. `QEMU 7.2.22`) as QEMU's dispatcher would, with QEMU's wording.
+fn check_against_peer(
+    schema: &qmp::schema_check::Schema,
+    peer: &str,
+    command: &str,
+    args: &Value,
+) -> Result<(), String> {
+    must_be_object(command, args)?;
+    let result = if OPEN_ARGUMENTS.contains(&command) {
+        schema
+            .check_command(command, None)
+            .map(|_| ())
+            .or_else(|r| {
+                if r.class == qmp::schema_check::COMMAND_NOT_FOUND {
+                    Err(r)
+                } else {
+                    Ok(())
+                }
+            })
+    } else {
+        schema.check_command(command, args.as_object()).map(|_| ())
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(r) if r.class == qmp::schema_check::COMMAND_NOT_FOUND => {
+            let in_bindings = qemu_qapi::commands::COMMANDS
+                .iter()
+                .any(|c| c.name == command);
+            Err(format!(
+                "{peer} has no command `{command}` (its query-qmp-schema does not list \
+                 it{}); nothing was sent (use --no-check to send it anyway)",
+                if in_bindings {
+                    ", though the bindings this program was built with have it"
+                } else {
+                    ""
+                }
+            ))
+        }
+        Err(r) => Err(format!(
+            "{peer} would refuse the arguments of `{command}`: {} (checked against its \
+             query-qmp-schema); nothing was sent (use --no-check to send them anyway)",
+            r.desc
+        )),
+    }
+}
+
+/// `QEMU 7.2.22`, from the greeting.
+fn peer_name(client: &qmp::Client) -> String {
+    let v = &client.greeting().qmp.version.qemu;
+    format!("QEMU {}.{}.{}", v.major, v.minor, v.micro)
+}
+
+/// Checks `call`'s arguments against the peer's schema, fetched now; against the
+/// bindings, with a note on stderr, when it cannot be had.
+async fn check_call(client: &qmp::Client, command: &str, args: &Value) -> Result<(), String> {
+    let schema = match client.execute_raw("query-qmp-schema", None::<&()>).await {
+        Ok(v) => qmp::schema_check::Schema::from_introspection(&v).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match schema {
+        Ok(schema) => check_against_peer(&schema, &peer_name(client), command, args),
+        Err(why) => {
+            eprintln!(
+                "qmp: note: the peer's schema cannot be had ({why}); checking the arguments \
+                 against the bindings this program was built with instead"
+            );
+            check_arguments(command, args)
+        }
+    }
+}
+
+/// `qmp compat`'s report (stdout) and, with `--require`, the failure to report (the
+/// required commands the peer does not fully support).
+fn compat_report(
+    drift: &qmp::drift::Drift,
+    peer: &str,
+    require: &[String],
+) -> (String, Option<String>) {
+    use std::fmt::Write;
+    let mut out = format!(
+        "qmp compat: the bindings this program was built with against {peer}\n\
+         (- only in the bindings, + only in the peer, ~ different on each side)\n"
+    );
+    if require.is_empty() {
+        let _ = write!(out, "{drift}");
+        let _ = writeln!(out, "{}", drift.summary());
+        return (out, None);
+    }
+    let _ = writeln!(out, "{}", drift.summary());
+    let mut failed = Vec::new();
+    for name in require {
+        let support = drift.support(name);
+        match &support {
+            qmp::drift::Support::Partial(breaking) => {
+                let _ = writeln!(
+                    out,
+                    "{name}: not fully supported ({} difference{} break{} calls):",
+                    breaking.len(),
+                    if breaking.len() == 1 { "" } else { "s" },
+                    if breaking.len() == 1 { "s" } else { "" },
+                );
+                for c in breaking {
+                    let _ = writeln!(out, "  {c}");
+                }
+            }
+            other => {
+                let _ = writeln!(out, "{name}: {other}");
+            }
+        }
+        if !support.is_full() {
+            failed.push(name.as_str());
+        }
+    }
+    let failure = (!failed.is_empty()).then(|| {
+        format!(
+            "{peer} does not fully support {} (of the {} required)",
+            failed.join(", "),
+            require.len()
+        )
+    });
+    (out, failure)
 }
 
 /// Why a reply did not decode with the bindings: the command, the member's path and
@@ -138,6 +307,9 @@ struct ReplyMismatch {
 /// Exit status of a `call` whose reply was printed but does not decode (see the
 /// module docs).
 const EXIT_REPLY_MISMATCH: u8 = 3;
+
+/// Exit status of `compat --require` when a required command is not fully supported.
+const EXIT_NOT_SUPPORTED: u8 = 4;
 
 impl std::fmt::Display for ReplyMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,14 +390,29 @@ fn print_json(v: &Value, compact: bool) -> Result<bool, String> {
     }
 }
 
-/// How a run ended well: `Mismatch` when `call` printed a reply that does not decode.
+/// Prints `text` on stdout, as [`print_json`] does.
+fn print_text(text: &str) -> Result<bool, String> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(format!("writing to stdout: {e}")),
+    }
+}
+
+/// How a run ended well: `Mismatch` when `call` printed a reply that does not decode,
+/// `NotSupported` when `compat --require` found a command the peer does not fully
+/// support (the text says which).
 enum Done {
     Ok,
     Mismatch(ReplyMismatch),
+    NotSupported(String),
 }
 
-async fn run(cli: &Cli, socket: Option<&Path>) -> Result<Done, String> {
-    // Validate before connecting, so a typo costs no round trip.
+async fn run(cli: &Cli, socket: Option<&Path>, started: Option<&str>) -> Result<Done, String> {
+    // Validate what needs no peer before connecting, so a typo costs no round trip.
     let call_args = match &cli.command {
         Cmd::Call {
             command,
@@ -238,15 +425,20 @@ async fn run(cli: &Cli, socket: Option<&Path>) -> Result<Done, String> {
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|e| format!("the arguments are not valid JSON: {e}"))?;
-            if !no_check {
-                let empty = Value::Object(Default::default());
-                check_arguments(command, v.as_ref().unwrap_or(&empty))?;
+            if let (Some(v), false) = (&v, no_check) {
+                must_be_object(command, v)?;
             }
             v
         }
         _ => None,
     };
     let client = connect(cli, socket).await?;
+    if let Some(what) = started {
+        eprintln!(
+            "qmp: no --socket or --tcp given: talking to {what} ({}), started for this run",
+            peer_name(&client)
+        );
+    }
     let result = match &cli.command {
         Cmd::Call {
             command,
@@ -254,6 +446,10 @@ async fn run(cli: &Cli, socket: Option<&Path>) -> Result<Done, String> {
             no_check,
             ..
         } => {
+            if !no_check {
+                let empty = Value::Object(Default::default());
+                check_call(&client, command, call_args.as_ref().unwrap_or(&empty)).await?;
+            }
             let reply = client
                 .execute_raw(command, call_args.as_ref())
                 .await
@@ -266,6 +462,23 @@ async fn run(cli: &Cli, socket: Option<&Path>) -> Result<Done, String> {
             print_json(&reply, *compact).map(|_| match checked {
                 Ok(()) => Done::Ok,
                 Err(m) => Done::Mismatch(m),
+            })
+        }
+        Cmd::Compat { require } => {
+            let schema = client
+                .execute_raw("query-qmp-schema", None::<&()>)
+                .await
+                .map_err(|e| format!("cannot get the peer's schema (query-qmp-schema): {e}"))?;
+            let drift = qemu_qapi::drift(&schema).map_err(|e| e.to_string())?;
+            let mut peer = peer_name(&client);
+            let package = client.greeting().qmp.version.package.trim();
+            if !package.is_empty() {
+                peer.push_str(&format!(" ({package})"));
+            }
+            let (report, failure) = compat_report(&drift, &peer, require);
+            print_text(&report).map(|_| match failure {
+                Some(f) => Done::NotSupported(f),
+                None => Done::Ok,
             })
         }
         Cmd::Schema => {
@@ -354,34 +567,52 @@ fn main() -> ExitCode {
             };
             return qmp::server::serve::run(&options).await.map(|()| Done::Ok);
         }
-        // The daemon (if any) lives in this scope: it is killed on every way out.
+        // The private QEMU (if any) lives in this scope: it is killed on every way out.
         let mut daemon = None;
+        let mut started = None;
         let socket = match (&cli.socket, &cli.tcp) {
             (Some(s), _) => Some(s.clone()),
             (None, Some(_)) => None,
             (None, None) => {
+                // `compat` compares with the bindings, which are a system emulator's;
+                // the rest takes the lighter storage daemon.
+                let (what, d) = match cli.command {
+                    Cmd::Compat { .. } => (
+                        "qemu-system-x86_64 -M none",
+                        qmp::local::LocalQemu::system_none(),
+                    ),
+                    _ => (
+                        "qemu-storage-daemon",
+                        qmp::local::LocalQemu::storage_daemon(),
+                    ),
+                };
                 // Killed when dropped, on every way out.
-                let mut d = qmp::local::LocalQemu::storage_daemon()
-                    .map_err(|e| format!("no --socket or --tcp given, and {e}"))?;
+                let mut d = d.map_err(|e| format!("no --socket or --tcp given, and {e}"))?;
                 d.wait_for_socket(Duration::from_secs(10))
                     .map_err(|e| e.to_string())?;
                 let s = d.socket().to_owned();
                 daemon = Some(d);
+                started = Some(what);
                 Some(s)
             }
         };
         let r = tokio::select! {
-            r = run(&cli, socket.as_deref()) => r,
+            r = run(&cli, socket.as_deref(), started) => r,
             why = interrupted() => Err(why.to_owned()),
         };
         drop(daemon);
         r
     });
+
     match result {
         Ok(Done::Ok) => ExitCode::SUCCESS,
         Ok(Done::Mismatch(m)) => {
             eprintln!("qmp: {m}");
             ExitCode::from(EXIT_REPLY_MISMATCH)
+        }
+        Ok(Done::NotSupported(why)) => {
+            eprintln!("qmp: {why}");
+            ExitCode::from(EXIT_NOT_SUPPORTED)
         }
         Err(e) => {
             eprintln!("qmp: {e}");
@@ -420,6 +651,110 @@ mod tests {
         assert!(m.to_string().contains("`query-version`"), "{m}");
         // Commands the bindings lack are not checked (they were sent with --no-check).
         assert!(check_reply("no-such-command", &ok).is_ok());
+    }
+
+    /// A peer with `blockdev-del`, `device_add` and `x-old` (a command the bindings
+    /// lack), its types masked as QEMU masks them.
+    fn peer_schema() -> qmp::schema_check::Schema {
+        qmp::schema_check::Schema::from_introspection(&serde_json::json!([
+            {"name": "str", "meta-type": "builtin", "json-type": "string"},
+            {"name": "0", "meta-type": "object", "members": []},
+            {"name": "1", "meta-type": "object", "members": [{"name": "node-name", "type": "str"}]},
+            {"name": "2", "meta-type": "object", "members": [
+                {"name": "driver", "type": "str"}, {"name": "id", "type": "str", "default": null}]},
+            {"name": "blockdev-del", "meta-type": "command", "arg-type": "1", "ret-type": "0"},
+            {"name": "device_add", "meta-type": "command", "arg-type": "2", "ret-type": "0"},
+            {"name": "x-old", "meta-type": "command", "arg-type": "0", "ret-type": "0"}
+        ]))
+        .unwrap()
+    }
+
+    #[test]
+    fn arguments_are_checked_against_the_peer() {
+        let s = peer_schema();
+        let check = |c: &str, a: Value| check_against_peer(&s, "QEMU 7.2.22", c, &a);
+        assert!(check("blockdev-del", serde_json::json!({"node-name": "n0"})).is_ok());
+        // A command the bindings lack, but the peer has.
+        assert!(check("x-old", serde_json::json!({})).is_ok());
+        // A command the peer lacks: named with the peer, and the bindings have it.
+        let e = check("blockdev-set-active", serde_json::json!({})).unwrap_err();
+        assert!(
+            e.contains("QEMU 7.2.22 has no command `blockdev-set-active`")
+                && e.contains("the bindings this program was built with have it")
+                && e.contains("nothing was sent"),
+            "{e}"
+        );
+        // QEMU's own wording for a bad member.
+        let e = check("blockdev-del", serde_json::json!({"node_name": "n0"})).unwrap_err();
+        assert!(
+            e.contains("QEMU 7.2.22 would refuse the arguments of `blockdev-del`")
+                && e.contains("Parameter 'node-name' is missing"),
+            "{e}"
+        );
+        // device_add takes the device's properties too.
+        assert!(check(
+            "device_add",
+            serde_json::json!({"driver": "e1000", "mac": "x"})
+        )
+        .is_ok());
+        let e = check("blockdev-del", serde_json::json!("n0")).unwrap_err();
+        assert!(e.contains("must be a JSON object"), "{e}");
+    }
+
+    #[test]
+    fn compat_lists_every_difference_or_judges_the_required_commands() {
+        let bindings = serde_json::json!([
+            {"name": "str", "meta-type": "builtin", "json-type": "string"},
+            {"name": "q_empty", "meta-type": "object", "members": []},
+            {"name": "A", "meta-type": "object", "members": [{"name": "node-name", "type": "str"},
+                {"name": "force", "type": "str", "default": null}]},
+            {"name": "blockdev-del", "meta-type": "command", "arg-type": "A", "ret-type": "q_empty"},
+            {"name": "query-jobs", "meta-type": "command", "arg-type": "q_empty", "ret-type": "q_empty"}
+        ]);
+        let peer = serde_json::json!([
+            {"name": "str", "meta-type": "builtin", "json-type": "string"},
+            {"name": "0", "meta-type": "object", "members": []},
+            {"name": "1", "meta-type": "object", "members": [{"name": "node-name", "type": "str"}]},
+            {"name": "blockdev-del", "meta-type": "command", "arg-type": "1", "ret-type": "0"},
+            {"name": "query-jobs", "meta-type": "command", "arg-type": "0", "ret-type": "0"}
+        ]);
+        let drift = qmp::drift::Drift::between_json(&bindings, &peer).unwrap();
+        let (all, failure) = compat_report(&drift, "QEMU 7.2.22", &[]);
+        assert!(failure.is_none());
+        assert!(
+            all.starts_with(
+                "qmp compat: the bindings this program was built with against QEMU 7.2.22\n"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("\n- command blockdev-del member force: only in the bindings, optional (breaks calls)\n"),
+            "{all}"
+        );
+        assert!(
+            all.ends_with("1 only in the peer\n") || all.contains("1 difference"),
+            "{all}"
+        );
+        let require = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            compat_report(&drift, "QEMU 7.2.22", &names)
+        };
+        let (out, failure) = require(&["query-jobs"]);
+        assert!(failure.is_none(), "{out}");
+        assert!(out.contains("query-jobs: fully supported"), "{out}");
+        let (out, failure) = require(&["query-jobs", "blockdev-del", "nope"]);
+        assert!(
+            out.contains("blockdev-del: not fully supported (1 difference breaks calls):\n  - command blockdev-del member force"),
+            "{out}"
+        );
+        assert!(
+            out.contains("nope: neither the bindings nor the peer have it"),
+            "{out}"
+        );
+        assert_eq!(
+            failure.as_deref(),
+            Some("QEMU 7.2.22 does not fully support blockdev-del, nope (of the 3 required)")
+        );
     }
 
     #[test]
