@@ -62,6 +62,17 @@ mod generated {
 
 pub use generated::{commands, events, types};
 
+/// Which of the releases the bindings were built for have each command, event, type,
+/// member, enum value, branch and alternative: only in bindings built for several
+/// releases (`QAPI_RELEASES=7.2..10.0`, or several schemas in `QMP_SCHEMA`).
+///
+/// ```ignore
+/// let table = qemu_qapi::availability::TABLE;
+/// assert_eq!(table.reply_member("query-status", "singlestep"), Some(&["7.2"][..]));
+/// ```
+#[cfg(qapi_availability)]
+pub use generated::availability;
+
 #[cfg(feature = "schema")]
 pub use generated::SCHEMA_JSON;
 

@@ -57,6 +57,9 @@ pub enum Error {
         /// Its value.
         value: String,
     },
+    /// Several schemas were listed and cannot be merged.
+    #[error("{0}")]
+    Union(#[from] crate::union::UnionError),
     /// `generate` without `out_file`, or `generate_to_out_dir` outside a build script.
     #[error("no output file: call Config::out_file, or run from a build script (OUT_DIR unset)")]
     NoOutput,
@@ -95,7 +98,8 @@ pub fn load_with(path: &Path, dialect: Option<Dialect>) -> Result<Loaded, Error>
 /// Configures and runs code generation from a build script (or any program).
 #[derive(Clone, Debug)]
 pub struct Config {
-    schema: Option<PathBuf>,
+    /// The schemas (more than one: their union), each with its label if given.
+    schemas: Vec<(Option<String>, PathBuf)>,
     env_var: Option<String>,
     out_file: Option<PathBuf>,
     options: Options,
@@ -107,7 +111,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            schema: None,
+            schemas: Vec::new(),
             env_var: Some("QMP_SCHEMA".to_owned()),
             out_file: None,
             options: Options::default(),
@@ -123,8 +127,13 @@ impl Default for Config {
 pub struct Generated {
     /// The formatted Rust source.
     pub code: String,
-    /// The schema file used (after the environment override).
+    /// The schema file used (after the environment override); the first listed when
+    /// several were.
     pub schema: PathBuf,
+    /// Every schema file used, with the release each was labelled with (the labels of
+    /// [`crate::model::Availability`]; for one schema, its label is not needed and not
+    /// worked out: empty).
+    pub schemas: Vec<(String, PathBuf)>,
     /// Every file read.
     pub files: Vec<PathBuf>,
     /// What was passed over while reading the schema (doc comments dropped).
@@ -143,12 +152,42 @@ impl Config {
     /// are relative to the current directory (a build script runs in its crate's
     /// folder).
     pub fn schema(&mut self, path: impl AsRef<Path>) -> &mut Self {
-        self.schema = Some(path.as_ref().to_owned());
+        self.schemas = vec![(None, path.as_ref().to_owned())];
+        self
+    }
+
+    /// Several schemas, of different releases: the bindings are their union (see
+    /// [`crate::union`]): every command, event, type, member, branch and enum value any
+    /// of them has, with which of them has each in the docs and in the generated
+    /// `availability` table. Each is QAPI sources, a snapshot or a capture, in any mix,
+    /// labelled with its release as [`crate::union::release_label`] works it out; one
+    /// path alone is the same as [`Config::schema`].
+    pub fn schemas<P: AsRef<Path>>(&mut self, paths: impl IntoIterator<Item = P>) -> &mut Self {
+        self.schemas = paths
+            .into_iter()
+            .map(|p| (None, p.as_ref().to_owned()))
+            .collect();
+        self
+    }
+
+    /// Like [`Config::schemas`], each schema with the label to use for its release
+    /// (`7.2`, `10.0`).
+    pub fn labelled_schemas<L: Into<String>, P: AsRef<Path>>(
+        &mut self,
+        schemas: impl IntoIterator<Item = (L, P)>,
+    ) -> &mut Self {
+        self.schemas = schemas
+            .into_iter()
+            .map(|(l, p)| (Some(l.into()), p.as_ref().to_owned()))
+            .collect();
         self
     }
 
     /// The environment variable that, when set, names the schema instead
-    /// (default `QMP_SCHEMA`; `None` to ignore the environment).
+    /// (default `QMP_SCHEMA`; `None` to ignore the environment). It may list several,
+    /// separated as in `PATH` (`:` on Unix), each optionally labelled `LABEL=PATH`
+    /// (`7.2=/src/qemu-7.2/qapi/qapi-schema.json`): the bindings are then their union,
+    /// as with [`Config::schemas`].
     pub fn env_override(&mut self, var: Option<&str>) -> &mut Self {
         self.env_var = var.map(str::to_owned);
         self
@@ -237,18 +276,62 @@ impl Config {
             }
             std::env::var_os(v)
                 .filter(|s| !s.is_empty())
-                .map(|p| (PathBuf::from(p), v))
+                .map(|p| (split_list(&p), v))
         });
         let dialect = self.env_dialect(directives)?.or(self.dialect);
         let (given, var) = match from_env {
-            Some((p, v)) => (p, Some(v)),
-            None => (
-                self.schema
-                    .clone()
-                    .ok_or_else(|| Error::NoSchema(self.env_var.clone().unwrap_or_default()))?,
-                None,
-            ),
+            Some((list, v)) => (list, Some(v)),
+            None if self.schemas.is_empty() => {
+                return Err(Error::NoSchema(self.env_var.clone().unwrap_or_default()))
+            }
+            None => (self.schemas.clone(), None),
         };
+        let mut loaded = Vec::with_capacity(given.len());
+        for (label, path) in given {
+            let (path, one) = self.load_one(path, var, dialect, directives)?;
+            loaded.push((label, path, one));
+        }
+        let mut files = Vec::new();
+        for (_, _, l) in &loaded {
+            files.extend(l.files.iter().cloned());
+        }
+        let first = loaded[0].1.clone();
+        let (schema, schemas) = if loaded.len() == 1 {
+            let (label, path, one) = loaded.remove(0);
+            (one.schema, vec![(label.unwrap_or_default(), path)])
+        } else {
+            let mut listed = Vec::with_capacity(loaded.len());
+            let mut schemas = Vec::with_capacity(loaded.len());
+            for (label, path, one) in loaded {
+                let label =
+                    label.unwrap_or_else(|| crate::union::release_label(&path, &one.schema));
+                schemas.push((label.clone(), path));
+                listed.push((label, one.schema));
+            }
+            (crate::union::merge(&listed)?, schemas)
+        };
+        if directives {
+            warn_dropped(&schema.warnings);
+        }
+        let code = emit::generate(&schema, &self.options)?;
+        Ok(Generated {
+            code,
+            schema: first,
+            schemas,
+            files,
+            warnings: schema.warnings,
+        })
+    }
+
+    /// Reads one schema (`given` as listed, from the variable `var` if it came from
+    /// there), its types named after the name references when it is a capture.
+    fn load_one(
+        &self,
+        given: PathBuf,
+        var: Option<&str>,
+        dialect: Option<Dialect>,
+        directives: bool,
+    ) -> Result<(PathBuf, Loaded), Error> {
         // Errors name the absolute path: a relative one is taken from the current
         // directory, which in a build script is the crate's folder, not the user's.
         let path = std::path::absolute(&given).unwrap_or_else(|_| given.clone());
@@ -256,16 +339,13 @@ impl Config {
             let cwd = std::env::current_dir().unwrap_or_default();
             let given = match (var, given.is_relative()) {
                 (Some(v), true) => format!(
-                    "{v}={}: a relative path is taken from {}, the folder cargo runs the                      build script in; give an absolute path",
+                    "{v}={}: a relative path is taken from {}, the folder cargo runs the \
+                     build script in; give an absolute path",
                     given.display(),
                     cwd.display()
                 ),
                 (Some(v), false) => format!("{v}={}", given.display()),
-                (None, true) => format!(
-                    "schema {} relative to {}",
-                    given.display(),
-                    cwd.display()
-                ),
+                (None, true) => format!("schema {} relative to {}", given.display(), cwd.display()),
                 (None, false) => format!("schema {}", given.display()),
             };
             if directives {
@@ -290,16 +370,7 @@ impl Config {
             }
         }
         self.recover_names(&mut loaded, directives)?;
-        if directives {
-            warn_dropped(&loaded.schema.warnings);
-        }
-        let code = emit::generate(&loaded.schema, &self.options)?;
-        Ok(Generated {
-            code,
-            schema: path,
-            files: loaded.files,
-            warnings: loaded.schema.warnings,
-        })
+        Ok((path, loaded))
     }
 
     /// The dialect the variable `<env_override>_DIALECT` names (`QMP_SCHEMA_DIALECT`):
@@ -373,6 +444,23 @@ impl Config {
         c.out_file = Some(Path::new(&dir).join(name));
         c.generate()
     }
+}
+
+/// A list of schemas as the variable gives it: separated as in `PATH`, each
+/// `LABEL=PATH` or a path (a `=` after a `/` is part of the path).
+fn split_list(value: &std::ffi::OsStr) -> Vec<(Option<String>, PathBuf)> {
+    std::env::split_paths(value)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| {
+            let text = p.to_string_lossy();
+            match text.split_once('=') {
+                Some((label, path)) if !label.is_empty() && !label.contains('/') => {
+                    (Some(label.to_owned()), PathBuf::from(path))
+                }
+                _ => (None, p),
+            }
+        })
+        .collect()
 }
 
 /// Tells cargo (which shows `cargo:warning` lines) about the doc comments a tolerant

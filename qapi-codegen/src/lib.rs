@@ -13,5 +13,6 @@ pub mod introspect;
 pub mod json;
 pub mod model;
 pub mod snapshot;
+pub mod union;
 
 pub use config::Config;

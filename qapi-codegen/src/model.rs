@@ -128,6 +128,9 @@ pub struct Schema {
     /// and were dropped (only when the sources were read with tolerant docs, see
     /// [`crate::front::parse_sources`]). Empty for a strict read.
     pub warnings: Vec<Warning>,
+    /// Which of several listed schemas have each item, when the model is their union
+    /// ([`crate::union::merge`]); `None` for a model read from one schema.
+    pub availability: Option<Availability>,
 }
 
 /// Something passed over while reading a schema, with where it is.
@@ -527,5 +530,145 @@ impl DocSectionKind {
             DocSectionKind::Since => "Since",
             DocSectionKind::Todo => "Todo",
         }
+    }
+}
+
+/// Which of the schemas a union model was merged from ([`crate::union::merge`]) have
+/// each command, event, type, member, branch, alternative and enum value: the one
+/// place this is kept (the emitter renders it into the docs and into the generated
+/// `availability` table from here).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Availability {
+    releases: Vec<String>,
+    items: std::collections::BTreeMap<(EntityId, Part), Presence>,
+}
+
+/// A part of an entity whose availability is recorded: the entity itself, or one of
+/// its members, enum values, union branches or alternatives (by wire name).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    /// The command, event or type itself.
+    Whole,
+    /// A member of an object type (base members included).
+    Member(String),
+    /// A value of an enumeration.
+    Value(String),
+    /// A branch of a union, by tag value.
+    Branch(String),
+    /// An alternative of an alternate, by name.
+    Alternative(String),
+}
+
+/// A set of the listed releases: bit `i` is [`Availability::releases`]`[i]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Releases(u64);
+
+impl Releases {
+    /// The most schemas a union can list.
+    pub const MAX: usize = 64;
+    /// The empty set.
+    pub const NONE: Releases = Releases(0);
+    /// The set of release `i` alone (`i` < [`Releases::MAX`]).
+    pub fn one(i: usize) -> Releases {
+        Releases(1u64.checked_shl(i as u32).unwrap_or(0))
+    }
+    /// The first `n` releases.
+    pub fn first(n: usize) -> Releases {
+        (0..n).fold(Releases::NONE, |a, i| a | Releases::one(i))
+    }
+    /// True when release `i` is in the set.
+    pub fn contains(self, i: usize) -> bool {
+        !(self & Releases::one(i)).is_empty()
+    }
+    /// True for the empty set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// True when every release of `other` is in this set.
+    pub fn includes(self, other: Releases) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// The indices in the set, in increasing order.
+    pub fn indices(self) -> impl Iterator<Item = usize> {
+        (0..Releases::MAX).filter(move |&i| self.contains(i))
+    }
+}
+
+impl std::ops::BitOr for Releases {
+    type Output = Releases;
+    fn bitor(self, o: Releases) -> Releases {
+        Releases(self.0 | o.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Releases {
+    fn bitor_assign(&mut self, o: Releases) {
+        self.0 |= o.0;
+    }
+}
+
+impl std::ops::Not for Releases {
+    type Output = Releases;
+    fn not(self) -> Releases {
+        Releases(!self.0)
+    }
+}
+
+impl std::ops::BitAnd for Releases {
+    type Output = Releases;
+    fn bitand(self, o: Releases) -> Releases {
+        Releases(self.0 & o.0)
+    }
+}
+
+/// Where an item is, as recorded in [`Availability`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// The releases that have the item.
+    pub releases: Releases,
+    /// For a member: the releases where it is required (a subset of `releases`).
+    pub required: Releases,
+    /// For a member, branch or alternative whose type is not the same in every release
+    /// that has it: each type as the schema writes it (`int`, `[BlockInfo]`), with the
+    /// releases that have it, in the order first seen. Empty when it is the same.
+    pub types: Vec<(Releases, String)>,
+}
+
+impl Availability {
+    /// An empty record over `releases` (the labels of the listed schemas, oldest
+    /// first: "since" and "until" in the docs read this order).
+    pub fn new(releases: Vec<String>) -> Availability {
+        Availability {
+            releases,
+            items: std::collections::BTreeMap::new(),
+        }
+    }
+    /// The labels of the listed schemas, oldest first.
+    pub fn releases(&self) -> &[String] {
+        &self.releases
+    }
+    /// Every release.
+    pub fn all(&self) -> Releases {
+        Releases::first(self.releases.len())
+    }
+    /// Records where part `part` of entity `id` is.
+    pub fn set(&mut self, id: EntityId, part: Part, presence: Presence) {
+        self.items.insert((id, part), presence);
+    }
+    /// Where part `part` of entity `id` is; `None` when not recorded (an item the
+    /// merge did not make, such as a builtin or a generated array type).
+    pub fn get(&self, id: EntityId, part: &Part) -> Option<&Presence> {
+        // A borrowed key: `Part` is cheap to clone and the map is small per lookup.
+        self.items.get(&(id, part.clone()))
+    }
+    /// The labels of the releases in `set`, oldest first.
+    pub fn names(&self, set: Releases) -> Vec<&str> {
+        set.indices()
+            .filter_map(|i| self.releases.get(i).map(String::as_str))
+            .collect()
+    }
+    /// Every recorded item, by entity and part.
+    pub fn iter(&self) -> impl Iterator<Item = (&(EntityId, Part), &Presence)> {
+        self.items.iter()
     }
 }

@@ -66,6 +66,80 @@ pub struct EventInfo {
     pub unstable: bool,
 }
 
+/// Which of several QEMU releases have each item of bindings built for all of them
+/// (the generated `availability::TABLE`, in bindings built from several schemas):
+/// commands, events and named types, and their members, enum values, union branches
+/// and alternatives. Lookups never fail: an item the bindings do not have is `None`.
+///
+/// A command's members are its arguments (`lookup("blockdev-add", "driver")`), an
+/// event's its data; [`Availability::reply_member`] reads a command's reply type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Availability {
+    /// The releases the bindings were built for, oldest first.
+    pub releases: &'static [&'static str],
+    /// The distinct sets of releases the items have, indexed by `items`.
+    pub sets: &'static [&'static [&'static str]],
+    /// Every item, sorted by key: `NAME` (a command, event or type), `NAME member M`,
+    /// `NAME value V`, `NAME branch B`, `NAME alternative A`; with its index in `sets`.
+    pub items: &'static [(&'static str, u16)],
+    /// Each command whose reply is (an array of) a named type, with that type's
+    /// name, sorted by command.
+    pub replies: &'static [(&'static str, &'static str)],
+}
+
+impl Availability {
+    /// The releases that have the item with this key (see [`Availability::items`]).
+    pub fn get(&self, key: &str) -> Option<&'static [&'static str]> {
+        let i = self.items.binary_search_by(|(k, _)| (*k).cmp(key)).ok()?;
+        self.sets.get(usize::from(self.items[i].1)).copied()
+    }
+    /// The releases that have command, event or type `name`.
+    pub fn item(&self, name: &str) -> Option<&'static [&'static str]> {
+        self.get(name)
+    }
+    /// The releases whose command `name` has argument `member`, whose event `name`
+    /// has data member `member`, or whose type `name` has member `member`.
+    pub fn member(&self, name: &str, member: &str) -> Option<&'static [&'static str]> {
+        self.get(&format!("{name} member {member}"))
+    }
+    /// The releases whose reply to `command` (its type, or the elements of an array)
+    /// has member `member`.
+    pub fn reply_member(&self, command: &str, member: &str) -> Option<&'static [&'static str]> {
+        let i = self
+            .replies
+            .binary_search_by(|(c, _)| (*c).cmp(command))
+            .ok()?;
+        self.member(self.replies[i].1, member)
+    }
+    /// The releases whose enum `name` has value `value`.
+    pub fn value(&self, name: &str, value: &str) -> Option<&'static [&'static str]> {
+        self.get(&format!("{name} value {value}"))
+    }
+    /// The releases whose union `name` has a branch for tag value `value`.
+    pub fn branch(&self, name: &str, value: &str) -> Option<&'static [&'static str]> {
+        self.get(&format!("{name} branch {value}"))
+    }
+    /// The releases whose alternate `name` has alternative `alternative`.
+    pub fn alternative(&self, name: &str, alternative: &str) -> Option<&'static [&'static str]> {
+        self.get(&format!("{name} alternative {alternative}"))
+    }
+    /// One question for every kind of item: with `part` empty, the releases that have
+    /// command, event or type `name`; otherwise those whose `name` has `part` as a
+    /// member (a command's argument, an event's data member), then as a member of a
+    /// command's reply, an enum value, a union branch or an alternative, the first
+    /// that `name` has.
+    pub fn lookup(&self, name: &str, part: &str) -> Option<&'static [&'static str]> {
+        if part.is_empty() {
+            return self.item(name);
+        }
+        self.member(name, part)
+            .or_else(|| self.reply_member(name, part))
+            .or_else(|| self.value(name, part))
+            .or_else(|| self.branch(name, part))
+            .or_else(|| self.alternative(name, part))
+    }
+}
+
 /// Implements `Serialize` and `Deserialize` for a generated QAPI enum that has
 /// `fn as_str(&self) -> &str` and `fn from_wire(&str) -> Self` (which keeps unknown
 /// values in its catch-all variant).

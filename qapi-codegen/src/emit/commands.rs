@@ -43,7 +43,16 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
             checks.push(quote!(#wire => ::std::option::Option::Some(::qmp::runtime::check_no_arguments(args)),));
         } else if let (Some(o), false) = (args_obj, c.boxed) {
             let mut fnamer = Namer::default();
-            let mut f = fields(ctx, e, None, &o.members, None, Module::Other, &mut fnamer)?;
+            let mut f = fields(
+                ctx,
+                e,
+                None,
+                c.arg_type,
+                &o.members,
+                None,
+                Module::Other,
+                &mut fnamer,
+            )?;
             // `gen: false` commands take more than their schema says (`device_add`
             // takes the device's properties): keep whatever else is given.
             let rest = if c.gen {

@@ -52,6 +52,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                     ctx,
                     e,
                     None,
+                    ev.arg_type,
                     &o.members,
                     None,
                     Module::Other,

@@ -32,6 +32,7 @@
 //! | event | a struct implementing `qmp::Event`, and a variant of the `Event` enum (which implements `qmp::EventSet` and keeps unknown events in `Event::Unknown`) |
 //! | `deprecated` / `unstable` / `if` | `#[deprecated]` / a doc note / a doc note, and the run-time `COMMANDS` and `EVENTS` tables |
 
+mod availability;
 mod commands;
 mod cycles;
 pub mod docs;
@@ -142,6 +143,7 @@ pub fn generate_tokens(schema: &Schema, opts: &Options) -> Result<TokenStream, E
     let types = types::emit(&ctx)?;
     let commands = commands::emit(&ctx)?;
     let events = events::emit(&ctx)?;
+    let availability = availability::emit(&ctx);
     let schema_json = if opts.schema_json {
         schema_json::emit(schema)
     } else {
@@ -176,6 +178,7 @@ pub fn generate_tokens(schema: &Schema, opts: &Options) -> Result<TokenStream, E
             #lints
             #events
         }
+        #availability
     })
 }
 
@@ -379,13 +382,37 @@ impl<'a> Ctx<'a> {
                 "**Unstable:** this {what} is experimental (QAPI feature `unstable`)."
             ));
         }
-        if let Some(c) = &e.ifcond {
+        lines.extend(self.item_notes(
+            e.ifcond.as_ref(),
+            self.schema.lookup_id(&e.name),
+            &crate::model::Part::Whole,
+        ));
+        lines
+    }
+
+    /// The doc lines every item (command, event, type, member, enum value, branch,
+    /// alternative) ends with, written here alone: its condition (`if`), then, in
+    /// bindings of several releases, which of them have it ([`availability::notes`]).
+    /// `part` is [`crate::model::Part::Whole`] for a command, event or type.
+    pub fn item_notes(
+        &self,
+        ifcond: Option<&IfCond>,
+        owner: Option<EntityId>,
+        part: &crate::model::Part,
+    ) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(c) = ifcond {
             lines.push(String::new());
+            // The whole item's note names QAPI's `if`; a part's (generated before
+            // this was one place) does not, and the default bindings keep their text.
+            let whole = matches!(part, crate::model::Part::Whole);
             lines.push(format!(
-                "Only in QEMU builds where `{}` holds (QAPI `if`).",
-                ifcond_str(c)
+                "Only in QEMU builds where `{}` holds{}.",
+                ifcond_str(c),
+                if whole { " (QAPI `if`)" } else { "" }
             ));
         }
+        lines.extend(availability::notes(self.schema, owner, part));
         lines
     }
 

@@ -5,7 +5,7 @@ use quote::quote;
 
 use super::names::{self, Namer};
 use super::{docs_attrs, id, setter, Ctx, EmitError, Module};
-use crate::model::{Alternate, Builtin, Entity, EntityId, EntityKind, Enum, Member, Object};
+use crate::model::{Alternate, Builtin, Entity, EntityId, EntityKind, Enum, Member, Object, Part};
 
 /// Every emitted type, in definition order.
 pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
@@ -14,7 +14,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
         let e = ctx.schema.entity(tid);
         let name = id(&ctx.type_names[&tid]);
         out.extend(match &e.kind {
-            EntityKind::Enum(en) => emit_enum(ctx, e, &name, en),
+            EntityKind::Enum(en) => emit_enum(ctx, tid, e, &name, en),
             EntityKind::Object(o) if o.branches.is_some() => emit_union(ctx, tid, e, &name, o)?,
             EntityKind::Object(o) => emit_struct(ctx, tid, e, &name, o)?,
             EntityKind::Alternate(a) => emit_alternate(ctx, tid, e, &name, a)?,
@@ -24,7 +24,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
     Ok(out)
 }
 
-fn emit_enum(ctx: &Ctx, e: &Entity, name: &Ident, en: &Enum) -> TokenStream {
+fn emit_enum(ctx: &Ctx, tid: EntityId, e: &Entity, name: &Ident, en: &Enum) -> TokenStream {
     let docs = ctx.entity_docs(e, "enum");
     let dep = ctx.deprecated_attr(Some(e), &e.features);
     let mut namer = Namer::default();
@@ -34,13 +34,11 @@ fn emit_enum(ctx: &Ctx, e: &Entity, name: &Ident, en: &Enum) -> TokenStream {
         .map(|m| {
             let v = id(&namer.unique(names::camel_ident(&m.name)));
             let mut lines = ctx.member_doc_lines(e, &m.name);
-            if let Some(c) = &m.ifcond {
-                lines.push(String::new());
-                lines.push(format!(
-                    "Only in QEMU builds where `{}` holds.",
-                    super::ifcond_str(c)
-                ));
-            }
+            lines.extend(ctx.item_notes(
+                m.ifcond.as_ref(),
+                Some(tid),
+                &Part::Value(m.name.clone()),
+            ));
             let mut attrs = docs_attrs(&lines);
             attrs.extend(ctx.deprecated_attr(Some(e), &m.features));
             (v, m.name.as_str(), attrs)
@@ -129,11 +127,15 @@ pub(crate) struct RestField {
 }
 
 /// Fields for `members` (skipping the one named `skip`), documented from `owner` (or
-/// the type each member is defined in), in namespace `namer`.
+/// the type each member is defined in), in namespace `namer`. `holder` is the object
+/// type whose members they are (a command's or event's arguments type), `owner_id`
+/// the type the fields go into (`None` for a command's or event's struct).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fields(
     ctx: &Ctx,
     owner: &Entity,
     owner_id: Option<EntityId>,
+    holder: Option<EntityId>,
     members: &[Member],
     skip: Option<&str>,
     from: Module,
@@ -161,13 +163,7 @@ pub(crate) fn fields(
             lines.push(String::new());
             lines.push("**Unstable:** experimental (QAPI feature `unstable`).".to_owned());
         }
-        if let Some(c) = &m.ifcond {
-            lines.push(String::new());
-            lines.push(format!(
-                "Only in QEMU builds where `{}` holds.",
-                super::ifcond_str(c)
-            ));
-        }
+        lines.extend(ctx.item_notes(m.ifcond.as_ref(), holder, &Part::Member(m.name.clone())));
         let docs = docs_attrs(&lines);
         let dep = ctx.deprecated_attr(Some(doc_owner), &m.features);
         let wire = &m.name;
@@ -241,6 +237,7 @@ fn emit_struct(
     let f = fields(
         ctx,
         e,
+        Some(tid),
         Some(tid),
         &o.members,
         None,
@@ -394,6 +391,7 @@ fn emit_union(
         ctx,
         e,
         Some(tid),
+        Some(tid),
         &o.members,
         Some(tag),
         Module::Types,
@@ -448,7 +446,9 @@ fn emit_union(
             .iter()
             .find(|b| &b.name == wire)
             .filter(|b| !super::is_empty_branch(ctx.schema, b.ty));
-        let vdoc = format!(" `{tag}` is `{wire}`.");
+        let mut vlines = vec![format!("`{tag}` is `{wire}`.")];
+        vlines.extend(ctx.item_notes(None, Some(tid), &Part::Branch(wire.clone())));
+        let vdoc = docs_attrs(&vlines);
         match branch {
             Some(b) => {
                 let ty = ctx.member_type(Some(tid), b.ty, Module::Types)?;
@@ -456,7 +456,7 @@ fn emit_union(
                 // cycle) is decoded unboxed and boxed at the end.
                 let inner = ctx.rust_type(b.ty, Module::Types)?;
                 let boxed = ctx.boxed.contains(&(tid, b.ty));
-                defs.push(quote!(#[doc = #vdoc] #vid(#ty),));
+                defs.push(quote!(#vdoc #vid(#ty),));
                 slot_defs.push(quote!(#vid(<#inner as ::qmp::runtime::Record>::Slots),));
                 starts
                     .push(quote!(#wire => #slots_name::#vid(::std::default::Default::default()),));
@@ -475,7 +475,7 @@ fn emit_union(
                 }));
             }
             None => {
-                defs.push(quote!(#[doc = #vdoc] #vid,));
+                defs.push(quote!(#vdoc #vid,));
                 slot_defs.push(quote!(#vid,));
                 starts.push(quote!(#wire => #slots_name::#vid,));
                 takes.push(quote!(#slots_name::#vid => ::std::result::Result::Ok(false),));
@@ -568,7 +568,9 @@ fn emit_alternate(
     for v in &a.alternatives.variants {
         let vid = id(&namer.unique(names::camel_ident(&v.name)));
         let ty = ctx.member_type(Some(tid), v.ty, Module::Types)?;
-        let lines = ctx.member_doc_lines(e, &v.name);
+        let mut lines = ctx.member_doc_lines(e, &v.name);
+        // (Alternatives never had an `if` note: only their availability.)
+        lines.extend(ctx.item_notes(None, Some(tid), &Part::Alternative(v.name.clone())));
         let vdocs = docs_attrs(&lines);
         variants.push(quote!(#vdocs #vid(#ty),));
         sers.push(quote!(Self::#vid(v) => ::serde::Serialize::serialize(v, s),));

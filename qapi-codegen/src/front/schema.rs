@@ -1594,6 +1594,7 @@ impl Builder<'_> {
             },
             by_name,
             warnings: Vec::new(),
+            availability: None,
         }
     }
 }

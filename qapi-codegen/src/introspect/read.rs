@@ -458,6 +458,7 @@ fn build(
         pragma: Pragma::default(),
         origin: Origin::Introspection { masked_names },
         warnings: Vec::new(),
+        availability: None,
         by_name,
     }
 }
