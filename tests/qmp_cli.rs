@@ -1,5 +1,7 @@
-//! The `qmp` command-line program against real QEMU 10.0: `call`, `events` and the
-//! no-socket mode (a private `qemu-storage-daemon`, always stopped on exit).
+//! The `qmp` command-line program against real QEMU 10.0: `call` (arguments checked
+//! against the peer's schema, or the bindings when it has none), `events`, `schema`,
+//! `compat` and the no-socket mode (a private QEMU, named on stderr, always stopped
+//! on exit). `tests/compat_releases.rs` runs `compat` and `call` against QEMU 7.2 too.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -106,9 +108,20 @@ fn call_prints_the_reply() {
         .any(|e| e["name"] == "query-version" && e["meta-type"] == "command"));
 }
 
+/// The commands a `--record` transcript shows the client sending, in order.
+fn sent_commands(transcript: &Path) -> Vec<String> {
+    std::fs::read_to_string(transcript)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["dir"] == "c2s")
+        .filter_map(|e| e["msg"]["execute"].as_str().map(str::to_owned))
+        .collect()
+}
+
 #[test]
-fn bad_arguments_are_refused_before_connecting() {
-    // The socket does not exist: the error must come from the argument check.
+fn malformed_arguments_are_refused_before_connecting() {
+    // The socket does not exist: the error must come before connecting.
     let out = qmp(&[
         "--socket",
         "/nonexistent/qmp.sock",
@@ -121,28 +134,102 @@ fn bad_arguments_are_refused_before_connecting() {
     assert!(err.contains("must be a JSON object"), "{err}");
     let out = qmp(&["--socket", "/nonexistent/qmp.sock", "call", "x", "{oops"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
-    // A typo in a member name is caught by the bindings, naming the member.
+}
+
+#[test]
+fn bad_arguments_are_refused_by_the_peers_schema_before_sending() {
+    if !have("qemu-storage-daemon") {
+        return;
+    }
+    let qsd = storage_daemon();
+    let s = qsd.socket().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let transcript = dir.path().join("session.jsonl");
+    let t = transcript.to_str().unwrap();
+    let call = |args: &[&str]| {
+        let mut all = vec!["--socket", s, "--record", t, "call"];
+        all.extend_from_slice(args);
+        let out = qmp(&all);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // A typo in a member name: refused with QEMU's words, naming the peer.
+    let err = call(&["blockdev-del", r#"{"node_name": "n0"}"#]);
+    assert!(
+        err.contains("QEMU 10.0.")
+            && err.contains("would refuse the arguments of `blockdev-del`")
+            && err.contains("Parameter 'node-name' is missing")
+            && err.contains("nothing was sent"),
+        "{err}"
+    );
+    let err = call(&["blockdev-del", r#"{"node-name": "n0", "force": true}"#]);
+    assert!(err.contains("Parameter 'force' is unexpected"), "{err}");
+    let err = call(&[
+        "blockdev-add",
+        r#"{"driver": "no-such-driver", "node-name": "x"}"#,
+    ]);
+    assert!(
+        err.contains("Parameter 'driver' does not accept value 'no-such-driver'"),
+        "{err}"
+    );
+    // An unknown command, and one the system emulator has but the daemon does not.
+    let err = call(&["query-versoin"]);
+    assert!(err.contains("has no command `query-versoin`"), "{err}");
+    let err = call(&["query-cpus-fast"]);
+    assert!(
+        err.contains("has no command `query-cpus-fast`")
+            && err.contains("the bindings this program was built with have it"),
+        "{err}"
+    );
+    // Only the schema was asked for, each time: none of the refused commands was sent.
+    let sent = sent_commands(&transcript);
+    assert!(
+        !sent.is_empty()
+            && sent
+                .iter()
+                .all(|c| c == "qmp_capabilities" || c == "query-qmp-schema"),
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn without_the_peers_schema_arguments_are_checked_against_the_bindings() {
+    // `qmp serve` without a transcript answers only `query-version`: no schema.
+    let mut server = qmp::local::LocalQemu::spawn(QMP, |socket| {
+        vec![
+            "--socket".into(),
+            socket.display().to_string(),
+            "serve".into(),
+        ]
+    })
+    .unwrap();
+    server.wait_for_socket(Duration::from_secs(10)).unwrap();
+    let s = server.socket().to_str().unwrap();
     let out = qmp(&[
         "--socket",
-        "/nonexistent/qmp.sock",
+        s,
         "call",
         "blockdev-del",
         r#"{"node_name": "n0"}"#,
     ]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad arguments for `blockdev-del`"), "{err}");
+    assert!(
+        err.contains("the peer's schema cannot be had")
+            && err.contains("bad arguments for `blockdev-del`")
+            && err.contains("checked against the bindings"),
+        "{err}"
+    );
     assert!(
         err.contains("node_name") || err.contains("node-name"),
         "{err}"
     );
-    // So is a missing required member, and an unknown command.
-    let out = qmp(&["--socket", "/nonexistent/qmp.sock", "call", "blockdev-del"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("node-name"), "{err}");
-    let out = qmp(&["--socket", "/nonexistent/qmp.sock", "call", "query-versoin"]);
+    let out = qmp(&["--socket", s, "call", "query-versoin"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown command `query-versoin`"), "{err}");
+    // What the bindings accept is sent.
+    let out = qmp(&["--socket", s, "call", "query-version"]);
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// Reads the child's stderr until the "waiting for events" line.
@@ -278,6 +365,16 @@ fn without_a_socket_a_private_storage_daemon_is_started_and_stopped() {
     // `call`: the daemon answers, and is gone when qmp exits.
     let v = json_of(&qmp(&["call", "query-version"]));
     assert_eq!(v["qemu"]["major"], 10);
+    // `schema` says on stderr which program it asked: the storage daemon's schema is
+    // not the system emulator's.
+    let out = qmp(&["schema"]);
+    let schema = json_of(&out);
+    assert!(schema.as_array().is_some_and(|a| !a.is_empty()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no --socket or --tcp given: talking to qemu-storage-daemon (QEMU 10.0."),
+        "{err}"
+    );
 
     // `events`, interrupted by a signal: the daemon is stopped too.
     let child = Command::new(QMP)
@@ -350,4 +447,23 @@ fn a_reply_that_does_not_fit_the_bindings_is_printed_with_a_warning_and_status_3
     let out = qmp(&["--socket", s, "call", "query-dirty-rate", "--no-check"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), reply);
+}
+
+#[test]
+fn compat_without_a_socket_asks_a_private_system_emulator() {
+    if !have("qemu-system-x86_64") {
+        return;
+    }
+    let out = qmp(&["compat", "--require", "query-version,query-status"]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("talking to qemu-system-x86_64 -M none (QEMU 10.0."),
+        "{err}"
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("\nquery-version: fully supported\nquery-status: fully supported\n"),
+        "{report}"
+    );
 }
