@@ -227,12 +227,9 @@ fn peer_name(client: &qmp::Client) -> String {
 /// Checks `call`'s arguments against the peer's schema, fetched now; against the
 /// bindings, with a note on stderr, when it cannot be had.
 async fn check_call(client: &qmp::Client, command: &str, args: &Value) -> Result<(), String> {
-    let schema = match client.execute_raw("query-qmp-schema", None::<&()>).await {
-        Ok(v) => qmp::schema_check::Schema::from_introspection(&v).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match schema {
-        Ok(schema) => check_against_peer(&schema, &peer_name(client), command, args),
+    // The client fetches it once (`qmp::peer`); a later typed call would reuse it.
+    match client.peer_schema().await {
+        Ok(peer) => check_against_peer(peer.index(), &peer_name(client), command, args),
         Err(why) => {
             eprintln!(
                 "qmp: note: the peer's schema cannot be had ({why}); checking the arguments \
