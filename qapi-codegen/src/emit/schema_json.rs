@@ -44,6 +44,10 @@ pub(crate) fn text(schema: &Schema) -> String {
     json.to_string()
 }
 
+/// The name (empty for an alternative) and condition of each member, branch,
+/// alternative or enumeration value of one list of an entry, in order.
+type Conditions<'a> = Vec<(&'a str, &'a Option<IfCond>)>;
+
 fn put_if(obj: &mut Map, cond: &Option<IfCond>) {
     if let Some(c) = cond {
         obj.insert("if".to_owned(), Value::String(condition_text(c)));
@@ -79,7 +83,7 @@ fn annotate(schema: &Schema, entry: &mut Value) {
             _ => Vec::new(),
         }
     };
-    let conds: Vec<(&str, Vec<(&str, &Option<IfCond>)>)> = match &e.kind {
+    let conds: Vec<(&str, Conditions)> = match &e.kind {
         EntityKind::Enum(en) => vec![(
             "members",
             en.members
@@ -127,8 +131,10 @@ fn annotate(schema: &Schema, entry: &mut Value) {
                 .get("name")
                 .or_else(|| item.get("case"))
                 .and_then(Value::as_str);
-            if written.map_or(true, |w| w == name) {
-                put_if(item, cond);
+            // A name that differs would mean the orders differ: no condition then.
+            match written {
+                Some(w) if w != name => {}
+                _ => put_if(item, cond),
             }
         }
         obj.insert(
