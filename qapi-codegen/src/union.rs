@@ -22,8 +22,10 @@
 //!   that release's bindings alone.
 //! * **Required members.** A member is required when every listed schema that has its
 //!   type (for a command's or event's arguments: that has the command or event)
-//!   requires it; otherwise it is optional. The discriminator of a union is always
-//!   required (every release requires it).
+//!   requires it; otherwise it is optional. So is a union's discriminator: optional
+//!   only where the type is a struct in some release (no discriminator there), whose
+//!   values then decode into the branch catch-all with every member; the members such
+//!   a struct release has that a branch now carries stay the branch's.
 //! * **Type changes.** Where a member (branch, alternative, reply) has different types
 //!   in different releases, the merged type accepts each shape, and the availability
 //!   record keeps each type with its releases (the docs say which release sent which):
@@ -475,22 +477,52 @@ impl<'a> Merger<'a> {
                 }
             }
         }
-        let members = self.members(id, &all, context, true)?;
-        let local_members = self.members(id, &local, context, false)?;
+        let mut members = self.members(id, &all, context, true)?;
+        let mut local_members = self.members(id, &local, context, false)?;
+        // A type that is a union in some releases and a struct in others (QEMU 10.0's
+        // SevInfo, a struct in 7.2): members only the struct releases have that a
+        // branch now carries stay the branch's, or the base would take them from the
+        // branch when decoding. A struct release's value, which has no discriminator,
+        // decodes into the branch catch-all with them (see the tag below).
+        let union_releases = branches
+            .iter()
+            .fold(Releases::NONE, |a, (i, _)| a | Releases::one(*i));
+        let mut in_branches = std::collections::HashSet::new();
+        for &(i, b) in &branches {
+            for v in &b.variants {
+                if let Ok(Entity {
+                    kind: EntityKind::Object(o),
+                    ..
+                }) = self.input_entity(i, v.ty)
+                {
+                    in_branches.extend(o.members.iter().map(|m| m.name.clone()));
+                }
+            }
+        }
+        if !in_branches.is_empty() {
+            let av = &self.availability;
+            let keep = |m: &Member| {
+                !in_branches.contains(&m.name)
+                    || av
+                        .get(id, &Part::Member(m.name.clone()))
+                        .map(|p| !(p.releases & union_releases).is_empty())
+                        .unwrap_or(true)
+            };
+            members.retain(keep);
+            local_members.retain(keep);
+        }
         let base = match bases.first() {
             Some(&(i, Some(b))) => Some(self.map(i, b)?),
             _ => None,
         };
         let branches = match branches.first() {
             Some(&(_, first)) => {
+                // Required where every release of the type has it; optional when
+                // the type is a struct in some (no discriminator there).
                 let tag = members
                     .iter()
                     .find(|m| m.name == first.tag_member.name)
-                    .cloned()
-                    .map(|mut t| {
-                        t.optional = false;
-                        t
-                    });
+                    .cloned();
                 let Some(tag_member) = tag else {
                     return Err(self.model_error(
                         versions[0].0,
@@ -508,20 +540,10 @@ impl<'a> Merger<'a> {
             }
             None => None,
         };
-        // The discriminator stays required in the member list too.
-        let tag_name = branches.as_ref().map(|b| b.tag_member.name.clone());
-        let fix = |mut ms: Vec<Member>| {
-            for m in &mut ms {
-                if Some(&m.name) == tag_name.as_ref() {
-                    m.optional = false;
-                }
-            }
-            ms
-        };
         self.entities[id.0 as usize].kind = EntityKind::Object(Object {
             base,
-            local_members: fix(local_members),
-            members: fix(members),
+            local_members,
+            members,
             branches,
         });
         Ok(())
@@ -647,6 +669,8 @@ impl<'a> Merger<'a> {
             }
         }
         if out.len() > 1 {
+            // Oldest release first, as the docs read.
+            out.sort_by_key(|(r, _)| r.indices().next());
             out
         } else {
             Vec::new()

@@ -626,6 +626,29 @@ impl<B: Branches> UnionSlots<B> {
     }
 }
 
+impl<B: Branches> UnionSlots<B> {
+    /// Like [`UnionSlots::finish`], but a value without the discriminator is the
+    /// catch-all branch for the empty tag value with every member not of the base:
+    /// for bindings of several releases where the type is a union only in some (the
+    /// others send no discriminator).
+    ///
+    /// # Errors
+    /// As [`Branches::finish`].
+    pub fn finish_untagged<E: de::Error>(self) -> Result<B, E> {
+        match self.0 {
+            UnionState::Known(slots) => B::finish(slots),
+            UnionState::Waiting(early) => {
+                let mut slots = B::start("");
+                for (k, v) in early {
+                    B::take(&mut slots, &k, &mut Replay(Some(v)))
+                        .map_err(|e| E::custom(format_args!("member `{k}`: {e}")))?;
+                }
+                B::finish(slots)
+            }
+        }
+    }
+}
+
 /// Hands one buffered member value to a `take` (which only calls `next_value`).
 struct Replay(Option<Value>);
 

@@ -75,7 +75,7 @@ fn presence_lines(av: &Availability, p: &Presence, whole: bool) -> Vec<String> {
             .collect();
         lines.push(String::new());
         lines.push(format!(
-            "Its type differs between releases: {}; this type accepts each.",
+            "Its type differs between releases: {}.",
             each.join(", ")
         ));
     }

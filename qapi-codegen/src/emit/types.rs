@@ -399,20 +399,35 @@ fn emit_union(
     )?;
     let tag_field = id(&namer.unique(names::snake_ident(tag)));
     let branch_name = id(&ctx.branch_names[&tid]);
-    let tag_doc = format!(" The discriminator `{tag}` together with the members of its branch.");
+    let mut tag_lines = vec![format!(
+        "The discriminator `{tag}` together with the members of its branch."
+    )];
+    tag_lines.extend(ctx.item_notes(None, Some(tid), &Part::Member(tag.clone())));
+    if br.tag_member.optional {
+        tag_lines.push(String::new());
+        tag_lines.push(format!(
+            "A value without `{tag}` (from a release where this type has no branches) \
+             is the catch-all variant, with an empty `value` and the members."
+        ));
+    }
+    let tag_doc = docs_attrs(&tag_lines);
     f.params.push(quote!(#tag_field: #branch_name));
     f.inits.push(quote!(#tag_field));
     f.all_optional = false;
     let i = proc_macro2::Literal::usize_unsuffixed(f.record.slots.len());
     let rest = RestField {
         def: quote! {
-            #[doc = #tag_doc]
+            #tag_doc
             pub #tag_field: #branch_name,
         },
         field: tag_field.clone(),
         slot: quote!(::qmp::runtime::UnionSlots<#branch_name>),
         take: quote!(slots.#i.take(key, map)),
-        finish: quote!(slots.#i.finish()?),
+        finish: if br.tag_member.optional {
+            quote!(slots.#i.finish_untagged()?)
+        } else {
+            quote!(slots.#i.finish()?)
+        },
         put: quote!(::qmp::runtime::Branches::put(&self.#tag_field, m)?;),
     };
     let strukt = struct_with_ctor(&docs, &dep, name, &e.name, &f, Some(&rest));
@@ -485,6 +500,17 @@ fn emit_union(
         }
     }
     let unknown = id(&vnamer.unique("Unknown".to_owned()));
+    // Without a discriminator (a release where the type had no branches), none is
+    // written back.
+    let put_unknown_tag = if br.tag_member.optional {
+        quote! {
+            if !value.is_empty() {
+                ::serde::ser::SerializeMap::serialize_entry(m, #tag, value)?;
+            }
+        }
+    } else {
+        quote!(::serde::ser::SerializeMap::serialize_entry(m, #tag, value)?;)
+    };
     let branch_doc = format!(" The branches of [`{name}`], selected by its discriminator `{tag}`.");
     Ok(quote! {
         #strukt
@@ -537,7 +563,7 @@ fn emit_union(
                 match self {
                     #(#puts)*
                     Self::#unknown { value, members } => {
-                        ::serde::ser::SerializeMap::serialize_entry(m, #tag, value)?;
+                        #put_unknown_tag
                         ::qmp::runtime::put_extra(m, members)
                     }
                 }
