@@ -22,6 +22,14 @@
 //! releases are exactly [`EXPECTED`]. A command QEMU answers with an error (a feature
 //! the machine lacks) is counted as a QEMU error, with its class, not as a failure.
 //!
+//! [`union_bindings_decode_both_releases`] does the same with bindings built for both
+//! releases at once (`QMP_SCHEMA=7.2=<7.2's schema>:10.0=<10.0's snapshot>`, the union
+//! of the two, into `target/cross-release-union`): every argument-free `query-*` that
+//! each QEMU has decodes, with no failure allowed; and a program written against
+//! those bindings (`tests/union-probe/probe.rs`, built in a crate of its own) adds a
+//! `null-co` block node with a typed `blockdev-add` and matches `Event::Stop` after
+//! `stop`, against both.
+//!
 //! Without `target/old-qemu/7.2` (run `scripts/setup-old-qemu`) or the installed QEMU,
 //! it prints one line and passes; `scripts/test` sets both up.
 
@@ -229,15 +237,21 @@ fn parse_mismatch(stderr: &str) -> Option<Outcome> {
     })
 }
 
-/// The `qmp` program built with QEMU 7.2's bindings, in `target/cross-release`.
-fn build_qmp_72() -> PathBuf {
+/// QEMU 7.2's sources when fetched, else its snapshot.
+fn schema_72() -> PathBuf {
     let root = root();
-    let schema = if root.join(SOURCES_72).is_file() {
+    if root.join(SOURCES_72).is_file() {
         root.join(SOURCES_72)
     } else {
         println!("{SOURCES_72} is absent (scripts/fetch-old-schemas): using {SNAPSHOT_72}");
         root.join(SNAPSHOT_72)
-    };
+    }
+}
+
+/// The `qmp` program built with QEMU 7.2's bindings, in `target/cross-release`.
+fn build_qmp_72() -> PathBuf {
+    let root = root();
+    let schema = schema_72();
     // Beside the workspace's own build, which it leaves alone.
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -403,5 +417,162 @@ fn the_warning_of_qmp_call_is_parsed() {
             path: "return.0.inserted".into(),
             message: "missing field `active`".into(),
         })
+    );
+}
+
+/// `target/<name>`, under `CARGO_TARGET_DIR` when that is set.
+fn target_dir(name: &str) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join(name)
+}
+
+/// Runs `cargo build ARGS` in `dir` with `QMP_SCHEMA=schemas` into `target`, showing
+/// cargo's output only when it fails.
+fn cargo_build(dir: &Path, args: &[&str], schemas: &str, target: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(dir)
+        .arg("build")
+        .arg("--offline")
+        .args(args)
+        .env("CARGO_TARGET_DIR", target)
+        .env("QMP_SCHEMA", schemas)
+        .env_remove("QMP_SCHEMA_DIALECT")
+        .env_remove("QAPI_RELEASES")
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running cargo: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build {args:?} in {} with QMP_SCHEMA={schemas} into {}: {}\n{}",
+        dir.display(),
+        target.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `qmp` program and `tests/union-probe/probe.rs`, both built with the union of
+/// QEMU 7.2's and 10.0's schemas, in `target/cross-release-union`.
+fn build_union() -> (PathBuf, PathBuf) {
+    let root = root();
+    let schemas = format!(
+        "7.2={}:10.0={}",
+        schema_72().display(),
+        root.join("schema/qemu-system-10.0.json").display()
+    );
+    let target = target_dir("cross-release-union");
+    let start = Instant::now();
+    cargo_build(
+        &root,
+        &["--features", "cli", "--bin", "qmp"],
+        &schemas,
+        &target,
+    );
+    // The probe in a crate of its own that depends on this one: the bindings crate's
+    // own targets are built with its default (one release) bindings by `cargo test`.
+    let probe = target.join("probe-crate");
+    std::fs::create_dir_all(&probe).expect("probe crate folder");
+    std::fs::write(
+        probe.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"union-probe\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+             [workspace]\n[dependencies]\nqemu-qapi = {{ path = {:?} }}\n\
+             [[bin]]\nname = \"union-probe\"\npath = {:?}\n",
+            root.display().to_string(),
+            root.join("tests/union-probe/probe.rs")
+                .display()
+                .to_string()
+        ),
+    )
+    .expect("probe Cargo.toml");
+    // The workspace's lock file: the same versions, nothing resolved anew.
+    std::fs::copy(root.join("Cargo.lock"), probe.join("Cargo.lock")).expect("Cargo.lock");
+    cargo_build(&probe, &[], &schemas, &target);
+    println!(
+        "built qmp and union-probe with the union of 7.2 and 10.0 ({schemas}) in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    (target.join("debug/qmp"), target.join("debug/union-probe"))
+}
+
+#[test]
+fn union_bindings_decode_both_releases() {
+    let root = root();
+    let old = match OldQemu::open(root.join("target/old-qemu/7.2")) {
+        Ok(old) => old,
+        Err(e) => {
+            println!("skipping: QEMU 7.2 is not unpacked (scripts/setup-old-qemu): {e}");
+            return;
+        }
+    };
+    if !qmp::local::installed("qemu-system-x86_64") || !qmp::local::installed("qemu-img") {
+        println!("skipping: qemu-system-x86_64 or qemu-img is not installed");
+        return;
+    }
+    let started = Instant::now();
+    let (qmp_union, probe) = build_union();
+    let built = started.elapsed();
+    let peers = [
+        start("10.0", &machine()),
+        start("7.2", &machine().release(&old)),
+    ];
+    let mut report = String::new();
+    let mut failures = Vec::new();
+    for peer in &peers {
+        // Every argument-free query this release has, not only those both have.
+        let commands = argument_free_queries(&schema_of(peer));
+        let mut qemu_errors = Vec::new();
+        let mut decoded = 0;
+        for command in &commands {
+            match call(&qmp_union, peer, command) {
+                Outcome::Decoded => decoded += 1,
+                Outcome::QemuError(class) => qemu_errors.push(format!("{command} ({class})")),
+                Outcome::Mismatch { path, message } => {
+                    failures.push((peer.release, command.clone(), path, message))
+                }
+            }
+        }
+        report += &format!(
+            "\nunion bindings → QEMU {}: {} commands called, {decoded} decoded, {} QEMU errors: {}\n",
+            peer.release,
+            commands.len(),
+            qemu_errors.len(),
+            qemu_errors.join(", ")
+        );
+    }
+    for peer in &peers {
+        let out = Command::new(&probe)
+            .arg(peer.qemu.socket())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", probe.display()));
+        report += &format!(
+            "union-probe → QEMU {}: {}\n{}",
+            peer.release,
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            out.status.success(),
+            "union-probe against QEMU {}: {}\nstdout: {}\nstderr: {}",
+            peer.release,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    println!("{report}");
+    println!(
+        "(the union builds took {:.1} s, the calls {:.1} s)",
+        built.as_secs_f64(),
+        (started.elapsed() - built).as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "replies the union bindings do not decode: {failures:#?}"
     );
 }

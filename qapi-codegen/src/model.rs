@@ -671,4 +671,11 @@ impl Availability {
     pub fn iter(&self) -> impl Iterator<Item = (&(EntityId, Part), &Presence)> {
         self.items.iter()
     }
+    /// The recorded parts of entity `id` (the entity itself first), in order.
+    pub fn parts(&self, id: EntityId) -> impl Iterator<Item = (&Part, &Presence)> {
+        self.items
+            .range((id, Part::Whole)..)
+            .take_while(move |((i, _), _)| *i == id)
+            .map(|((_, part), p)| (part, p))
+    }
 }

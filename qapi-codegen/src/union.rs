@@ -37,6 +37,10 @@
 //!   get a generated alternate with one alternative per kind. Objects and arrays of
 //!   different names take the newest's (a limitation: the older one's members are
 //!   not merged into it).
+//! * **Arguments and replies renamed.** Where a command's arguments or reply, or an
+//!   event's data, is an object type of another name in some releases (an implicit
+//!   type there, a named one here), those releases' types are merged into the chosen
+//!   one as its versions there, members and all.
 //! * **Everything else** of an item (docs, `Since`, features, conditions, position,
 //!   command flags) is the newest release's that has it.
 //!
@@ -147,6 +151,11 @@ struct Merger<'a> {
     /// Releases that, for a command's or event's arguments or reply, count as having
     /// the type with no members (their command has none, or another type).
     extra_context: HashMap<EntityId, Releases>,
+    /// For a command's or event's arguments or reply whose object type has another
+    /// name in some releases (QEMU 7.2's `nbd-server-start` takes an implicit type,
+    /// 10.0's `NbdServerOptionsLegacy`): those releases' types, merged into it as its
+    /// versions there.
+    aliases: HashMap<EntityId, Vec<(usize, EntityId)>>,
     docs: Vec<Doc>,
     doc_offsets: Vec<u32>,
     modules: Vec<Module>,
@@ -167,6 +176,7 @@ impl<'a> Merger<'a> {
             by_name: HashMap::new(),
             sources: Vec::new(),
             extra_context: HashMap::new(),
+            aliases: HashMap::new(),
             docs: Vec::new(),
             doc_offsets: vec![0; n],
             modules: Vec::new(),
@@ -334,13 +344,16 @@ impl<'a> Merger<'a> {
             .fold(Releases::NONE, |a, (i, _)| a | Releases::one(i))
     }
 
-    /// `(input, its entity)` for each release that has merged entity `id`, newest
-    /// first.
+    /// `(input, its entity)` for each release that has merged entity `id` (or an
+    /// alias of it, see [`Merger::aliases`]), newest first.
     fn versions(&self, id: EntityId) -> Vec<(usize, &'a Entity)> {
+        let aliases = self.aliases.get(&id);
         self.newest_first
             .iter()
             .filter_map(|&i| {
-                let k = self.sources[id.0 as usize][i]?;
+                let k = self.sources[id.0 as usize][i].or_else(|| {
+                    aliases.and_then(|a| a.iter().find(|(j, _)| *j == i).map(|(_, t)| *t))
+                })?;
                 self.input_entity(i, k).ok().map(|e| (i, e))
             })
             .collect()
@@ -406,12 +419,25 @@ impl<'a> Merger<'a> {
             self.join(owner, part, &candidates)?
         };
         let mut others = Releases::NONE;
+        let chosen_is_object =
+            matches!(self.entities[chosen.0 as usize].kind, EntityKind::Object(_));
         for &(i, t) in per_release {
             let same = match t {
                 Some(t) => self.map(i, t)? == chosen,
                 None => false,
             };
-            if !same {
+            let alias = match t {
+                Some(t) if !same && chosen_is_object => {
+                    matches!(self.input_entity(i, t)?.kind, EntityKind::Object(_))
+                        && self.sources[chosen.0 as usize][i].is_none()
+                }
+                _ => false,
+            };
+            if alias {
+                if let Some(t) = t {
+                    self.aliases.entry(chosen).or_default().push((i, t));
+                }
+            } else if !same {
                 others |= Releases::one(i);
             }
         }
@@ -462,7 +488,14 @@ impl<'a> Merger<'a> {
 
     fn object(&mut self, id: EntityId) -> Result<(), UnionError> {
         let versions = self.versions(id);
-        let context = self.present(id) | self.extra_context.get(&id).copied().unwrap_or_default();
+        let aliased = self
+            .aliases
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .fold(Releases::NONE, |a, (i, _)| a | Releases::one(*i));
+        let context =
+            self.present(id) | aliased | self.extra_context.get(&id).copied().unwrap_or_default();
         let mut all = Vec::new();
         let mut local = Vec::new();
         let mut bases = Vec::new();

@@ -72,19 +72,19 @@ pub struct EventInfo {
 /// and alternatives. Lookups never fail: an item the bindings do not have is `None`.
 ///
 /// A command's members are its arguments (`lookup("blockdev-add", "driver")`), an
-/// event's its data; [`Availability::reply_member`] reads a command's reply type.
+/// event's its data; [`Availability::reply_member`] asks about a command's reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Availability {
     /// The releases the bindings were built for, oldest first.
     pub releases: &'static [&'static str],
     /// The distinct sets of releases the items have, indexed by `items`.
     pub sets: &'static [&'static [&'static str]],
-    /// Every item, sorted by key: `NAME` (a command, event or type), `NAME member M`,
-    /// `NAME value V`, `NAME branch B`, `NAME alternative A`; with its index in `sets`.
+    /// Every item, sorted by key: `NAME` (a command, event or type), `NAME member M`
+    /// (a command's argument, an event's data member, a type's member), `COMMAND reply
+    /// member M`, `NAME value V`, `NAME branch B`, `NAME alternative A`; with its index
+    /// in `sets`. The members of a command's arguments or reply and of an event's data
+    /// are only in the releases that have the command or event.
     pub items: &'static [(&'static str, u16)],
-    /// Each command whose reply is (an array of) a named type, with that type's
-    /// name, sorted by command.
-    pub replies: &'static [(&'static str, &'static str)],
 }
 
 impl Availability {
@@ -105,11 +105,7 @@ impl Availability {
     /// The releases whose reply to `command` (its type, or the elements of an array)
     /// has member `member`.
     pub fn reply_member(&self, command: &str, member: &str) -> Option<&'static [&'static str]> {
-        let i = self
-            .replies
-            .binary_search_by(|(c, _)| (*c).cmp(command))
-            .ok()?;
-        self.member(self.replies[i].1, member)
+        self.get(&format!("{command} reply member {member}"))
     }
     /// The releases whose enum `name` has value `value`.
     pub fn value(&self, name: &str, value: &str) -> Option<&'static [&'static str]> {

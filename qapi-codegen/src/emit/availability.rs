@@ -112,7 +112,6 @@ pub(crate) fn emit(ctx: &Ctx) -> TokenStream {
             sets.len() - 1
         }
     };
-    let mut replies: Vec<(String, String)> = Vec::new();
     for (k, e) in schema.entities.iter().enumerate() {
         let id = EntityId(k as u32);
         let named = match &e.kind {
@@ -123,43 +122,40 @@ pub(crate) fn emit(ctx: &Ctx) -> TokenStream {
         if !named {
             continue;
         }
-        if let Some(p) = av.get(id, &Part::Whole) {
-            items.push((e.name.clone(), set_index(p.releases)));
-        }
-        // A command's arguments and an event's data are its members.
-        let holder = match &e.kind {
-            EntityKind::Command(c) => {
-                if let Some(r) = c.ret_type.map(|t| element(schema, t)) {
-                    let re = schema.entity(r);
-                    if !re.implicit && !matches!(re.kind, EntityKind::Builtin(_)) {
-                        replies.push((e.name.clone(), re.name.clone()));
-                    }
-                }
-                c.arg_type
-            }
-            EntityKind::Event(ev) => ev.arg_type,
-            _ => Some(id),
+        let Some(whole) = av.get(id, &Part::Whole).map(|p| p.releases) else {
+            continue;
         };
-        let Some(holder) = holder else { continue };
-        for ((hid, part), p) in av.iter() {
-            if *hid != holder || *part == Part::Whole {
-                continue;
+        items.push((e.name.clone(), set_index(whole)));
+        // A command's arguments and an event's data are its members, and its reply's
+        // members are `reply member`s: each only in the releases that have the
+        // command or event (a type outlives a command that no longer uses it).
+        let (holder, reply) = match &e.kind {
+            EntityKind::Command(c) => (c.arg_type, c.ret_type.map(|t| element(schema, t))),
+            EntityKind::Event(ev) => (ev.arg_type, None),
+            _ => (Some(id), None),
+        };
+        let mut add = |holder: EntityId, prefix: &str, only_members: bool| {
+            for (part, p) in av.parts(holder) {
+                let key = match part {
+                    Part::Member(m) => format!("{} {prefix}member {m}", e.name),
+                    _ if only_members => continue,
+                    Part::Value(v) => format!("{} value {v}", e.name),
+                    Part::Branch(b) => format!("{} branch {b}", e.name),
+                    Part::Alternative(a) => format!("{} alternative {a}", e.name),
+                    Part::Whole => continue,
+                };
+                items.push((key, set_index(p.releases & whole)));
             }
-            // Members of a command's, event's or type's own object; values only
-            // of the enum itself, and so on.
-            let key = match part {
-                Part::Member(m) => format!("{} member {m}", e.name),
-                Part::Value(v) => format!("{} value {v}", e.name),
-                Part::Branch(b) => format!("{} branch {b}", e.name),
-                Part::Alternative(a) => format!("{} alternative {a}", e.name),
-                Part::Whole => continue,
-            };
-            items.push((key, set_index(p.releases)));
+        };
+        if let Some(h) = holder {
+            add(h, "", holder != Some(id));
+        }
+        if let Some(r) = reply {
+            add(r, "reply ", true);
         }
     }
     items.sort();
     items.dedup_by(|a, b| a.0 == b.0);
-    replies.sort();
     let releases: Vec<&str> = av.releases().iter().map(String::as_str).collect();
     let set_tokens = sets.iter().map(|s| {
         let names = av.names(*s);
@@ -169,7 +165,6 @@ pub(crate) fn emit(ctx: &Ctx) -> TokenStream {
         let i = *i as u16;
         quote!((#k, #i),)
     });
-    let reply_tokens = replies.iter().map(|(c, t)| quote!((#c, #t),));
     let list = join(&releases);
     let doc = format!(
         " Which of the releases these bindings were built for ({list}) have each \
@@ -188,7 +183,6 @@ pub(crate) fn emit(ctx: &Ctx) -> TokenStream {
                 releases: RELEASES,
                 sets: &[#(#set_tokens)*],
                 items: &[#(#item_tokens)*],
-                replies: &[#(#reply_tokens)*],
             };
         }
     }

@@ -567,8 +567,8 @@ pub mod availability {
             ("new-cmd", 0u16),
             ("new-cmd member id", 0u16),
             ("old-cmd", 2u16),
+            ("old-cmd reply member n", 2u16),
         ],
-        replies: &[("old-cmd", "OldReply")],
     };
 }
 

@@ -594,13 +594,8 @@ pub mod availability {
             ("Red", 0u16),
             ("Red member r", 0u16),
             ("paint", 0u16),
-            ("paint branch blue", 1u16),
-            ("paint branch cyan", 2u16),
-            ("paint branch green", 0u16),
-            ("paint branch red", 0u16),
             ("paint member colour", 0u16),
         ],
-        replies: &[],
     };
 }
 

@@ -581,12 +581,15 @@ pub mod availability {
             ("Info member old-only", 2u16),
             ("Info member old-opt", 2u16),
             ("query-info", 0u16),
+            ("query-info reply member name", 0u16),
+            ("query-info reply member new-only", 1u16),
+            ("query-info reply member old-only", 2u16),
+            ("query-info reply member old-opt", 2u16),
             ("use-added", 1u16),
             ("use-added member a", 1u16),
             ("use-gone", 2u16),
             ("use-gone member g", 2u16),
         ],
-        replies: &[("query-info", "Info")],
     };
 }
 

@@ -372,7 +372,6 @@ pub mod availability {
             ("set-opts member x", 0u16),
             ("set-opts member y", 1u16),
         ],
-        replies: &[],
     };
 }
 

@@ -526,8 +526,10 @@ pub mod availability {
             ("SnpGuest", 0u16),
             ("SnpGuest member snp-policy", 0u16),
             ("query-sev", 1u16),
+            ("query-sev reply member enabled", 1u16),
+            ("query-sev reply member policy", 2u16),
+            ("query-sev reply member sev-type", 0u16),
         ],
-        replies: &[("query-sev", "SevInfo")],
     };
 }
 

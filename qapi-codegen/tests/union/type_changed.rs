@@ -403,8 +403,13 @@ pub mod availability {
             ("Tee member value", 1u16),
             ("Tee member width", 1u16),
             ("query-t", 1u16),
+            ("query-t reply member kind", 1u16),
+            ("query-t reply member ratio", 1u16),
+            ("query-t reply member size", 1u16),
+            ("query-t reply member small", 1u16),
+            ("query-t reply member value", 1u16),
+            ("query-t reply member width", 1u16),
         ],
-        replies: &[("query-t", "Tee")],
     };
 }
 
