@@ -320,8 +320,9 @@ impl Drift {
 
     /// Each difference once, in a stable order (commands, then events, each by name;
     /// within one, in the order of the walk): a difference inside a type that several
-    /// commands or events reach is given at the first path only. What `Display`
-    /// prints, one line each.
+    /// commands or events reach is given at the first path only (once in arguments,
+    /// once in replies and once in event data: whether it breaks differs). What
+    /// `Display` prints, one line each.
     pub fn changes(&self) -> impl Iterator<Item = &Change> {
         self.all.iter().filter(|c| c.first)
     }
