@@ -45,6 +45,13 @@
 //! With the `qga` feature, [`ga`] holds the guest agent's bindings (from
 //! `schema/qemu-ga-10.0.json`, or `QGA_SCHEMA`).
 //!
+//! For several releases at once, `QAPI_RELEASES=7.2..10.0` builds the union of the
+//! snapshots of `schema/` in that range (or `QMP_SCHEMA` lists several schemas,
+//! separated as in `PATH`): every command, event, type, member and enum value any of
+//! them has, members optional unless every release requires them, and
+//! `availability` saying which release has each item (the README's "One build for a
+//! range of releases").
+//!
 //! # Compatibility with newer QEMU
 //!
 //! Enums keep values they do not know (`Unknown(String)`), unions keep branches they

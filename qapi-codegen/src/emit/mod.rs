@@ -31,6 +31,7 @@
 //! | command | a struct of its arguments implementing `qmp::Command` (unit struct without arguments; a newtype when `boxed`; extra properties kept when `gen: false`) |
 //! | event | a struct implementing `qmp::Event`, and a variant of the `Event` enum (which implements `qmp::EventSet` and keeps unknown events in `Event::Unknown`) |
 //! | `deprecated` / `unstable` / `if` | `#[deprecated]` / a doc note / a doc note, and the run-time `COMMANDS` and `EVENTS` tables |
+//! | a union of several releases ([`crate::union`]) | a doc note on each item's releases (`Ctx::item_notes`), and `pub mod availability` with the run-time table (`availability.rs`) |
 
 mod availability;
 mod commands;
