@@ -321,6 +321,46 @@ fn dump_detects_the_legacy_dialect() {
     assert!(stdout.contains("\nobject q_obj_InetSocketAddress-wrapper\n"));
 }
 
+/// `qapi-codegen dump` (the command, as a user runs it) reads every fetched root
+/// schema of every release with no flag; the doc comments it drops are warnings on
+/// stderr, each with its `file:line`.
+#[test]
+fn dump_reads_every_release_with_no_flag() {
+    let Some(dir) = old_schemas() else {
+        return;
+    };
+    let mut read = 0;
+    for version in releases(&dir) {
+        for root in ROOTS {
+            let path = version.join(root);
+            if !path.is_file() {
+                continue;
+            }
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_qapi-codegen"))
+                .arg("dump")
+                .arg(&path)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{}:\n{stderr}", path.display());
+            assert!(
+                stderr.lines().all(|l| l.starts_with("warning: ")
+                    && l.contains(".json:")
+                    && l.contains(": doc comment dropped: ")),
+                "{}:\n{stderr}",
+                path.display()
+            );
+            assert!(
+                out.stdout.starts_with(b"module ./builtin\n"),
+                "{}",
+                path.display()
+            );
+            read += 1;
+        }
+    }
+    assert!(read >= RELEASES.len() + 4, "read {read} root schemas");
+}
+
 mod fuzz {
     use proptest::prelude::*;
     use qapi_codegen::front::parse_with_loader_dialect;
