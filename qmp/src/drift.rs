@@ -51,6 +51,9 @@
 //!   peer may send more (members are ignored, enumeration values and branches kept as
 //!   unknown ones).
 //!
+//! A command the bindings do not have is never fully supported
+//! ([`Support::NotInBindings`]): they cannot call it.
+//!
 //! Event data follow the reply's rules. An enumeration on one side against `str` on
 //! the other is listed but breaks nothing: both are JSON strings, and the bindings'
 //! enumerations keep values they do not know.
