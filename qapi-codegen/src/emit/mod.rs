@@ -3,11 +3,11 @@
 //! [`generate`] is pure (no I/O): the CLI, build scripts ([`crate::Config`]) and tests
 //! all call it. It works in two steps:
 //!
-//! 1. [`Ctx::new`] decides everything that needs the whole schema first: which types
+//! 1. `Ctx::new` decides everything that needs the whole schema first: which types
 //!    are emitted (every named type, and implicit ones only where something refers to
 //!    them), their Rust names (collisions resolved in definition order, so the output
 //!    is stable), and which members must be boxed because they close a cycle.
-//! 2. [`types`], [`commands`] and [`events`] turn entities into tokens, in definition
+//! 2. `types`, `commands` and `events` turn entities into tokens, in definition
 //!    order, and this module assembles them into `pub mod types`, `pub mod commands`
 //!    and `pub mod events` (QAPI's single namespace can collide once converted: the
 //!    `stop` command and the `STOP` event are both `Stop`), then formats the file with

@@ -3,10 +3,10 @@
 //!
 //! Passes, each in its own file:
 //!
-//! 1. [`lexer`]/[`parser`]: the JSON dialect, doc comments ([`doc`]), `include` and
+//! 1. `lexer`/`parser`: the JSON dialect, doc comments (`doc`), `include` and
 //!    `pragma` → expressions with their source line.
-//! 2. [`expr`]: per-expression shape checks (QEMU's `expr.py`) → typed definitions.
-//! 3. [`schema`]: entities with QEMU's implicit types, semantic checks, doc
+//! 2. `expr`: per-expression shape checks (QEMU's `expr.py`) → typed definitions.
+//! 3. `schema`: entities with QEMU's implicit types, semantic checks, doc
 //!    connection, modules (QEMU's `schema.py`) → [`Schema`].
 //!
 //! One addition to QEMU's dialect, for definitions-only snapshots: comment lines that
