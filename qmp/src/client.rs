@@ -170,10 +170,17 @@ impl Client {
     /// success), this returns once the request is queued, decoding the reply type from
     /// `{}`.
     ///
+    /// When the peer's schema is known (fetched by [`peer_schema`](Self::peer_schema),
+    /// a `supports*` call or at connect) and it lacks the command, an argument member
+    /// or an enum value `cmd` uses, the call fails without sending anything, unless
+    /// refusal is off ([`with_refusal`](Self::with_refusal)); see [`crate::peer`].
+    ///
     /// # Errors
     /// [`crate::ErrorKind::Qmp`] for an error reply, [`crate::ErrorKind::Decode`] when
-    /// the reply does not match `C::Reply`, [`crate::ErrorKind::Timeout`], or the error
-    /// that closed the connection.
+    /// the reply does not match `C::Reply`, [`crate::ErrorKind::Timeout`],
+    /// [`crate::ErrorKind::Unsupported`] for a call refused before sending
+    /// ([`Error::unsupported_by_peer`] says what the peer lacks), or the error that
+    /// closed the connection.
     pub async fn execute<C: Command>(&self, cmd: &C) -> Result<C::Reply> {
         self.execute_as(ExecKind::Execute, cmd, Vec::new()).await
     }

@@ -99,6 +99,24 @@
 //!
 //! Blocking code uses [`blocking::Client`], which has the same methods without `async`.
 //!
+//! Knowing the peer: one program runs against many QEMUs. [`Client::supports`],
+//! [`Client::supports_event`] and [`Client::supports_probe`] (libvirt's schema
+//! queries, e.g. `blockdev-add/arg-type/+file/aio/^io_uring`; grammar in [`probe`])
+//! answer from the peer's own `query-qmp-schema`, fetched once per connection on first
+//! use (or at connect, [`Config::fetch_peer_schema`]) and kept as a [`PeerSchema`].
+//! Once it is known, a typed call of a command, argument member or enum value the
+//! peer lacks fails with [`ErrorKind::Unsupported`] without being sent. See [`peer`]
+//! for when the schema is fetched, what concurrent first calls do, and exactly what
+//! is refused.
+//!
+//! ```no_run
+//! # async fn demo(client: qmp::Client) -> Result<(), qmp::Error> {
+//! if client.supports_probe("blockdev-add/arg-type/+file/aio/^io_uring").await? {
+//!     // use aio=io_uring
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Guarantees
 //!
 //! **Ordering.** Requests are written in the order their calls were first polled
