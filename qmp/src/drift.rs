@@ -724,7 +724,7 @@ fn cond_of(v: &Value) -> Option<String> {
 }
 
 impl Index {
-    fn read(json: &Value, side: Side) -> Result<Index, ReadError> {
+    fn read<'v>(json: &'v Value, side: Side) -> Result<Index, ReadError> {
         let err = |index: usize, e: &Value, reason: String| ReadError {
             side,
             index,
@@ -768,10 +768,11 @@ impl Index {
                 .copied()
                 .ok_or_else(|| err(i, e, format!("{what} '{name}' is not defined")))
         };
-        let list = |i: usize, e: &Value, key: &str| -> Result<Vec<Value>, ReadError> {
+        // Borrowed: the entries outlive the index being built.
+        let list = |i: usize, e: &'v Value, key: &str| -> Result<&'v [Value], ReadError> {
             match e.get(key) {
-                Some(Value::Array(a)) => Ok(a.clone()),
-                None => Ok(Vec::new()),
+                Some(Value::Array(a)) => Ok(a),
+                None => Ok(&[]),
                 Some(_) => Err(err(i, e, format!("member '{key}' is not an array"))),
             }
         };
@@ -813,18 +814,18 @@ impl Index {
                     let mut members = Vec::new();
                     for m in list(i, e, "members")? {
                         members.push(Member {
-                            name: text(i, &m, "name")?,
+                            name: text(i, m, "name")?,
                             optional: m.get("default").is_some(),
-                            ty: resolve(i, e, "member type", &text(i, &m, "type")?)?,
-                            cond: cond_of(&m),
+                            ty: resolve(i, e, "member type", &text(i, m, "type")?)?,
+                            cond: cond_of(m),
                         });
                     }
                     let mut variants = Vec::new();
                     for v in list(i, e, "variants")? {
                         variants.push(Variant {
-                            case: text(i, &v, "case")?,
-                            ty: resolve(i, e, "variant type", &text(i, &v, "type")?)?,
-                            cond: cond_of(&v),
+                            case: text(i, v, "case")?,
+                            ty: resolve(i, e, "variant type", &text(i, v, "type")?)?,
+                            cond: cond_of(v),
                         });
                     }
                     Ty::Object { members, variants }
@@ -832,8 +833,8 @@ impl Index {
                 "alternate" => {
                     let mut alts = Vec::new();
                     for m in list(i, e, "members")? {
-                        let ty = resolve(i, e, "alternative", &text(i, &m, "type")?)?;
-                        alts.push((ty, cond_of(&m)));
+                        let ty = resolve(i, e, "alternative", &text(i, m, "type")?)?;
+                        alts.push((ty, cond_of(m)));
                     }
                     Ty::Alternate(alts)
                 }
