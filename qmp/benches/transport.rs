@@ -10,7 +10,15 @@
 //! * `inflight32-oob`: 32 requests in flight with `oob` negotiated (the floor writes
 //!   32 requests in one write, then reads 32 replies);
 //! * `events`: an in-process server floods 200,000 small events; the floor parses
-//!   each line into `serde_json::Value`, ours decodes into a typed event enum.
+//!   each line into `serde_json::Value`, ours decodes into a typed event enum;
+//! * `peer` (`QMP_BENCH_ONLY=peer`; `qmp::peer`), against `qemu-system-x86_64 -M
+//!   none` (QEMU 10.0's full 213 KB schema), a fresh QEMU and connection per round:
+//!   the floor's `query-qmp-schema` (write, read the line, parse it into a `Value`)
+//!   against our first `supports` on a new connection (fetch, parse, index); then the
+//!   cost of each later check (`supports`, `supports_probe`), and `seq` with a
+//!   connection that never asks against one whose schema is known (refusal checks on
+//!   every call) and against the floor, counting the `query-qmp-schema` requests of
+//!   the connection that never asks.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -275,6 +283,11 @@ fn main() {
         .unwrap();
     // QMP_BENCH_ONLY=calls|events runs one half.
     let only = std::env::var("QMP_BENCH_ONLY").unwrap_or_default();
+    if only == "peer" {
+        println!("multi-thread runtime, 2 workers:");
+        rt.block_on(peer());
+        return;
+    }
     if only != "events" {
         println!("multi-thread runtime, 2 workers:");
         rt.block_on(calls());
@@ -332,4 +345,177 @@ async fn events() {
             "(events missed by our subscriber over all rounds, capacity 4096: {missed_total})"
         );
     }
+}
+
+/// A fresh `qemu-system-x86_64 -M none`, once it listens.
+async fn system_none() -> LocalQemu {
+    let mut q = LocalQemu::system_none().expect("qemu-system-x86_64");
+    q.wait_for_socket(Duration::from_secs(10))
+        .expect("QMP socket");
+    q
+}
+
+/// The floor's `query-qmp-schema`: write, read the reply line, parse it.
+async fn floor_schema(path: &Path) -> Duration {
+    let mut f = Floor::connect(path, false).await;
+    let start = Instant::now();
+    f.w.write_all(b"{\"execute\":\"query-qmp-schema\",\"id\":1}\n")
+        .await
+        .unwrap();
+    let v = f.read_reply().await;
+    let took = start.elapsed();
+    assert!(v["return"].as_array().unwrap().len() > 1000);
+    took
+}
+
+/// Counts the `query-qmp-schema` requests a connection writes.
+#[derive(Default)]
+struct SchemaRequests(std::sync::atomic::AtomicUsize);
+
+impl qmp::traffic::TrafficHook for SchemaRequests {
+    fn message(&self, dir: qmp::traffic::Direction, line: &str) {
+        if dir == qmp::traffic::Direction::ToServer && line.contains("query-qmp-schema") {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// `seq` on a connection made with `config`; `ask` first fetches the schema.
+async fn ours_seq_with(path: &Path, config: &Config, ask: bool) -> f64 {
+    let c = config.connect_unix(path).await.unwrap();
+    if ask {
+        assert!(c.supports::<QueryVersion>().await.unwrap());
+    }
+    let start = Instant::now();
+    for _ in 0..SEQ_CALLS {
+        let v = c.execute(&QueryVersion {}).await.unwrap();
+        assert_eq!(v.qemu.major, 10);
+    }
+    SEQ_CALLS as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn peer() {
+    let ms = |d: &[Duration]| {
+        let mut v: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v
+    };
+    // Pairs on one QEMU (its time to answer varies between processes by more than
+    // what is measured here), the order alternating; the parsed schema is dropped
+    // after each of ours, so every first `supports` parses anew.
+    const PAIRS: usize = 12;
+    let (mut floor, mut first, mut diff) = (Vec::new(), Vec::new(), Vec::new());
+    let mut q = system_none().await;
+    for i in 0..PAIRS {
+        if i % 4 == 0 {
+            q = system_none().await;
+        }
+        let mut pair = [Duration::ZERO; 2];
+        for j in [i % 2, 1 - i % 2] {
+            pair[j] = if j == 0 {
+                floor_schema(q.socket()).await
+            } else {
+                let c = Config::new().connect_unix(q.socket()).await.unwrap();
+                let start = Instant::now();
+                assert!(c.supports::<QueryVersion>().await.unwrap());
+                let took = start.elapsed();
+                c.close().await;
+                took
+            };
+        }
+        floor.push(pair[0]);
+        first.push(pair[1]);
+        diff.push(pair[1].as_secs_f64() - pair[0].as_secs_f64());
+    }
+    drop(q);
+    let (floor, first) = (ms(&floor), ms(&first));
+    println!(
+        "peer-first       floor query-qmp-schema {:.2} ms   ours first supports {:.2} ms   \
+         ours-floor {:+.2} ms (median of {PAIRS} pairs on the same QEMU; floor {:.1?}, ours {:.1?})",
+        floor[PAIRS / 2],
+        first[PAIRS / 2],
+        median(diff) * 1e3,
+        floor,
+        first
+    );
+    // The client's share of it, without QEMU: the reply text (as captured) into a
+    // `Value` (the floor) and into our index (parse, index, hash, shared table).
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../schema/introspect/qemu-system-x86_64-10.0.json"),
+    )
+    .unwrap();
+    let (mut value, mut index) = (Vec::new(), Vec::new());
+    for _ in 0..30 {
+        let start = Instant::now();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        drop(v);
+        value.push(start.elapsed());
+        let start = Instant::now();
+        let s = qmp::PeerSchema::from_json_str(&text).unwrap();
+        drop(s);
+        index.push(start.elapsed());
+    }
+    let (value, index) = (ms(&value), ms(&index));
+    println!(
+        "peer-parse       213 KB reply: into Value (floor) {:.2} ms   into PeerSchema (ours) {:.2} ms   (medians of 30, each dropped)",
+        value[15], index[15]
+    );
+
+    // Later checks, answered from memory.
+    let q = system_none().await;
+    let c = Config::new().connect_unix(q.socket()).await.unwrap();
+    c.supports::<QueryVersion>().await.unwrap();
+    const CHECKS: u32 = 1_000_000;
+    let start = Instant::now();
+    for _ in 0..CHECKS {
+        assert!(c.supports::<QueryVersion>().await.unwrap());
+    }
+    let per_supports = start.elapsed() / CHECKS;
+    let start = Instant::now();
+    for _ in 0..CHECKS / 10 {
+        assert!(c
+            .supports_probe("blockdev-add/arg-type/+file/aio/^io_uring")
+            .await
+            .unwrap());
+    }
+    let per_probe = start.elapsed() / (CHECKS / 10);
+    let start = Instant::now();
+    for _ in 0..CHECKS / 10 {
+        assert!(!c
+            .supports_probe("chardev-add/arg-type/backend/+socket/data/reconnect-xx")
+            .await
+            .unwrap());
+    }
+    let per_deep = start.elapsed() / (CHECKS / 10);
+    println!(
+        "peer-later       supports {per_supports:.0?}   supports_probe(blockdev-add/arg-type/+file/aio/^io_uring) {per_probe:.0?}   \
+         supports_probe(chardev-add/.../+socket/data/reconnect-xx) {per_deep:.0?}"
+    );
+    c.close().await;
+    drop((c, q));
+
+    // seq: never asks / schema known (refusal checks) / floor.
+    let (mut never, mut known, mut fl) = (Vec::new(), Vec::new(), Vec::new());
+    let counted = std::sync::Arc::new(SchemaRequests::default());
+    let mut plain = Config::new();
+    plain.negotiate_oob(false);
+    let mut hooked = plain.clone();
+    hooked.traffic_hook(counted.clone());
+    for _ in 0..ROUNDS {
+        let d = daemon().await;
+        fl.push(floor_seq(d.socket()).await);
+        let d = daemon().await;
+        never.push(ours_seq_with(d.socket(), &hooked, false).await);
+        let d = daemon().await;
+        known.push(ours_seq_with(d.socket(), &plain, true).await);
+    }
+    let (f, n, k) = (median(fl), median(never), median(known));
+    println!(
+        "peer-seq         floor {f:>8.0} calls/s   ours never asks {n:>8.0} ({:.3} x floor)   \
+         ours schema known {k:>8.0} ({:.3} x floor)   query-qmp-schema sent by the never-asking connections: {}",
+        n / f,
+        k / f,
+        counted.0.load(std::sync::atomic::Ordering::Relaxed)
+    );
 }
