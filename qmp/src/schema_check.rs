@@ -26,6 +26,12 @@
 //! integer type into `int` (so range checks happen only when the schema keeps the
 //! precise builtin names, e.g. `uint8`, `size`). When several members are unexpected,
 //! QEMU names whichever its hash table yields first; we name the first in input order.
+//!
+//! The same index serves the client: it is what [`crate::PeerSchema`] holds for a
+//! connection's peer, what libvirt-style probes walk ([`crate::probe`]), and
+//! [`Schema::find_absent`] is the absence-only walk behind the client's refusal
+//! before sending (what the arguments use that the schema lacks, nothing else). It is
+//! the crate's one reader of introspection, built whatever the features.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
