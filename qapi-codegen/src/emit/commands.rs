@@ -43,7 +43,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
             checks.push(quote!(#wire => ::std::option::Option::Some(::qmp::runtime::check_no_arguments(args)),));
         } else if let (Some(o), false) = (args_obj, c.boxed) {
             let mut fnamer = Namer::default();
-            let mut f = fields(
+            let f = fields(
                 ctx,
                 e,
                 None,
@@ -60,7 +60,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
             } else {
                 let extra = id(&fnamer.unique("extra".to_owned()));
                 let set = super::setter(&extra.to_string());
-                f.setters.push(quote! {
+                let setter = quote! {
                     /// Adds an argument the schema does not declare (this command takes
                     /// more than its schema says, e.g. a device's properties).
                     #[inline]
@@ -68,14 +68,16 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                         self.#extra.insert(::std::borrow::ToOwned::to_owned(name), value);
                         self
                     }
-                });
-                f.inits.push(quote!(#extra: ::serde_json::Map::new()));
-                let i = proc_macro2::Literal::usize_unsuffixed(f.record.slots.len());
+                };
+                let i = proc_macro2::Literal::usize_unsuffixed(f.members.len());
                 Some(RestField {
                     def: quote! {
                         /// Arguments the schema does not declare.
                         pub #extra: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
                     },
+                    param: None,
+                    init: quote!(#extra: ::serde_json::Map::new()),
+                    setter: Some(setter),
                     field: extra.clone(),
                     slot: quote!(::serde_json::Map<::std::string::String, ::serde_json::Value>),
                     take: quote!(::qmp::runtime::slot_extra(&mut slots.#i, key, map)),

@@ -58,8 +58,8 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                     Module::Other,
                     &mut Namer::default(),
                 )?;
-                let defs = &f.defs;
-                let record = record_impl(&name, wire, &f.record, None);
+                let defs = f.members.iter().map(|x| &x.def);
+                let record = record_impl(&name, wire, &f.members, None);
                 items.extend(quote! {
                     #docs
                     #dep

@@ -80,33 +80,42 @@ fn emit_enum(ctx: &Ctx, tid: EntityId, e: &Entity, name: &Ident, en: &Enum) -> T
     }
 }
 
-/// The pieces of a struct made from QAPI members.
+/// The fields of a struct made from QAPI members, one [`Field`] per member in order:
+/// the intermediate form between the model's members and the struct, its `new`, its
+/// setters and its `Record` implementation, which [`struct_with_ctor`] and
+/// [`record_impl`] read.
 pub(crate) struct Fields {
-    /// Field definitions, with attributes.
-    pub defs: Vec<TokenStream>,
-    /// Parameters of `new` (required members), as `ident: Type`.
-    pub params: Vec<TokenStream>,
-    /// Initializers for `new`: `ident` or `ident: None`.
-    pub inits: Vec<TokenStream>,
-    /// Setters for optional members.
-    pub setters: Vec<TokenStream>,
-    /// True if every member is optional.
-    pub all_optional: bool,
-    /// The [`qmp::runtime::Record`] pieces, one per member.
-    pub record: RecordParts,
+    /// The members' fields.
+    pub members: Vec<Field>,
 }
 
-/// What a generated `impl qmp::runtime::Record` is made of (see `record_impl`).
-#[derive(Default)]
-pub(crate) struct RecordParts {
-    /// Slot types (`Option<T>`), in member order: the slots struct's fields.
-    pub slots: Vec<TokenStream>,
-    /// Arms of `take`'s `match key`.
-    pub takes: Vec<TokenStream>,
-    /// Field initializers of `finish`.
-    pub finishes: Vec<TokenStream>,
-    /// Statements of `put`.
-    pub puts: Vec<TokenStream>,
+impl Fields {
+    /// True if every member is optional.
+    fn all_optional(&self) -> bool {
+        self.members.iter().all(|f| f.param.is_none())
+    }
+}
+
+/// One QAPI member as a Rust field: everything the generated code needs of it, kept
+/// together (so the struct, `new`, the setters and the `Record` pieces cannot fall out
+/// of step).
+pub(crate) struct Field {
+    /// The field's definition, with its docs.
+    pub def: TokenStream,
+    /// The parameter of `new` (`ident: Type`), for a required member.
+    pub param: Option<TokenStream>,
+    /// The initializer in `new`: `ident` or `ident: None`.
+    pub init: TokenStream,
+    /// The `with_*` setter, for an optional member.
+    pub setter: Option<TokenStream>,
+    /// The slot's type (`Option<T>`): a field of the slots struct.
+    pub slot: TokenStream,
+    /// The arm of `take`'s `match key`.
+    pub take: TokenStream,
+    /// The field's initializer in `finish`.
+    pub finish: TokenStream,
+    /// The statement of `put` that writes it.
+    pub put: TokenStream,
 }
 
 /// A field after the QAPI members that takes every member they do not: a union's
@@ -114,6 +123,12 @@ pub(crate) struct RecordParts {
 pub(crate) struct RestField {
     /// The field's definition (with docs).
     pub def: TokenStream,
+    /// Its parameter of `new`, if it is one.
+    pub param: Option<TokenStream>,
+    /// Its initializer in `new`.
+    pub init: TokenStream,
+    /// A setter, if it has one.
+    pub setter: Option<TokenStream>,
     /// The field's name.
     pub field: Ident,
     /// The type of its slot (the last of the slots struct, after the members').
@@ -142,12 +157,7 @@ pub(crate) fn fields(
     namer: &mut Namer,
 ) -> Result<Fields, EmitError> {
     let mut f = Fields {
-        defs: Vec::new(),
-        params: Vec::new(),
-        inits: Vec::new(),
-        setters: Vec::new(),
-        all_optional: true,
-        record: RecordParts::default(),
+        members: Vec::with_capacity(members.len()),
     };
     for m in members.iter().filter(|m| Some(m.name.as_str()) != skip) {
         let rust = namer.unique(names::snake_ident(&m.name));
@@ -167,8 +177,8 @@ pub(crate) fn fields(
         let docs = docs_attrs(&lines);
         let dep = ctx.deprecated_attr(Some(doc_owner), &m.features);
         let wire = &m.name;
-        let slot = proc_macro2::Literal::usize_unsuffixed(f.record.slots.len());
-        if m.optional {
+        let slot = proc_macro2::Literal::usize_unsuffixed(f.members.len());
+        f.members.push(if m.optional {
             // `null` is a value of types that admit it (three states: absent, null,
             // value); for the others it means absent, as serde's `Option` reads it.
             let take = if ctx.admits_null(m.ty) {
@@ -176,51 +186,46 @@ pub(crate) fn fields(
             } else {
                 quote!(slot_opt)
             };
-            f.record.slots.push(quote!(::std::option::Option<#ty>));
-            f.record
-                .takes
-                .push(quote!(#wire => ::qmp::runtime::#take(&mut slots.#slot, key, map),));
-            f.record.finishes.push(quote!(#field: slots.#slot));
-            f.record
-                .puts
-                .push(quote!(::qmp::runtime::put_opt(m, #wire, &self.#field)?;));
-            f.defs.push(quote! {
-                #docs
-                #dep
-                pub #field: ::std::option::Option<#ty>,
-            });
-            f.inits.push(quote!(#field: ::std::option::Option::None));
             let set = setter(&rust);
             let set_doc = format!(" Sets `{wire}`.");
-            f.setters.push(quote! {
-                #[doc = #set_doc]
-                #dep
-                #[inline]
-                pub fn #set(mut self, value: #ty) -> Self {
-                    self.#field = ::std::option::Option::Some(value);
-                    self
-                }
-            });
+            Field {
+                def: quote! {
+                    #docs
+                    #dep
+                    pub #field: ::std::option::Option<#ty>,
+                },
+                param: None,
+                init: quote!(#field: ::std::option::Option::None),
+                setter: Some(quote! {
+                    #[doc = #set_doc]
+                    #dep
+                    #[inline]
+                    pub fn #set(mut self, value: #ty) -> Self {
+                        self.#field = ::std::option::Option::Some(value);
+                        self
+                    }
+                }),
+                slot: quote!(::std::option::Option<#ty>),
+                take: quote!(#wire => ::qmp::runtime::#take(&mut slots.#slot, key, map),),
+                finish: quote!(#field: slots.#slot),
+                put: quote!(::qmp::runtime::put_opt(m, #wire, &self.#field)?;),
+            }
         } else {
-            f.all_optional = false;
-            f.record.slots.push(quote!(::std::option::Option<#ty>));
-            f.record
-                .takes
-                .push(quote!(#wire => ::qmp::runtime::slot(&mut slots.#slot, key, map),));
-            f.record
-                .finishes
-                .push(quote!(#field: ::qmp::runtime::required(slots.#slot, #wire)?));
-            f.record.puts.push(
-                quote!(::serde::ser::SerializeMap::serialize_entry(m, #wire, &self.#field)?;),
-            );
-            f.defs.push(quote! {
-                #docs
-                #dep
-                pub #field: #ty,
-            });
-            f.params.push(quote!(#field: #ty));
-            f.inits.push(quote!(#field));
-        }
+            Field {
+                def: quote! {
+                    #docs
+                    #dep
+                    pub #field: #ty,
+                },
+                param: Some(quote!(#field: #ty)),
+                init: quote!(#field),
+                setter: None,
+                slot: quote!(::std::option::Option<#ty>),
+                take: quote!(#wire => ::qmp::runtime::slot(&mut slots.#slot, key, map),),
+                finish: quote!(#field: ::qmp::runtime::required(slots.#slot, #wire)?),
+                put: quote!(::serde::ser::SerializeMap::serialize_entry(m, #wire, &self.#field)?;),
+            }
+        });
     }
     Ok(f)
 }
@@ -257,21 +262,29 @@ pub(crate) fn struct_with_ctor(
     f: &Fields,
     rest: Option<&RestField>,
 ) -> TokenStream {
-    let Fields {
-        defs,
-        params,
-        inits,
-        setters,
-        all_optional,
-        record,
-    } = f;
-    let default = if *all_optional && rest.is_none() {
+    let defs = f.members.iter().map(|x| &x.def);
+    let params = f
+        .members
+        .iter()
+        .filter_map(|x| x.param.as_ref())
+        .chain(rest.and_then(|r| r.param.as_ref()));
+    let inits = f
+        .members
+        .iter()
+        .map(|x| &x.init)
+        .chain(rest.map(|r| &r.init));
+    let setters = f
+        .members
+        .iter()
+        .filter_map(|x| x.setter.as_ref())
+        .chain(rest.and_then(|r| r.setter.as_ref()));
+    let default = if f.all_optional() && rest.is_none() {
         quote!(Default,)
     } else {
         quote!()
     };
     let extra = rest.map(|r| r.def.clone());
-    let record = record_impl(name, qapi_name, record, rest);
+    let record = record_impl(name, qapi_name, &f.members, rest);
     quote! {
         #docs
         #dep
@@ -299,13 +312,13 @@ pub(crate) fn struct_with_ctor(
 pub(crate) fn record_impl(
     name: &Ident,
     qapi_name: &str,
-    r: &RecordParts,
+    members: &[Field],
     rest: Option<&RestField>,
 ) -> TokenStream {
     let slots_name = quote::format_ident!("{}__Slots", name.to_string().trim_start_matches("r#"));
-    let mut slot_tys = r.slots.clone();
-    let mut finishes = r.finishes.clone();
-    let mut puts = r.puts.clone();
+    let mut slot_tys: Vec<TokenStream> = members.iter().map(|f| f.slot.clone()).collect();
+    let mut finishes: Vec<TokenStream> = members.iter().map(|f| f.finish.clone()).collect();
+    let mut puts: Vec<TokenStream> = members.iter().map(|f| f.put.clone()).collect();
     let fallback = match rest {
         Some(rest) => {
             slot_tys.push(rest.slot.clone());
@@ -317,7 +330,7 @@ pub(crate) fn record_impl(
         }
         None => quote!(::std::result::Result::Ok(false)),
     };
-    let takes = &r.takes;
+    let takes: Vec<&TokenStream> = members.iter().map(|f| &f.take).collect();
     let take_body = if takes.is_empty() {
         fallback
     } else {
@@ -387,7 +400,7 @@ fn emit_union(
     let dep = ctx.deprecated_attr(Some(e), &e.features);
     let tag = &br.tag_member.name;
     let mut namer = Namer::default();
-    let mut f = fields(
+    let f = fields(
         ctx,
         e,
         Some(tid),
@@ -411,15 +424,15 @@ fn emit_union(
         ));
     }
     let tag_doc = docs_attrs(&tag_lines);
-    f.params.push(quote!(#tag_field: #branch_name));
-    f.inits.push(quote!(#tag_field));
-    f.all_optional = false;
-    let i = proc_macro2::Literal::usize_unsuffixed(f.record.slots.len());
+    let i = proc_macro2::Literal::usize_unsuffixed(f.members.len());
     let rest = RestField {
         def: quote! {
             #tag_doc
             pub #tag_field: #branch_name,
         },
+        param: Some(quote!(#tag_field: #branch_name)),
+        init: quote!(#tag_field),
+        setter: None,
         field: tag_field.clone(),
         slot: quote!(::qmp::runtime::UnionSlots<#branch_name>),
         take: quote!(slots.#i.take(key, map)),
