@@ -83,15 +83,39 @@ pub use generated::availability;
 #[cfg(feature = "schema")]
 pub use generated::SCHEMA_JSON;
 
-/// The differences between these bindings and the QEMU whose `query-qmp-schema` reply
-/// is `peer_schema` (feature `schema`): commands, events, members, branches and
-/// enumeration values only one side has, members required on one side and optional
-/// on the other, and whether a command is fully supported ([`qmp::drift`]).
+/// The bindings' own schema ([`SCHEMA_JSON`]) indexed, once per process (on the first
+/// call; feature `schema`): the bindings' side of [`drift`], and of
+/// [`qmp::drift::Drift::between`] for a program that compares it otherwise.
+///
+/// # Errors
+/// When [`SCHEMA_JSON`] cannot be indexed, which would be a bug of the generator; the
+/// error is kept and returned by every call.
+#[cfg(feature = "schema")]
+pub fn bindings_schema() -> Result<&'static qmp::schema_check::Schema, qmp::drift::ReadError> {
+    static INDEX: std::sync::OnceLock<Result<qmp::schema_check::Schema, qmp::drift::ReadError>> =
+        std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| {
+            qmp::schema_check::Schema::from_json_str(SCHEMA_JSON)
+                .map_err(|e| qmp::drift::ReadError::new(qmp::drift::Side::Bindings, e))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The differences between these bindings and the QEMU whose schema is `peer` (feature
+/// `schema`): commands, events, members, branches and enumeration values only one
+/// side has, members required on one side and optional on the other, and whether a
+/// command is fully supported ([`qmp::drift`]).
+///
+/// `peer` is the schema the client keeps for the connection
+/// ([`qmp::Client::peer_schema`], fetched once, shared with `supports` and the
+/// refusal before sending), so the drift costs no request of its own; the bindings'
+/// side is indexed once per process ([`bindings_schema`]).
 ///
 /// ```no_run
-/// # fn demo(client: &qemu_qapi::qmp::blocking::Client) -> Result<(), Box<dyn std::error::Error>> {
-/// let schema = client.execute_raw("query-qmp-schema", None::<&()>)?;
-/// let drift = qemu_qapi::drift(&schema)?;
+/// # async fn demo(client: &qemu_qapi::qmp::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let drift = qemu_qapi::drift(&*client.peer_schema().await?)?;
 /// if !drift.is_fully_supported("blockdev-add") {
 ///     eprintln!("{}", drift.support("blockdev-add"));
 /// }
@@ -100,17 +124,10 @@ pub use generated::SCHEMA_JSON;
 /// ```
 ///
 /// # Errors
-/// When `peer_schema` is not `query-qmp-schema` output (the error names the entry).
+/// Only when the bindings' own schema cannot be indexed ([`bindings_schema`]).
 #[cfg(feature = "schema")]
-pub fn drift(peer_schema: &serde_json::Value) -> Result<qmp::drift::Drift, qmp::drift::ReadError> {
-    let bindings: serde_json::Value =
-        serde_json::from_str(SCHEMA_JSON).map_err(|e| qmp::drift::ReadError {
-            side: qmp::drift::Side::Bindings,
-            index: 0,
-            name: "?".into(),
-            reason: format!("SCHEMA_JSON is not JSON: {e}"),
-        })?;
-    qmp::drift::Drift::between_json(&bindings, peer_schema)
+pub fn drift(peer: &qmp::PeerSchema) -> Result<qmp::drift::Drift, qmp::drift::ReadError> {
+    Ok(qmp::drift::Drift::between(bindings_schema()?, peer))
 }
 
 /// The guest agent's bindings (`qemu-ga`): `types`, `commands`, `events`.

@@ -1,9 +1,13 @@
 //! How far a QEMU (the *peer*) is from the schema some bindings were built for: what
 //! each side has that the other lacks, as a value a program can log or test at start-up.
 //!
-//! Both sides are `query-qmp-schema` schemas: the peer's as it answers that command,
-//! the bindings' as they embed it (`qemu_qapi::SCHEMA_JSON`, feature `schema`).
-//! [`Drift::between_json`] compares them by structure, because a live QEMU masks type
+//! Both sides are `query-qmp-schema` schemas, indexed by [`schema_check`](crate::schema_check)'s reader
+//! (the crate's one reader of introspection): the peer's as the client keeps it
+//! ([`PeerSchema`], [`Client::peer_schema`](crate::Client::peer_schema)), the
+//! bindings' as they embed it (`qemu_qapi::SCHEMA_JSON`, feature `schema`, indexed once
+//! by `qemu_qapi::bindings_schema`). [`Drift::between`] compares the two indexes
+//! ([`Drift::between_json`] and [`Drift::between_str`] index JSON first) by
+//! structure, because a live QEMU masks type
 //! names (`"type": "235"`): the walk starts at every command (arguments, reply) and
 //! event (data) and pairs the types it finds at the same place, through members,
 //! union branches, array elements and alternatives (an alternative is known by the
@@ -33,7 +37,8 @@
 //! with an `"if"` member on items that exist only under a build condition
 //! (`CONFIG_BLKIO`, `TARGET_S390X`). A change keeps that condition
 //! ([`ChangeKind::Removed`]'s `condition`): "the peer's build left it out", not "the
-//! peer's release lacks it".
+//! peer's release lacks it". The index keeps them as it reads the schema
+//! ([`schema_check`](crate::schema_check#build-conditions)).
 //!
 //! # Fully supported
 //!
@@ -88,13 +93,22 @@
 //! assert!(drift.is_fully_supported("blockdev-del"));
 //! assert!(!drift.is_fully_supported("query-jobs"));
 //! assert_eq!(drift.to_string(), "- command query-jobs: only in the bindings\n");
-//! # Ok::<(), qmp::drift::ReadError>(())
+//!
+//! // The same from indexes a program already has: the peer's as the client keeps it
+//! // (`client.peer_schema().await?`), the bindings' indexed once.
+//! let bindings = qmp::schema_check::Schema::from_introspection(&bindings)?;
+//! let peer = qmp::PeerSchema::from_index(qmp::schema_check::Schema::from_introspection(&peer)?);
+//! assert_eq!(qmp::drift::Drift::between(&bindings, &peer).to_string(), drift.to_string());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde_json::Value;
+
+use crate::peer::PeerSchema;
+use crate::schema_check::{Builtin, Kind, Schema, SchemaError, Slot, TypeEntry, TypeId};
 
 /// One of the two schemas compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,9 +128,22 @@ impl fmt::Display for Side {
     }
 }
 
+impl Side {
+    /// `bindings'`, `peer's`.
+    fn possessive(self) -> &'static str {
+        match self {
+            Side::Bindings => "bindings'",
+            Side::Peer => "peer's",
+        }
+    }
+}
+
 /// Why a schema could not be compared: it is not `query-qmp-schema` output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the {side}' schema is not query-qmp-schema output: entry {index} ({name}): {reason}")]
+#[error(
+    "the {} schema is not query-qmp-schema output: entry {index} ({name}): {reason}",
+    side.possessive()
+)]
 pub struct ReadError {
     /// Which schema.
     pub side: Side,
@@ -126,6 +153,18 @@ pub struct ReadError {
     pub name: String,
     /// What is wrong with it.
     pub reason: String,
+}
+
+impl ReadError {
+    /// The error indexing `side`'s schema gave ([`Schema`]'s reader), said of that side.
+    pub fn new(side: Side, error: SchemaError) -> ReadError {
+        ReadError {
+            side,
+            index: error.index,
+            name: error.name,
+            reason: error.reason,
+        }
+    }
 }
 
 /// Every difference between the bindings' schema and the peer's.
@@ -287,33 +326,38 @@ impl fmt::Display for Support<'_> {
 }
 
 impl Drift {
+    /// Compares the bindings' schema with the peer's, both already indexed: the
+    /// bindings' as a [`Schema`] (e.g. `qemu_qapi::bindings_schema()`, their
+    /// `SCHEMA_JSON` indexed once) or a [`PeerSchema`], the peer's as the client
+    /// keeps it ([`Client::peer_schema`](crate::Client::peer_schema)), so a program
+    /// that already asked the peer pays no second `query-qmp-schema`.
+    pub fn between(bindings: &impl AsRef<Schema>, peer: &PeerSchema) -> Drift {
+        compare(bindings.as_ref(), peer.index())
+    }
+
     /// Compares the bindings' schema with the peer's; each is a `query-qmp-schema`
-    /// reply (the array, or the whole `{"return": [...]}`).
+    /// reply (the array, or the whole `{"return": [...]}`), indexed here
+    /// ([`Schema::from_introspection`]).
     ///
     /// # Errors
     /// When either is not `query-qmp-schema` output: not an array, an entry without a
     /// name or `meta-type`, a reference to a type the array does not define. The
     /// error says which side and which entry.
     pub fn between_json(bindings: &Value, peer: &Value) -> Result<Drift, ReadError> {
-        let b = Index::read(bindings, Side::Bindings)?;
-        let p = Index::read(peer, Side::Peer)?;
+        let b =
+            Schema::from_introspection(bindings).map_err(|e| ReadError::new(Side::Bindings, e))?;
+        let p = Schema::from_introspection(peer).map_err(|e| ReadError::new(Side::Peer, e))?;
         Ok(compare(&b, &p))
     }
 
-    /// [`Drift::between_json`] from JSON texts.
+    /// [`Drift::between_json`] from JSON texts ([`Schema::from_json_str`]).
     ///
     /// # Errors
     /// As [`Drift::between_json`], and when a text is not JSON.
     pub fn between_str(bindings: &str, peer: &str) -> Result<Drift, ReadError> {
-        let parse = |text: &str, side| {
-            serde_json::from_str::<Value>(text).map_err(|e| ReadError {
-                side,
-                index: 0,
-                name: "?".into(),
-                reason: format!("not JSON: {e}"),
-            })
-        };
-        Drift::between_json(&parse(bindings, Side::Bindings)?, &parse(peer, Side::Peer)?)
+        let b = Schema::from_json_str(bindings).map_err(|e| ReadError::new(Side::Bindings, e))?;
+        let p = Schema::from_json_str(peer).map_err(|e| ReadError::new(Side::Peer, e))?;
+        Ok(compare(&b, &p))
     }
 
     /// True when the schemas do not differ (as far as this comparison looks).
@@ -663,285 +707,116 @@ impl Path {
     }
 }
 
-// ---- The two schemas, indexed -------------------------------------------------------
+// ---- Reading the two indexes ----------------------------------------------------------
 
-type Id = usize;
+/// What the walk asks of a side's index ([`Schema`], the crate's one reader of
+/// introspection): kinds, names and the keys that pair parts up.
+#[derive(Clone, Copy)]
+struct View<'a>(&'a Schema);
 
-#[derive(Debug)]
-struct Item {
-    name: String,
-    cond: Option<String>,
-}
-
-#[derive(Debug)]
-struct Member {
-    name: String,
-    optional: bool,
-    ty: Id,
-    cond: Option<String>,
-}
-
-#[derive(Debug)]
-struct Variant {
-    case: String,
-    ty: Id,
-    cond: Option<String>,
-}
-
-#[derive(Debug)]
-enum Ty {
-    /// The builtin's name (`str`, `int`, `any`…) and JSON type.
-    Builtin(String, String),
-    Enum(Vec<Item>),
-    Array(Id),
-    Object {
-        members: Vec<Member>,
-        variants: Vec<Variant>,
-    },
-    Alternate(Vec<(Id, Option<String>)>),
-    /// A `meta-type` this reader does not know (a later QEMU's).
-    Other(String),
-}
-
-#[derive(Debug)]
-struct Root {
-    arg: Id,
-    ret: Option<Id>,
-    cond: Option<String>,
-}
-
-/// A `query-qmp-schema` array with names resolved to indices.
-#[derive(Debug, Default)]
-struct Index {
-    names: Vec<String>,
-    types: Vec<Ty>,
-    commands: BTreeMap<String, Root>,
-    events: BTreeMap<String, Root>,
-}
-
-fn cond_of(v: &Value) -> Option<String> {
-    v.get("if").and_then(Value::as_str).map(str::to_owned)
-}
-
-impl Index {
-    fn read<'v>(json: &'v Value, side: Side) -> Result<Index, ReadError> {
-        let err = |index: usize, e: &Value, reason: String| ReadError {
-            side,
-            index,
-            name: e
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_owned(),
-            reason,
-        };
-        let entries = match json {
-            Value::Array(a) => a,
-            Value::Object(o) => match o.get("return") {
-                Some(Value::Array(a)) => a,
-                _ => return Err(err(0, json, "expected a JSON array of SchemaInfo".into())),
-            },
-            _ => return Err(err(0, json, "expected a JSON array of SchemaInfo".into())),
-        };
-        let text = |i: usize, e: &Value, key: &str| -> Result<String, ReadError> {
-            e.get(key)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| err(i, e, format!("member '{key}' missing or not a string")))
-        };
-        // Pass 1: an id for every type's name.
-        let mut ids: HashMap<&str, Id> = HashMap::new();
-        let mut typed = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
-            let meta = text(i, e, "meta-type")?;
-            text(i, e, "name")?;
-            if !matches!(meta.as_str(), "command" | "event") {
-                let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
-                if ids.insert(name, typed.len()).is_some() {
-                    return Err(err(i, e, "duplicate type name".into()));
-                }
-                typed.push(i);
-            }
-        }
-        let resolve = |i: usize, e: &Value, what: &str, name: &str| {
-            ids.get(name)
-                .copied()
-                .ok_or_else(|| err(i, e, format!("{what} '{name}' is not defined")))
-        };
-        // Borrowed: the entries outlive the index being built.
-        let list = |i: usize, e: &'v Value, key: &str| -> Result<&'v [Value], ReadError> {
-            match e.get(key) {
-                Some(Value::Array(a)) => Ok(a),
-                None => Ok(&[]),
-                Some(_) => Err(err(i, e, format!("member '{key}' is not an array"))),
-            }
-        };
-        let mut index = Index::default();
-        // Pass 2: the types.
-        for i in typed {
-            let e = &entries[i];
-            let name = text(i, e, "name")?;
-            let ty = match text(i, e, "meta-type")?.as_str() {
-                "builtin" => Ty::Builtin(name.clone(), text(i, e, "json-type")?),
-                "enum" => {
-                    let items = match e.get("members").and_then(Value::as_array) {
-                        Some(ms) => ms
-                            .iter()
-                            .map(|m| {
-                                Ok(Item {
-                                    name: text(i, m, "name")?,
-                                    cond: cond_of(m),
-                                })
-                            })
-                            .collect::<Result<Vec<_>, ReadError>>()?,
-                        // `values` is what QEMU before 6.2 sends.
-                        None => list(i, e, "values")?
-                            .iter()
-                            .map(|v| {
-                                v.as_str()
-                                    .map(|s| Item {
-                                        name: s.to_owned(),
-                                        cond: None,
-                                    })
-                                    .ok_or_else(|| err(i, e, "enum value not a string".into()))
-                            })
-                            .collect::<Result<Vec<_>, ReadError>>()?,
-                    };
-                    Ty::Enum(items)
-                }
-                "array" => Ty::Array(resolve(i, e, "element-type", &text(i, e, "element-type")?)?),
-                "object" => {
-                    let mut members = Vec::new();
-                    for m in list(i, e, "members")? {
-                        members.push(Member {
-                            name: text(i, m, "name")?,
-                            optional: m.get("default").is_some(),
-                            ty: resolve(i, e, "member type", &text(i, m, "type")?)?,
-                            cond: cond_of(m),
-                        });
-                    }
-                    let mut variants = Vec::new();
-                    for v in list(i, e, "variants")? {
-                        variants.push(Variant {
-                            case: text(i, v, "case")?,
-                            ty: resolve(i, e, "variant type", &text(i, v, "type")?)?,
-                            cond: cond_of(v),
-                        });
-                    }
-                    Ty::Object { members, variants }
-                }
-                "alternate" => {
-                    let mut alts = Vec::new();
-                    for m in list(i, e, "members")? {
-                        let ty = resolve(i, e, "alternative", &text(i, m, "type")?)?;
-                        alts.push((ty, cond_of(m)));
-                    }
-                    Ty::Alternate(alts)
-                }
-                other => Ty::Other(other.to_owned()),
-            };
-            index.names.push(name);
-            index.types.push(ty);
-        }
-        // Pass 3: commands and events.
-        for (i, e) in entries.iter().enumerate() {
-            let meta = text(i, e, "meta-type")?;
-            if !matches!(meta.as_str(), "command" | "event") {
-                continue;
-            }
-            let name = text(i, e, "name")?;
-            let root = Root {
-                arg: resolve(i, e, "arg-type", &text(i, e, "arg-type")?)?,
-                ret: match meta.as_str() {
-                    "command" => Some(resolve(i, e, "ret-type", &text(i, e, "ret-type")?)?),
-                    _ => None,
-                },
-                cond: cond_of(e),
-            };
-            let map = if meta == "command" {
-                &mut index.commands
-            } else {
-                &mut index.events
-            };
-            if map.insert(name, root).is_some() {
-                return Err(err(i, e, format!("duplicate {meta}")));
-            }
-        }
-        Ok(index)
+impl<'a> View<'a> {
+    fn entry(self, id: TypeId) -> &'a TypeEntry {
+        // Ids come from the index's own resolution: always in range.
+        &self.0.types[id]
     }
 
-    fn ty(&self, id: Id) -> &Ty {
-        // Ids come from `read`'s resolution: always in range.
-        &self.types[id]
+    fn kind(self, id: TypeId) -> &'a Kind {
+        &self.entry(id).kind
     }
 
-    fn class(&self, id: Id) -> u8 {
-        match self.ty(id) {
-            Ty::Builtin(..) => 0,
-            Ty::Enum(_) => 1,
-            Ty::Array(_) => 2,
-            Ty::Object { .. } => 3,
-            Ty::Alternate(_) => 4,
-            Ty::Other(_) => 5,
+    fn class(self, id: TypeId) -> u8 {
+        match self.kind(id) {
+            Kind::Builtin(_) => 0,
+            Kind::Enum { .. } => 1,
+            Kind::Array(_) => 2,
+            Kind::Object { .. } => 3,
+            Kind::Alternate(_) => 4,
         }
     }
 
     /// The JSON type that selects an alternative (enums are strings, `int` and
     /// `number` are numbers).
-    fn alternative_key(&self, id: Id) -> String {
-        match self.ty(id) {
-            Ty::Builtin(_, json) if json == "int" => "number".to_owned(),
-            Ty::Builtin(_, json) => json.clone(),
-            Ty::Enum(_) => "string".to_owned(),
-            Ty::Array(_) => "array".to_owned(),
-            Ty::Object { .. } => "object".to_owned(),
-            Ty::Alternate(_) => "alternate".to_owned(),
-            Ty::Other(m) => m.clone(),
+    fn alternative_key(self, id: TypeId) -> &'static str {
+        match self.kind(id) {
+            Kind::Builtin(Builtin::Int(_)) => "number",
+            Kind::Builtin(b) => b.json_type(),
+            Kind::Enum { .. } => "string",
+            Kind::Array(_) => "array",
+            Kind::Object { .. } => "object",
+            Kind::Alternate(_) => "alternate",
         }
     }
 
     /// How a type reads in a `TypeChanged`: a builtin's name, `[T]`, the type's own
     /// name when the schema has names (not QEMU's masked numbers nor the generator's
     /// implicit `q_obj_…`), else its kind.
-    fn describe(&self, mut id: Id) -> String {
+    fn describe(self, mut id: TypeId) -> String {
         let mut depth = 0;
         loop {
-            let name = &self.names[id];
+            let name = &self.entry(id).name;
             let named = !name.starts_with("q_")
                 && !name.starts_with('[')
                 && !name.bytes().all(|b| b.is_ascii_digit());
-            let text = match self.ty(id) {
-                Ty::Builtin(..) => name.clone(),
-                Ty::Array(e) if depth < 16 => {
+            let text = match self.kind(id) {
+                Kind::Builtin(_) => name.clone(),
+                Kind::Array(e) if depth < 16 => {
                     depth += 1;
                     id = *e;
                     continue;
                 }
-                Ty::Array(_) => "array".to_owned(),
+                Kind::Array(_) => "array".to_owned(),
                 _ if named => name.clone(),
-                Ty::Enum(_) => "enum".to_owned(),
-                Ty::Object { variants, .. } if !variants.is_empty() => "union".to_owned(),
-                Ty::Object { .. } => "object".to_owned(),
-                Ty::Alternate(_) => "alternate".to_owned(),
-                Ty::Other(m) => m.clone(),
+                Kind::Enum { .. } => "enum".to_owned(),
+                Kind::Object { variants, .. } if !variants.is_empty() => "union".to_owned(),
+                Kind::Object { .. } => "object".to_owned(),
+                Kind::Alternate(_) => "alternate".to_owned(),
             };
             return format!("{}{text}{}", "[".repeat(depth), "]".repeat(depth));
         }
     }
 
     /// A string on the wire: `str` or an enumeration.
-    fn is_string(&self, id: Id) -> bool {
-        match self.ty(id) {
-            Ty::Builtin(_, json) => json == "string",
-            Ty::Enum(_) => true,
-            _ => false,
-        }
+    fn is_string(self, id: TypeId) -> bool {
+        matches!(
+            self.kind(id),
+            Kind::Builtin(Builtin::String) | Kind::Enum { .. }
+        )
     }
 
     /// An object with no members and no branches (`q_empty`, the type of the
     /// branches a union leaves without members).
-    fn is_empty_object(&self, id: Id) -> bool {
-        matches!(self.ty(id), Ty::Object { members, variants } if members.is_empty() && variants.is_empty())
+    fn is_empty_object(self, id: TypeId) -> bool {
+        matches!(self.kind(id), Kind::Object { members, variants, .. } if members.is_empty() && variants.is_empty())
+    }
+
+    /// The condition of a part of type `id`, owned for a [`ChangeKind`].
+    fn condition(self, id: TypeId, slot: Slot) -> Option<String> {
+        self.entry(id).condition(slot).map(str::to_owned)
+    }
+}
+
+/// A command's or event's types and condition, on one side.
+struct Root<'a> {
+    arg: TypeId,
+    ret: Option<TypeId>,
+    condition: &'a Option<String>,
+}
+
+impl<'a> Root<'a> {
+    fn command(schema: &'a Schema, name: &str) -> Option<Root<'a>> {
+        schema.command(name).map(|c| Root {
+            arg: c.arg_type,
+            ret: c.ret_type,
+            condition: &c.condition,
+        })
+    }
+
+    fn event(schema: &'a Schema, name: &str) -> Option<Root<'a>> {
+        schema.event(name).map(|e| Root {
+            arg: e.arg_type,
+            ret: None,
+            condition: &e.condition,
+        })
     }
 }
 
@@ -955,30 +830,30 @@ enum Task {
     Type {
         path: Path,
         part: Part,
-        b: Id,
-        p: Id,
-        owner: Option<(Id, Id, usize)>,
+        b: TypeId,
+        p: TypeId,
+        owner: Option<(TypeId, TypeId, usize)>,
     },
 }
 
 struct Walker<'a> {
-    b: &'a Index,
-    p: &'a Index,
+    b: View<'a>,
+    p: View<'a>,
     /// Pairs compared under the current command or event, by part (a type in both
     /// the arguments and the reply is compared under each: the rules differ).
-    seen: HashSet<(Part, Id, Id)>,
+    seen: HashSet<(Part, TypeId, TypeId)>,
     out: Vec<Change>,
 }
 
-fn compare(b: &Index, p: &Index) -> Drift {
+fn compare(b: &Schema, p: &Schema) -> Drift {
     let mut w = Walker {
-        b,
-        p,
+        b: View(b),
+        p: View(p),
         seen: HashSet::new(),
         out: Vec::new(),
     };
-    w.roots(&b.commands, &p.commands, true);
-    w.roots(&b.events, &p.events, false);
+    w.roots(b.command_names(), p.command_names(), true);
+    w.roots(b.event_names(), p.event_names(), false);
     // A change inside a type several commands reach is shown once, at the first (per
     // part: whether it breaks depends on it).
     let mut shown = HashSet::new();
@@ -993,12 +868,17 @@ fn compare(b: &Index, p: &Index) -> Drift {
     }
     Drift {
         all: w.out,
-        bindings_commands: b.commands.keys().cloned().collect(),
-        peer_commands: p.commands.keys().cloned().collect(),
+        bindings_commands: b.command_names().map(str::to_owned).collect(),
+        peer_commands: p.command_names().map(str::to_owned).collect(),
     }
 }
 
-fn change(path: Path, part: Part, kind: ChangeKind, owner: Option<(Id, Id, usize)>) -> Task {
+fn change(
+    path: Path,
+    part: Part,
+    kind: ChangeKind,
+    owner: Option<(TypeId, TypeId, usize)>,
+) -> Task {
     Task::Emit(Change {
         path,
         kind,
@@ -1009,8 +889,7 @@ fn change(path: Path, part: Part, kind: ChangeKind, owner: Option<(Id, Id, usize
     })
 }
 
-fn presence(peer_only: bool, optional: Option<bool>, cond: &Option<String>) -> ChangeKind {
-    let condition = cond.clone();
+fn presence(peer_only: bool, optional: Option<bool>, condition: Option<String>) -> ChangeKind {
     if peer_only {
         ChangeKind::Added {
             optional,
@@ -1024,52 +903,64 @@ fn presence(peer_only: bool, optional: Option<bool>, cond: &Option<String>) -> C
     }
 }
 
-/// Items of two lists matched by key: the bindings' in order with their match, then
-/// the peer's without one. Later duplicates of a key are ignored.
+/// Items of two lists matched by key, by position: the bindings' in order with
+/// their match, then the peer's without one. Later duplicates of a key are ignored.
 fn pair_up<'x, T>(
     b: &'x [T],
     p: &'x [T],
-    key: impl Fn(&T) -> String,
-) -> (Vec<(&'x T, Option<&'x T>)>, Vec<&'x T>) {
-    let mut by_key: HashMap<String, &T> = HashMap::new();
-    for x in p {
-        by_key.entry(key(x)).or_insert(x);
+    key: impl Fn(&'x T) -> &'x str,
+) -> (Vec<(usize, Option<usize>)>, Vec<usize>) {
+    let mut by_key: HashMap<&str, usize> = HashMap::with_capacity(p.len());
+    for (at, x) in p.iter().enumerate() {
+        by_key.entry(key(x)).or_insert(at);
     }
-    let mut seen_b = HashSet::new();
-    let mut both = Vec::new();
-    for x in b {
+    let mut seen_b = HashSet::with_capacity(b.len());
+    let mut both = Vec::with_capacity(b.len());
+    for (at, x) in b.iter().enumerate() {
         let k = key(x);
-        if seen_b.insert(k.clone()) {
-            both.push((x, by_key.get(&k).copied()));
+        if seen_b.insert(k) {
+            both.push((at, by_key.get(k).copied()));
         }
     }
     let mut seen_p = HashSet::new();
     let only_p = p
         .iter()
-        .filter(|x| {
+        .enumerate()
+        .filter(|(_, x)| {
             let k = key(x);
-            !seen_b.contains(&k) && seen_p.insert(k)
+            !seen_b.contains(k) && seen_p.insert(k)
         })
+        .map(|(at, _)| at)
         .collect();
     (both, only_p)
 }
 
 impl Walker<'_> {
-    fn roots(&mut self, b: &BTreeMap<String, Root>, p: &BTreeMap<String, Root>, commands: bool) {
-        let mut names: Vec<&String> = b.keys().chain(p.keys()).collect();
+    fn roots<'n>(
+        &mut self,
+        b: impl Iterator<Item = &'n str>,
+        p: impl Iterator<Item = &'n str>,
+        commands: bool,
+    ) {
+        let mut names: Vec<&str> = b.chain(p).collect();
         names.sort_unstable();
         names.dedup();
-        let seg = |n: &str| {
+        let (bs, ps) = (self.b.0, self.p.0);
+        let root = |s, n| {
             if commands {
-                Segment::Command(n.to_owned())
+                Root::command(s, n)
             } else {
-                Segment::Event(n.to_owned())
+                Root::event(s, n)
             }
         };
         for name in names {
-            let path = Path(vec![seg(name)]);
+            let path = Path(vec![if commands {
+                Segment::Command(name.to_owned())
+            } else {
+                Segment::Event(name.to_owned())
+            }]);
             self.seen.clear();
-            let tasks = match (b.get(name), p.get(name)) {
+            let tasks = match (root(bs, name), root(ps, name)) {
                 (Some(rb), Some(rp)) => {
                     let data = if commands {
                         Part::Arguments
@@ -1097,13 +988,13 @@ impl Walker<'_> {
                 (Some(rb), None) => vec![change(
                     path,
                     Part::Whole,
-                    presence(false, None, &rb.cond),
+                    presence(false, None, rb.condition.clone()),
                     None,
                 )],
                 (None, Some(rp)) => vec![change(
                     path,
                     Part::Whole,
-                    presence(true, None, &rp.cond),
+                    presence(true, None, rp.condition.clone()),
                     None,
                 )],
                 (None, None) => Vec::new(),
@@ -1135,9 +1026,9 @@ impl Walker<'_> {
         &mut self,
         path: Path,
         part: Part,
-        b: Id,
-        p: Id,
-        owner: Option<(Id, Id, usize)>,
+        b: TypeId,
+        p: TypeId,
+        owner: Option<(TypeId, TypeId, usize)>,
     ) -> Vec<Task> {
         let (bi, pi) = (self.b, self.p);
         let mut out = Vec::new();
@@ -1153,13 +1044,11 @@ impl Walker<'_> {
             out.push(task);
             return out;
         }
-        if matches!(bi.ty(b), Ty::Builtin(..)) {
-            let (Ty::Builtin(bn, bj), Ty::Builtin(pn, pj)) = (bi.ty(b), pi.ty(p)) else {
-                return out;
-            };
+        if let (Kind::Builtin(bb), Kind::Builtin(pb)) = (bi.kind(b), pi.kind(p)) {
+            let (bj, pj) = (bb.json_type(), pb.json_type());
             // Every integer is `int` in introspection; names of other builtins say
             // more than their JSON type (`str` and an enum are both strings).
-            if bj != pj || (bj != "int" && bn != pn) {
+            if bj != pj || (bj != "int" && bi.entry(b).name != pi.entry(p).name) {
                 let kind = ChangeKind::TypeChanged {
                     old: bi.describe(b),
                     new: pi.describe(p),
@@ -1174,21 +1063,23 @@ impl Walker<'_> {
             return out;
         }
         let owner = Some((b, p, path.0.len()));
-        match (bi.ty(b), pi.ty(p)) {
-            (Ty::Enum(bv), Ty::Enum(pv)) => {
-                let (both, only_p) = pair_up(bv, pv, |x| x.name.clone());
+        match (bi.kind(b), pi.kind(p)) {
+            (Kind::Enum { values: bv, .. }, Kind::Enum { values: pv, .. }) => {
+                let (both, only_p) = pair_up(bv, pv, String::as_str);
                 for (x, y) in both {
                     if y.is_none() {
-                        let at = path.with(Segment::Value(x.name.clone()));
-                        out.push(change(at, part, presence(false, None, &x.cond), owner));
+                        let at = path.with(Segment::Value(bv[x].clone()));
+                        let kind = presence(false, None, bi.condition(b, Slot::Value(x)));
+                        out.push(change(at, part, kind, owner));
                     }
                 }
                 for y in only_p {
-                    let at = path.with(Segment::Value(y.name.clone()));
-                    out.push(change(at, part, presence(true, None, &y.cond), owner));
+                    let at = path.with(Segment::Value(pv[y].clone()));
+                    let kind = presence(true, None, pi.condition(p, Slot::Value(y)));
+                    out.push(change(at, part, kind, owner));
                 }
             }
-            (Ty::Array(eb), Ty::Array(ep)) => out.push(Task::Type {
+            (Kind::Array(eb), Kind::Array(ep)) => out.push(Task::Type {
                 path: path.with(Segment::Element),
                 part,
                 b: *eb,
@@ -1196,20 +1087,24 @@ impl Walker<'_> {
                 owner,
             }),
             (
-                Ty::Object {
+                Kind::Object {
                     members: bm,
                     variants: bv,
+                    ..
                 },
-                Ty::Object {
+                Kind::Object {
                     members: pm,
                     variants: pv,
+                    ..
                 },
             ) => {
-                let (both, only_p) = pair_up(bm, pm, |m| m.name.clone());
-                for (x, y) in both {
+                let (both, only_p) = pair_up(bm, pm, |m| m.name.as_str());
+                for (xi, yi) in both {
+                    let x = &bm[xi];
                     let at = path.with(Segment::Member(x.name.clone()));
-                    let Some(y) = y else {
-                        let kind = presence(false, Some(x.optional), &x.cond);
+                    let Some(y) = yi.map(|yi| &pm[yi]) else {
+                        let cond = bi.condition(b, Slot::Member(xi));
+                        let kind = presence(false, Some(x.optional), cond);
                         out.push(change(at, part, kind, owner));
                         continue;
                     };
@@ -1230,66 +1125,82 @@ impl Walker<'_> {
                         owner,
                     });
                 }
-                for y in only_p {
+                for yi in only_p {
+                    let y = &pm[yi];
                     let at = path.with(Segment::Member(y.name.clone()));
-                    let kind = presence(true, Some(y.optional), &y.cond);
-                    out.push(change(at, part, kind, owner));
+                    let cond = pi.condition(p, Slot::Member(yi));
+                    out.push(change(
+                        at,
+                        part,
+                        presence(true, Some(y.optional), cond),
+                        owner,
+                    ));
                 }
-                let (both, only_p) = pair_up(bv, pv, |v| v.case.clone());
-                for (x, y) in both {
-                    let at = path.with(Segment::Branch(x.case.clone()));
-                    match y {
+                let (both, only_p) = pair_up(bv, pv, |(case, _)| case.as_str());
+                for (xi, yi) in both {
+                    let (case, xt) = &bv[xi];
+                    let at = path.with(Segment::Branch(case.clone()));
+                    match yi {
                         // A branch without members is only the tag value, reported
                         // on the tag's enumeration.
-                        None if bi.is_empty_object(x.ty) => {}
-                        None => out.push(change(at, part, presence(false, None, &x.cond), owner)),
-                        Some(y) => out.push(Task::Type {
+                        None if bi.is_empty_object(*xt) => {}
+                        None => {
+                            let cond = bi.condition(b, Slot::Variant(xi));
+                            out.push(change(at, part, presence(false, None, cond), owner))
+                        }
+                        Some(yi) => out.push(Task::Type {
                             path: at,
                             part,
-                            b: x.ty,
-                            p: y.ty,
+                            b: *xt,
+                            p: pv[yi].1,
                             owner,
                         }),
                     }
                 }
-                for y in only_p {
-                    if !pi.is_empty_object(y.ty) {
-                        let at = path.with(Segment::Branch(y.case.clone()));
-                        out.push(change(at, part, presence(true, None, &y.cond), owner));
+                for yi in only_p {
+                    let (case, yt) = &pv[yi];
+                    if !pi.is_empty_object(*yt) {
+                        let at = path.with(Segment::Branch(case.clone()));
+                        let cond = pi.condition(p, Slot::Variant(yi));
+                        out.push(change(at, part, presence(true, None, cond), owner));
                     }
                 }
             }
-            (Ty::Alternate(ba), Ty::Alternate(pa)) => {
+            (Kind::Alternate(ba), Kind::Alternate(pa)) => {
                 // Keyed by the JSON type that selects them, which each side's own
                 // schema says (so not with `pair_up`, which keys both lists alike).
-                let mut by_key: HashMap<String, &(Id, Option<String>)> = HashMap::new();
+                let mut by_key: HashMap<&str, TypeId> = HashMap::new();
                 for a in pa {
-                    by_key.entry(pi.alternative_key(a.0)).or_insert(a);
+                    by_key.entry(pi.alternative_key(*a)).or_insert(*a);
                 }
                 let mut keys_b = HashSet::new();
-                for a in ba {
-                    let k = bi.alternative_key(a.0);
-                    if !keys_b.insert(k.clone()) {
+                for (xi, a) in ba.iter().enumerate() {
+                    let k = bi.alternative_key(*a);
+                    if !keys_b.insert(k) {
                         continue;
                     }
-                    let at = path.with(Segment::Alternative(k.clone()));
-                    match by_key.get(&k) {
-                        None => out.push(change(at, part, presence(false, None, &a.1), owner)),
+                    let at = path.with(Segment::Alternative(k.to_owned()));
+                    match by_key.get(k) {
+                        None => {
+                            let cond = bi.condition(b, Slot::Alternative(xi));
+                            out.push(change(at, part, presence(false, None, cond), owner))
+                        }
                         Some(y) => out.push(Task::Type {
                             path: at,
                             part,
-                            b: a.0,
-                            p: y.0,
+                            b: *a,
+                            p: *y,
                             owner,
                         }),
                     }
                 }
                 let mut keys_p = HashSet::new();
-                for a in pa {
-                    let k = pi.alternative_key(a.0);
-                    if !keys_b.contains(&k) && keys_p.insert(k.clone()) {
-                        let at = path.with(Segment::Alternative(k));
-                        out.push(change(at, part, presence(true, None, &a.1), owner));
+                for (yi, a) in pa.iter().enumerate() {
+                    let k = pi.alternative_key(*a);
+                    if !keys_b.contains(k) && keys_p.insert(k) {
+                        let at = path.with(Segment::Alternative(k.to_owned()));
+                        let cond = pi.condition(p, Slot::Alternative(yi));
+                        out.push(change(at, part, presence(true, None, cond), owner));
                     }
                 }
             }
@@ -1644,6 +1555,45 @@ mod tests {
     }
 
     #[test]
+    fn indexes_already_built_give_the_same_drift() {
+        let b = schema(json!([
+            {"name": "A", "meta-type": "object", "members": [
+                {"name": "x", "type": "str", "default": null, "if": "CONFIG_X"},
+                {"name": "y", "type": "str"}]},
+            cmd("c", "A", "q_empty"),
+            {"name": "s390", "meta-type": "command", "arg-type": "q_empty",
+             "ret-type": "q_empty", "if": "TARGET_S390X"}
+        ]));
+        let p = schema(json!([
+            {"name": "1", "meta-type": "object", "members": [{"name": "z", "type": "int"}]},
+            cmd("c", "1", "q_empty")
+        ]));
+        let from_json = Drift::between_json(&b, &p).unwrap();
+        let bindings = Schema::from_introspection(&b).unwrap();
+        let peer = PeerSchema::from_json_str(&p.to_string()).unwrap();
+        // The bindings as a `Schema` or as a `PeerSchema`, the peer as the client keeps it.
+        for d in [
+            Drift::between(&bindings, &peer),
+            Drift::between(&PeerSchema::from_index(bindings.clone()), &peer),
+        ] {
+            assert_eq!(lines(&d), lines(&from_json));
+            assert_eq!(d.all_changes().count(), from_json.all_changes().count());
+            assert_eq!(d.summary(), from_json.summary());
+        }
+        assert_eq!(
+            lines(&from_json),
+            [
+                "- command c member x: only in the bindings, optional (if CONFIG_X)",
+                "- command c member y: only in the bindings, required (breaks calls)",
+                "+ command c member z: only in the peer, required (breaks calls)",
+                "- command s390: only in the bindings (if TARGET_S390X)",
+            ]
+        );
+        let between_str = Drift::between_str(&b.to_string(), &p.to_string()).unwrap();
+        assert_eq!(lines(&between_str), lines(&from_json));
+    }
+
+    #[test]
     fn bad_schemas_are_errors_naming_the_side_and_entry() {
         let good = schema(json!([]));
         let e = Drift::between_json(&good, &json!(5)).unwrap_err();
@@ -1656,11 +1606,17 @@ mod tests {
             e.to_string().contains("arg-type 'Nope' is not defined"),
             "{e}"
         );
+        assert!(
+            e.to_string()
+                .starts_with("the bindings' schema is not query-qmp-schema output"),
+            "{e}"
+        );
         let e = Drift::between_str("[]", "{oops").unwrap_err();
         assert!(
             e.to_string().contains("peer") && e.reason.contains("not JSON"),
             "{e}"
         );
+        assert!(e.to_string().starts_with("the peer's schema"), "{e}");
         // The whole reply is accepted too.
         let reply = json!({"return": good.clone()});
         assert!(Drift::between_json(&good, &reply).unwrap().is_empty());

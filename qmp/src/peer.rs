@@ -180,6 +180,13 @@ impl PeerSchema {
     }
 }
 
+/// Its index ([`PeerSchema::index`]).
+impl AsRef<Schema> for PeerSchema {
+    fn as_ref(&self) -> &Schema {
+        &self.index
+    }
+}
+
 /// What a refusal names: the command, what it lacks, the peer's version.
 pub(crate) struct Refusal<'a> {
     pub(crate) command: &'a str,

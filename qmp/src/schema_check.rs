@@ -30,8 +30,20 @@
 //! The same index serves the client: it is what [`crate::PeerSchema`] holds for a
 //! connection's peer, what libvirt-style probes walk ([`crate::probe`]), and
 //! [`Schema::find_absent`] is the absence-only walk behind the client's refusal
-//! before sending (what the arguments use that the schema lacks, nothing else). It is
-//! the crate's one reader of introspection, built whatever the features.
+//! before sending (what the arguments use that the schema lacks, nothing else), and
+//! both sides of the `drift` feature's comparison (the bindings' `SCHEMA_JSON` and the
+//! peer's schema). It is the crate's one reader of introspection, built whatever the
+//! features.
+//!
+//! # Build conditions
+//!
+//! A bindings' `SCHEMA_JSON` carries an `"if"` member (`CONFIG_BLKIO`, `TARGET_S390X
+//! and CONFIG_KVM`) on the items that exist only under a build condition; QEMU's own
+//! output never has one (a build lists only what it compiled in). The index keeps
+//! them ([`CommandInfo::condition`], [`EventInfo::condition`], and those of members,
+//! branches, alternatives and enum values, which the drift reads), so that the drift
+//! can tell "this build left it out" from "this release lacks it". They do not change
+//! any check: a schema is checked as the build it describes.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -140,6 +152,9 @@ pub struct CommandInfo {
     pub allow_oob: bool,
     /// The schema's `features` of the command (e.g. `deprecated`).
     pub features: Vec<String>,
+    /// The command's build condition (`"if"`), which only a bindings' `SCHEMA_JSON`
+    /// gives (see [Build conditions](self#build-conditions)).
+    pub condition: Option<String>,
     pub(crate) arg_type: TypeId,
     /// `None` when the entry has no `ret-type` (QEMU always sends one).
     pub(crate) ret_type: Option<TypeId>,
@@ -152,6 +167,9 @@ pub struct EventInfo {
     pub name: String,
     /// The schema's `features` of the event (e.g. `deprecated`).
     pub features: Vec<String>,
+    /// The event's build condition (`"if"`), which only a bindings' `SCHEMA_JSON`
+    /// gives (see [Build conditions](self#build-conditions)).
+    pub condition: Option<String>,
     pub(crate) arg_type: TypeId,
 }
 
@@ -209,12 +227,38 @@ pub(crate) enum Kind {
     Alternate(Vec<TypeId>),
 }
 
+/// A part of a type that may have a build condition of its own, by position in its
+/// list (members, `variants`, alternatives, enum values, as the entry lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Member(usize),
+    Variant(usize),
+    Alternative(usize),
+    Value(usize),
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct TypeEntry {
     pub(crate) name: String,
     pub(crate) kind: Kind,
     /// The entry's `features` (an object type's, e.g. `dynamic-auto-read-only`).
     pub(crate) features: Vec<String>,
+    /// The build conditions of its parts that have one. Kept beside [`Kind`] rather
+    /// than in it: a live QEMU's schema has none, so this stays an empty `Vec` (no
+    /// allocation), and the checks and probes never read it.
+    pub(crate) conditions: Vec<(Slot, Box<str>)>,
+}
+
+// Read by the drift only.
+#[cfg_attr(not(feature = "drift"), allow(dead_code))]
+impl TypeEntry {
+    /// The build condition of one of its parts, if it has one.
+    pub(crate) fn condition(&self, slot: Slot) -> Option<&str> {
+        self.conditions
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, c)| &**c)
+    }
 }
 
 /// An indexed `query-qmp-schema` schema, ready for fast argument checks.
@@ -229,6 +273,14 @@ pub struct Schema {
     /// feature: QEMU run with `-compat deprecated-output=hide` leaves all of them
     /// out of its introspection (see [`Schema::shows_deprecated`]).
     shows_deprecated: bool,
+}
+
+/// So that what takes either a [`Schema`] or a [`PeerSchema`](crate::PeerSchema)
+/// (`drift::Drift::between`) takes this one.
+impl AsRef<Schema> for Schema {
+    fn as_ref(&self) -> &Schema {
+        self
+    }
 }
 
 impl Builtin {
@@ -1027,6 +1079,8 @@ impl Indexer {
                 })
                 .unwrap_or_default()
         };
+        // The build condition (`"if"`) of an entry or one of its parts.
+        let condition = |e: &Loose<'_>| e.get("if").and_then(Loose::as_str).map(Box::<str>::from);
         let deprecated = |e: &Loose<'_>| {
             e.get("features")
                 .and_then(Loose::as_array)
@@ -1039,6 +1093,7 @@ impl Indexer {
             shows_deprecated |= deprecated(e);
             let name = str_field(i, e, "name")?;
             let meta = str_field(i, e, "meta-type")?;
+            let mut conditions = Vec::new();
             let array = |key: &str| -> Result<&[Loose<'_>], SchemaError> {
                 e.get(key)
                     .and_then(Loose::as_array)
@@ -1058,6 +1113,11 @@ impl Indexer {
                     let values = match e.get("members").and_then(Loose::as_array) {
                         Some(ms) => {
                             value_features = ms.iter().map(features).collect();
+                            for (at, m) in ms.iter().enumerate() {
+                                if let Some(c) = condition(m) {
+                                    conditions.push((Slot::Value(at), c));
+                                }
+                            }
                             ms.iter()
                                 .map(|m| str_field(i, m, "name"))
                                 .collect::<Result<Vec<_>, _>>()?
@@ -1082,10 +1142,13 @@ impl Indexer {
                 }
                 "object" => {
                     let mut members = Vec::new();
-                    for m in array("members")? {
+                    for (at, m) in array("members")?.iter().enumerate() {
                         let mname = str_field(i, m, "name")?;
                         let mty = str_field(i, m, "type")?;
                         shows_deprecated |= deprecated(m);
+                        if let Some(c) = condition(m) {
+                            conditions.push((Slot::Member(at), c));
+                        }
                         members.push(Member {
                             optional: m.get("default").is_some(),
                             ty: resolve(&self.ids, i, e, "member type", &mty)?,
@@ -1095,9 +1158,12 @@ impl Indexer {
                     let tag = e.get("tag").and_then(Loose::as_str).map(str::to_string);
                     let mut variants = Vec::new();
                     if let Some(vs) = e.get("variants").and_then(Loose::as_array) {
-                        for v in vs {
+                        for (at, v) in vs.iter().enumerate() {
                             let case = str_field(i, v, "case")?;
                             let vty = str_field(i, v, "type")?;
+                            if let Some(c) = condition(v) {
+                                conditions.push((Slot::Variant(at), c));
+                            }
                             variants.push((case, resolve(&self.ids, i, e, "variant type", &vty)?));
                         }
                     }
@@ -1112,9 +1178,12 @@ impl Indexer {
                 }
                 "alternate" => {
                     let mut alts = Vec::new();
-                    for m in array("members")? {
+                    for (at, m) in array("members")?.iter().enumerate() {
                         let mty = str_field(i, m, "type")?;
                         alts.push(resolve(&self.ids, i, e, "alternative", &mty)?);
+                        if let Some(c) = condition(m) {
+                            conditions.push((Slot::Alternative(at), c));
+                        }
                     }
                     Kind::Alternate(alts)
                 }
@@ -1124,6 +1193,7 @@ impl Indexer {
                 name,
                 kind,
                 features: features(e),
+                conditions,
             });
         }
         let mut schema = Schema {
@@ -1155,6 +1225,7 @@ impl Indexer {
                     name: name.clone(),
                     allow_oob: e.get("allow-oob").and_then(Loose::as_bool).unwrap_or(false),
                     features: features(e),
+                    condition: condition(e).map(String::from),
                     arg_type,
                     ret_type,
                 };
@@ -1163,6 +1234,7 @@ impl Indexer {
                 let info = EventInfo {
                     name: name.clone(),
                     features: features(e),
+                    condition: condition(e).map(String::from),
                     arg_type,
                 };
                 schema.events.insert(name, info);
@@ -1366,6 +1438,47 @@ mod tests {
             .check_event("EV", json!({"direct": 1}).as_object())
             .is_err());
         assert!(s.check_event("NOPE", None).is_err());
+    }
+
+    #[test]
+    fn build_conditions_are_kept_and_change_no_check() {
+        let s = Schema::from_introspection(&json!([
+            {"name": "str", "meta-type": "builtin", "json-type": "string"},
+            {"name": "E", "meta-type": "enum",
+             "members": [{"name": "a"}, {"name": "b", "if": "CONFIG_B"}]},
+            {"name": "B", "meta-type": "object", "members": [], "if": "CONFIG_B"},
+            {"name": "O", "meta-type": "object", "tag": "e", "members": [
+                {"name": "e", "type": "E"},
+                {"name": "x", "type": "str", "default": null, "if": "CONFIG_X"}],
+             "variants": [{"case": "b", "type": "B", "if": "CONFIG_B"}]},
+            {"name": "Alt", "meta-type": "alternate",
+             "members": [{"type": "str"}, {"type": "O", "if": "CONFIG_O"}]},
+            {"name": "c", "meta-type": "command", "arg-type": "O", "ret-type": "Alt",
+             "if": "TARGET_S390X and CONFIG_KVM"},
+            {"name": "EV", "meta-type": "event", "arg-type": "O", "if": "CONFIG_EV"}
+        ]))
+        .unwrap();
+        let c = s.command("c").unwrap();
+        assert_eq!(c.condition.as_deref(), Some("TARGET_S390X and CONFIG_KVM"));
+        assert_eq!(
+            s.event("EV").unwrap().condition.as_deref(),
+            Some("CONFIG_EV")
+        );
+        let t = |name: &str| &s.types[s.type_ids[name]];
+        assert_eq!(t("E").condition(Slot::Value(0)), None);
+        assert_eq!(t("E").condition(Slot::Value(1)), Some("CONFIG_B"));
+        assert_eq!(t("O").condition(Slot::Member(0)), None);
+        assert_eq!(t("O").condition(Slot::Member(1)), Some("CONFIG_X"));
+        assert_eq!(t("O").condition(Slot::Variant(0)), Some("CONFIG_B"));
+        assert_eq!(t("Alt").condition(Slot::Alternative(0)), None);
+        assert_eq!(t("Alt").condition(Slot::Alternative(1)), Some("CONFIG_O"));
+        // The checks read the schema as the build it describes.
+        assert!(s
+            .check_command("c", json!({"e": "b", "x": "y"}).as_object())
+            .is_ok());
+        // A schema without conditions (a live QEMU's) keeps none: nothing allocated.
+        assert!(schema().types.iter().all(|t| t.conditions.is_empty()));
+        assert!(schema().command("add").unwrap().condition.is_none());
     }
 
     #[test]

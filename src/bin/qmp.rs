@@ -462,8 +462,10 @@ async fn run(cli: &Cli, socket: Option<&Path>, started: Option<&str>) -> Result<
             })
         }
         Cmd::Compat { require } => {
+            // The client's copy of the peer's schema (one `query-qmp-schema`, parsed
+            // by the index `supports` and `call`'s check use): no second fetch.
             let schema = client
-                .execute_raw("query-qmp-schema", None::<&()>)
+                .peer_schema()
                 .await
                 .map_err(|e| format!("cannot get the peer's schema (query-qmp-schema): {e}"))?;
             let drift = qemu_qapi::drift(&schema).map_err(|e| e.to_string())?;
@@ -696,6 +698,22 @@ mod tests {
         .is_ok());
         let e = check("blockdev-del", serde_json::json!("n0")).unwrap_err();
         assert!(e.contains("must be a JSON object"), "{e}");
+    }
+
+    #[test]
+    fn compat_takes_the_schema_the_client_keeps() {
+        // The bindings' side is indexed once per process.
+        let first = qemu_qapi::bindings_schema().unwrap();
+        assert!(std::ptr::eq(first, qemu_qapi::bindings_schema().unwrap()));
+        let peer = qmp::PeerSchema::from_index(peer_schema());
+        let drift = qemu_qapi::drift(&peer).unwrap();
+        assert!(drift.is_fully_supported("blockdev-del"), "{drift}");
+        assert_eq!(
+            drift.support("x-old"),
+            qmp::drift::Support::NotInBindings { in_peer: true }
+        );
+        assert!(!drift.is_fully_supported("blockdev-set-active"));
+        assert!(drift.commands_only_in_peer() == ["x-old"], "{drift}");
     }
 
     #[test]
