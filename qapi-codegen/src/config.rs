@@ -668,6 +668,69 @@ mod tests {
     }
 
     #[test]
+    fn a_list_of_schemas_is_their_union() {
+        let d = temp_dir("union");
+        let old = d.join("old.json");
+        let new = d.join("new.json");
+        std::fs::write(&old, "{ 'command': 'gone' }\n{ 'command': 'both' }\n").expect("write");
+        std::fs::write(&new, "{ 'command': 'both' }\n{ 'command': 'added' }\n").expect("write");
+        // Labelled in the variable, separated as in PATH.
+        let var = "QAPI_CODEGEN_TEST_UNION_SCHEMA";
+        let list = std::env::join_paths([
+            format!("7.2={}", old.display()),
+            format!("10.0={}", new.display()),
+        ])
+        .expect("join");
+        std::env::set_var(var, &list);
+        let g = Config::new()
+            .schema("unused.json")
+            .env_override(Some(var))
+            .cargo_directives(false)
+            .generate_string()
+            .expect("generate");
+        std::env::remove_var(var);
+        let labels: Vec<&str> = g.schemas.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, ["7.2", "10.0"]);
+        assert_eq!(g.schema, old);
+        for item in ["pub struct Gone;", "pub struct Both;", "pub struct Added;"] {
+            assert!(g.code.contains(item), "{item}");
+        }
+        assert!(g.code.contains("pub mod availability"));
+        assert!(g
+            .code
+            .contains("Only in QEMU 7.2 of the listed releases (7.2 and 10.0)."));
+        // From Config, labelled by hand; a missing one names the path tried.
+        let e = Config::new()
+            .labelled_schemas([("1.0", &old), ("2.0", &d.join("none.json"))])
+            .env_override(None)
+            .cargo_directives(false)
+            .generate_string()
+            .expect_err("missing");
+        assert!(e.to_string().contains("none.json"), "{e}");
+        let e = Config::new()
+            .labelled_schemas([("1.0", &old), ("1.0", &new)])
+            .env_override(None)
+            .cargo_directives(false)
+            .generate_string()
+            .expect_err("same label");
+        assert!(e.to_string().contains("'1.0'"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn lists_split_as_path_with_labels() {
+        let l = split_list(std::ffi::OsStr::new("7.2=/a/x.json:/b/c=d.json::/e.json"));
+        assert_eq!(
+            l,
+            [
+                (Some("7.2".to_owned()), PathBuf::from("/a/x.json")),
+                (None, PathBuf::from("/b/c=d.json")),
+                (None, PathBuf::from("/e.json")),
+            ]
+        );
+    }
+
+    #[test]
     fn no_schema_is_an_error() {
         let e = Config::new()
             .env_override(None)
