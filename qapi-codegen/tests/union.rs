@@ -323,3 +323,31 @@ fn a_struct_that_became_a_union() {
         ["7.2"]
     );
 }
+
+#[test]
+fn a_capture_merges_with_a_snapshot_and_keeps_its_widths() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema");
+    let snapshot = qapi_codegen::front::parse_file(root.join("qemu-system-10.0.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut capture =
+        qapi_codegen::introspect::read_file(&root.join("introspect/qemu-system-x86_64-7.2.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let reference = qapi_codegen::front::parse_file(root.join("qemu-system-7.2.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    qapi_codegen::introspect::recover_names(&mut capture, &[&reference]);
+    let s = merge(&[("7.2".into(), capture), ("10.0".into(), snapshot)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The capture's `int` says no width: the snapshot's `size` stays.
+    assert_eq!(
+        type_name(&s, member(&s, "MemoryInfo", "base-memory")),
+        "size"
+    );
+    assert!(matches!(
+        s.origin,
+        qapi_codegen::model::Origin::Source { .. }
+    ));
+    assert_eq!(
+        releases(&s, "StatusInfo", Part::Member("singlestep".into())),
+        ["7.2"]
+    );
+}
