@@ -8,6 +8,8 @@
 //!   bindings require), and against 10.0 only what its x86 build leaves out;
 //! * `compat --require` exits with 4 exactly when a required command is not fully
 //!   supported, on both releases;
+//! * `compat` asks for the peer's schema once, through the client
+//!   (`Client::peer_schema`, the copy `supports` and `call`'s check use);
 //! * `call` of a command only 7.2 has works against 7.2 without `--no-check`, and one
 //!   only 10.0 has is refused against 7.2, naming the command and the peer's version,
 //!   with nothing sent (the session's transcript shows no such request).
@@ -211,6 +213,37 @@ fn compat_require_exits_with_4_exactly_when_a_command_is_not_fully_supported_on_
             ),
         "{err}"
     );
+}
+
+/// The requests of a `--record` transcript, by command name.
+fn sent(transcript: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(transcript)
+        .expect("transcript")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|e| e["dir"] == "c2s")
+        .filter_map(|e| e["msg"]["execute"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn compat_asks_for_the_schema_once_through_the_client() {
+    let Some(qemu) = qemu_10() else { return };
+    // `compat` takes the schema the client keeps for the connection
+    // (`Client::peer_schema`): one `query-qmp-schema`, and nothing else.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let transcript = dir.path().join("session.jsonl");
+    let t = transcript.to_str().expect("UTF-8 path");
+    let out = qmp(
+        &qemu,
+        &["--record", t, "compat", "--require", "query-status"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        text(&out.stdout).contains("query-status: fully supported"),
+        "{out:?}"
+    );
+    assert_eq!(sent(&transcript), ["qmp_capabilities", "query-qmp-schema"]);
 }
 
 #[test]
