@@ -178,7 +178,11 @@ pub(crate) fn fields(
         let dep = ctx.deprecated_attr(Some(doc_owner), &m.features);
         let wire = &m.name;
         let slot = proc_macro2::Literal::usize_unsuffixed(f.members.len());
-        f.members.push(if m.optional {
+        // A member under a condition is absent from the QEMU builds that leave it
+        // out, required or not (`deprecated-props` of `query-cpu-model-expansion`
+        // exists on s390x only): the bindings, built for every target, make it
+        // optional, so such a reply still decodes.
+        f.members.push(if m.optional || m.ifcond.is_some() {
             // `null` is a value of types that admit it (three states: absent, null,
             // value); for the others it means absent, as serde's `Option` reads it.
             let take = if ctx.admits_null(m.ty) {

@@ -100,6 +100,78 @@ pub mod types {
     }
     ::qmp::__qapi_record_serde!(Opts);
     ::qmp::__qapi_record_debug!(Opts);
+    /// QAPI struct `Expansion`.
+    ///
+    /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
+    #[derive(Clone, PartialEq)]
+    #[non_exhaustive]
+    pub struct Expansion {
+        /// Member `model`.
+        pub model: ::std::string::String,
+        /// Member `target-props`.
+        ///
+        /// Only in QEMU builds where `TARGET_S390X` holds.
+        pub target_props: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    }
+    impl Expansion {
+        /// Creates the value from its required members; optional ones are unset.
+        #[inline]
+        pub fn new(model: ::std::string::String) -> Self {
+            Self {
+                model,
+                target_props: ::std::option::Option::None,
+            }
+        }
+        /// Sets `target-props`.
+        #[inline]
+        pub fn with_target_props(
+            mut self,
+            value: ::std::vec::Vec<::std::string::String>,
+        ) -> Self {
+            self.target_props = ::std::option::Option::Some(value);
+            self
+        }
+    }
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    #[derive(Default)]
+    pub struct Expansion__Slots(
+        ::std::option::Option<::std::string::String>,
+        ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+    );
+    impl ::qmp::runtime::Record for Expansion {
+        const NAME: &'static str = "Expansion";
+        type Slots = Expansion__Slots;
+        fn take<'de, A: ::serde::de::MapAccess<'de>>(
+            slots: &mut Expansion__Slots,
+            key: &str,
+            map: &mut A,
+        ) -> ::std::result::Result<bool, A::Error> {
+            match key {
+                "model" => ::qmp::runtime::slot(&mut slots.0, key, map),
+                "target-props" => ::qmp::runtime::slot_opt(&mut slots.1, key, map),
+                _ => ::std::result::Result::Ok(false),
+            }
+        }
+        fn finish<E: ::serde::de::Error>(
+            slots: Expansion__Slots,
+        ) -> ::std::result::Result<Self, E> {
+            ::std::result::Result::Ok(Self {
+                model: ::qmp::runtime::required(slots.0, "model")?,
+                target_props: slots.1,
+            })
+        }
+        fn put<M: ::serde::ser::SerializeMap>(
+            &self,
+            m: &mut M,
+        ) -> ::std::result::Result<(), M::Error> {
+            ::serde::ser::SerializeMap::serialize_entry(m, "model", &self.model)?;
+            ::qmp::runtime::put_opt(m, "target-props", &self.target_props)?;
+            ::std::result::Result::Ok(())
+        }
+    }
+    ::qmp::__qapi_record_serde!(Expansion);
+    ::qmp::__qapi_record_debug!(Expansion);
     /// QAPI enum `Level`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
@@ -249,6 +321,16 @@ pub mod commands {
         const NAME: &'static str = "x-exp";
         type Reply = ::qmp::runtime::Empty;
     }
+    /// QAPI command `expand`.
+    ///
+    /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Expand;
+    ::qmp::__qapi_unit_serde!(Expand);
+    impl ::qmp::Command for Expand {
+        const NAME: &'static str = "expand";
+        type Reply = super::types::Expansion;
+    }
     /// QAPI command `vnc-only`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
@@ -281,6 +363,14 @@ pub mod commands {
             success_response: true,
         },
         ::qmp::runtime::CommandInfo {
+            name: "expand",
+            ifcond: ::std::option::Option::None,
+            deprecated: false,
+            unstable: false,
+            allow_oob: false,
+            success_response: true,
+        },
+        ::qmp::runtime::CommandInfo {
             name: "vnc-only",
             ifcond: ::std::option::Option::Some("all(CONFIG_VNC, not(CONFIG_WIN32))"),
             deprecated: false,
@@ -300,6 +390,7 @@ pub mod commands {
         match name {
             "old-cmd" => ::std::option::Option::Some(v.visit::<OldCmd>()),
             "x-exp" => ::std::option::Option::Some(v.visit::<XExp>()),
+            "expand" => ::std::option::Option::Some(v.visit::<Expand>()),
             "vnc-only" => ::std::option::Option::Some(v.visit::<VncOnly>()),
             _ => ::std::option::Option::None,
         }
@@ -324,6 +415,9 @@ pub mod commands {
                 )
             }
             "x-exp" => {
+                ::std::option::Option::Some(::qmp::runtime::check_no_arguments(args))
+            }
+            "expand" => {
                 ::std::option::Option::Some(::qmp::runtime::check_no_arguments(args))
             }
             "vnc-only" => {
@@ -354,6 +448,9 @@ pub mod commands {
             }
             "x-exp" => {
                 ::std::option::Option::Some(::qmp::runtime::check_reply::<XExp>(reply))
+            }
+            "expand" => {
+                ::std::option::Option::Some(::qmp::runtime::check_reply::<Expand>(reply))
             }
             "vnc-only" => {
                 ::std::option::Option::Some(
