@@ -184,13 +184,9 @@ fn check(msgs: &[Message]) -> Vec<(usize, String)> {
     fails
 }
 
-#[test]
-fn qmp_examples_round_trip() {
-    let Some(corpus) = std::env::var_os("QAPI_CORPUS") else {
-        println!("QAPI_CORPUS unset: skipping the qmp-example round trip");
-        return;
-    };
-    let dir = Path::new(&corpus).join("qapi");
+/// The `qapi/*.json` files of the QEMU source tree at `corpus`, sorted.
+fn schema_files(corpus: &Path) -> Vec<std::path::PathBuf> {
+    let dir = corpus.join("qapi");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("entry").path())
@@ -198,6 +194,16 @@ fn qmp_examples_round_trip() {
         .collect();
     files.sort();
     assert!(files.len() > 30, "{}: QAPI files missing", dir.display());
+    files
+}
+
+#[test]
+fn qmp_examples_round_trip() {
+    let Some(corpus) = std::env::var_os("QAPI_CORPUS") else {
+        println!("QAPI_CORPUS unset: skipping the qmp-example round trip");
+        return;
+    };
+    let files = schema_files(Path::new(&corpus));
     let exceptions: BTreeMap<String, String> =
         std::fs::read_to_string("tests/qmp-examples-exceptions.txt")
             .expect("exceptions file")
@@ -260,13 +266,7 @@ fn qmp_examples_are_not_refused_by_qemu_10_0s_schema() {
     let capture = std::fs::read_to_string("schema/introspect/qemu-system-x86_64-10.0.json")
         .expect("capture of QEMU 10.0");
     let peer = qemu_qapi::qmp::PeerSchema::from_json_str(&capture).expect("capture reads");
-    let dir = Path::new(&corpus).join("qapi");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
+    let files = schema_files(Path::new(&corpus));
     let mut requests = 0;
     let mut refused = Vec::new();
     for f in &files {

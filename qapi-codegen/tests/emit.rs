@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use qapi_codegen::emit::{generate, Manual, Options};
 
+#[path = "support/snapshots.rs"]
+mod snapshots;
+
 fn cases() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir("tests/emit")
         .expect("tests/emit")
@@ -32,30 +35,10 @@ fn snapshot_text(json: &Path) -> String {
 
 #[test]
 fn snapshots_match() {
-    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
-    let mut failed = Vec::new();
-    for json in cases() {
-        let rs = json.with_extension("rs");
+    snapshots::check(cases().into_iter().map(|json| {
         let text = snapshot_text(&json);
-        if update {
-            std::fs::write(&rs, &text).expect("write snapshot");
-            continue;
-        }
-        let old = std::fs::read_to_string(&rs).unwrap_or_default();
-        if old != text {
-            let line = old
-                .lines()
-                .zip(text.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(old.lines().count().min(text.lines().count()));
-            failed.push(format!(
-                "{}: differs from line {} (run with UPDATE_SNAPSHOTS=1 to accept)",
-                rs.display(),
-                line + 1
-            ));
-        }
-    }
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
+        (json.with_extension("rs"), text)
+    }));
 }
 
 #[test]

@@ -16,6 +16,9 @@ use qapi_codegen::emit::{generate, Options};
 use qapi_codegen::model::{Builtin, EntityKind, Member, Part, Schema};
 use qapi_codegen::union::{merge, release_label, UnionError};
 
+#[path = "support/snapshots.rs"]
+mod snapshots;
+
 fn cases() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir("tests/union")
         .expect("tests/union")
@@ -59,30 +62,10 @@ fn snapshot_text(dir: &Path) -> String {
 
 #[test]
 fn snapshots_match() {
-    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
-    let mut failed = Vec::new();
-    for dir in cases() {
-        let rs = dir.with_extension("rs");
+    snapshots::check(cases().into_iter().map(|dir| {
         let text = snapshot_text(&dir);
-        if update {
-            std::fs::write(&rs, &text).expect("write snapshot");
-            continue;
-        }
-        let old = std::fs::read_to_string(&rs).unwrap_or_default();
-        if old != text {
-            let line = old
-                .lines()
-                .zip(text.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(old.lines().count().min(text.lines().count()));
-            failed.push(format!(
-                "{}: differs from line {} (run with UPDATE_SNAPSHOTS=1 to accept)",
-                rs.display(),
-                line + 1
-            ));
-        }
-    }
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
+        (dir.with_extension("rs"), text)
+    }));
 }
 
 #[test]
