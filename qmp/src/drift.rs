@@ -48,11 +48,13 @@
 //!
 //! * in the arguments: every member, branch, alternative and enumeration value the
 //!   bindings have, the peer has too, except those the bindings have only under a
-//!   condition (optional members, branches and values the peer's build left out: the
-//!   bindings never send them unless asked); no member the bindings make optional or
-//!   lack is required by the peer; no type differs;
-//! * in the reply: every member the bindings require, the peer always sends (it has it,
-//!   and not as optional); no alternative the bindings lack and no type differs. The
+//!   condition (members, branches and values the peer's build left out: the bindings
+//!   never send them unless asked, and a member under a condition is optional in the
+//!   Rust bindings even where the schema requires it); no member the bindings make
+//!   optional or lack is required by the peer; no type differs;
+//! * in the reply: every member the bindings require without a condition, the peer
+//!   always sends (it has it, and not as optional); no alternative the bindings lack
+//!   and no type differs. The
 //!   peer may send more (members are ignored, enumeration values and branches kept as
 //!   unknown ones).
 //!
@@ -579,25 +581,26 @@ impl Change {
             (Part::Whole, ChangeKind::Removed { .. }) => true,
             (Part::Whole, _) => false,
             (_, ChangeKind::TypeChanged { .. }) => true,
-            // The bindings send what the peer does not know (a required member
-            // always; the rest when asked, unless its condition says the peer's
-            // build left it out).
-            (
-                Part::Arguments,
-                ChangeKind::Removed {
-                    optional,
-                    condition,
-                },
-            ) => *optional == Some(false) || condition.is_none(),
+            // The bindings send what the peer does not know when asked, unless its
+            // condition says the peer's build left it out (a required member under a
+            // condition is optional in the Rust bindings too).
+            (Part::Arguments, ChangeKind::Removed { condition, .. }) => condition.is_none(),
             (Part::Arguments, ChangeKind::Added { optional, .. }) => {
                 member && *optional == Some(false)
             }
             (Part::Arguments, ChangeKind::MadeRequired) => true,
             (Part::Arguments, ChangeKind::MadeOptional) => false,
             // The bindings decode what the peer sends: a member they require must
-            // come (whatever its condition: the Rust field has none); what they do
-            // not know is ignored or kept, but for an alternative.
-            (_, ChangeKind::Removed { optional, .. }) => member && *optional == Some(false),
+            // come, unless it has a condition (the Rust field is then an `Option`:
+            // builds that leave it out do not send it); what they do not know is
+            // ignored or kept, but for an alternative.
+            (
+                _,
+                ChangeKind::Removed {
+                    optional,
+                    condition,
+                },
+            ) => member && *optional == Some(false) && condition.is_none(),
             (_, ChangeKind::Added { .. }) => alternative,
             (_, ChangeKind::MadeOptional) => true,
             (_, ChangeKind::MadeRequired) => false,
