@@ -232,6 +232,69 @@ fn without_the_peers_schema_arguments_are_checked_against_the_bindings() {
     assert!(out.status.success(), "{out:?}");
 }
 
+#[test]
+fn a_recorded_secret_is_redacted_in_an_owner_only_file_and_replays() {
+    use std::os::unix::fs::PermissionsExt;
+    if !have("qemu-storage-daemon") {
+        return;
+    }
+    let qsd = storage_daemon();
+    let s = qsd.socket().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = r#"{"qom-type": "secret", "id": "sec0", "data": "hunter2"}"#;
+    let transcript = dir.path().join("session.jsonl");
+    let t = transcript.to_str().unwrap();
+    let v = json_of(&qmp(&[
+        "--socket",
+        s,
+        "--record",
+        t,
+        "call",
+        "object-add",
+        secret,
+    ]));
+    assert_eq!(v, serde_json::json!({}));
+    let mode = std::fs::metadata(&transcript).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "transcript mode {mode:o}");
+    let text = std::fs::read_to_string(&transcript).unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains(qmp::secrets::REDACTED), "{text}");
+
+    // `qmp serve --replay` answers the same call from the redacted transcript.
+    let mut server = qmp::local::LocalQemu::spawn(QMP, |socket| {
+        vec![
+            "--socket".into(),
+            socket.display().to_string(),
+            "serve".into(),
+            "--replay".into(),
+            t.into(),
+        ]
+    })
+    .unwrap();
+    server.wait_for_socket(Duration::from_secs(10)).unwrap();
+    let r = server.socket().to_str().unwrap();
+    let v = json_of(&qmp(&["--socket", r, "call", "object-add", secret]));
+    assert_eq!(v, serde_json::json!({}));
+
+    // --record-secrets keeps it, still owner-only.
+    let kept = dir.path().join("kept.jsonl");
+    let k = kept.to_str().unwrap();
+    let secret1 = r#"{"qom-type": "secret", "id": "sec1", "data": "hunter2"}"#;
+    json_of(&qmp(&[
+        "--socket",
+        s,
+        "--record",
+        k,
+        "--record-secrets",
+        "call",
+        "object-add",
+        secret1,
+    ]));
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "transcript mode {mode:o}");
+    assert!(std::fs::read_to_string(&kept).unwrap().contains("hunter2"));
+}
+
 /// Reads the child's stderr until the "waiting for events" line.
 fn wait_until_listening(child: &mut Child) {
     let stderr = child.stderr.take().unwrap();

@@ -701,7 +701,11 @@ async fn write_batch(
 
 fn trace_sent(bytes: &[u8]) {
     if tracing::enabled!(target: "qmp::wire", tracing::Level::TRACE) {
-        trace!(target: "qmp::wire", json = %String::from_utf8_lossy(bytes).trim_end(), "send");
+        // A log is read by more people than the session's peer: secret members go
+        // out redacted (crate::secrets), whatever the subscriber does with them.
+        let text = String::from_utf8_lossy(bytes);
+        let text = crate::secrets::redact_line(text.trim_end());
+        trace!(target: "qmp::wire", json = %text, "send");
     }
 }
 

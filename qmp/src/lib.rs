@@ -204,6 +204,7 @@ pub mod probe;
 mod race;
 pub mod runtime;
 pub mod schema_check;
+pub mod secrets;
 #[cfg(feature = "server")]
 pub mod server;
 mod state;

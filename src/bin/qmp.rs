@@ -78,8 +78,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "SECONDS")]
     timeout: Option<f64>,
     /// Record the traffic to this transcript file (with `serve`: every session's).
+    /// The file is readable by its owner only, and secrets (a `secret` object's
+    /// data, passwords: `qmp::secrets`) are recorded redacted.
     #[arg(long, global = true, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// With --record: record secrets as sent instead of redacting them.
+    #[arg(long, global = true, requires = "record")]
+    record_secrets: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -355,7 +360,8 @@ async fn connect(cli: &Cli, socket: Option<&Path>) -> Result<qmp::Client, String
         // The client's own traffic hook: the session is recorded as the client sends
         // and receives it (fd passing keeps working, unlike through a proxy).
         let hook = qmp::server::transcript::Recorder::create(file)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+            .map_err(|e| format!("{}: {e}", file.display()))?
+            .keep_secrets(cli.record_secrets);
         config.traffic_hook(std::sync::Arc::new(hook));
     }
     let r = match (&cli.tcp, socket) {
@@ -563,6 +569,7 @@ fn main() -> ExitCode {
                 tcp: cli.tcp.clone(),
                 replay: replay.clone(),
                 record: cli.record.clone(),
+                record_secrets: cli.record_secrets,
             };
             return qmp::server::serve::run(&options).await.map(|()| Done::Ok);
         }

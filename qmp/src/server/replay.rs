@@ -9,7 +9,8 @@
 //! The greeting is the recorded one; `qmp_capabilities` is handled by the server
 //! itself (so the handshake rules still hold), and events recorded with it are sent
 //! before the first replayed reply. A request nothing matches gets a `GenericError`
-//! saying so.
+//! saying so. Secret members recorded redacted ([`crate::secrets`]) match whatever
+//! value the incoming request has there.
 
 use std::sync::Mutex;
 
@@ -164,8 +165,23 @@ impl Replay {
         }
         let messages = {
             let mut exchanges = self.exchanges.lock().unwrap_or_else(|p| p.into_inner());
+            // A transcript records secret members redacted (super::transcript): such a
+            // request matches the incoming one with the same members redacted. The
+            // redacted copy is only made when the transcript has a redaction for
+            // this command.
+            let mut redacted = None;
             let found = exchanges.iter_mut().find(|x| {
-                !x.used && x.command == ctx.command && x.oob == ctx.oob && x.arguments == args
+                if x.used || x.command != ctx.command || x.oob != ctx.oob {
+                    return false;
+                }
+                if x.arguments == args {
+                    return true;
+                }
+                let redacted = redacted.get_or_insert_with(|| {
+                    let mut a = args.clone();
+                    crate::secrets::redact_arguments(&ctx.command, &mut a).then_some(a)
+                });
+                redacted.as_ref() == Some(&x.arguments)
             });
             match found {
                 Some(x) => {

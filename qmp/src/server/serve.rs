@@ -20,8 +20,11 @@ pub struct ServeOptions {
     /// Replay this transcript. Without it, the server answers only `query-version`
     /// (every other command gets `CommandNotFound`).
     pub replay: Option<PathBuf>,
-    /// Record every session's traffic to this transcript file.
+    /// Record every session's traffic to this transcript file (owner-only, secrets
+    /// redacted: see [`Recorder`]).
     pub record: Option<PathBuf>,
+    /// Record secret members as sent instead of redacting them.
+    pub record_secrets: bool,
 }
 
 /// Builds the server `options` describe and starts listening; the server runs until
@@ -33,7 +36,9 @@ pub struct ServeOptions {
 pub async fn start(options: &ServeOptions) -> Result<(Server, Listening), String> {
     let mut builder = Server::builder();
     if let Some(path) = &options.record {
-        let rec = Recorder::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let rec = Recorder::create(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .keep_secrets(options.record_secrets);
         builder = builder.traffic_hook(Arc::new(rec));
     }
     builder = match &options.replay {

@@ -57,28 +57,61 @@ crate::runtime::plain_record!(Entry, "transcript entry" { t: f64 = "t", dir: Dir
 
 /// A [`TrafficHook`] that appends every message to a transcript file, flushing each
 /// line so that a transcript survives a crash of the recording process.
+///
+/// A transcript can hold what the session carried, secrets included, so the file is
+/// created readable and writable by its owner only (mode 0600 on Unix, given at
+/// creation: there is no moment at which others could open it), and the secret
+/// members of requests ([`crate::secrets::SECRET_MEMBERS`]) are recorded as
+/// [`crate::secrets::REDACTED`] unless [`Recorder::keep_secrets`] says otherwise.
+/// Replay still matches such a request ([`super::replay`]).
 #[derive(Debug)]
 pub struct Recorder {
     start: Instant,
     out: Mutex<BufWriter<File>>,
+    keep_secrets: bool,
+}
+
+/// Creates (truncates) `path` for traffic: owner-only from the start on Unix. An
+/// existing file keeps its mode (the owner chose it), but is truncated.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 impl Recorder {
-    /// Creates (truncates) `path` and records into it.
+    /// Creates (truncates) `path`, readable by its owner only, and records into it,
+    /// with secrets redacted.
     ///
     /// # Errors
     /// When the file cannot be created.
     pub fn create(path: impl AsRef<Path>) -> std::io::Result<Recorder> {
         Ok(Recorder {
             start: Instant::now(),
-            out: Mutex::new(BufWriter::new(File::create(path)?)),
+            out: Mutex::new(BufWriter::new(create_private(path.as_ref())?)),
+            keep_secrets: false,
         })
+    }
+
+    /// Records secret members as sent instead of redacting them (`qmp
+    /// --record-secrets`): for a transcript that must replay against a server that
+    /// checks them. The file stays owner-only.
+    pub fn keep_secrets(mut self, keep: bool) -> Recorder {
+        self.keep_secrets = keep;
+        self
     }
 }
 
 impl TrafficHook for Recorder {
     fn message(&self, dir: Direction, line: &str) {
         let t = self.start.elapsed().as_secs_f64();
+        let line = match dir {
+            Direction::ToServer if !self.keep_secrets => crate::secrets::redact_line(line),
+            _ => std::borrow::Cow::Borrowed(line),
+        };
+        let line = &*line;
         // A line that is not JSON (garbage from a broken peer) is kept as a string so
         // the transcript stays valid JSON lines.
         let raw = RawValue::from_string(line.to_owned());
