@@ -158,6 +158,42 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         Ok(Some(std::str::from_utf8(&self.buf[a..b])?))
     }
 
+    /// Discards everything up to and including the next `delimiter` byte, reading
+    /// from the peer as needed. `Ok(true)` once it is consumed, `Ok(false)` when the
+    /// stream ends first.
+    ///
+    /// The guest agent's resynchronisation (`guest-sync-delimited`) needs it: the
+    /// agent sends a 0xFF byte, which never occurs in UTF-8 JSON, right before the
+    /// reply, so whatever precedes it (stale replies, half a line) can be dropped
+    /// without being parsed. A line [`line_ready`](Self::line_ready) found ahead is
+    /// searched too. Cancellation-safe, like `next_line`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn skip_through(&mut self, delimiter: u8) -> std::io::Result<bool> {
+        if let Some(Ok((line_start, _))) = self.ready.take() {
+            // Not handed out yet: it may hold the delimiter.
+            self.start = line_start;
+        }
+        // Whatever line was being skipped ends here: the search defines a new start.
+        self.discarding = false;
+        loop {
+            if let Some(pos) = memchr::memchr(delimiter, &self.buf[self.start..self.end]) {
+                self.start += pos + 1;
+                self.scanned = self.start;
+                return Ok(true);
+            }
+            self.start = self.end;
+            self.scanned = self.end;
+            self.make_room();
+            let n = crate::io::read(&mut self.inner, &mut self.buf[self.end..]).await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            self.end += n;
+        }
+    }
+
     /// Whether [`next_line`](Self::next_line) would return at once (a complete line,
     /// or an error, is already buffered) rather than wait for the peer.
     pub fn line_ready(&mut self) -> bool {
@@ -516,6 +552,37 @@ mod tests {
         tx.write_all(b"{}\r\n").await.unwrap();
         assert_eq!(r.next_line().await.unwrap(), Some("{}"));
         assert!(r.buf.len() <= MIN_READ, "not shrunk: {}", r.buf.len());
+    }
+
+    #[tokio::test]
+    async fn skip_through_drops_everything_up_to_the_delimiter() {
+        let data: &[u8] = b"{\"return\": 1}\n{\"half\xff{\"return\": 2}\n{\"return\": 3}\n";
+        let mut r = LineReader::new(data);
+        assert!(r.skip_through(0xFF).await.unwrap());
+        assert_eq!(r.next_line().await.unwrap(), Some("{\"return\": 2}"));
+        assert_eq!(r.next_line().await.unwrap(), Some("{\"return\": 3}"));
+        assert!(!r.skip_through(0xFF).await.unwrap());
+        // Byte by byte, and a delimiter inside a line found ahead by `line_ready`.
+        let data: &[u8] = b"junk\xff{\"return\": 4}\n";
+        let mut r = LineReader::new(tokio_test_reader(data));
+        assert!(r.skip_through(0xFF).await.unwrap());
+        assert_eq!(r.next_line().await.unwrap(), Some("{\"return\": 4}"));
+        let mut r = LineReader::new(&b"x\na\xffb\n{}\n"[..]);
+        assert_eq!(r.next_line().await.unwrap(), Some("x"));
+        assert!(r.line_ready());
+        assert!(r.skip_through(0xFF).await.unwrap());
+        assert_eq!(r.next_line().await.unwrap(), Some("b"));
+    }
+
+    /// A reader that hands out one byte per read.
+    fn tokio_test_reader(data: &'static [u8]) -> impl AsyncRead + Unpin {
+        let (mut w, r) = tokio::io::duplex(1);
+        tokio::spawn(async move {
+            for b in data {
+                let _ = w.write_all(std::slice::from_ref(b)).await;
+            }
+        });
+        r
     }
 
     #[tokio::test]

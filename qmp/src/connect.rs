@@ -330,7 +330,7 @@ impl Drop for IdleOnDrop<'_> {
 }
 
 /// The halves of a Unix socket: read readiness only (see `crate::unix`).
-fn split_unix(stream: UnixStream) -> Result<(ReadHalf, WriteHalf)> {
+pub(crate) fn split_unix(stream: UnixStream) -> Result<(ReadHalf, WriteHalf)> {
     let socket = unix::Socket::new(stream)
         .map_err(|e| Error::io("registering the socket with the runtime", e))?;
     let writer = std::sync::Arc::new(unix::Writer::new(socket.clone()));
@@ -340,7 +340,9 @@ fn split_unix(stream: UnixStream) -> Result<(ReadHalf, WriteHalf)> {
     ))
 }
 
-fn split_other<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> (ReadHalf, WriteHalf) {
+pub(crate) fn split_other<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+) -> (ReadHalf, WriteHalf) {
     let (r, w) = crate::io::split(stream);
     (Box::new(r), WriteHalf::Other(Box::new(w)))
 }

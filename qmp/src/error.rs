@@ -190,6 +190,21 @@ impl Error {
         )
     }
 
+    /// A wait that is not one call's: `what` says what was waited for and how long
+    /// (e.g. a guest agent that never answered `guest-sync-delimited`); `source` is
+    /// the last error met while waiting, if any.
+    pub(crate) fn waited(command: &str, what: String, source: Option<Error>) -> Self {
+        let (kind, command, detail) = (
+            ErrorKind::Timeout,
+            Some(command.to_owned()),
+            Detail::Message(what),
+        );
+        match source {
+            Some(e) => Self::with_source(kind, command, detail, e),
+            None => Self::new(kind, command, detail),
+        }
+    }
+
     pub(crate) fn lagged(missed: u64) -> Self {
         Self::new(ErrorKind::Lagged, None, Detail::Lagged(missed))
     }
@@ -376,6 +391,7 @@ impl fmt::Display for Error {
                     ErrorKind::Unsupported => "unsupported",
                     ErrorKind::Decode => "cannot decode the reply of `query-qmp-schema`",
                     ErrorKind::Probe => "schema probe",
+                    ErrorKind::Timeout => "timed out",
                     _ => "error",
                 };
                 write!(f, "{what}: {m}")?

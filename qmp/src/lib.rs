@@ -99,6 +99,9 @@
 //!
 //! Blocking code uses [`blocking::Client`], which has the same methods without `async`.
 //!
+//! The guest agent (`qemu-ga`) speaks QMP's JSON without its protocol (no greeting, a
+//! stream to resynchronise): [`ga::Client`] talks to it.
+//!
 //! Knowing the peer: one program runs against many QEMUs. [`Client::supports`],
 //! [`Client::supports_event`] and [`Client::supports_probe`] (libvirt's schema
 //! queries, e.g. `blockdev-add/arg-type/+file/aio/^io_uring`; grammar in [`probe`])
@@ -194,6 +197,7 @@ pub mod drift;
 mod error;
 mod events;
 mod fanout;
+pub mod ga;
 mod io;
 mod latch;
 #[cfg(feature = "server")]
