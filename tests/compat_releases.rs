@@ -18,6 +18,9 @@
 //! `target/old-qemu/7.2`, the tests for it print one line and pass; `scripts/test`
 //! sets both up.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -29,7 +32,7 @@ const QMP: &str = env!("CARGO_BIN_EXE_qmp");
 /// QEMU 10.0, or `None` (with a line saying why) when it is not installed.
 fn qemu_10() -> Option<LocalQemu> {
     if !qmp::local::installed("qemu-system-x86_64") {
-        println!("skipping: qemu-system-x86_64 is not installed");
+        skip::skipping("qemu-system-x86_64 is not installed (scripts/setup-qemu)");
         return None;
     }
     Some(start(&System::new("none")))
@@ -41,7 +44,9 @@ fn qemu_72() -> Option<LocalQemu> {
     match OldQemu::open(&dir) {
         Ok(old) => Some(start(&System::new("none").release(&old))),
         Err(e) => {
-            println!("skipping: QEMU 7.2 is not unpacked ({e}); run scripts/setup-old-qemu");
+            skip::skipping(&format!(
+                "QEMU 7.2 is not unpacked ({e}); run scripts/setup-old-qemu"
+            ));
             None
         }
     }

@@ -3,6 +3,9 @@
 //! `deprecated-props`, required but only on s390x (`TARGET_S390X`): against the
 //! installed x86_64 QEMU 10.0 the typed call decodes, without it.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::time::Duration;
 
 use qemu_qapi::commands::QueryCpuModelExpansion;
@@ -13,7 +16,7 @@ use qmp::local::LocalQemu;
 #[test]
 fn a_reply_without_a_conditional_required_member_decodes() {
     if !qmp::local::installed("qemu-system-x86_64") {
-        println!("skipping: qemu-system-x86_64 is not installed (scripts/setup-qemu)");
+        skip::skipping("qemu-system-x86_64 is not installed (scripts/setup-qemu)");
         return;
     }
     let mut qemu = LocalQemu::system_none().expect("QEMU 10.0");

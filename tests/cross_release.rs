@@ -33,6 +33,9 @@
 //! Without `target/old-qemu/7.2` (run `scripts/setup-old-qemu`) or the installed QEMU,
 //! it prints one line and passes; `scripts/test` sets both up.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -295,12 +298,14 @@ fn bindings_against_the_other_release() {
     let old = match OldQemu::open(root.join("target/old-qemu/7.2")) {
         Ok(old) => old,
         Err(e) => {
-            println!("skipping: QEMU 7.2 is not unpacked (scripts/setup-old-qemu): {e}");
+            skip::skipping(&format!(
+                "QEMU 7.2 is not unpacked (scripts/setup-old-qemu): {e}"
+            ));
             return;
         }
     };
     if !qmp::local::installed("qemu-system-x86_64") || !qmp::local::installed("qemu-img") {
-        println!("skipping: qemu-system-x86_64 or qemu-img is not installed");
+        skip::skipping("qemu-system-x86_64 or qemu-img is not installed (scripts/setup-qemu)");
         return;
     }
     if let Some(schema) = option_env!("QMP_SCHEMA") {
@@ -505,12 +510,14 @@ fn union_bindings_decode_both_releases() {
     let old = match OldQemu::open(root.join("target/old-qemu/7.2")) {
         Ok(old) => old,
         Err(e) => {
-            println!("skipping: QEMU 7.2 is not unpacked (scripts/setup-old-qemu): {e}");
+            skip::skipping(&format!(
+                "QEMU 7.2 is not unpacked (scripts/setup-old-qemu): {e}"
+            ));
             return;
         }
     };
     if !qmp::local::installed("qemu-system-x86_64") || !qmp::local::installed("qemu-img") {
-        println!("skipping: qemu-system-x86_64 or qemu-img is not installed");
+        skip::skipping("qemu-system-x86_64 or qemu-img is not installed (scripts/setup-qemu)");
         return;
     }
     let started = Instant::now();

@@ -9,6 +9,9 @@
 //! answered. Run with `cargo test --features server --test peer_refusal`.
 #![cfg(feature = "server")]
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,7 +54,9 @@ fn commands_qemu_72_lacks_are_refused_unsent_and_shared_ones_are_answered() {
     let old = match OldQemu::open(&dir) {
         Ok(old) => old,
         Err(e) => {
-            println!("skipping: QEMU 7.2 is not unpacked (scripts/setup-old-qemu): {e}");
+            skip::skipping(&format!(
+                "QEMU 7.2 is not unpacked (scripts/setup-old-qemu): {e}"
+            ));
             return;
         }
     };

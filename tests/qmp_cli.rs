@@ -3,6 +3,9 @@
 //! `compat` and the no-socket mode (a private QEMU, named on stderr, always stopped
 //! on exit). `tests/compat_releases.rs` runs `compat` and `call` against QEMU 7.2 too.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -15,7 +18,7 @@ const QMP: &str = env!("CARGO_BIN_EXE_qmp");
 fn have(binary: &str) -> bool {
     let found = qmp::local::installed(binary);
     if !found {
-        println!("skipping: {binary} is not installed");
+        skip::skipping(&format!("{binary} is not installed (scripts/setup-qemu)"));
     }
     found
 }

@@ -7,6 +7,9 @@
 //!
 //! Reads the examples from `$QAPI_CORPUS/qapi/*.json`; skips when `QAPI_CORPUS` is unset.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -200,7 +203,7 @@ fn schema_files(corpus: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn qmp_examples_round_trip() {
     let Some(corpus) = std::env::var_os("QAPI_CORPUS") else {
-        println!("QAPI_CORPUS unset: skipping the qmp-example round trip");
+        skip::skipping("QAPI_CORPUS is not set: the qmp-example round trip");
         return;
     };
     let files = schema_files(Path::new(&corpus));
@@ -260,7 +263,7 @@ fn qmp_examples_round_trip() {
 #[test]
 fn qmp_examples_are_not_refused_by_qemu_10_0s_schema() {
     let Some(corpus) = std::env::var_os("QAPI_CORPUS") else {
-        println!("QAPI_CORPUS unset: skipping the refusal check of the qmp-examples");
+        skip::skipping("QAPI_CORPUS is not set: the refusal check of the qmp-examples");
         return;
     };
     let capture = std::fs::read_to_string("schema/introspect/qemu-system-x86_64-10.0.json")

@@ -11,19 +11,23 @@
 //! build script as `cargo:warning` lines (`warning: qemu-qapi@…: …`); they are printed
 //! here, and are the only warnings allowed.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `target/old-schemas`, or `None` with a line saying so.
+/// `target/old-schemas`, or `None` with a line saying so (a failure with
+/// `QMP_TESTS_REQUIRE_ALL` set).
 fn old_schemas(root: &Path) -> Option<PathBuf> {
     let dir = root.join("target/old-schemas");
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!(
-            "skipped: {} is absent (run scripts/fetch-old-schemas)",
+        skip::skipping(&format!(
+            "{} is absent (run scripts/fetch-old-schemas)",
             dir.display()
-        );
+        ));
         None
     }
 }

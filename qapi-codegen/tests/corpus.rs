@@ -123,3 +123,35 @@ fn qemu_root_schema_dumps() {
     }
     assert!(failures.is_empty(), "{}", failures.join(""));
 }
+
+/// The skip above is one line outside CI, and a failure when `QMP_TESTS_REQUIRE_ALL`
+/// is set (`.ci/run`): this binary runs `qemu_root_schema_dumps` again without
+/// `QAPI_CORPUS`, both ways.
+#[test]
+fn a_missing_corpus_fails_when_every_test_is_required() {
+    let run = |require: Option<&str>| {
+        let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+        cmd.args(["--exact", "qemu_root_schema_dumps", "--nocapture"])
+            .env_remove("QAPI_CORPUS")
+            .env_remove("QMP_TESTS_REQUIRE_ALL");
+        if let Some(v) = require {
+            cmd.env("QMP_TESTS_REQUIRE_ALL", v);
+        }
+        let out = cmd.output().expect("run the test binary");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(None);
+    assert!(
+        ok && text.contains("skipping: QAPI_CORPUS is not set"),
+        "{text}"
+    );
+    let (ok, text) = run(Some("0"));
+    assert!(ok, "{text}");
+    let (ok, text) = run(Some("1"));
+    assert!(
+        !ok && text.contains("QMP_TESTS_REQUIRE_ALL is set, and this test would skip"),
+        "{text}"
+    );
+}

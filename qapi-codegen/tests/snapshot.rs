@@ -168,10 +168,10 @@ fn checked_in_snapshots_are_what_the_tool_writes() {
 fn checked_in_release_snapshots_are_what_the_tool_writes() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/old-schemas");
     if !dir.is_dir() {
-        println!(
-            "skipped: {} is absent (run scripts/fetch-old-schemas)",
+        corpus_dir::skip::skipping(&format!(
+            "{} is absent (run scripts/fetch-old-schemas)",
             dir.display()
-        );
+        ));
         return;
     }
     let mut checked = 0;

@@ -6,6 +6,9 @@
 //! drop, so nothing is left behind even when a test fails. When the QEMU binaries
 //! are missing, each test prints one line and returns.
 
+#[path = "../../tests/support/skip.rs"]
+mod skip;
+
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::Duration;
@@ -18,7 +21,7 @@ use serde_json::{json, Value};
 fn have(binary: &str) -> bool {
     let found = installed(binary);
     if !found {
-        println!("skipping: {binary} is not installed");
+        skip::skipping(&format!("{binary} is not installed (scripts/setup-qemu)"));
     }
     found
 }

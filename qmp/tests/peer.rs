@@ -18,6 +18,9 @@
 //!   calls the peer lacks are refused with no request reaching it.
 #![cfg(feature = "server")]
 
+#[path = "../../tests/support/skip.rs"]
+mod skip;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -186,7 +189,7 @@ fn old_qemu() -> Option<OldQemu> {
     match OldQemu::open(repo().join("target/old-qemu/7.2")) {
         Ok(old) => Some(old),
         Err(e) => {
-            println!("skipping QEMU 7.2 (run scripts/setup-old-qemu): {e}");
+            skip::skipping(&format!("QEMU 7.2 (run scripts/setup-old-qemu): {e}"));
             None
         }
     }
@@ -198,7 +201,7 @@ fn machines() -> Vec<(&'static str, System)> {
     if installed("qemu-system-x86_64") {
         machines.push(("10.0", System::new("none")));
     } else {
-        println!("skipping QEMU 10.0: qemu-system-x86_64 is not installed");
+        skip::skipping("QEMU 10.0: qemu-system-x86_64 is not installed (scripts/setup-qemu)");
     }
     if let Some(old) = old_qemu() {
         machines.push(("7.2", System::new("none").release(&old)));

@@ -3,12 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
+// Public for the tests that include this file and skip for other reasons: one
+// copy of the module per test binary.
+#[path = "../../../tests/support/skip.rs"]
+pub mod skip;
+
 /// The corpus folder; a relative `QAPI_CORPUS` is taken from the workspace root (CI
 /// passes `../shared/qemu-10.0`), whatever folder cargo runs the test in. `None`, after
-/// printing that `what` is skipped, when the variable is not set.
+/// printing that `what` is skipped, when the variable is not set (a failure when
+/// `QMP_TESTS_REQUIRE_ALL` is: `tests/support/skip.rs`).
 pub fn corpus(what: &str) -> Option<PathBuf> {
     let Some(p) = std::env::var_os("QAPI_CORPUS") else {
-        println!("QAPI_CORPUS is not set: skipping {what}");
+        skip::skipping(&format!("QAPI_CORPUS is not set: {what}"));
         return None;
     };
     let p = PathBuf::from(p);

@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 
 use qapi_codegen::model::Dialect;
 
+// Public for the tests that include this file and skip for other reasons: one
+// copy of the module per test binary.
+#[path = "../../../tests/support/skip.rs"]
+pub mod skip;
+
 /// Releases the fetch script provides, each with the dialect the automatic choice
 /// reads its sources in (QEMU 6.2 removed the legacy constructs; the doc comments of
 /// releases other than 10.0 are read tolerantly either way).
@@ -21,16 +26,17 @@ pub const RELEASES: [(&str, Dialect); 7] = [
     ("9.1", Dialect::Current),
 ];
 
-/// `target/old-schemas`, or `None` (with a line saying so) when it was not fetched.
+/// `target/old-schemas`, or `None` (with a line saying so; a failure when
+/// `QMP_TESTS_REQUIRE_ALL` is set) when it was not fetched.
 pub fn old_schemas() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/old-schemas");
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!(
-            "skipped: {} is absent (run scripts/fetch-old-schemas)",
+        skip::skipping(&format!(
+            "{} is absent (run scripts/fetch-old-schemas)",
             dir.display()
-        );
+        ));
         None
     }
 }

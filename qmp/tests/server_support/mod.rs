@@ -3,6 +3,9 @@
 //! that sends exactly the bytes it is given.
 #![allow(dead_code)]
 
+#[path = "../../../tests/support/skip.rs"]
+mod skip;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -24,7 +27,8 @@ pub struct Qsd {
 }
 
 impl Qsd {
-    /// Starts the daemon, or `None` (with a message) when it is not installed.
+    /// Starts the daemon, or `None` (with a message; a failure when
+    /// `QMP_TESTS_REQUIRE_ALL` is set) when it is not installed.
     pub fn start() -> Option<Qsd> {
         Qsd::listening(LocalQemu::storage_daemon())
     }
@@ -39,7 +43,7 @@ impl Qsd {
         let mut qemu = match started {
             Ok(q) => q,
             Err(e) => {
-                eprintln!("{e}: skipping");
+                skip::skipping(&format!("{e} (scripts/setup-qemu)"));
                 return None;
             }
         };
