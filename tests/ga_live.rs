@@ -13,6 +13,9 @@ use qemu_qapi::ga::types::GuestExecCaptureOutput;
 use qemu_qapi::qmp;
 use qmp::ga;
 
+#[path = "support/skip.rs"]
+mod skip;
+
 /// Bounds every wait of these tests, so that a hang fails instead of blocking the
 /// suite (not a timing assertion: nothing here should take more than a second).
 const HANG: Duration = Duration::from_secs(60);
@@ -108,7 +111,7 @@ macro_rules! agent_or_skip {
         match qemu_ga() {
             Some(p) => Agent::start(p),
             None => {
-                println!("skipping: qemu-ga is not installed (scripts/setup-qemu)");
+                skip::skipping("qemu-ga is not installed (scripts/setup-qemu)");
                 return;
             }
         }
@@ -286,7 +289,7 @@ async fn the_agent_killed_mid_call_fails_every_caller_and_a_restart_resynchronis
 #[tokio::test]
 async fn no_agent_on_the_socket_is_a_clear_error() {
     let Some(program) = qemu_ga() else {
-        println!("skipping: qemu-ga is not installed (scripts/setup-qemu)");
+        skip::skipping("qemu-ga is not installed (scripts/setup-qemu)");
         return;
     };
     let mut agent = Agent::start(program);
