@@ -260,29 +260,13 @@ fn build_qmp_72() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("cross-release");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let start = Instant::now();
     // Offline: this test's own build fetched every dependency already.
-    let out = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "--offline", "--features", "cli", "--bin", "qmp"])
-        .env("CARGO_TARGET_DIR", &target)
-        .env("QMP_SCHEMA", &schema)
-        .env_remove("QMP_SCHEMA_DIALECT")
-        // No debug info: nobody debugs this build, and it compiles and links faster.
-        .env("CARGO_PROFILE_DEV_DEBUG", "0")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running cargo: {e}"));
-    // Cargo's output only when the build fails: it is long, and a test's output is
-    // read for the table.
-    assert!(
-        out.status.success(),
-        "building qmp with QMP_SCHEMA={} into {}: {}\n{}",
-        schema.display(),
-        target.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    cargo_build(
+        &root,
+        &["--features", "cli", "--bin", "qmp"],
+        &schema.to_string_lossy(),
+        &target,
     );
     println!(
         "built qmp with QEMU 7.2's bindings ({}) in {:.1} s",
