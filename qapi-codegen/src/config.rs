@@ -252,7 +252,8 @@ impl Config {
     /// whose type names a schema read from `query-qmp-schema` output takes where its
     /// types are theirs (see [`crate::introspect::recover_names`]), so that its
     /// bindings use the names QEMU's sources give instead of names derived from where
-    /// each type is used. Newest release first: on a tie the earlier one's name wins.
+    /// each type is used. Newest release first: on a tie the name of the reference
+    /// closest to the capture (its own release) wins, then the earlier one's.
     /// They are read only when the schema is `query-qmp-schema` output; QAPI sources
     /// keep their own names.
     pub fn name_references<P: AsRef<Path>>(

@@ -45,7 +45,7 @@ enum Cmd {
         /// A named schema (QAPI sources or a snapshot such as
         /// schema/qemu-system-10.0.json) whose type names `query-qmp-schema` output
         /// takes where its types are the snapshot's (repeatable; newest release first:
-        /// on a tie the earlier one wins). Types it does not know, and all types
+        /// on a tie the capture's own release wins, then the earlier one). Types it does not know, and all types
         /// without it, are named after where they are used; QAPI sources keep their
         /// own names.
         #[arg(long = "names-from", value_name = "SNAPSHOT")]

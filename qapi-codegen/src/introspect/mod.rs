@@ -87,8 +87,10 @@
 //!    reference's conditional items that the capture lacks (its build may not have
 //!    compiled them in). The walk goes on only through pairs that count.
 //! 3. Each capture type takes the name of its best pair: best agreement, then the
-//!    earlier reference (pass the newest release first), then the most places, then
-//!    walk order. A name already given, or one that would collide with another name
+//!    reference closest to the capture (its own release: fewest of its commands and
+//!    events missing), then the earlier reference (pass the newest release first),
+//!    then the most places, then walk order; a type renamed between releases so takes
+//!    the name its own release's sources give it. A name already given, or one that would collide with another name
 //!    up to case and punctuation, is skipped for the type's next pair.
 //! 4. Where the reference's type is implicit (`q_obj_query-foo-arg`, an event's
 //!    `q_obj_FOO-arg`), the capture's type takes that name and becomes implicit too,

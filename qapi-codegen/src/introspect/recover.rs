@@ -91,8 +91,11 @@ struct Candidate {
 /// `references` (models read from QAPI sources or snapshots) give the types at the
 /// same places, where the shapes agree.
 ///
-/// `references` are in order of preference: pass the newest release first; on a tie
-/// of shape agreement the earlier reference's name wins. A model that is not from
+/// `references` are in order of preference (pass the newest release first), except
+/// that the one closest to the capture (the capture's own release: fewest of its
+/// commands and events missing) is preferred to all: on a tie of shape agreement its
+/// name wins, then the earlier reference's. A type renamed between releases so takes
+/// the name of the capture's own release. A model that is not from
 /// introspection, or has no masked names, is left as it is.
 ///
 /// Types are paired along uses: a command's (event's) arguments (data) and reply with
@@ -135,12 +138,56 @@ pub fn recover_names(capture: &mut Schema, references: &[&Schema]) -> Recovery {
         .map(|e| masked.contains(e.name.as_str()) && is_named_kind(&e.kind))
         .collect();
 
+    // The reference of the capture's own release (the closest one) goes first, so
+    // that a type renamed between releases takes the name its own sources give it;
+    // the others keep the caller's order.
+    let order = closest_first(capture, references);
+    let ordered: Vec<&Schema> = order.iter().map(|&k| references[k]).collect();
+    let references = &ordered[..];
     let (candidates, found) = pair_up(capture, references, &renamable);
     let choice = choose(capture, references, &renamable, &candidates);
     let finals = final_names(capture, &renamable, &choice, references);
-    let recovery = report(references, &found, &finals, &choice);
+    let mut recovery = report(references, &found, &finals, &choice);
     apply(capture, references, &choice, &finals);
+    // Back to the caller's numbering of the references.
+    let mut present = vec![0; order.len()];
+    for (k, &caller) in order.iter().enumerate() {
+        present[caller] = recovery.present.get(k).copied().unwrap_or(0);
+    }
+    recovery.present = present;
+    for m in &mut recovery.missed {
+        m.reference = order[m.reference];
+    }
     recovery
+}
+
+/// The references' indices, the closest to the capture first: fewest of the
+/// capture's commands and events the reference lacks, then fewest the reference has
+/// and the capture lacks (a storage daemon's capture has far fewer than any system
+/// emulator's schema, so that count only breaks ties), then the caller's order.
+fn closest_first(capture: &Schema, references: &[&Schema]) -> Vec<usize> {
+    let names = |s: &Schema| -> HashSet<String> {
+        s.entities
+            .iter()
+            .filter(|e| matches!(e.kind, EntityKind::Command(_) | EntityKind::Event(_)))
+            .map(|e| e.name.clone())
+            .collect()
+    };
+    let ours = names(capture);
+    let mut order: Vec<(usize, usize, usize)> = references
+        .iter()
+        .enumerate()
+        .map(|(k, r)| {
+            let theirs = names(r);
+            (
+                ours.difference(&theirs).count(),
+                theirs.difference(&ours).count(),
+                k,
+            )
+        })
+        .collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, _, k)| k).collect()
 }
 
 fn is_named_kind(kind: &EntityKind) -> bool {
