@@ -6,7 +6,8 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::names::Taken;
-use crate::model::{Builtin, Entity, EntityId, EntityKind, Origin, Schema};
+use super::write::json_type;
+use crate::model::{Entity, EntityId, EntityKind, Origin, Schema};
 
 /// What [`recover_names`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -418,10 +419,7 @@ fn strip_arrays(schema: &Schema, mut id: EntityId) -> (EntityId, usize) {
 /// The JSON kind an alternative is told apart by.
 fn json_class(schema: &Schema, id: EntityId) -> &'static str {
     match &schema.entity(id).kind {
-        EntityKind::Builtin(b) => Builtin::ALL
-            .iter()
-            .find(|(x, _, _)| x == b)
-            .map_or("value", |(_, _, json)| json),
+        EntityKind::Builtin(b) => json_type(*b),
         EntityKind::Enum(_) => "string",
         EntityKind::Array(_) => "array",
         EntityKind::Object(_) => "object",

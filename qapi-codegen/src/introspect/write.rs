@@ -137,7 +137,8 @@ struct Writer<'s> {
     trees: Vec<Value>,
 }
 
-fn json_type(b: Builtin) -> &'static str {
+/// The JSON type a builtin is written as in introspection (`int` for every integer).
+pub(super) fn json_type(b: Builtin) -> &'static str {
     Builtin::ALL
         .iter()
         .find(|(x, _, _)| *x == b)
