@@ -432,26 +432,12 @@ impl Drift {
 
     /// The commands the bindings have and the peer lacks, by name.
     pub fn commands_only_in_bindings(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self
-            .bindings_commands
-            .iter()
-            .filter(|c| !self.peer_commands.contains(*c))
-            .map(String::as_str)
-            .collect();
-        v.sort_unstable();
-        v
+        only_in(&self.bindings_commands, &self.peer_commands)
     }
 
     /// The commands the peer has and the bindings lack, by name.
     pub fn commands_only_in_peer(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self
-            .peer_commands
-            .iter()
-            .filter(|c| !self.bindings_commands.contains(*c))
-            .map(String::as_str)
-            .collect();
-        v.sort_unstable();
-        v
+        only_in(&self.peer_commands, &self.bindings_commands)
     }
 
     /// The commands both sides have whose arguments or reply differ in a way that
@@ -511,6 +497,17 @@ impl Drift {
         ));
         s
     }
+}
+
+/// The names in `a` and not in `b`, sorted.
+fn only_in<'a>(a: &'a HashSet<String>, b: &HashSet<String>) -> Vec<&'a str> {
+    let mut v: Vec<&str> = a
+        .iter()
+        .filter(|c| !b.contains(*c))
+        .map(String::as_str)
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 fn plural(n: usize) -> &'static str {
