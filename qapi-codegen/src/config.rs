@@ -288,8 +288,10 @@ impl Config {
             None => (self.schemas.clone(), None),
         };
         let mut loaded = Vec::with_capacity(given.len());
+        // The name references, read once for every capture listed.
+        let mut references = None;
         for (label, path) in given {
-            let (path, one) = self.load_one(path, var, dialect, directives)?;
+            let (path, one) = self.load_one(path, var, dialect, directives, &mut references)?;
             loaded.push((label, path, one));
         }
         let mut files = Vec::new();
@@ -325,13 +327,15 @@ impl Config {
     }
 
     /// Reads one schema (`given` as listed, from the variable `var` if it came from
-    /// there), its types named after the name references when it is a capture.
+    /// there), its types named after the name references when it is a capture
+    /// (`references`: those already read, if any).
     fn load_one(
         &self,
         given: PathBuf,
         var: Option<&str>,
         dialect: Option<Dialect>,
         directives: bool,
+        references: &mut Option<Vec<crate::model::Schema>>,
     ) -> Result<(PathBuf, Loaded), Error> {
         // Errors name the absolute path: a relative one is taken from the current
         // directory, which in a build script is the crate's folder, not the user's.
@@ -370,7 +374,7 @@ impl Config {
                 println!("cargo:rerun-if-changed={}", f.display());
             }
         }
-        self.recover_names(&mut loaded, directives)?;
+        self.recover_names(&mut loaded, directives, references)?;
         Ok((path, loaded))
     }
 
@@ -395,8 +399,14 @@ impl Config {
         }
     }
 
-    /// Names a `query-qmp-schema` model's types after the [`Config::name_references`].
-    fn recover_names(&self, loaded: &mut Loaded, directives: bool) -> Result<(), Error> {
+    /// Names a `query-qmp-schema` model's types after the [`Config::name_references`],
+    /// reading them into `references` the first time.
+    fn recover_names(
+        &self,
+        loaded: &mut Loaded,
+        directives: bool,
+        references: &mut Option<Vec<crate::model::Schema>>,
+    ) -> Result<(), Error> {
         if directives {
             for path in &self.name_references {
                 println!("cargo:rerun-if-changed={}", path.display());
@@ -409,11 +419,15 @@ impl Config {
         if !is_capture || self.name_references.is_empty() {
             return Ok(());
         }
-        let references = self
-            .name_references
-            .iter()
-            .map(|p| load(p).map(|l| l.schema))
-            .collect::<Result<Vec<_>, _>>()?;
+        let references = match references {
+            Some(read) => read,
+            None => references.insert(
+                self.name_references
+                    .iter()
+                    .map(|p| load(p).map(|l| l.schema))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         let references: Vec<&crate::model::Schema> = references.iter().collect();
         crate::introspect::recover_names(&mut loaded.schema, &references);
         Ok(())
