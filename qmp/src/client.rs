@@ -238,10 +238,7 @@ impl Client {
         };
         if !C::SUCCESS_RESPONSE {
             self.send_only(spec)?;
-            // Nothing comes back: the reply type decodes from `{}` (a struct) or
-            // `null` (a unit type).
-            return decode_value::<C::Reply>(C::NAME, "{}", "{}")
-                .or_else(|_| decode_value::<C::Reply>(C::NAME, "null", "null"));
+            return decode_no_reply::<C::Reply>(C::NAME);
         }
         let reply = self.call(spec).await?;
         decode_reply::<C::Reply>(C::NAME, &reply)
@@ -714,7 +711,15 @@ impl Client {
     }
 }
 
-fn decode_reply<T: DeserializeOwned>(command: &str, reply: &ReplyLine) -> Result<T> {
+/// The reply of a command that sends none (`success-response: false`): the reply
+/// type decodes from `{}` (a struct) or `null` (a unit type). Also [`crate::ga`].
+pub(crate) fn decode_no_reply<T: DeserializeOwned>(command: &str) -> Result<T> {
+    decode_value::<T>(command, "{}", "{}").or_else(|_| decode_value::<T>(command, "null", "null"))
+}
+
+/// Decodes a reply line: the error reply as [`crate::ErrorKind::Qmp`], else its
+/// `return` ([`decode_value`]). Also [`crate::ga`].
+pub(crate) fn decode_reply<T: DeserializeOwned>(command: &str, reply: &ReplyLine) -> Result<T> {
     if reply.is_error {
         let body: crate::message::ErrorBody = serde_json::from_str(reply.value())
             .map_err(|e| Error::decode(command, "error".into(), reply.line.clone(), e))?;

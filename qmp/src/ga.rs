@@ -93,7 +93,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -102,6 +101,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, trace, warn, Instrument};
 
+use crate::client::{decode_no_reply, decode_reply};
 use crate::codec::{CodecError, LineReader, LineWriter, DEFAULT_MAX_LINE};
 use crate::connection::{ReadHalf, ReplyLine, WriteHalf};
 use crate::error::{Error, Result, TimeoutStage};
@@ -371,10 +371,8 @@ impl Client {
             .await?;
         match reply {
             Some(reply) => decode_reply(C::NAME, &reply),
-            // Nothing comes back: the reply type decodes from `{}` (a struct) or
-            // `null` (a unit type), as in `qmp::Client`.
-            None => crate::client::decode_value::<C::Reply>(C::NAME, "{}", "{}")
-                .or_else(|_| crate::client::decode_value::<C::Reply>(C::NAME, "null", "null")),
+            // Nothing comes back: decoded as in `qmp::Client`.
+            None => decode_no_reply::<C::Reply>(C::NAME),
         }
     }
 
@@ -489,15 +487,6 @@ impl Client {
             }
         }
     }
-}
-
-fn decode_reply<T: DeserializeOwned>(command: &str, reply: &ReplyLine) -> Result<T> {
-    if reply.is_error {
-        let body: crate::message::ErrorBody = serde_json::from_str(reply.value())
-            .map_err(|e| Error::decode(command, "error".into(), reply.line.clone(), e))?;
-        return Err(Error::qmp(command, body, reply.line.clone()));
-    }
-    crate::client::decode_value(command, reply.value(), &reply.line)
 }
 
 enum SyncError {
