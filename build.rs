@@ -30,38 +30,32 @@ use std::process::ExitCode;
 
 use qapi_codegen::emit::Manual;
 
-/// `schema/<prefix><version>.json`, newest version first.
-fn references(prefix: &str) -> Vec<PathBuf> {
+/// The snapshots `schema/<prefix><version>.json`, each with its version, oldest first.
+fn shipped(prefix: &str) -> Vec<(Vec<u32>, PathBuf)> {
     let mut found: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("schema")
         .into_iter()
         .flatten()
         .filter_map(|e| {
             let path = e.ok()?.path();
             let name = path.file_name()?.to_str()?;
-            let version = name.strip_prefix(prefix)?.strip_suffix(".json")?;
-            let key = version
-                .split('.')
-                .map(|n| n.parse().ok())
-                .collect::<Option<Vec<u32>>>()?;
+            let key = version(name.strip_prefix(prefix)?.strip_suffix(".json")?)?;
             Some((key, path))
         })
         .collect();
     found.sort();
-    found.into_iter().rev().map(|(_, p)| p).collect()
+    found
+}
+
+/// `schema/<prefix><version>.json`, newest version first.
+fn references(prefix: &str) -> Vec<PathBuf> {
+    shipped(prefix).into_iter().rev().map(|(_, p)| p).collect()
 }
 
 /// The snapshots `schema/<prefix><release>.json` that `QAPI_RELEASES` selects,
 /// oldest first: a range `A..B` (every shipped release from A to B), a list `A,B`, or
 /// one release.
 fn selected(prefix: &str, value: &str) -> Result<Vec<PathBuf>, String> {
-    let shipped: Vec<(Vec<u32>, PathBuf)> = references(prefix)
-        .into_iter()
-        .rev()
-        .filter_map(|p| {
-            let v = p.file_stem()?.to_str()?.strip_prefix(prefix)?.to_owned();
-            Some((version(&v)?, p))
-        })
-        .collect();
+    let shipped = shipped(prefix);
     let names = || {
         shipped
             .iter()
