@@ -226,7 +226,7 @@ impl Client {
     /// # Errors
     /// As the async version.
     pub fn supports<C: Command>(&self) -> Result<bool> {
-        Ok(self.known_schema()?.has_command(C::NAME))
+        Ok(self.peer_schema()?.has_command(C::NAME))
     }
 
     /// Whether the peer has event `E`; see [`crate::Client::supports_event`].
@@ -234,7 +234,7 @@ impl Client {
     /// # Errors
     /// As the async version.
     pub fn supports_event<E: Event>(&self) -> Result<bool> {
-        Ok(self.known_schema()?.has_event(E::NAME))
+        Ok(self.peer_schema()?.has_event(E::NAME))
     }
 
     /// Answers a libvirt schema query; see [`crate::Client::supports_probe`].
@@ -242,7 +242,7 @@ impl Client {
     /// # Errors
     /// As the async version.
     pub fn supports_probe(&self, query: &str) -> Result<bool> {
-        self.known_schema()?.probe(query).map_err(Error::probe)
+        self.peer_schema()?.probe(query).map_err(Error::probe)
     }
 
     /// Whether `C`'s arguments have the member at `path`; see
@@ -261,12 +261,6 @@ impl Client {
     /// As the async version.
     pub fn supports_value<C: Command>(&self, path: &str, value: &str) -> Result<bool> {
         self.supports_probe(&format!("{}/arg-type/{path}/^{value}", C::NAME))
-    }
-
-    /// The schema, without entering the runtime once it is known (answers then take
-    /// no thread hop).
-    fn known_schema(&self) -> Result<Arc<PeerSchema>> {
-        self.peer_schema()
     }
 
     /// Whether this handle's typed calls are refused before sending when the peer's
