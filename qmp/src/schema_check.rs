@@ -399,18 +399,10 @@ impl Schema {
     }
 
     fn from_loose(json: &Loose<'_>) -> Result<Schema, SchemaError> {
-        let entries = match json {
-            Loose::Seq(a) => a,
-            Loose::Map(_) => match json.get("return") {
-                Some(Loose::Seq(a)) => a,
-                _ => {
-                    return Err(SchemaError {
-                        index: 0,
-                        name: "?".into(),
-                        reason: "expected a JSON array of SchemaInfo".into(),
-                    })
-                }
-            },
+        // The array itself, or the `return` of a whole reply (`get` is `None` for
+        // anything but an object).
+        let entries = match (json, json.get("return")) {
+            (Loose::Seq(a), _) | (_, Some(Loose::Seq(a))) => a,
             _ => {
                 return Err(SchemaError {
                     index: 0,
