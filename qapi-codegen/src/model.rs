@@ -408,6 +408,22 @@ pub struct Member {
     pub default: Option<crate::json::Value>,
 }
 
+impl Member {
+    /// The implicit `type` member of alternate `alternate`, of type `ty` (`QType`).
+    pub(crate) fn alternate_tag(ty: EntityId, alternate: &str) -> Member {
+        Member {
+            name: "type".to_owned(),
+            ty,
+            optional: false,
+            ifcond: None,
+            features: Vec::new(),
+            pos: None,
+            defined_in: alternate.to_owned(),
+            default: None,
+        }
+    }
+}
+
 /// Branches of a union, or alternatives of an alternate.
 #[derive(Clone, Debug)]
 pub struct Variants {

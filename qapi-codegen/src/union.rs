@@ -816,16 +816,7 @@ impl<'a> Merger<'a> {
             implicit: true,
             kind: EntityKind::Alternate(Alternate {
                 alternatives: Variants {
-                    tag_member: Member {
-                        name: "type".to_owned(),
-                        ty: tag_ty,
-                        optional: false,
-                        ifcond: None,
-                        features: Vec::new(),
-                        pos: None,
-                        defined_in: name.clone(),
-                        default: None,
-                    },
+                    tag_member: Member::alternate_tag(tag_ty, &name),
                     variants: alternatives,
                 },
             }),

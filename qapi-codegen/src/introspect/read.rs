@@ -370,16 +370,7 @@ fn build(
                         }
                         RawKind::Alternate(members) => EntityKind::Alternate(Alternate {
                             alternatives: Variants {
-                                tag_member: Member {
-                                    name: "type".to_string(),
-                                    ty: qtype_id,
-                                    optional: false,
-                                    ifcond: None,
-                                    features: Vec::new(),
-                                    pos: None,
-                                    defined_in: name.clone(),
-                                    default: None,
-                                },
+                                tag_member: Member::alternate_tag(qtype_id, &name),
                                 variants: members
                                     .iter()
                                     .map(|ty| Variant {
