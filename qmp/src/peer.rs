@@ -73,8 +73,9 @@ use crate::probe::{self, ProbeError};
 use crate::schema_check::{Absent, Schema, SchemaError};
 
 /// Commands whose QEMU handler takes members beyond the introspected ones (QEMU's
-/// `'gen': false` commands with arguments, every release from 3.1 on).
-const OPEN_ARGUMENTS: &[&str] = &["device_add", "object-add", "netdev_add"];
+/// `'gen': false` commands with arguments, every release from 3.1 on): only their
+/// presence is checked against a peer's schema.
+pub const OPEN_ARGUMENTS: &[&str] = &["device_add", "object-add", "netdev_add"];
 
 /// The peer's schema, as its `query-qmp-schema` reported it: cheap to share (the
 /// client hands it out in an [`Arc`]), read-only.

@@ -172,10 +172,6 @@ fn check_arguments(command: &str, args: &Value) -> Result<(), String> {
     }
 }
 
-/// Commands that take more members than their schema lists (`'gen': false` in QEMU's
-/// schema, or in older releases'): only their presence is checked against a peer.
-const OPEN_ARGUMENTS: &[&str] = &["device_add", "netdev_add", "object-add"];
-
 /// Checks a command and its arguments against the peer's schema (`peer` names it in
 /// messages, e.g. `QEMU 7.2.22`) as QEMU's dispatcher would, with QEMU's wording.
 fn check_against_peer(
@@ -185,7 +181,7 @@ fn check_against_peer(
     args: &Value,
 ) -> Result<(), String> {
     must_be_object(command, args)?;
-    let result = if OPEN_ARGUMENTS.contains(&command) {
+    let result = if qmp::peer::OPEN_ARGUMENTS.contains(&command) {
         schema
             .check_command(command, None)
             .map(|_| ())
