@@ -458,7 +458,7 @@ fn is_empty_object(s: &Schema, id: EntityId) -> bool {
 /// What kind of type this is, for a named type that changed kind.
 fn kind_word(s: &Schema, id: Option<EntityId>) -> String {
     match shape(s, id) {
-        Shape::Builtin(b) => builtin_name(b),
+        Shape::Builtin(b) => b.name(),
         Shape::Enum(_) => "enum",
         Shape::Array(_) => "array",
         Shape::Object(None) => "{}",
@@ -468,13 +468,6 @@ fn kind_word(s: &Schema, id: Option<EntityId>) -> String {
         Shape::Unknown => "?",
     }
     .to_owned()
-}
-
-fn builtin_name(b: Builtin) -> &'static str {
-    Builtin::ALL
-        .iter()
-        .find(|(x, _, _)| *x == b)
-        .map_or("?", |(_, n, _)| n)
 }
 
 fn is_integer(b: Builtin) -> bool {
@@ -783,7 +776,7 @@ impl<'a> Differ<'a> {
             let named = !e.implicit && !is_capture(s);
             let text = match &e.kind {
                 EntityKind::Builtin(b) if self.capture && is_integer(*b) => "int".to_owned(),
-                EntityKind::Builtin(b) => builtin_name(*b).to_owned(),
+                EntityKind::Builtin(b) => b.name().to_owned(),
                 EntityKind::Array(a) if depth < 16 => {
                     depth += 1;
                     id = a.element;

@@ -342,6 +342,14 @@ impl Builtin {
         (Builtin::Any, "any", "value"),
         (Builtin::Null, "null", "null"),
     ];
+
+    /// The QAPI name (`int8`), from [`Builtin::ALL`].
+    pub fn name(self) -> &'static str {
+        Builtin::ALL
+            .iter()
+            .find(|(x, _, _)| *x == self)
+            .map_or("?", |(_, n, _)| n)
+    }
 }
 
 /// An enumeration type.

@@ -831,8 +831,7 @@ impl<'a> Merger<'a> {
     }
 
     fn builtin(&self, b: Builtin) -> Option<EntityId> {
-        let name = Builtin::ALL.iter().find(|(x, _, _)| *x == b)?.1;
-        self.by_name.get(name).copied()
+        self.by_name.get(b.name()).copied()
     }
 
     /// The first of `ints` (newest first) whose range holds all the others', else the
