@@ -135,3 +135,7 @@ pub fn drift(peer: &qmp::PeerSchema) -> Result<qmp::drift::Drift, qmp::drift::Re
 pub mod ga {
     include!(concat!(env!("OUT_DIR"), "/qga.rs"));
 }
+
+/// Helpers over a guest-agent connection: run a program, copy files, freeze file systems.
+#[cfg(feature = "qga")]
+pub mod guest;
