@@ -223,6 +223,65 @@ impl Config {
         }
     }
 
+    /// Connects to the agent at a path, whichever kind it is: a Unix socket (as
+    /// [`connect_unix`](Self::connect_unix)), or a character device, the host end of
+    /// the agent's serial port when QEMU exposes it as a pseudo-terminal (`-chardev
+    /// pty,id=qga0 -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0`,
+    /// or an `isa-serial` port on such a chardev; QEMU prints "char device redirected
+    /// to /dev/pts/N"). A terminal is put in raw mode. Then it synchronises, as every
+    /// connect does; the stale bytes a serial line holds are dropped by the sync.
+    ///
+    /// # Errors
+    /// As [`connect_unix`](Self::connect_unix); a path that is neither a socket nor a
+    /// character device is an I/O error saying what it is. With
+    /// [`wait_for_agent`](Self::wait_for_agent), a path that does not exist yet is
+    /// waited for.
+    pub async fn connect_path(&self, path: impl AsRef<Path>) -> Result<Client> {
+        use std::os::unix::fs::FileTypeExt;
+        let path = path.as_ref();
+        let peer = path.display().to_string();
+        let deadline = self.wait_for_agent.map(|w| Instant::now() + w);
+        let kind = loop {
+            match std::fs::metadata(path) {
+                Ok(m) => break m.file_type(),
+                Err(e) => match deadline {
+                    Some(d) if e.kind() == std::io::ErrorKind::NotFound && Instant::now() < d => {
+                        tokio::time::sleep(RETRY_INTERVAL).await
+                    }
+                    _ => return Err(Error::io(&format!("connecting to {peer}"), e)),
+                },
+            }
+        };
+        if kind.is_socket() {
+            return self.connect_unix(path).await;
+        }
+        if !kind.is_char_device() {
+            let what = if kind.is_dir() {
+                "a directory"
+            } else if kind.is_file() {
+                "a regular file"
+            } else if kind.is_fifo() {
+                "a FIFO"
+            } else {
+                "neither"
+            };
+            return Err(Error::io(
+                &format!("connecting to {peer}"),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "{peer} is {what}: a guest agent is reached through a Unix socket \
+                         or a character device (a pty QEMU created for its serial port)"
+                    ),
+                ),
+            ));
+        }
+        let (r, w) = crate::chardev::open(path)
+            .map_err(|e| Error::io(&format!("opening the character device {peer}"), e))?;
+        self.start(Box::new(r), WriteHalf::Other(Box::new(w)), peer, deadline)
+            .await
+    }
+
     /// Speaks to the agent over any stream (a connected socket, `tokio::io::duplex`…)
     /// and synchronises.
     ///

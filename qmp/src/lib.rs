@@ -190,6 +190,7 @@ pub mod blocking;
 mod client;
 pub mod codec;
 mod command;
+mod chardev;
 mod connect;
 mod connection;
 #[cfg(feature = "drift")]

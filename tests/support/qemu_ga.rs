@@ -1,6 +1,7 @@
 //! The real `qemu-ga`, run on the host for a test: `-m unix-listen` on a socket in a
 //! private directory, with its state directory and pid file there too; killed and
-//! reaped on drop. Included with `#[path]` by the tests that talk to it.
+//! reaped on drop. Included with `#[path]` by the tests that talk to it, in the
+//! bindings crate and in `qmp` (hence `qmp::` paths, which both can name).
 //!
 //! Never send it `guest-fsfreeze-freeze*`, `guest-shutdown`, `guest-suspend-*` or
 //! `guest-set-*`: on the host they act on this machine.
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use qemu_qapi::qmp::ga;
+use qmp::ga;
 
 /// Bounds every wait of these tests, so that a hang fails instead of blocking the
 /// suite (not a timing assertion: nothing should take more than a second).
@@ -18,7 +19,7 @@ pub const HANG: Duration = Duration::from_secs(60);
 
 /// The installed `qemu-ga`, on `PATH` or where Debian puts it.
 pub fn program() -> Option<PathBuf> {
-    if qemu_qapi::qmp::local::installed("qemu-ga") {
+    if qmp::local::installed("qemu-ga") {
         return Some("qemu-ga".into());
     }
     ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
