@@ -3,8 +3,18 @@
 //! Set with [`super::ServerBuilder::faults`] or switched at run time with
 //! [`super::Server::set_faults`] (new values apply from the next message on, to every
 //! session). Faults that concern replies hit the replies to commands other than
-//! `qmp_capabilities` (so a client can always connect), optionally only those of one
-//! command ([`Faults::only_command`]).
+//! `qmp_capabilities` and `guest-sync-delimited` (so a client can always connect and
+//! synchronise), optionally only those of one command ([`Faults::only_command`], which
+//! may also name one of those two to target it).
+//!
+//! Some faults mimic what a guest agent does ([`ServerBuilder::guest_agent`]), though
+//! they work in both modes: [`Faults::preamble`] (what an earlier client left in the
+//! stream), [`Faults::strip_reply_ids`] (an old agent), [`Faults::garbage_before_reply`],
+//! [`Faults::late_start`] (the agent not running yet) and [`Faults::close_after`] (the
+//! agent killed mid-call). Parse-error replies (to a 0xFF, say) belong to no command,
+//! so no reply fault touches them.
+//!
+//! [`ServerBuilder::guest_agent`]: super::ServerBuilder::guest_agent
 
 use std::time::Duration;
 
@@ -52,8 +62,29 @@ pub struct Faults {
     /// Stop reading requests once this many have been read after negotiation (0: read
     /// nothing after `qmp_capabilities`), so the client's writes eventually block.
     pub never_read_after: Option<u64>,
-    /// Restrict the reply faults to replies to this command.
+    /// Restrict the reply faults (and [`close_after`](Self::close_after)) to this
+    /// command.
     pub only_command: Option<String>,
+    /// Write these bytes as they are (no terminator added) as soon as a client
+    /// connects, before anything else: e.g. a reply meant for an earlier client of a
+    /// guest agent and a partial line, `{"return": {}, "id": 7}\n{"return": {"stal`.
+    pub preamble: Option<Vec<u8>>,
+    /// Remove the `id` member from each affected reply (an old guest agent that
+    /// ignores ids).
+    pub strip_reply_ids: bool,
+    /// Before each affected reply, send this line (terminator added; any bytes, e.g.
+    /// not UTF-8).
+    pub garbage_before_reply: Option<Vec<u8>>,
+    /// Accept the connection but read, answer and greet nothing for this long; then
+    /// read what the client wrote meanwhile and answer all of it in order (a guest
+    /// agent started after the VM, whose virtio-serial port held the client's bytes).
+    /// Counted from each connection's accept.
+    pub late_start: Option<Duration>,
+    /// Answer this many affected requests, then close the connection on reading the
+    /// next one without answering it (an agent killed mid-call). Counted per
+    /// connection; requests to exempt commands (see the module docs) and unparsable
+    /// ones are not counted.
+    pub close_after: Option<u64>,
 }
 
 impl Faults {
@@ -62,8 +93,12 @@ impl Faults {
         Faults::default()
     }
 
-    /// Whether the reply faults apply to a reply to `command`.
+    /// Whether the reply faults apply to a reply to `command`: the handshake commands
+    /// only when named by `only_command`.
     pub(crate) fn applies_to(&self, command: &str) -> bool {
-        command != "qmp_capabilities" && self.only_command.as_deref().is_none_or(|c| c == command)
+        match self.only_command.as_deref() {
+            Some(only) => only == command,
+            None => !matches!(command, "qmp_capabilities" | "guest-sync-delimited"),
+        }
     }
 }

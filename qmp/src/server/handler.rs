@@ -73,8 +73,12 @@ pub struct Ctx {
 
 impl Ctx {
     /// Queues an event to be sent to this client right after the reply (or at once
-    /// when the command sends no reply); `data` is omitted when `None`.
+    /// when the command sends no reply); `data` is omitted when `None`. Does nothing
+    /// in guest-agent mode (qemu-ga sends no events).
     pub fn emit_after_reply(&self, name: &str, data: Option<Value>) {
+        if self.server.shared().agent {
+            return;
+        }
         let line = super::encode_event(name, data.as_ref());
         self.trailing
             .lock()

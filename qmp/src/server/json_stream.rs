@@ -6,6 +6,12 @@
 //! client's line codec for input; this splitter finds message boundaries instead and
 //! also rewrites QEMU's single-quoted strings (and `\'` escapes) into standard JSON,
 //! so that `serde_json` can parse what QEMU accepts.
+//!
+//! Like QEMU's lexer it rejects the bytes no token may contain (outside strings: what
+//! starts no token; inside them: control characters; anywhere: 0xFE and 0xFF, which
+//! cannot occur in UTF-8), drops the message they were in, and then skips input up to
+//! the next bracket, control character or 0xFE/0xFF ("recovery"). Clients rely on
+//! that too: the guest agent's clients send 0xFF to reset its parser.
 
 /// One message found in the stream, or a message that exceeded the size limit.
 #[derive(Debug, PartialEq, Eq)]
@@ -14,9 +20,10 @@ pub(crate) enum Piece {
     Message(Vec<u8>),
     /// A message grew past the limit; input is skipped up to the next newline.
     TooLong,
-    /// A byte no JSON token can contain, outside strings (QEMU's lexer rejects it and
-    /// drops the message it was in).
-    Stray(u8),
+    /// A token QEMU's lexer rejects, as it was read (its last byte is the one that made
+    /// it invalid: a byte no token starts with, a control character or 0xFE/0xFF in a
+    /// string, 0xFE/0xFF anywhere); the message it was in is dropped.
+    Stray(Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -28,6 +35,11 @@ pub(crate) struct JsonSplitter {
     escape: bool,
     /// Skipping the rest of an over-long message.
     skipping: bool,
+    /// After a stray token: skipping up to a byte QEMU's lexer resynchronises on.
+    recovering: bool,
+    /// The current string token as read (for the text of a stray token; `buf` holds
+    /// it rewritten to standard JSON).
+    raw: Vec<u8>,
     max: usize,
 }
 
@@ -39,6 +51,8 @@ impl JsonSplitter {
             quote: None,
             escape: false,
             skipping: false,
+            recovering: false,
+            raw: Vec::new(),
             max: max.max(1),
         }
     }
@@ -52,6 +66,40 @@ impl JsonSplitter {
         out.push(Piece::Message(msg));
     }
 
+    /// Drops the message in progress for stray token `token` (QEMU's lexer emits an
+    /// error for it, and its streamer drops the tokens queued so far), and starts
+    /// recovering.
+    fn stray(&mut self, token: Vec<u8>, out: &mut Vec<Piece>) {
+        self.buf.clear();
+        self.raw.clear();
+        self.depth = 0;
+        self.quote = None;
+        self.escape = false;
+        self.recovering = true;
+        out.push(Piece::Stray(token));
+    }
+
+    /// The number at the end of `buf` if it is one QEMU's lexer is still reading and
+    /// that needs another digit (`-`, `1.`, `1e`, `1e+`): a stray byte then belongs to
+    /// its token. After a complete number or a keyword, the byte is a token of its own.
+    fn incomplete_number(&self) -> &[u8] {
+        let start = self
+            .buf
+            .iter()
+            .rposition(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-')))
+            .map_or(0, |p| p + 1);
+        let run = &self.buf[start..];
+        match (run.first(), run.last()) {
+            (Some(first), Some(last))
+                if (first.is_ascii_digit() || *first == b'-')
+                    && matches!(last, b'-' | b'+' | b'.' | b'e' | b'E') =>
+            {
+                run
+            }
+            _ => &[],
+        }
+    }
+
     /// Feeds bytes; complete messages are appended to `out` in order.
     pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<Piece>) {
         for &b in bytes {
@@ -61,7 +109,25 @@ impl JsonSplitter {
                 }
                 continue;
             }
+            if self.recovering {
+                // QEMU's IN_RECOVERY: structural characters, control characters (but
+                // tab) and the impossible UTF-8 bytes resynchronise; the rest is skipped.
+                let resync =
+                    matches!(b, b'{' | b'}' | b'[' | b']') || (b < 0x20 && b != b'\t') || b >= 0xFE;
+                if !resync {
+                    continue;
+                }
+                self.recovering = false;
+            }
             if let Some(q) = self.quote {
+                if !(0x20..0xFE).contains(&b) {
+                    // No string may contain these, escaped or not.
+                    let mut token = std::mem::take(&mut self.raw);
+                    token.push(b);
+                    self.stray(token, out);
+                    continue;
+                }
+                self.raw.push(b);
                 if self.escape {
                     self.escape = false;
                     if b == b'\'' {
@@ -74,6 +140,7 @@ impl JsonSplitter {
                     self.buf.push(b);
                 } else if b == q {
                     self.quote = None;
+                    self.raw.clear();
                     self.buf.push(b'"');
                     if self.depth == 0 {
                         self.emit(out);
@@ -87,6 +154,8 @@ impl JsonSplitter {
                 match b {
                     b'"' | b'\'' => {
                         self.quote = Some(b);
+                        self.raw.clear();
+                        self.raw.push(b);
                         self.buf.push(b'"');
                     }
                     b'{' | b'[' => {
@@ -101,9 +170,10 @@ impl JsonSplitter {
                         }
                     }
                     _ if is_stray(b) => {
-                        self.buf.clear();
-                        self.depth = 0;
-                        out.push(Piece::Stray(b));
+                        let mut token = self.incomplete_number().to_vec();
+                        token.push(b);
+                        self.stray(token, out);
+                        continue;
                     }
                     b' ' | b'\t' | b'\r' | b'\n' => {
                         if self.depth == 0 {
@@ -120,6 +190,7 @@ impl JsonSplitter {
             }
             if self.buf.len() > self.max {
                 self.buf = Vec::new();
+                self.raw = Vec::new();
                 self.depth = 0;
                 self.quote = None;
                 self.escape = false;
@@ -151,9 +222,13 @@ fn is_stray(b: u8) -> bool {
         ))
 }
 
-/// QEMU's text for a stray byte.
-pub(crate) fn stray_text(b: u8) -> String {
-    format!("JSON parse error, stray '{}'", char::from(b))
+/// QEMU's text for a stray token: bytes that are not UTF-8 (0xFF, the 0xFE/0xFF
+/// after a partial string) read as U+FFFD, as QEMU's JSON writer shows them.
+pub(crate) fn stray_text(token: &[u8]) -> String {
+    format!(
+        "JSON parse error, stray '{}'",
+        String::from_utf8_lossy(token)
+    )
 }
 
 /// Parses one message as QEMU's JSON parser would, with its error texts
@@ -382,6 +457,51 @@ mod tests {
         big.extend_from_slice(b"\"}\n{\"ok\": 1}");
         let got = split(&[&big], 50);
         assert_eq!(got, vec![Piece::TooLong, msg("{\"ok\": 1}")]);
+    }
+
+    fn stray(s: &[u8]) -> Piece {
+        Piece::Stray(s.to_vec())
+    }
+
+    /// The tokens and texts qemu-ga 10.0 reports (its lexer is QEMU's): found by
+    /// sending these bytes to a real qemu-ga.
+    #[test]
+    fn impossible_bytes_reset_the_parser_as_qemu_does() {
+        assert_eq!(split(&[b"\xff"], 1000), vec![stray(b"\xff")]);
+        assert_eq!(
+            split(&[b"{\"execute\": \"guest-pi", b"\xff{\"id\": 1}"], 1000),
+            vec![stray(b"\"guest-pi\xff"), msg("{\"id\": 1}")]
+        );
+        assert_eq!(
+            split(&[b"{'a': 'it\\'s \"x\xff"], 1000),
+            vec![stray(b"'it\\'s \"x\xff")]
+        );
+        assert_eq!(
+            split(&[b"{\"id\": -1.5e\xff"], 1000),
+            vec![stray(b"-1.5e\xff")]
+        );
+        assert_eq!(split(&[b"{\"id\": 12\xff"], 1000), vec![stray(b"\xff")]);
+        assert_eq!(split(&[b"{\"a\": tru\xfe"], 1000), vec![stray(b"\xfe")]);
+        // Each 0xFF is an error of its own.
+        assert_eq!(
+            split(&[b"\xff\xff"], 1000),
+            vec![stray(b"\xff"), stray(b"\xff")]
+        );
+        // A control character ends a string too; recovery then skips to the `}`.
+        assert_eq!(
+            split(&[b"{\"a\": \"x\ny\"}"], 1000),
+            vec![stray(b"\"x\n"), msg("}")]
+        );
+        // Recovery skips everything up to a bracket or a control character.
+        assert_eq!(
+            split(&[b"%% not json %%\n{\"id\": 2}"], 1000),
+            vec![stray(b"%"), msg("{\"id\": 2}")]
+        );
+        assert_eq!(
+            stray_text(b"\"guest-pi\xff"),
+            "JSON parse error, stray '\"guest-pi\u{FFFD}'"
+        );
+        assert_eq!(stray_text(b"\x01"), "JSON parse error, stray '\u{1}'");
     }
 
     proptest::proptest! {

@@ -58,6 +58,7 @@
 //! reply. Emitting waits while a client's queue (1024 messages) is full, which is the
 //! back-pressure of a client that does not read.
 
+mod agent;
 mod faults;
 mod handler;
 mod json_stream;
@@ -101,6 +102,10 @@ pub(crate) enum Out {
     Line(Vec<u8>),
     /// Bytes written as they are (no terminator), then the connection is closed.
     CutAndClose(Vec<u8>),
+    /// One message preceded by a 0xFF byte (the guest agent's `guest-sync-delimited`).
+    Delimited(Vec<u8>),
+    /// Bytes written as they are (no terminator).
+    Raw(Vec<u8>),
     /// Close the connection.
     Close,
 }
@@ -124,6 +129,8 @@ pub(crate) struct Shared {
     hook: Option<Arc<dyn TrafficHook>>,
     shutdown: watch::Sender<bool>,
     caps_schema: Schema,
+    /// Guest-agent mode ([`ServerBuilder::guest_agent`]).
+    agent: bool,
 }
 
 /// The test server: a cheap, cloneable handle. Build it with [`Server::builder`].
@@ -153,6 +160,7 @@ pub struct ServerBuilder {
     faults: Faults,
     max_line: usize,
     hook: Option<Arc<dyn TrafficHook>>,
+    agent: bool,
 }
 
 impl Server {
@@ -169,6 +177,7 @@ impl Server {
             faults: Faults::default(),
             max_line: crate::codec::DEFAULT_MAX_LINE,
             hook: None,
+            agent: false,
         }
     }
 
@@ -260,7 +269,8 @@ impl Server {
             .clone()
     }
 
-    /// The clients that completed capability negotiation, in id order.
+    /// The clients that completed capability negotiation, in id order. In guest-agent
+    /// mode: the connected clients (once a [`Faults::late_start`] is over).
     pub fn clients(&self) -> Vec<ClientId> {
         let clients = self.lock_clients();
         let mut ids: Vec<ClientId> = clients
@@ -272,15 +282,20 @@ impl Server {
         ids
     }
 
-    /// Waits until at least `n` clients have completed negotiation.
+    /// Waits until at least `n` clients have completed negotiation (in guest-agent
+    /// mode: are connected, see [`Server::clients`]).
     pub async fn wait_for_clients(&self, n: usize) {
         let mut rx = self.shared.negotiated_count.subscribe();
         let _ = rx.wait_for(|count| *count >= n).await;
     }
 
     /// Sends an event to every negotiated client. `data` is omitted when `None`.
-    /// Returns how many clients it was queued for.
+    /// Returns how many clients it was queued for: none in guest-agent mode (qemu-ga
+    /// sends no events).
     pub async fn emit_raw(&self, name: &str, data: Option<Value>) -> usize {
+        if self.shared.agent {
+            return 0;
+        }
         let line = encode_event(name, data.as_ref());
         let targets: Vec<mpsc::Sender<Out>> = {
             let clients = self.lock_clients();
@@ -300,8 +315,11 @@ impl Server {
     }
 
     /// Sends an event to one client (if it is connected and negotiated).
-    /// Returns whether it was queued.
+    /// Returns whether it was queued (never in guest-agent mode).
     pub async fn emit_raw_to(&self, client: ClientId, name: &str, data: Option<Value>) -> bool {
+        if self.shared.agent {
+            return false;
+        }
         let out = {
             let clients = self.lock_clients();
             match clients.get(&client) {
@@ -522,6 +540,21 @@ impl ServerBuilder {
         self
     }
 
+    /// Speaks the guest agent's protocol (`qemu-ga`) instead of the monitor's: see
+    /// [the module docs](self#the-guest-agent). No greeting, no capability
+    /// negotiation (`qmp_capabilities` is an unknown command), no events, no
+    /// out-of-band requests; requests are read and answered one at a time, in order;
+    /// replies end in `\n`; a 0xFF byte in the input resets the JSON parser with
+    /// qemu-ga's error reply. `guest-sync`, `guest-sync-delimited` (its reply preceded
+    /// by 0xFF) and `guest-ping` are built in, with qemu-ga's argument checks; a
+    /// [`handle`](Self::handle) or [`handle_raw`](Self::handle_raw) of the same name
+    /// (before or after this call) replaces them. The version, capabilities and
+    /// greeting settings are then unused.
+    pub fn guest_agent(mut self) -> Self {
+        self.agent = true;
+        self
+    }
+
     /// Serves a recorded session: the transcript's greeting, and for each request the
     /// recorded reply (id rewritten) and the events recorded with it. See
     /// [`replay::Replay`].
@@ -541,7 +574,12 @@ impl ServerBuilder {
     }
 
     /// Builds the server.
-    pub fn build(self) -> Server {
+    pub fn build(mut self) -> Server {
+        if self.agent {
+            for (name, handler) in agent::builtins() {
+                self.handlers.entry(name.to_string()).or_insert(handler);
+            }
+        }
         let greeting = self.greeting.unwrap_or_else(|| {
             let (major, minor, micro) = self.version;
             serde_json::json!({"QMP": {
@@ -574,6 +612,7 @@ impl ServerBuilder {
                 hook: self.hook,
                 shutdown: watch::channel(false).0,
                 caps_schema,
+                agent: self.agent,
             }),
         }
     }

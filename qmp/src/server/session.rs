@@ -7,6 +7,11 @@
 //! in-band queue. Without `oob` negotiated the reader waits for each in-band request to
 //! be answered before reading the next (QEMU suspends the monitor); with it, up to 8
 //! requests are queued (`QMP_REQ_QUEUE_LEN_MAX`).
+//!
+//! In guest-agent mode (`ServerBuilder::guest_agent`) it follows `qga/main.c` instead:
+//! no greeting, no negotiation, no out-of-band requests, one request read and answered
+//! after the other, replies ending in `\n`, and the reply to `guest-sync-delimited`
+//! preceded by a 0xFF byte.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +39,8 @@ const QUEUE_LEN: usize = 8;
 const OUT_QUEUE: usize = 1024;
 /// How long out-of-order replies are held for more to arrive.
 const OUT_OF_ORDER_WAIT: Duration = Duration::from_millis(200);
+/// The byte qemu-ga writes before its reply to `guest-sync-delimited`.
+const DELIMITER: u8 = 0xFF;
 
 #[derive(Default)]
 struct State {
@@ -52,6 +59,8 @@ struct InBand {
 struct Reply {
     command: Option<String>,
     line: Option<Vec<u8>>,
+    /// Preceded by a 0xFF byte (the guest agent's reply to `guest-sync-delimited`).
+    delimited: bool,
     /// Events the handler queued for after the reply.
     trailing: Vec<Vec<u8>>,
 }
@@ -64,12 +73,37 @@ where
     let (tx, rx) = mpsc::channel::<Out>(OUT_QUEUE);
     let id = server.register(tx.clone());
     let hook = server.shared().hook.clone();
-    let mut writer = tokio::spawn(writer_task(wr, rx, hook.clone()));
+    let agent = server.shared().agent;
+    // QEMU's monitor ends its lines with CRLF, qemu-ga with LF.
+    let ending = if agent {
+        LineEnding::Lf
+    } else {
+        LineEnding::CrLf
+    };
+    let mut writer = tokio::spawn(writer_task(wr, rx, hook.clone(), ending));
     let mut shutdown = server.shared().shutdown.subscribe();
-    tracing::debug!(client = id.0, "qmp::server: session start");
+    tracing::debug!(client = id.0, agent, "qmp::server: session start");
 
     let faults = server.faults();
+    if let Some(bytes) = &faults.preamble {
+        let _ = tx.send(Out::Raw(bytes.clone())).await;
+    }
+    // Not reading (nor greeting) yet: what the client writes meanwhile waits in the
+    // socket, as it does in a virtio-serial port until the agent opens it.
+    let started = match faults.late_start {
+        None => true,
+        Some(d) => {
+            tracing::debug!(client = id.0, "qmp::server: fault: starting after {d:?}");
+            tokio::select! {
+                _ = tokio::time::sleep(d) => true,
+                _ = shutdown.wait_for(|s| *s) => false,
+                _ = &mut writer => false,
+            }
+        }
+    };
     let greeting = match &faults.greeting {
+        // The guest agent greets nobody.
+        _ if agent || !started => None,
         None => Some(Out::Line(server.shared().greeting.clone().into_bytes())),
         Some(GreetingFault::Missing) => None,
         Some(GreetingFault::Close) => Some(Out::Close),
@@ -82,6 +116,11 @@ where
     }
 
     let state = Arc::new(State::default());
+    if agent && started {
+        // Nothing to negotiate: commands are accepted at once.
+        state.negotiated.store(true, Ordering::Release);
+        server.set_negotiated(id);
+    }
     let (queue_tx, queue_rx) = mpsc::channel::<InBand>(QUEUE_LEN);
     let mut tasks = JoinSet::new();
     tasks.spawn(dispatcher(
@@ -99,6 +138,9 @@ where
     let mut chunk = vec![0u8; 16 * 1024];
     let mut read_after_negotiation: u64 = 0;
     'session: loop {
+        if !started {
+            break;
+        }
         let faults = server.faults();
         if let Some(n) = faults.never_read_after {
             if state.negotiated.load(Ordering::Acquire) && read_after_negotiation >= n {
@@ -142,14 +184,15 @@ where
                 parse_message(&bytes).map_err(QmpError::generic)
             }
             Piece::TooLong => Err(QmpError::generic("JSON token size limit exceeded")),
-            Piece::Stray(b) => Err(QmpError::generic(stray_text(b))),
+            Piece::Stray(token) => Err(QmpError::generic(stray_text(&token))),
         };
         if state.negotiated.load(Ordering::Acquire) {
             read_after_negotiation += 1;
         }
-        if let Ok(Value::Object(dict)) = &item {
+        if let (Ok(Value::Object(dict)), false) = (&item, agent) {
             // QEMU's qmp_is_oob(): dispatched at once, whether or not oob is enabled
-            // (without it, the dispatcher then refuses 'exec-oob').
+            // (without it, the dispatcher then refuses 'exec-oob'). qemu-ga has no
+            // out-of-band dispatch: there 'exec-oob' is just an unexpected member.
             if dict.contains_key("exec-oob") && !dict.contains_key("execute") {
                 let (server, state, tx) = (server.clone(), state.clone(), tx.clone());
                 let v = item.unwrap_or_default();
@@ -197,6 +240,8 @@ async fn dispatcher(
     tx: mpsc::Sender<Out>,
 ) {
     let mut held: Vec<Reply> = Vec::new();
+    // Requests counted by `Faults::close_after`.
+    let mut accepted: u64 = 0;
     loop {
         let next = if held.is_empty() {
             queue.recv().await
@@ -213,6 +258,23 @@ async fn dispatcher(
             break;
         };
         let faults = server.faults();
+        if let Some(n) = faults.close_after {
+            let command = match &item {
+                Ok(Value::Object(d)) => d.get("execute").and_then(Value::as_str),
+                _ => None,
+            };
+            if command.is_some_and(|c| faults.applies_to(c)) {
+                if accepted >= n {
+                    tracing::debug!(
+                        client = id.0,
+                        "qmp::server: fault: closing with a request unanswered"
+                    );
+                    let _ = tx.send(Out::Close).await;
+                    break;
+                }
+                accepted += 1;
+            }
+        }
         if let Some(reply) = dispatch(&server, id, &state, item, &tx).await {
             let reorder = faults.out_of_order.filter(|_| {
                 reply
@@ -249,11 +311,11 @@ async fn send_reply(tx: &mpsc::Sender<Out>, reply: Reply, faults: &Faults) {
         .is_some_and(|c| faults.applies_to(c));
     if let Some(line) = reply.line {
         if affected {
-            if !send_faulty(tx, line, faults).await {
+            if !send_faulty(tx, line, reply.delimited, faults).await {
                 return;
             }
         } else {
-            let _ = tx.send(Out::Line(line)).await;
+            let _ = tx.send(out_line(line, reply.delimited)).await;
         }
     }
     for ev in reply.trailing {
@@ -261,8 +323,34 @@ async fn send_reply(tx: &mpsc::Sender<Out>, reply: Reply, faults: &Faults) {
     }
 }
 
+/// A reply line, preceded by 0xFF when `delimited`.
+fn out_line(line: Vec<u8>, delimited: bool) -> Out {
+    if delimited {
+        Out::Delimited(line)
+    } else {
+        Out::Line(line)
+    }
+}
+
+/// The reply `line` without its `id` member (as an agent that ignores ids sends it).
+fn without_id(line: Vec<u8>) -> Vec<u8> {
+    let Ok(mut reply) = serde_json::from_slice::<Map<String, Value>>(&line) else {
+        return line;
+    };
+    if reply.remove("id").is_none() {
+        return line;
+    }
+    // A map of Values always serializes.
+    serde_json::to_vec(&reply).unwrap_or(line)
+}
+
 /// Sends a reply with faults; false when the connection is being closed.
-async fn send_faulty(tx: &mpsc::Sender<Out>, line: Vec<u8>, faults: &Faults) -> bool {
+async fn send_faulty(
+    tx: &mpsc::Sender<Out>,
+    line: Vec<u8>,
+    delimited: bool,
+    faults: &Faults,
+) -> bool {
     if let Some(d) = faults.reply_delay {
         tokio::time::sleep(d).await;
     }
@@ -280,9 +368,20 @@ async fn send_faulty(tx: &mpsc::Sender<Out>, line: Vec<u8>, faults: &Faults) -> 
         let line = format!("{{\"return\": {{}}, \"id\": {}}}", u64::MAX);
         let _ = tx.send(Out::Line(line.into_bytes())).await;
     }
+    if let Some(garbage) = &faults.garbage_before_reply {
+        let _ = tx.send(Out::Line(garbage.clone())).await;
+    }
+    let line = if faults.strip_reply_ids {
+        without_id(line)
+    } else {
+        line
+    };
     if faults.close_mid_reply {
-        let mut cut = line;
-        cut.truncate(cut.len() / 2);
+        let mut cut = Vec::with_capacity(line.len() / 2 + 1);
+        if delimited {
+            cut.push(DELIMITER);
+        }
+        cut.extend_from_slice(&line[..line.len() / 2]);
         let _ = tx.send(Out::CutAndClose(cut)).await;
         return false;
     }
@@ -293,9 +392,9 @@ async fn send_faulty(tx: &mpsc::Sender<Out>, line: Vec<u8>, faults: &Faults) -> 
         return true;
     }
     if faults.duplicate_reply {
-        let _ = tx.send(Out::Line(line.clone())).await;
+        let _ = tx.send(out_line(line.clone(), delimited)).await;
     }
-    let _ = tx.send(Out::Line(line)).await;
+    let _ = tx.send(out_line(line, delimited)).await;
     true
 }
 
@@ -324,6 +423,7 @@ async fn dispatch(
         Some(Reply {
             command: None,
             line: Some(reply_line(Err(e), None)),
+            delimited: false,
             trailing: Vec::new(),
         })
     };
@@ -338,6 +438,11 @@ async fn dispatch(
     let trailing = Arc::new(Mutex::new(Vec::new()));
     let (command, result) = execute(server, client, state, &dict, negotiated, tx, &trailing).await;
     let trailing = std::mem::take(&mut *trailing.lock().unwrap_or_else(|p| p.into_inner()));
+    // qemu-ga's guest-sync-delimited sets a flag that makes the next reply (its own)
+    // start with 0xFF; when the command fails, nothing sets it.
+    let delimited = server.shared().agent
+        && command.as_deref() == Some(super::agent::SYNC_DELIMITED)
+        && matches!(result, Some(Ok(_)));
     let line = result.map(|result| {
         let result = result.map_err(|e| {
             if !negotiated && e.class == COMMAND_NOT_FOUND {
@@ -356,6 +461,7 @@ async fn dispatch(
     Some(Reply {
         command,
         line,
+        delimited,
         trailing,
     })
 }
@@ -454,7 +560,7 @@ async fn run_command(
         .and_then(Value::as_object)
         .unwrap_or(&empty);
 
-    if name == "qmp_capabilities" {
+    if name == "qmp_capabilities" && !shared.agent {
         if oob {
             return Some(Err(QmpError::generic(format!(
                 "The command {name} does not support OOB"
@@ -559,11 +665,15 @@ async fn run_command(
     }
 }
 
-async fn writer_task<W>(wr: W, mut rx: mpsc::Receiver<Out>, hook: Option<Arc<dyn TrafficHook>>)
-where
+async fn writer_task<W>(
+    wr: W,
+    mut rx: mpsc::Receiver<Out>,
+    hook: Option<Arc<dyn TrafficHook>>,
+    ending: LineEnding,
+) where
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let mut w = LineWriter::with_line_ending(wr, LineEnding::CrLf);
+    let mut w = LineWriter::with_line_ending(wr, ending);
     while let Some(first) = rx.recv().await {
         let mut item = Some(first);
         while let Some(out) = item.take() {
@@ -573,6 +683,23 @@ where
                         h.message(Direction::ToClient, &String::from_utf8_lossy(&line));
                     }
                     w.push_bytes(&line);
+                }
+                Out::Delimited(line) => {
+                    if let Some(h) = &hook {
+                        h.message(Direction::ToClient, &String::from_utf8_lossy(&line));
+                    }
+                    // The line writer only appends whole lines: the 0xFF goes out first.
+                    if w.flush().await.is_err()
+                        || w.get_mut().write_all(&[DELIMITER]).await.is_err()
+                    {
+                        return;
+                    }
+                    w.push_bytes(&line);
+                }
+                Out::Raw(bytes) => {
+                    if w.flush().await.is_err() || w.get_mut().write_all(&bytes).await.is_err() {
+                        return;
+                    }
                 }
                 Out::CutAndClose(bytes) => {
                     let _ = w.flush().await;
