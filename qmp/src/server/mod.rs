@@ -37,6 +37,53 @@
 //!   command is checked first: unknown commands get `CommandNotFound`, bad arguments get
 //!   QEMU's exact `GenericError` text.
 //!
+//! # The guest agent
+//! [`ServerBuilder::guest_agent`] makes the server speak as `qemu-ga` does, so that
+//! code using [`crate::ga::Client`] can be tested without a VM. The agent speaks
+//! QMP's JSON but not its protocol: no greeting, no `qmp_capabilities` (commands are
+//! accepted at once; `qmp_capabilities` is an unknown command), no events, no
+//! out-of-band requests, one request answered after the other in order, lines ending
+//! in `\n`. `guest-sync` and `guest-sync-delimited` (whose reply is preceded by a
+//! 0xFF byte) and `guest-ping` are built in, with qemu-ga's argument checks; register
+//! a handler of the same name to replace one. A 0xFF (or 0xFE) byte in the input
+//! drops the request being read and is answered with qemu-ga's parse error
+//! (`JSON parse error, stray '…'` naming the partial token, the byte shown as
+//! U+FFFD); other bad requests get qemu-ga's texts (`qmp/tests/ga_server_conformance.rs`
+//! compares them with a real qemu-ga). [`Faults`] then plays a misbehaving agent: a
+//! stale reply and a partial line on connect ([`Faults::preamble`]), replies without
+//! ids ([`Faults::strip_reply_ids`]), garbage before replies
+//! ([`Faults::garbage_before_reply`]), late replies ([`Faults::reply_delay`]), an agent
+//! that is not running yet ([`Faults::late_start`]) or is killed mid-call
+//! ([`Faults::close_after`]); `qmp/tests/ga_faults.rs` runs the client through each.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use qmp::server::{Faults, Server};
+//! use serde_json::json;
+//!
+//! let server = Server::builder()
+//!     .guest_agent()
+//!     .handle_raw("guest-get-host-name", false, |_ctx, _args| async move {
+//!         Ok(json!({"host-name": "test-vm"}))
+//!     })
+//!     .faults(Faults {
+//!         // What an earlier client left unread, and an old agent.
+//!         preamble: Some(b"{\"return\": {}, \"id\": 7}\n{\"return\": {\"stal".to_vec()),
+//!         strip_reply_ids: true,
+//!         ..Faults::none()
+//!     })
+//!     .build();
+//! let _listening = server.listen_unix("/tmp/qga-test.sock").await?;
+//! let agent = qmp::ga::Config::new()
+//!     .call_timeout(Some(Duration::from_secs(5)))
+//!     .connect_unix("/tmp/qga-test.sock")
+//!     .await?;
+//! let name = agent.execute_raw("guest-get-host-name", None::<&()>).await?;
+//! assert_eq!(name, json!({"host-name": "test-vm"}));
+//! # Ok(()) }
+//! ```
+//!
 //! # Record and replay
 //! A transcript ([`transcript`]) is a session's traffic as JSON lines with direction
 //! and time. Record one with [`ServerBuilder::traffic_hook`] and a
@@ -50,7 +97,8 @@
 //! server misbehave on purpose: delayed replies, a reply cut mid-line followed by a
 //! close, malformed JSON, an oversized line, replies with unknown ids, duplicated or
 //! reordered replies, an event flood, a server that stops reading, a missing or wrong
-//! greeting. `qmp/tests/reliability.rs` asserts the client's behaviour under each.
+//! greeting, and the guest agent's faults (above). `qmp/tests/reliability.rs` asserts
+//! the client's behaviour under each.
 //!
 //! # Ordering
 //! Replies and events to one client go through one queue, in the order they were
