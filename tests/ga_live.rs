@@ -1,8 +1,11 @@
 //! `qmp::ga::Client` against the real `qemu-ga` of QEMU 10.0, run on the host with
 //! `-m unix-listen` in a private directory (killed and reaped on drop): typed calls,
 //! `guest-exec`, a stale reply left by an earlier client, the agent killed mid-call
-//! and restarted on the same socket. Skipped (with a message) where qemu-ga is not
-//! installed.
+//! and restarted on the same socket; and the helpers of `qemu_qapi::guest` (exec with
+//! output, exit codes, stdin, a timeout, other calls going through while a program
+//! runs; a file written and read back in chunks). Skipped (with a message) where
+//! qemu-ga is not installed. Never fsfreeze here: this agent acts on this machine
+//! (tests/guest_helpers.rs tests the freeze guard against a fake agent).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +13,7 @@ use std::time::Duration;
 
 use qemu_qapi::ga::commands::{GuestExec, GuestExecStatus, GuestInfo, GuestPing};
 use qemu_qapi::ga::types::GuestExecCaptureOutput;
+use qemu_qapi::guest::{self, Exec, ExitStatus, Transfer};
 use qemu_qapi::qmp;
 use qmp::ga;
 
@@ -305,4 +309,209 @@ async fn no_agent_on_the_socket_is_a_clear_error() {
             .contains(&agent.socket().display().to_string()),
         "{e}"
     );
+}
+
+async fn connected(agent: &Agent) -> ga::Client {
+    guard("connect", config().connect_unix(agent.socket()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn guest_exec_collects_stdout_stderr_exit_codes_and_feeds_stdin() {
+    let agent = agent_or_skip!();
+    let client = connected(&agent).await;
+
+    let out = guard(
+        "exec echo",
+        guest::exec(&client, &Exec::new("/bin/echo").arg("hello")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status, ExitStatus::Code(0));
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"hello\n");
+    assert!(out.stderr.is_empty());
+    assert!(!out.stdout_truncated && !out.stderr_truncated);
+
+    let out = guard(
+        "exec sh",
+        guest::exec(
+            &client,
+            &Exec::new("/bin/sh").args(["-c", "echo oops >&2; exit 3"]),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, ExitStatus::Code(3));
+    assert_eq!(out.stderr, b"oops\n");
+    assert!(out.stdout.is_empty());
+
+    // Not UTF-8, with the agent's delimiter byte in it: stdin to stdout unchanged.
+    let input: Vec<u8> = (0..=255u8).rev().chain(*b"line\n").collect();
+    let out = guard(
+        "exec cat",
+        guest::exec(&client, &Exec::new("/bin/cat").input(input.clone())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, ExitStatus::Code(0));
+    assert_eq!(out.stdout, input);
+
+    // A program that does not exist: qemu-ga's error, with what we were doing.
+    let e = guard(
+        "exec missing",
+        guest::exec(&client, &Exec::new("/nonexistent/prog")),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.as_qmp().is_some_and(|q| q.is_qmp_error()), "{e}");
+    assert!(e.to_string().contains("`/nonexistent/prog`"), "{e}");
+}
+
+#[tokio::test]
+async fn other_calls_go_through_while_an_exec_waits_for_its_program() {
+    let agent = agent_or_skip!();
+    let client = connected(&agent).await;
+    // The program runs until the test lets it go, so "still running" below is a fact,
+    // not a matter of timing (a `sleep 1` would race a slow machine).
+    let started = agent.dir.path().join("started");
+    let go = agent.dir.path().join("go");
+    let script = format!(
+        "touch '{}'; while [ ! -e '{}' ]; do sleep 0.02; done; echo done",
+        started.display(),
+        go.display()
+    );
+    let program = Exec::new("/bin/sh")
+        .args(["-c", &script])
+        .poll_interval(Duration::from_millis(20));
+    let running = {
+        let client = client.clone();
+        tokio::spawn(async move { guest::exec(&client, &program).await })
+    };
+    guard("the program to start", async {
+        while !started.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    for _ in 0..5 {
+        guard("guest-ping during exec", client.execute(&GuestPing))
+            .await
+            .unwrap();
+    }
+    let info = guard("guest-info during exec", client.execute(&GuestInfo))
+        .await
+        .unwrap();
+    assert!(info.version.starts_with("10.0"));
+    assert!(
+        !running.is_finished(),
+        "the exec ended before the program was let go"
+    );
+    std::fs::write(&go, b"").unwrap();
+    let out = guard("the exec", running).await.unwrap().unwrap();
+    assert_eq!(out.status, ExitStatus::Code(0));
+    assert_eq!(out.stdout, b"done\n");
+}
+
+#[tokio::test]
+async fn an_exec_timeout_names_the_program_and_pid_and_leaves_it_running() {
+    let agent = agent_or_skip!();
+    let client = connected(&agent).await;
+    let program = Exec::new("/bin/sleep")
+        .arg("30")
+        .timeout(Some(Duration::from_millis(300)));
+    let e = guard("exec with a timeout", guest::exec(&client, &program))
+        .await
+        .unwrap_err();
+    let guest::Error::ExecTimeout {
+        pid: Some(pid),
+        limit,
+        ..
+    } = &e
+    else {
+        panic!("not a timeout with a pid: {e}");
+    };
+    assert_eq!(*limit, Duration::from_millis(300));
+    let text = e.to_string();
+    for part in [
+        "`/bin/sleep`".to_owned(),
+        format!("pid {pid}"),
+        "300ms".to_owned(),
+        "may still be running".to_owned(),
+        "qemu-ga has no command to kill it".to_owned(),
+    ] {
+        assert!(text.contains(&part), "{part:?} not in {text}");
+    }
+    // It is still running (this agent runs on the host, so its pid is ours to
+    // see): end it rather than leave it to the agent.
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "{text}"
+    );
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    // The connection is still good.
+    guard("guest-ping", client.execute(&GuestPing))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_file_written_in_chunks_reads_back_the_same() {
+    let agent = agent_or_skip!();
+    let client = connected(&agent).await;
+    // 100 KB that is not UTF-8 (every byte value, 0xFF included), in 7,000-byte
+    // chunks: 15 writes and reads, the last one short.
+    let data: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    assert!(std::str::from_utf8(&data).is_err());
+    let path = agent.dir.path().join("copied.bin");
+    let guest_path = path.to_str().unwrap();
+    let transfer = Transfer::new().chunk_size(7_000);
+    guard("write", transfer.write(&client, guest_path, &data))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The guest (this machine) has exactly those bytes…
+    assert!(std::fs::read(&path).unwrap() == data);
+    // …and they come back the same.
+    let back = guard("read", transfer.read(&client, guest_path))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(back == data, "read back {} bytes", back.len());
+    // With the default chunk too, and an empty file.
+    let back = guard("read", guest::read_file(&client, guest_path))
+        .await
+        .unwrap();
+    assert!(back == data);
+    guard("write empty", guest::write_file(&client, guest_path, b""))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    assert!(guard("read empty", guest::read_file(&client, guest_path))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A file that does not exist: qemu-ga's error, naming the path.
+    let missing = agent.dir.path().join("missing");
+    let e = guard(
+        "read missing",
+        guest::read_file(&client, missing.to_str().unwrap()),
+    )
+    .await
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains(missing.to_str().unwrap()) && text.contains("guest-file-open"),
+        "{text}"
+    );
+    // Every handle was closed: qemu-ga opens files with fresh handles, so a leak
+    // would not show in a call; the agent's own fds do.
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target == &path)
+        .count();
+    assert_eq!(fds, 0, "qemu-ga still has {} open", path.display());
 }
