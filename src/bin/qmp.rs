@@ -6,6 +6,8 @@
 //! qmp [--socket PATH | --tcp HOST:PORT] schema                     # query-qmp-schema
 //! qmp [--socket PATH | --tcp HOST:PORT] compat [--require CMD,…]   # bindings vs peer
 //! qmp (--socket PATH | --tcp HOST:PORT) serve [--replay FILE]       # a test server
+//! qmp --ga --socket PATH call COMMAND [JSON-ARGS]    # a guest agent's command
+//! qmp --ga --socket PATH exec [--timeout S] -- PROGRAM [ARGS…]   # run it in the guest
 //! ```
 //!
 //! `--record FILE` records the session's traffic as a transcript (JSON lines);
@@ -39,6 +41,20 @@
 //! reply would make a call through the bindings fail: see `qmp::drift`) with the
 //! differences that break it, and exits with 4 when one is not fully supported.
 //!
+//! `--ga` talks to a QEMU guest agent (qemu-ga) on the Unix socket `--socket` names
+//! (`qemu-ga -m unix-listen -p PATH`, or the QEMU chardev of the agent's virtio-serial
+//! port) with `qmp::ga::Client` instead of QMP; no private agent is started, so
+//! `--socket` is required. Two subcommands work with it: `call`, which checks the
+//! arguments against the guest agent's bindings this program was built with (qemu-ga
+//! 10.0's schema: the agent has no `query-qmp-schema`), sends the command, and prints
+//! the reply as `call` does, decoded with the bindings' typed reply (exit status 3
+//! when it does not decode); and `exec`, which runs a program in the guest
+//! (`qemu_qapi::guest::exec`: `guest-exec` with captured output, then
+//! `guest-exec-status` polls), writes its stdout to stdout and its stderr to stderr,
+//! and exits with the program's exit code (128+N when signal N killed it). `--timeout`
+//! bounds each call, and for `exec` the whole run: a program still running then is
+//! reported with its pid (qemu-ga cannot kill it), exit status 1.
+//!
 //! Exit status: 0 success; 1 an error (connection, QEMU's error reply, bad arguments);
 //! 2 a usage error; 3 `call` printed a reply that does not fit the bindings; 4
 //! `compat --require` named a command the peer does not fully support. 3 rather
@@ -65,7 +81,10 @@ use serde_json::Value;
                   --require` named a command the peer does not fully support.\n\n\
                   Without --socket or --tcp, a private QEMU is started for the run (and \
                   named on stderr): qemu-storage-daemon, or qemu-system-x86_64 -M none \
-                  for `compat`."
+                  for `compat`.\n\n\
+                  With --ga --socket PATH: talk to a guest agent (qemu-ga) instead; \
+                  `call` and `exec` work, and `exec` exits with the program's exit code \
+                  (128+N for signal N)."
 )]
 struct Cli {
     /// Path of QEMU's QMP Unix socket.
@@ -74,7 +93,7 @@ struct Cli {
     /// Address of QEMU's QMP TCP socket.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     tcp: Option<String>,
-    /// Give up on a call after this many seconds.
+    /// Give up on a call after this many seconds (with --ga exec: on the program too).
     #[arg(long, global = true, value_name = "SECONDS")]
     timeout: Option<f64>,
     /// Record the traffic to this transcript file (with `serve`: every session's).
@@ -85,6 +104,10 @@ struct Cli {
     /// With --record: record secrets as sent instead of redacting them.
     #[arg(long, global = true, requires = "record")]
     record_secrets: bool,
+    /// Talk to a QEMU guest agent (qemu-ga) on --socket instead of QMP: `call` and
+    /// `exec` work.
+    #[arg(long, global = true)]
+    ga: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -133,6 +156,68 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         replay: Option<PathBuf>,
     },
+    /// With --ga: run a program in the guest, write its stdout and stderr here, and
+    /// exit with its exit code (128+N when signal N killed it). --timeout bounds the
+    /// whole run.
+    Exec {
+        /// The program (a path in the guest) and its arguments, after `--`.
+        #[arg(
+            required = true,
+            num_args = 1..,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROGRAM [ARGS]"
+        )]
+        argv: Vec<String>,
+    },
+}
+
+impl Cmd {
+    fn name(&self) -> &'static str {
+        match self {
+            Cmd::Call { .. } => "call",
+            Cmd::Events { .. } => "events",
+            Cmd::Schema => "schema",
+            Cmd::Compat { .. } => "compat",
+            Cmd::Serve { .. } => "serve",
+            Cmd::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// The usage error in the combination of `--ga` and the rest, if any (clap cannot
+/// say "this subcommand needs that global option").
+fn ga_usage_error(cli: &Cli) -> Option<String> {
+    if !cli.ga {
+        return matches!(cli.command, Cmd::Exec { .. }).then(|| {
+            "`exec` runs a program through a guest agent: add --ga --socket PATH (the \
+             agent's Unix socket)"
+                .to_owned()
+        });
+    }
+    if cli.tcp.is_some() {
+        return Some(
+            "--ga talks to a guest agent on a Unix socket: use --socket PATH, not --tcp".into(),
+        );
+    }
+    if cli.socket.is_none() {
+        return Some(
+            "--ga needs --socket PATH: the guest agent's Unix socket (`qemu-ga -m \
+             unix-listen -p PATH`, or the QEMU chardev of its virtio-serial port); no \
+             private agent is started"
+                .into(),
+        );
+    }
+    if cli.record.is_some() {
+        return Some("--record does not work with --ga (only QMP sessions are recorded)".into());
+    }
+    match cli.command {
+        Cmd::Call { .. } | Cmd::Exec { .. } => None,
+        ref other => Some(format!(
+            "`{}` is not available with --ga: with a guest agent, `call` and `exec` work",
+            other.name()
+        )),
+    }
 }
 
 /// QEMU takes a command's arguments as a JSON object only: refused before connecting.
@@ -323,9 +408,21 @@ impl std::fmt::Display for ReplyMismatch {
 /// Decodes `reply`, the `return` value of `command`, with the command's typed reply in
 /// the bindings, as `Client::execute` would have.
 fn check_reply(command: &str, reply: &Value) -> Result<(), ReplyMismatch> {
+    check_reply_with(command, reply, qemu_qapi::commands::check_command_reply)
+}
+
+/// A bindings' `check_command_reply` (QMP's or the guest agent's).
+type ReplyChecker = fn(&str, &str) -> Option<Result<(), qmp::Error>>;
+
+/// [`check_reply`] with the given bindings' checker.
+fn check_reply_with(
+    command: &str,
+    reply: &Value,
+    checker: ReplyChecker,
+) -> Result<(), ReplyMismatch> {
     // The text the typed decoder reads: member order and spacing do not matter to it.
     let text = reply.to_string();
-    let Some(Err(e)) = qemu_qapi::commands::check_command_reply(command, &text) else {
+    let Some(Err(e)) = checker(command, &text) else {
         // Decoded, or a command the bindings lack (sent with --no-check, which skips
         // this check anyway).
         return Ok(());
@@ -408,6 +505,8 @@ enum Done {
     Ok,
     Mismatch(ReplyMismatch),
     NotSupported(String),
+    /// `exec`: the program's exit status, passed on.
+    Exited(u8),
 }
 
 async fn run(cli: &Cli, socket: Option<&Path>, started: Option<&str>) -> Result<Done, String> {
@@ -527,6 +626,206 @@ async fn run(cli: &Cli, socket: Option<&Path>, started: Option<&str>) -> Result<
             out
         }
         Cmd::Serve { .. } => Err("`serve` is handled before connecting".into()),
+        Cmd::Exec { .. } => Err("`exec` is handled by run_ga".into()),
+    };
+    client.close().await;
+    result
+}
+
+/// Checks a guest-agent command's arguments against the guest agent's bindings this
+/// program was built with (the agent has no `query-qmp-schema` to check against).
+fn check_ga_arguments(command: &str, args: &Value) -> Result<(), String> {
+    must_be_object(command, args)?;
+    match qemu_qapi::ga::commands::check_command_arguments(command, args) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(format!(
+            "bad arguments for `{command}`: {e} (checked against the guest agent's bindings \
+             this program was built with; nothing was sent; use --no-check to send them \
+             anyway)"
+        )),
+        None => Err(format!(
+            "unknown guest-agent command `{command}`: the guest agent's bindings this program \
+             was built with do not have it (nothing was sent; use --no-check to send it \
+             anyway)"
+        )),
+    }
+}
+
+/// Sends a command that never answers (`success-response: false`: it returns once
+/// written; `execute_raw` would wait for a reply that never comes). `None` for other
+/// commands.
+async fn call_without_reply(
+    client: &qmp::ga::Client,
+    command: &str,
+    args: Value,
+) -> Option<Result<(), String>> {
+    use qemu_qapi::ga::commands::{
+        GuestShutdown, GuestSuspendDisk, GuestSuspendHybrid, GuestSuspendRam,
+    };
+    async fn typed<C: qmp::Command + serde::de::DeserializeOwned>(
+        client: &qmp::ga::Client,
+        args: Value,
+    ) -> Result<(), String> {
+        let cmd: C = serde_json::from_value(args)
+            .map_err(|e| format!("bad arguments for `{}`: {e}", C::NAME))?;
+        client
+            .execute(&cmd)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+    Some(match command {
+        "guest-shutdown" => typed::<GuestShutdown>(client, args).await,
+        "guest-suspend-disk" => typed::<GuestSuspendDisk>(client, args).await,
+        "guest-suspend-ram" => typed::<GuestSuspendRam>(client, args).await,
+        "guest-suspend-hybrid" => typed::<GuestSuspendHybrid>(client, args).await,
+        _ => return None,
+    })
+}
+
+/// The exit status that passes on how a guest program ended, as a shell would: its
+/// code, or 128+N for signal N. A code outside 0..=255 (a Windows guest's) becomes 1,
+/// with a note, rather than a truncated value that could read as success.
+fn exit_status_of(status: qemu_qapi::guest::ExitStatus) -> (u8, Option<String>) {
+    use qemu_qapi::guest::ExitStatus;
+    match status {
+        ExitStatus::Code(c) => match u8::try_from(c) {
+            Ok(code) => (code, None),
+            Err(_) => (
+                1,
+                Some(format!(
+                    "the program's exit code {c} does not fit an exit status; exiting with 1"
+                )),
+            ),
+        },
+        ExitStatus::Signal(n) => {
+            let note = Some(format!("the program was killed by signal {n}"));
+            // Checked: the number comes from the agent.
+            match 128i64.checked_add(n).map(u8::try_from) {
+                Some(Ok(code)) => (code, note),
+                _ => (1, note),
+            }
+        }
+        ExitStatus::Unknown => (
+            1,
+            Some("the guest agent gave no exit code for the program; exiting with 1".into()),
+        ),
+    }
+}
+
+/// Writes `bytes` to stdout or stderr; a closed pipe is not an error (as
+/// [`print_json`]).
+fn write_all_to(mut out: impl std::io::Write, bytes: &[u8], name: &str) -> Result<(), String> {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!("writing to {name}: {e}")),
+    }
+}
+
+/// `qmp --ga`: `call` or `exec` through a guest agent on `socket`.
+async fn run_ga(cli: &Cli, socket: &Path) -> Result<Done, String> {
+    let timeout = cli.timeout.map(Duration::from_secs_f64);
+    // Validate what needs no agent before connecting, as `run` does.
+    let call_args = match &cli.command {
+        Cmd::Call {
+            command,
+            args,
+            no_check,
+            ..
+        } => {
+            let v: Option<Value> = args
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| format!("the arguments are not valid JSON: {e}"))?;
+            if !no_check {
+                let empty = Value::Object(Default::default());
+                check_ga_arguments(command, v.as_ref().unwrap_or(&empty))?;
+            }
+            v
+        }
+        _ => None,
+    };
+    let client = qmp::ga::Config::new()
+        .call_timeout(timeout)
+        .connect_unix(socket)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = match &cli.command {
+        Cmd::Call {
+            command,
+            compact,
+            no_check,
+            ..
+        } => {
+            let never_answers = qemu_qapi::ga::commands::COMMANDS
+                .iter()
+                .any(|c| c.name == command && !c.success_response);
+            let args = call_args
+                .clone()
+                .unwrap_or(Value::Object(Default::default()));
+            match never_answers {
+                true => match call_without_reply(&client, command, args).await {
+                    Some(sent) => sent.map(|()| {
+                        eprintln!("qmp: `{command}` sent; it sends no reply");
+                        Done::Ok
+                    }),
+                    None => Err(format!(
+                        "`{command}` never answers (success-response: false) and this program \
+                         cannot send it"
+                    )),
+                },
+                false => match client.execute_raw(command, call_args.as_ref()).await {
+                    Ok(reply) => {
+                        let checked = if *no_check {
+                            Ok(())
+                        } else {
+                            check_reply_with(
+                                command,
+                                &reply,
+                                qemu_qapi::ga::commands::check_command_reply,
+                            )
+                        };
+                        print_json(&reply, *compact).map(|_| match checked {
+                            Ok(()) => Done::Ok,
+                            Err(m) => Done::Mismatch(m),
+                        })
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+            }
+        }
+        Cmd::Exec { argv } => {
+            let (program, args) = argv.split_first().ok_or("no program given")?;
+            let exec = qemu_qapi::guest::Exec::new(program.as_str())
+                .args(args)
+                .timeout(timeout);
+            match qemu_qapi::guest::exec(&client, &exec).await {
+                Ok(out) => {
+                    write_all_to(std::io::stdout().lock(), &out.stdout, "stdout")?;
+                    write_all_to(std::io::stderr().lock(), &out.stderr, "stderr")?;
+                    for (truncated, stream) in [
+                        (out.stdout_truncated, "stdout"),
+                        (out.stderr_truncated, "stderr"),
+                    ] {
+                        if truncated {
+                            eprintln!(
+                                "qmp: warning: the guest agent kept only the start of the \
+                                 program's {stream}"
+                            );
+                        }
+                    }
+                    let (code, note) = exit_status_of(out.status);
+                    if let Some(note) = note {
+                        eprintln!("qmp: {note}");
+                    }
+                    Ok(Done::Exited(code))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        other => Err(format!("`{}` is not available with --ga", other.name())),
     };
     client.close().await;
     result
@@ -548,6 +847,12 @@ async fn interrupted() -> &'static str {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(usage) = ga_usage_error(&cli) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, usage)
+            .exit();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -559,6 +864,12 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        if let (true, Some(socket)) = (cli.ga, &cli.socket) {
+            return tokio::select! {
+                r = run_ga(&cli, socket) => r,
+                why = interrupted() => Err(why.to_owned()),
+            };
+        }
         if let Cmd::Serve { replay } = &cli.command {
             let options = qmp::server::serve::ServeOptions {
                 socket: cli.socket.clone(),
@@ -616,6 +927,7 @@ fn main() -> ExitCode {
             eprintln!("qmp: {why}");
             ExitCode::from(EXIT_NOT_SUPPORTED)
         }
+        Ok(Done::Exited(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("qmp: {e}");
             ExitCode::FAILURE
@@ -773,6 +1085,73 @@ mod tests {
             failure.as_deref(),
             Some("QEMU 7.2.22 does not fully support blockdev-del, nope (of the 3 required)")
         );
+    }
+
+    #[test]
+    fn ga_arguments_and_replies_are_checked_against_the_guest_agents_bindings() {
+        assert!(check_ga_arguments("guest-info", &serde_json::json!({})).is_ok());
+        assert!(check_ga_arguments("guest-exec-status", &serde_json::json!({"pid": 1})).is_ok());
+        let e =
+            check_ga_arguments("guest-exec-status", &serde_json::json!({"pid": "x"})).unwrap_err();
+        assert!(
+            e.contains("`guest-exec-status`") && e.contains("guest agent"),
+            "{e}"
+        );
+        let e = check_ga_arguments("query-version", &serde_json::json!({})).unwrap_err();
+        assert!(
+            e.contains("unknown guest-agent command `query-version`"),
+            "{e}"
+        );
+        let e = check_ga_arguments("guest-info", &serde_json::json!([])).unwrap_err();
+        assert!(e.contains("must be a JSON object"), "{e}");
+        let checker = qemu_qapi::ga::commands::check_command_reply;
+        assert!(check_reply_with("guest-get-time", &serde_json::json!(17), checker).is_ok());
+        let m = check_reply_with("guest-get-time", &serde_json::json!("x"), checker).unwrap_err();
+        assert_eq!(m.command, "guest-get-time");
+    }
+
+    #[test]
+    fn exit_statuses_pass_the_programs_on() {
+        use qemu_qapi::guest::ExitStatus;
+        assert_eq!(exit_status_of(ExitStatus::Code(0)), (0, None));
+        assert_eq!(exit_status_of(ExitStatus::Code(3)).0, 3);
+        assert_eq!(exit_status_of(ExitStatus::Signal(9)).0, 137);
+        let (code, note) = exit_status_of(ExitStatus::Code(0x1_0000_0000));
+        assert_eq!(code, 1);
+        assert!(note.unwrap().contains("4294967296"));
+        assert_eq!(exit_status_of(ExitStatus::Unknown).0, 1);
+        assert_eq!(exit_status_of(ExitStatus::Signal(i64::MAX)).0, 1);
+    }
+
+    #[test]
+    fn ga_usage_errors_name_what_works() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("qmp").chain(args.iter().copied())).unwrap()
+        };
+        assert!(ga_usage_error(&parse(&["--ga", "--socket", "s", "call", "guest-ping"])).is_none());
+        let cli = parse(&[
+            "--ga",
+            "--socket",
+            "s",
+            "exec",
+            "--timeout",
+            "5",
+            "--",
+            "uname",
+            "-a",
+        ]);
+        assert!(ga_usage_error(&cli).is_none());
+        assert_eq!(cli.timeout, Some(5.0));
+        assert!(matches!(&cli.command, Cmd::Exec { argv } if argv == &["uname", "-a"]));
+        let e = ga_usage_error(&parse(&["--ga", "call", "guest-ping"])).unwrap();
+        assert!(e.contains("--ga needs --socket PATH"), "{e}");
+        let e = ga_usage_error(&parse(&["--ga", "--socket", "s", "schema"])).unwrap();
+        assert!(
+            e.contains("`schema`") && e.contains("`call` and `exec`"),
+            "{e}"
+        );
+        let e = ga_usage_error(&parse(&["--socket", "s", "exec", "--", "true"])).unwrap();
+        assert!(e.contains("--ga"), "{e}");
     }
 
     #[test]
