@@ -1,7 +1,8 @@
 //! `qmp --ga` end to end: the built program against the installed qemu-ga (run on
 //! the host with `-m unix-listen` in a private directory): `call` (checked against the
 //! guest agent's bindings, reply printed), `exec` (the program's stdout, stderr and
-//! exit status passed on; a timeout), and the usage errors, which need no agent.
+//! exit status passed on; a timeout); and, needing no agent, the usage errors and
+//! `qmp --ga call` against `qmp --ga serve`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -246,4 +247,42 @@ fn ga_usage_errors_need_no_agent() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `qmp --ga serve` (a test agent, no qemu-ga needed) answered by `qmp --ga call`.
+#[test]
+fn ga_call_talks_to_qmp_ga_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let socket_arg = socket.to_str().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_qmp"))
+        .args(["--ga", "--socket", socket_arg, "serve"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting qmp --ga serve");
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = Kill(&mut server);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "qmp --ga serve never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = qmp(&["--ga", "--socket", socket_arg, "call", "guest-info"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["version"], "10.0.0");
+    let out = qmp(&["--ga", "--socket", socket_arg, "call", "guest-ping"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    drop(server);
 }

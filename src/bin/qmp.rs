@@ -8,6 +8,7 @@
 //! qmp (--socket PATH | --tcp HOST:PORT) serve [--replay FILE]       # a test server
 //! qmp --ga --socket PATH call COMMAND [JSON-ARGS]    # a guest agent's command
 //! qmp --ga --socket PATH exec [--timeout S] -- PROGRAM [ARGS…]   # run it in the guest
+//! qmp --ga (--socket PATH | --tcp HOST:PORT) serve [--replay FILE] # a test agent
 //! ```
 //!
 //! `--record FILE` records the session's traffic as a transcript (JSON lines);
@@ -44,7 +45,7 @@
 //! `--ga` talks to a QEMU guest agent (qemu-ga) on the Unix socket `--socket` names
 //! (`qemu-ga -m unix-listen -p PATH`, or the QEMU chardev of the agent's virtio-serial
 //! port) with `qmp::ga::Client` instead of QMP; no private agent is started, so
-//! `--socket` is required. Two subcommands work with it: `call`, which checks the
+//! `--socket` is required. Two subcommands talk to it: `call`, which checks the
 //! arguments against the guest agent's bindings this program was built with (qemu-ga
 //! 10.0's schema: the agent has no `query-qmp-schema`), sends the command, and prints
 //! the reply as `call` does, decoded with the bindings' typed reply (exit status 3
@@ -53,7 +54,8 @@
 //! `guest-exec-status` polls), writes its stdout to stdout and its stderr to stderr,
 //! and exits with the program's exit code (128+N when signal N killed it). `--timeout`
 //! bounds each call, and for `exec` the whole run: a program still running then is
-//! reported with its pid (qemu-ga cannot kill it), exit status 1.
+//! reported with its pid (qemu-ga cannot kill it), exit status 1. `qmp --ga serve`
+//! serves as a guest agent instead of a QMP monitor (`qmp::server::serve`).
 //!
 //! Exit status: 0 success; 1 an error (connection, QEMU's error reply, bad arguments);
 //! 2 a usage error; 3 `call` printed a reply that does not fit the bindings; 4
@@ -150,7 +152,8 @@ enum Cmd {
         require: Vec<String>,
     },
     /// Serve QMP on --socket or --tcp until stopped: replay a transcript, or (without
-    /// --replay) answer only `query-version`.
+    /// --replay) answer only `query-version`. With --ga, serve as a guest agent
+    /// (syncs and `guest-ping` built in; without --replay, `guest-info` too).
     Serve {
         /// The transcript to replay (recorded with --record).
         #[arg(long, value_name = "FILE")]
@@ -195,6 +198,10 @@ fn ga_usage_error(cli: &Cli) -> Option<String> {
                 .to_owned()
         });
     }
+    if matches!(cli.command, Cmd::Serve { .. }) {
+        // Serves as a guest agent, on --socket or --tcp, recording if asked.
+        return None;
+    }
     if cli.tcp.is_some() {
         return Some(
             "--ga talks to a guest agent on a Unix socket: use --socket PATH, not --tcp".into(),
@@ -214,7 +221,8 @@ fn ga_usage_error(cli: &Cli) -> Option<String> {
     match cli.command {
         Cmd::Call { .. } | Cmd::Exec { .. } => None,
         ref other => Some(format!(
-            "`{}` is not available with --ga: with a guest agent, `call` and `exec` work",
+            "`{}` is not available with --ga: with a guest agent, `call` and `exec` work \
+             (and `serve` serves as one)",
             other.name()
         )),
     }
@@ -864,7 +872,12 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        if let (true, Some(socket)) = (cli.ga, &cli.socket) {
+        // (`--ga serve` is `serve`'s, below.)
+        if let (true, Some(socket), false) = (
+            cli.ga,
+            &cli.socket,
+            matches!(cli.command, Cmd::Serve { .. }),
+        ) {
             return tokio::select! {
                 r = run_ga(&cli, socket) => r,
                 why = interrupted() => Err(why.to_owned()),
@@ -877,6 +890,7 @@ fn main() -> ExitCode {
                 replay: replay.clone(),
                 record: cli.record.clone(),
                 record_secrets: cli.record_secrets,
+                guest_agent: cli.ga,
             };
             return qmp::server::serve::run(&options).await.map(|()| Done::Ok);
         }
@@ -1145,6 +1159,7 @@ mod tests {
         assert!(matches!(&cli.command, Cmd::Exec { argv } if argv == &["uname", "-a"]));
         let e = ga_usage_error(&parse(&["--ga", "call", "guest-ping"])).unwrap();
         assert!(e.contains("--ga needs --socket PATH"), "{e}");
+        assert!(ga_usage_error(&parse(&["--ga", "--tcp", "h:1", "serve"])).is_none());
         let e = ga_usage_error(&parse(&["--ga", "--socket", "s", "schema"])).unwrap();
         assert!(
             e.contains("`schema`") && e.contains("`call` and `exec`"),
