@@ -34,7 +34,11 @@
 //! agents that ignore `id` safe: on a synchronised stream with one request
 //! outstanding, a reply without `id` can only be that request's. Such a reply to a
 //! request that carried an id is how such an agent is detected
-//! ([`Client::agent_ignores_ids`]); nothing else changes for it.
+//! ([`Client::agent_ignores_ids`]); nothing else changes for it. Whether the agent
+//! echoes ids is learnt at every sync (its request carries an id too): from an agent
+//! that does, a successful reply without an id answers nothing (noise on a serial
+//! line, say) and is dropped like garbage, while an error without one is still the
+//! call's (qemu-ga leaves the id out when it could not parse the request).
 //!
 //! # Commands that never answer
 //!
@@ -66,6 +70,12 @@
 //! delimiter, and [`crate::codec::LineWriter`]), the request encoding, the reply
 //! decoding and the error type with the QMP [`crate::Client`], but not its id-routing
 //! reader and writer tasks, which pipeline requests and so cannot resynchronise.
+//!
+//! # Reaching the agent
+//! [`Config::connect_unix`] (QEMU's chardev socket for the agent's virtio-serial
+//! port, or qemu-ga's own), [`Config::connect_path`] (a socket or a character
+//! device: the pty QEMU makes with `-chardev pty`, put in raw mode), and
+//! [`Config::connect_stream`] (anything else).
 //!
 //! Logging: target `qmp::ga`, inside a `qmp-ga` span with the peer; the JSON at
 //! `trace`.
@@ -322,6 +332,7 @@ impl Config {
             next_id: u64::from(fastrand::u32(..)) + 1,
             sync_timeout: self.sync_timeout,
             after_no_reply: None,
+            echoes_ids: false,
             peer: peer.clone(),
         };
         let started = Instant::now();
@@ -574,6 +585,9 @@ struct Agent {
     sync_timeout: Duration,
     /// The last command written that never answers, if the agent may now go away.
     after_no_reply: Option<Cow<'static, str>>,
+    /// The agent echoed the id of the last sync: a reply without an id is then not
+    /// an answer to a request (see `Reply::OursWithoutId`).
+    echoes_ids: bool,
     peer: String,
 }
 
@@ -760,6 +774,14 @@ impl Agent {
                     let _ = job.tx.send(Ok(Some(reply)));
                     return Ok(());
                 }
+                // An agent that echoes ids leaves out the id only on an error about a
+                // request it could not parse (ours, mangled: the answer to this
+                // call); a successful reply without one is not this call's.
+                Reply::OursWithoutId(reply) if self.echoes_ids && !reply.is_error => {
+                    let shown: String = line.chars().take(200).collect();
+                    warn!(target: "qmp::ga", id, line = %shown, "dropping a reply without an id from an agent that echoes ids; will resynchronise");
+                    self.synced = false;
+                }
                 Reply::OursWithoutId(reply) => {
                     if !self.shared.ignores_ids.swap(true, Ordering::Relaxed) {
                         debug!(target: "qmp::ga", "the agent answers without the request's id (an old agent)");
@@ -798,7 +820,12 @@ impl Agent {
         let mut bytes = vec![DELIMITER];
         let args = serde_json::json!({ "id": token });
         // Cannot fail: a literal object.
-        let _ = write_request(&mut bytes, ExecKind::Execute, SYNC, Some(&args), None);
+        // With the token as the request's id too: whether the agent echoes it tells
+        // an agent that ignores ids (its replies are then matched by order) from one
+        // that does not (a reply without an id is then not an answer); learnt again
+        // at every sync, in case another agent took over the port.
+        let id = token.unsigned_abs();
+        let _ = write_request(&mut bytes, ExecKind::Execute, SYNC, Some(&args), Some(id));
         self.writer.push_bytes(&bytes);
         debug!(target: "qmp::ga", token, "synchronising");
         self.write().await.map_err(SyncError::Fatal)?;
@@ -840,15 +867,17 @@ impl Agent {
                     continue;
                 }
             };
-            let answered = match Incoming::parse(line) {
-                Ok(Incoming::Return { value, .. }) => {
-                    serde_json::from_str::<i64>(value.get()).ok() == Some(token)
-                }
-                _ => false,
+            let (answered, echoed) = match Incoming::parse(line) {
+                Ok(Incoming::Return { value, id }) => (
+                    serde_json::from_str::<i64>(value.get()).ok() == Some(token),
+                    id.is_some(),
+                ),
+                _ => (false, false),
             };
             if answered {
-                debug!(target: "qmp::ga", token, dropped_delimited = dropped, "synchronised");
+                debug!(target: "qmp::ga", token, dropped_delimited = dropped, echoes_ids = echoed, "synchronised");
                 self.synced = true;
+                self.echoes_ids = echoed;
                 return Ok(());
             }
             // An older sync's reply (ours, or an earlier client's): the next 0xFF.
@@ -950,6 +979,8 @@ mod tests {
         ignore_ids: bool,
         /// A line of garbage before every reply to `echo`.
         garbage: bool,
+        /// A successful reply without an id before every reply to `echo`.
+        stray_reply: bool,
         /// How long the agent takes to answer `echo`.
         delay: Option<Duration>,
         /// The agent starts reading only after this (not up yet).
@@ -997,6 +1028,9 @@ mod tests {
                     }
                     if fake.garbage {
                         out.extend_from_slice(b"%% not json %%\n\xfe\xfe\n{\"half\": \n");
+                    }
+                    if fake.stray_reply {
+                        out.extend_from_slice(b"{\"return\": {\"n\": 424242}}\n");
                     }
                     args
                 }
@@ -1065,6 +1099,25 @@ mod tests {
             );
         }
         each_gets_its_own(&client, 20).await;
+    }
+
+    /// Found by the test server's faults: a reply without an id used to be taken as
+    /// the current call's even from an agent that echoes ids.
+    #[tokio::test]
+    async fn a_stray_reply_without_id_from_an_agent_that_echoes_ids_goes_to_nobody() {
+        let fake = Fake {
+            stray_reply: true,
+            ..Fake::default()
+        };
+        let client = client_for(fake, &Config::new()).await;
+        for n in 0..5 {
+            assert_eq!(
+                client.execute(&Echo { n }).await.unwrap(),
+                json!({ "n": n })
+            );
+        }
+        each_gets_its_own(&client, 20).await;
+        assert!(!client.agent_ignores_ids());
     }
 
     #[tokio::test]

@@ -337,12 +337,13 @@ async fn the_faults_are_on_the_wire() {
         // The preamble, whose partial line the parse error's reply completes.
         b"{\"return\": {}, \"id\": 7}\n",
         b"{\"return\": {\"stal{\"error\":{\"class\":\"GenericError\",\"desc\":\"JSON parse error, stray '\xef\xbf\xbd'\"}}\n",
-        // The sync is exempt from the faults: its id stays.
-        b"\xff{\"return\":5,\"id\":1}\n",
+        // The sync is exempt from the reply faults, but an agent that ignores ids
+        // ignores its id too.
+        b"\xff{\"return\":5}\n",
         b"\xfegarbage\n",
         b"{\"return\":{\"n\":3}}\n",
-        // Other commands are not affected.
-        b"{\"return\":{},\"id\":3}\n",
+        // Other commands are spared the faults `only_command` narrows, not that one.
+        b"{\"return\":{}}\n",
     ];
     for (got, expected) in got.iter().zip(expected) {
         assert!(
@@ -357,4 +358,25 @@ async fn the_faults_are_on_the_wire() {
     let mut rest = Vec::new();
     bounded(s.read_to_end(&mut rest)).await.unwrap();
     assert!(input.is_empty() && rest.is_empty(), "{input:?} {rest:?}");
+}
+
+/// A successful reply without an id, from an agent that echoes ids, answers no call
+/// (the client learns at each sync whether the agent echoes ids): found with this
+/// fault, which made every call return `{"n": 424242}`.
+#[tokio::test]
+async fn a_reply_without_id_from_an_agent_that_echoes_ids_reaches_nobody() {
+    let server = agent(Faults {
+        garbage_before_reply: Some(br#"{"return": {"n": 424242}}"#.to_vec()),
+        ..on_echo()
+    });
+    let served = listen(&server).await;
+    let client = connect(&served, &Config::new()).await;
+    for n in 0..5 {
+        assert_eq!(
+            bounded(client.execute(&Echo { n })).await.unwrap(),
+            Echoed { n }
+        );
+    }
+    each_gets_its_own(&client, 20).await;
+    assert!(!client.agent_ignores_ids());
 }

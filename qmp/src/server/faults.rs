@@ -69,8 +69,10 @@ pub struct Faults {
     /// connects, before anything else: e.g. a reply meant for an earlier client of a
     /// guest agent and a partial line, `{"return": {}, "id": 7}\n{"return": {"stal`.
     pub preamble: Option<Vec<u8>>,
-    /// Remove the `id` member from each affected reply (an old guest agent that
-    /// ignores ids).
+    /// Remove the `id` member from every reply (an old guest agent that ignores
+    /// ids): a property of the agent, so it also applies to the replies the other
+    /// reply faults spare (`guest-sync-delimited`'s, from which a client learns
+    /// whether ids are echoed) and is not narrowed by [`Faults::only_command`].
     pub strip_reply_ids: bool,
     /// Before each affected reply, send this line (terminator added; any bytes, e.g.
     /// not UTF-8).

@@ -315,6 +315,13 @@ async fn send_reply(tx: &mpsc::Sender<Out>, reply: Reply, faults: &Faults) {
                 return;
             }
         } else {
+            // An agent that ignores ids ignores them in every reply, the sync's too
+            // (a client learns from the sync whether ids are echoed).
+            let line = if faults.strip_reply_ids {
+                without_id(line)
+            } else {
+                line
+            };
             let _ = tx.send(out_line(line, reply.delimited)).await;
         }
     }
