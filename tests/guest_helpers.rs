@@ -1,6 +1,6 @@
 //! `qemu_qapi::guest` against a scripted fake agent over `tokio::io::duplex`: the
 //! freeze guard (thaw, thaw from drop, no thaw after an error reply, a thaw after a
-//! freeze without answer or a cancelled one), the file handle closed on every path
+//! freeze without answer or a cancelled one, a second thaw after an unanswered one), the file handle closed on every path
 //! (an error half-way, a cancelled transfer), short writes, and `exec`'s decoding and
 //! timeout. Never against a real qemu-ga: on this machine a freeze would freeze it.
 
@@ -49,14 +49,19 @@ impl Log {
 
     /// Waits (bounded by [`HANG`]) until the fake has received `name`.
     async fn wait_for(&self, name: &str) {
+        self.wait_for_times(name, 1).await
+    }
+
+    /// Waits (bounded by [`HANG`]) until the fake has received `name` `times` times.
+    async fn wait_for_times(&self, name: &str, times: usize) {
         let seen = async {
-            while !self.names().iter().any(|n| n == name) {
+            while self.names().iter().filter(|n| *n == name).count() < times {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         };
-        tokio::time::timeout(HANG, seen)
-            .await
-            .unwrap_or_else(|_| panic!("`{name}` never came; got {:?}", self.names()));
+        tokio::time::timeout(HANG, seen).await.unwrap_or_else(|_| {
+            panic!("`{name}` never came {times} times; got {:?}", self.names())
+        });
     }
 }
 
@@ -185,6 +190,40 @@ async fn a_guard_dropped_without_thaw_thaws_from_a_task() {
     assert_eq!(
         log.names(),
         ["guest-fsfreeze-freeze", "guest-fsfreeze-thaw"]
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_thaw_is_sent_again_from_a_task() {
+    let mut thaws = 0;
+    let script: Script = Box::new(move |name, _| match name {
+        "guest-fsfreeze-thaw" => {
+            thaws += 1;
+            if thaws == 1 {
+                Answer::Never
+            } else {
+                Answer::Return(json!(1))
+            }
+        }
+        _ => Answer::Return(json!(1)),
+    });
+    let mut config = ga::Config::new();
+    config.call_timeout(Some(Duration::from_millis(200)));
+    let (client, log) = connect(&config, script).await;
+    let guard = guest::freeze(&client).await.unwrap();
+    let e = guard.thaw().await.unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    assert!(e.to_string().contains("guest-fsfreeze-thaw"), "{e}");
+    log.wait_for_times("guest-fsfreeze-thaw", 2).await;
+    ping(&client).await;
+    assert_eq!(
+        log.names(),
+        [
+            "guest-fsfreeze-freeze",
+            "guest-fsfreeze-thaw",
+            "guest-fsfreeze-thaw",
+            "guest-ping"
+        ]
     );
 }
 

@@ -152,6 +152,10 @@ pub struct ExecOutput {
 /// poll a call of its own: other calls go through in between) until it has exited;
 /// its stdout and stderr come back decoded.
 ///
+/// Dropping the returned future stops the polling, not the program: it goes on in
+/// the guest (qemu-ga has no command to kill it), and its output stays with the
+/// agent.
+///
 /// # Errors
 /// [`Error::Agent`] when a call fails (e.g. the program does not exist: qemu-ga's
 /// error reply to `guest-exec`), [`Error::ExecTimeout`] naming the program, its pid

@@ -49,14 +49,26 @@ impl FreezeGuard {
     ///
     /// # Errors
     /// [`Error::Agent`] when the call fails. After a timeout the thaw's outcome is
-    /// unknown, so the guard's drop sends it once more; after any other error it does
-    /// not (qemu-ga answered, or the connection is gone).
+    /// unknown, so a task sends it once more (logged as a thaw from drop); after any
+    /// other error it does not (qemu-ga answered, or the connection is gone).
     pub async fn thaw(mut self) -> Result<i64> {
         let thawed = self.client.execute(&GuestFsfreezeThaw).await;
         // Cancelled before here, `self` is dropped armed and the drop thaws.
-        self.armed = matches!(&thawed, Err(e) if e.is_timeout());
-        thawed
-            .map_err(|e| Error::agent("thawing the guest's file systems (guest-fsfreeze-thaw)", e))
+        self.armed = false;
+        match thawed {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                if e.is_timeout() {
+                    // Unanswered: whether it thawed is unknown, and a second thaw is
+                    // harmless (it thaws nothing, or what is still frozen).
+                    spawn_thaw(&self.client, "the thaw was not answered in time");
+                }
+                Err(Error::agent(
+                    "thawing the guest's file systems (guest-fsfreeze-thaw)",
+                    e,
+                ))
+            }
+        }
     }
 }
 
