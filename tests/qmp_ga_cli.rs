@@ -32,10 +32,15 @@ struct Agent {
 
 impl Agent {
     fn start() -> Option<Agent> {
-        let program = ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())?;
+        // As tests/ga_live.rs finds it: on PATH, or where Debian puts it.
+        let program = if qemu_qapi::qmp::local::installed("qemu-ga") {
+            PathBuf::from("qemu-ga")
+        } else {
+            ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())?
+        };
         let dir = tempfile::tempdir().expect("a temporary directory");
         std::fs::create_dir(dir.path().join("state")).expect("the state directory");
         let child = Command::new(program)
