@@ -1,18 +1,25 @@
 """The `qemu.qmp` driver of the benchmark (QEMU's own Python QMP library, from PyPI).
 
 Takes the same command line as the Rust drivers (see bench/src/lib.rs):
-    qemu_qmp_client.py calls|schema|events|conns --socket PATH [--calls N]
+    qemu_qmp_client.py calls|schema|events|conns|ga-ping --socket PATH [--calls N]
         [--inflight N] [--oob] [--subscribers N] [--events N] [--conns N] [--stalled]
 and prints one JSON line: {"value", "unit", "hwm_kib", "ok", "note"}.
 
 `qemu.qmp` negotiates `oob` whenever the server offers it; without `--oob` the driver
 hides the capability from it before negotiation, so that both modes can be measured.
 It has no typed bindings: replies and events are the dicts it returns.
+
+`ga-ping` talks to the guest agent the way QEMU's own `qemu-ga-client`
+(python/qemu/utils/qemu_ga_client.py) does: no greeting to wait for, no negotiation
+(`await_greeting` and `negotiate` off before `connect`), and a `guest-sync` with a
+random id first (its JSON reader cannot skip the 0xFF byte `guest-sync-delimited`
+puts before its reply).
 """
 
 import argparse
 import asyncio
 import json
+import random
 import sys
 import time
 
@@ -127,9 +134,28 @@ async def conns(args) -> None:
     finish(per, 'KiB/conn', True, f'{len(held)} connections')
 
 
+async def ga_ping(args) -> None:
+    qga = QMPClient()
+    qga.await_greeting = False
+    qga.negotiate = False
+    await qga.connect(args.socket)
+    uid = random.randint(0, (1 << 31) - 1)
+    ret = await qga.execute('guest-sync', {'id': uid})
+    if ret != uid:
+        finish(0, 'calls/s', False, f'guest-sync returned {ret!r}, expected {uid}')
+    start = time.perf_counter()
+    for _ in range(args.calls):
+        ret = await qga.execute('guest-ping')
+        if ret != {}:
+            finish(0, 'calls/s', False, f'guest-ping returned {ret!r}')
+    elapsed = time.perf_counter() - start
+    await qga.disconnect()
+    finish(args.calls / elapsed, 'calls/s')
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument('workload', choices=['calls', 'schema', 'events', 'conns'])
+    p.add_argument('workload', choices=['calls', 'schema', 'events', 'conns', 'ga-ping'])
     p.add_argument('--socket', required=True)
     p.add_argument('--calls', type=int, default=5000)
     p.add_argument('--inflight', type=int, default=1)
@@ -141,7 +167,7 @@ def main() -> None:
     p.add_argument('--raw', action='store_true')  # qemu.qmp events are always raw
     args = p.parse_args()
     asyncio.run({'calls': calls, 'schema': schema, 'events': events,
-                 'conns': conns}[args.workload](args))
+                 'conns': conns, 'ga-ping': ga_ping}[args.workload](args))
 
 
 if __name__ == '__main__':

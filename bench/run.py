@@ -1,9 +1,13 @@
 """Runs the benchmark (issue 6) once everything is built; `scripts/bench` calls it.
 
-For each repetition, each workload, each client in turn (round-robin, so the machine's
-noise hits all alike): start a fresh server, run the client's driver as its own
-process (so its peak RSS is its own), stop the server. Then print a Markdown table
-with ratios of ours to each peer, check the issue's targets, and write
+For each repetition, each workload, each client in turn, in an order shuffled anew for
+every repetition and workload (seeded: `--seed`; the seed is printed), so that no
+client always runs first or right after another: start a fresh server, run the
+client's driver as its own process (so its peak RSS is its own), stop the server.
+Then print a Markdown table with ratios of ours to each peer, each with the range of
+its per-repetition ratios, check the issue's targets against those ranges (MET only
+when the whole range clears the target, MISSED when the whole range misses it,
+UNCLEAR otherwise), and write
 target/bench/results.json as a list of {"client", "workload", "median", "min", "max",
 "unit"} (and each repetition's figure to target/bench/runs.json).
 
@@ -14,6 +18,8 @@ import argparse
 import json
 import os
 import platform
+import random
+import shutil
 import signal
 import socket
 import statistics
@@ -50,11 +56,46 @@ EXTRA_WORKLOADS = [
 # so does its stalled-subscriber run (~5 s; only its peak RSS is of interest).
 SLOW_PYTHON = {'events10', 'events100', 'events1-stalled'}
 ORDER = ([w for w, _, _ in CALL_WORKLOADS] + ['schema', 'rss']
-         + [w for w, _, _ in EVENT_WORKLOADS] + ['conns1000', 'parse', 'build-debug',
-                                                   'build-release'])
+         + [w for w, _, _ in EVENT_WORKLOADS] + ['conns1000', 'ga-ping', 'parse',
+                                                   'build-debug', 'build-release'])
 UNITS = {w: u for w, _, u in CALL_WORKLOADS + EVENT_WORKLOADS + EXTRA_WORKLOADS}
 UNITS.update({'schema': 'ms/call', 'rss': 'MiB', 'conns1000': 'KiB/conn', 'parse': 'ms',
-              'build-debug': 's', 'build-release': 's'})
+              'build-debug': 's', 'build-release': 's', 'ga-ping': 'calls/s'})
+
+# What a peer cannot do, printed as a footnote beside each figure it affects (so that
+# a ratio is not read as what it is not): (client, workloads, note).
+QAPI_RS_ONE_IN_FLIGHT = (
+    'qapi-rs 0.15 never negotiates `oob`: its greeting parser reads the `"oob"` '
+    'capability into a catch-all variant, so it believes the server lacks it, sends no '
+    'ids and holds its write lock until each reply (see bench/peers/qapi-rs). Its '
+    'figure is one call at a time whatever the row asks for: the `-oob` rows run '
+    'without oob, and its calls "in flight" wait for each other.')
+PEER_LIMITS = [
+    ('qapi-rs', {'inflight32', 'inflight256', 'seq-oob', 'inflight32-oob',
+                 'inflight256-oob'}, QAPI_RS_ONE_IN_FLIGHT),
+    ('qapi-rs', {'events10', 'events100'},
+     'qapi-rs has one event stream and no subscriptions: the fan-out to several '
+     'subscribers (a bounded channel each) is the benchmark driver\'s code.'),
+    ('qapi-rs', {'events1-stalled'},
+     'qapi-rs: not measured, it has no subscriptions to stall.'),
+    ('qemu.qmp', {'events10', 'events100', 'events1-stalled'},
+     'qemu.qmp: one run only (tens of seconds to minutes each), so no range.'),
+    # None: the whole column (a note on its header).
+    ('qemu.qmp', None,
+     'qemu.qmp is Python (CPython, asyncio on one thread): it decodes into dicts, not '
+     'typed values, and never uses the second core; its figures are the language\'s '
+     'as much as the library\'s.'),
+    ('qemu.qmp', {'ga-ping'},
+     'qemu.qmp (like QEMU\'s qemu-ga-client) syncs with `guest-sync`, not '
+     '`guest-sync-delimited`: its JSON reader cannot skip the 0xFF byte before the '
+     'delimited reply, so it cannot drop a former client\'s stale replies.'),
+    ('qapi-rs', {'ga-ping'},
+     'qapi-rs (`QgaStreamTokio`, with the `qapi-qga` 0.13 bindings) syncs with '
+     '`guest-sync`, not `guest-sync-delimited`, like qemu.qmp.'),
+    ('qemu', {'parse'},
+     'qemu: QEMU\'s own front end is Python (one process, one thread).'),
+]
+SUPERSCRIPT = str.maketrans('0123456789', '⁰¹²³⁴⁵⁶⁷⁸⁹')
 HIGHER_IS_BETTER = {'calls/s', 'events/s'}
 
 
@@ -102,10 +143,8 @@ class Server:
             os.unlink(self.path)
         except OSError:
             pass
-        try:
-            os.rmdir(self.dir)
-        except OSError:
-            pass
+        # The agent's state folder and pid file are in it too.
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -162,6 +201,7 @@ class Results:
         self.failed_values = {}  # (client, workload) -> [value of a failed check]
         self.hwm = {}       # (client, rep) -> max VmHWM KiB over call workloads
         self.extra_hwm = {}  # (client, workload) -> [VmHWM KiB]
+        self.extra_hwm_reps = {}  # (client, workload) -> {repetition: VmHWM KiB}
         self.reps = {}      # (client, workload) -> {repetition: value}
 
     def add(self, client, workload, res, rep=None, rss=False):
@@ -179,6 +219,8 @@ class Results:
         self.samples.setdefault((client, workload), []).append(float(res['value']))
         self.extra_hwm.setdefault((client, workload), []).append(res.get('hwm_kib', 0))
         if rep is not None:
+            self.extra_hwm_reps.setdefault((client, workload), {})[rep] = res.get('hwm_kib', 0)
+        if rep is not None:
             self.reps.setdefault((client, workload), {})[rep] = float(res['value'])
         if rss and rep is not None:
             k = (client, rep)
@@ -193,16 +235,13 @@ class Results:
             self.samples[(client, 'rss')] = v
 
     def paired(self, workload, a, b, op):
-        """The median over repetitions of op(a's figure, b's figure), taking the two
+        """op(a's figure, b's figure) for every repetition both have, taking the two
         from the same repetition, which ran minutes apart at most: the machine's
         drift between repetitions (this VM's speed moves by ±20 % within minutes)
-        cancels out of each pair. None without a repetition both have."""
+        cancels out of each pair. [] without a repetition both have."""
         ra = self.reps.get((a, workload), {})
         rb = self.reps.get((b, workload), {})
-        common = sorted(set(ra) & set(rb))
-        if not common:
-            return None
-        return statistics.median(op(ra[r], rb[r]) for r in common)
+        return [op(ra[r], rb[r]) for r in sorted(set(ra) & set(rb))]
 
     def stat(self, client, workload):
         v = self.samples.get((client, workload))
@@ -221,26 +260,68 @@ def fmt(v, unit):
     return f'{v:g}'
 
 
+class Spread:
+    """A figure compared over repetitions: the median of the per-repetition values,
+    their min and max, and the values themselves (what a target is checked on)."""
+
+    def __init__(self, values):
+        self.values = sorted(values)
+        self.median = statistics.median(self.values)
+        self.min = self.values[0]
+        self.max = self.values[-1]
+
+    def text(self, digits=2, suffix='', sign=False):
+        f = '+.' if sign else '.'
+        m = f'{self.median:{f}{digits}f}'
+        if len(self.values) < 2:
+            return m + suffix
+        dash = ' … ' if sign else '–'
+        return f'{m} ({self.min:{f}{digits}f}{dash}{self.max:{f}{digits}f}){suffix}'
+
+
 def compare(results, workload, other, op):
-    """op(ours, other): the median of op over the repetitions both ran (see
-    Results.paired), or op of the two medians where they share no repetition."""
-    r = results.paired(workload, 'ours', other, op)
-    if r is not None:
-        return r
+    """op(ours, other) per repetition both ran (see Results.paired), as a Spread; op of
+    the two medians where they share no repetition; None without both figures."""
+    values = [v for v in results.paired(workload, 'ours', other, op) if v == v]
+    if values:
+        return Spread(values)
     a = results.stat('ours', workload)
     b = results.stat(other, workload)
-    return op(a[0], b[0]) if a and b else None
+    if not a or not b:
+        return None
+    v = op(a[0], b[0])
+    return Spread([v]) if v == v else None
 
 
 def ratio(results, workload, other):
-    """Ours ÷ other (None where other is 0)."""
-    r = compare(results, workload, other, lambda x, y: x / y if y else float('nan'))
-    return None if r is None or r != r else r
+    """Ours ÷ other, per repetition (None where other is 0)."""
+    return compare(results, workload, other, lambda x, y: x / y if y else float('nan'))
 
 
 def difference(results, workload, other):
-    """Ours − other."""
+    """Ours − other, per repetition."""
     return compare(results, workload, other, lambda x, y: x - y)
+
+
+def verdict(spread, threshold, at_least):
+    """MET when every per-repetition value clears the threshold, MISSED when none
+    does, UNCLEAR when the range straddles it (then the noise decides, not the code)."""
+    ok = [(v >= threshold) if at_least else (v <= threshold) for v in spread.values]
+    if all(ok):
+        return 'MET'
+    if not any(ok):
+        return 'MISSED'
+    return 'UNCLEAR'
+
+
+def combine(verdicts):
+    """Several conditions: MET when all are, MISSED when one is, UNCLEAR otherwise."""
+    if all(v == 'MET' for v in verdicts):
+        return 'MET'
+    if any(v == 'MISSED' for v in verdicts):
+        return 'MISSED'
+    return 'UNCLEAR'
+
 
 
 def machine():
@@ -288,7 +369,22 @@ def main():
     ap.add_argument('--workloads',
                     help='comma-separated workloads to run (e.g. events1,conns1000); '
                          'default: all')
+    ap.add_argument('--seed', type=int,
+                    help='seed of the shuffled client order (default: a random one, '
+                         'printed with the results; give it again to rerun that order)')
+    ap.add_argument('--parse-unavailable',
+                    help='why the parse workload cannot run (printed in the table)')
+    ap.add_argument('--quick', action='store_true',
+                    help='scripts/bench --quick: parse and builds not run (said so in '
+                         'the table)')
+    ap.add_argument('--qemu-ga', default=shutil.which('qemu-ga') or '/usr/sbin/qemu-ga',
+                    help='the guest agent for ga-ping (default: qemu-ga on PATH, or '
+                         '/usr/sbin/qemu-ga)')
     args = ap.parse_args()
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1 << 32)
+    rng = random.Random(args.seed)
+    log(f'client order seed {args.seed} (--seed {args.seed} reruns this order)')
 
     b = args.bin
     drivers = {
@@ -325,6 +421,23 @@ def main():
     def idle(path):
         return [a.replace('{socket}', path) for a in idle_argv]
 
+    def agent(path):
+        # A fresh qemu-ga per run (it may exit when a client hangs up with replies
+        # unread), its state and pid file beside its socket in the run's temp folder.
+        d = os.path.dirname(path)
+        os.makedirs(os.path.join(d, 'state'), exist_ok=True)
+        return [args.qemu_ga, '-m', 'unix-listen', '-p', path, '-t', os.path.join(d, 'state'),
+                '-f', os.path.join(d, 'qemu-ga.pid')]
+
+    orders = []  # (repetition, workload, [client]): the order each ran in
+
+    def shuffled(workload, clients, rep):
+        """The clients in the order they run this workload in this repetition."""
+        order = list(clients)
+        rng.shuffle(order)
+        orders.append({'rep': rep, 'workload': workload, 'order': order})
+        return order
+
     wanted = set(args.workloads.split(',')) if args.workloads else None
 
     def on(workload):
@@ -335,23 +448,29 @@ def main():
         for name, wargs, _unit in CALL_WORKLOADS:
             if not on(name):
                 continue
-            for client, argv in drivers.items():
+            for client in shuffled(name, drivers, rep):
                 r = measure(storage_daemon,
-                            lambda p, a=argv, w=wargs: a + w + common + ['--socket', p],
+                            lambda p, a=drivers[client], w=wargs: a + w + common + ['--socket', p],
                             args.timeout)
                 res.add(client, name, r, rep, rss=True)
-        for client, argv in drivers.items():
-            if not on('schema'):
-                break
-            r = measure(system_none,
-                        lambda p, a=argv: a + ['schema', '--calls', str(args.schema_calls),
-                                               '--socket', p], args.timeout)
-            res.add(client, 'schema', r, rep, rss=True)
+        if on('schema'):
+            for client in shuffled('schema', drivers, rep):
+                r = measure(system_none,
+                            lambda p, a=drivers[client]: a + ['schema', '--calls',
+                                                             str(args.schema_calls), '--socket', p],
+                            args.timeout)
+                res.add(client, 'schema', r, rep, rss=True)
+        if on('ga-ping'):
+            for client in shuffled('ga-ping', drivers, rep):
+                r = measure(agent,
+                            lambda p, a=drivers[client]: a + ['ga-ping'] + common + ['--socket', p],
+                            args.timeout)
+                res.add(client, 'ga-ping', r, rep)
         if rep < args.event_reps:
             for name, wargs, _unit in EVENT_WORKLOADS + EXTRA_WORKLOADS:
-                for client, argv in drivers.items():
-                    if not on(name):
-                        break
+                if not on(name):
+                    continue
+                for client in shuffled(name, drivers, rep):
                     if client == 'qapi-rs' and '--stalled' in wargs:
                         continue  # no subscriptions to stall: see its driver
                     if '--raw' in wargs and client != 'ours':
@@ -359,25 +478,26 @@ def main():
                     if client == 'qemu.qmp' and name in SLOW_PYTHON and rep > 0:
                         continue  # one run: tens of seconds each (see SLOW_PYTHON)
                     r = measure(flood,
-                                lambda p, a=argv, w=wargs: a + w + ['--events', str(args.events),
-                                                                     '--socket', p],
+                                lambda p, a=drivers[client], w=wargs: a + w + [
+                                    '--events', str(args.events), '--socket', p],
                                 args.timeout)
                     res.add(client, name, r, rep)
-            for client, argv in drivers.items():
-                if not on('conns1000'):
-                    break
-                r = measure(idle,
-                            lambda p, a=argv: a + ['conns', '--conns', str(args.conns),
-                                                   '--socket', p], args.timeout)
-                res.add(client, 'conns1000', r, rep)
+            if on('conns1000'):
+                for client in shuffled('conns1000', drivers, rep):
+                    r = measure(idle,
+                                lambda p, a=drivers[client]: a + ['conns', '--conns',
+                                                                 str(args.conns), '--socket', p],
+                                args.timeout)
+                    res.add(client, 'conns1000', r, rep)
             if args.schema and args.qemu_scripts and on('parse'):
                 parsers = {'qemu': [args.python, os.path.join(args.bench_dir,
                                                               'qemu_qapi_parse.py'),
                                     args.qemu_scripts]}
                 if os.access(os.path.join(b, 'ours-parse'), os.X_OK):
                     parsers['ours'] = [os.path.join(b, 'ours-parse')]
-                for client, argv in parsers.items():
-                    r = run_driver(argv + [args.schema, str(args.parse_runs)], args.timeout * 3)
+                for client in shuffled('parse', parsers, rep):
+                    r = run_driver(parsers[client] + [args.schema, str(args.parse_runs)],
+                                   args.timeout * 3)
                     res.add(client, 'parse', r, rep)
     res.finish_rss()
     if args.builds and os.path.exists(args.builds):
@@ -408,6 +528,10 @@ def main():
     with open(os.path.join(args.out, 'runs.json'), 'w', encoding='utf-8') as f:
         json.dump(runs, f, indent=1)
         f.write('\n')
+    # The order the clients ran in, and the seed that gives it again.
+    with open(os.path.join(args.out, 'order.json'), 'w', encoding='utf-8') as f:
+        json.dump({'seed': args.seed, 'runs': orders}, f, indent=1)
+        f.write('\n')
 
     versions = {}
     if args.versions and os.path.exists(args.versions):
@@ -426,49 +550,100 @@ def report(res, args, started, elapsed, load_start, load_end, versions, idle_nam
     if versions:
         p('Versions: ' + '; '.join(f'{k} {v}' for k, v in versions.items()) + '.')
     ev = min(args.reps, args.event_reps)
-    p(f'Medians of {args.reps} runs ({ev} for events, connections and parse, '
-      f'one process each; qemu.qmp events10/events100/events1-stalled: 1); {args.calls:,} calls per run, {args.schema_calls} schema calls, '
-      f'{args.events:,} events, {args.conns:,} idle connections to {idle_name}. '
-      'Min and max are in `target/bench/results.json`. The ratio columns (and the '
-      'targets below) are medians of per-repetition ratios: ours and the other client '
-      'ran in the same repetition, minutes apart at most, so the machine\'s drift '
-      'between repetitions cancels out; they can differ from the ratio of the two '
-      'medians shown.')
+    p(f'{args.reps} repetitions ({ev} for events, connections and parse; qemu.qmp '
+      f'events10/events100/events1-stalled: 1), a fresh server and client process each; '
+      f'{args.calls:,} calls per run (`seq`…, `ga-ping`), {args.schema_calls} schema '
+      f'calls, {args.events:,} events, {args.conns:,} idle connections to {idle_name}. '
+      f'In each repetition the clients ran each workload in a shuffled order (seed '
+      f'{args.seed}: `scripts/bench --seed {args.seed}` reruns the same order; '
+      '`target/bench/order.json` lists it). Each figure is the median of its runs with '
+      '(min–max). Each ratio is the median of per-repetition ratios (ours and the other '
+      'client in the same repetition, so the machine\'s drift between repetitions '
+      'cancels out; it can differ from the ratio of the two medians shown), with the '
+      'range of those per-repetition ratios: a range that crosses 1.00 (or a target) '
+      'means this machine\'s noise is larger than the difference.')
+    if args.quick:
+        p('')
+        p('Not run (`--quick`): parse, build-debug, build-release.')
+    if args.parse_unavailable:
+        p('')
+        p(f'**parse: NOT MEASURED: {args.parse_unavailable}**')
     p('')
-    p('| workload | unit | floor | ours | qemu.qmp | qapi-rs | qemu | '
+
+    # Footnotes, numbered in order of first use.
+    notes = []
+
+    def mark(client, workload):
+        m = ''
+        for c, workloads, text in PEER_LIMITS:
+            if c == client and workloads is not None and workload in workloads:
+                if text not in notes:
+                    notes.append(text)
+                m += str(notes.index(text) + 1).translate(SUPERSCRIPT)
+        return m
+
+    header = []
+    for c in CLIENTS:
+        h = c
+        for c2, workloads, text in PEER_LIMITS:
+            if c2 == c and workloads is None:
+                if text not in notes:
+                    notes.append(text)
+                h += str(notes.index(text) + 1).translate(SUPERSCRIPT)
+        header.append(h)
+    p('| workload | unit | ' + ' | '.join(header) + ' | '
       'ours ÷ floor | ours ÷ qemu.qmp | ours ÷ qapi-rs | ours ÷ qemu |')
     p('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
-    for w in ORDER + [x for x, _, _ in EXTRA_WORKLOADS]:
+    extra = [x for x, _, _ in EXTRA_WORKLOADS]
+    for w in ORDER + extra:
+        unit = UNITS[w]
         cells = []
         any_value = False
         for c in CLIENTS:
             s = res.stat(c, w)
             if s:
                 any_value = True
-                cells.append(fmt(s[0], UNITS[w]))
+                cell = fmt(s[0], unit)
+                if s[1] != s[2]:
+                    cell += f' ({fmt(s[1], unit)}–{fmt(s[2], unit)})'
             elif (c, w) in res.failed_values:
                 v = statistics.median(res.failed_values[(c, w)])
-                cells.append(f'failed ({fmt(v, UNITS[w])})')
+                cell = f'failed ({fmt(v, unit)})'
                 any_value = True
             elif (c, w) in res.failed:
-                cells.append('failed')
+                cell = 'failed'
+                any_value = True
+            elif w == 'parse' and args.parse_unavailable and c in ('ours', 'qemu'):
+                cell = '**NOT MEASURED**'
                 any_value = True
             else:
-                cells.append('–')
+                cell = '–'
+            m = mark(c, w)
+            if m and (cell != '–' or w == 'events1-stalled'):
+                cell += m
+            cells.append(cell)
         if not any_value:
             continue
         ratios = []
         for other in ('floor', 'qemu.qmp', 'qapi-rs', 'qemu'):
             r = ratio(res, w, other)
-            ratios.append('–' if r is None else f'{r:.2f}')
-        label = w if w not in dict((x, 1) for x, _, _ in EXTRA_WORKLOADS) else f'({w})'
-        p(f'| {label} | {UNITS[w]} | ' + ' | '.join(cells) + ' | ' + ' | '.join(ratios) + ' |')
+            cell = '–' if r is None else r.text()
+            if r is not None:
+                cell += mark(other, w)
+            ratios.append(cell)
+        label = w if w not in extra else f'({w})'
+        p(f'| {label} | {unit} | ' + ' | '.join(cells) + ' | ' + ' | '.join(ratios) + ' |')
     p('')
+    for i, text in enumerate(notes):
+        p(f'{str(i + 1).translate(SUPERSCRIPT)} {text}')
+    if notes:
+        p('')
     p('Higher is better for calls/s and events/s, lower for the rest. "failed (x)": '
       'a check failed (e.g. a subscriber missed events); x is the figure of that run, '
       'not a result, and not in results.json. `events1-raw`: '
       'ours with a raw subscription (the others are raw or typed only); '
-      '`events1-stalled`: one reading subscriber plus one that never reads.')
+      '`events1-stalled`: one reading subscriber plus one that never reads. `ga-ping`: '
+      'sequential `guest-ping` to a fresh host `qemu-ga` per run, after one sync.')
     hw = []
     for c in CLIENTS:
         for w in ('events1', 'events100', 'events1-stalled'):
@@ -477,10 +652,13 @@ def report(res, args, started, elapsed, load_start, load_end, versions, idle_nam
                 hw.append(f'{c} {w} {statistics.median(v) / 1024:.1f} MiB')
     if hw:
         p('Peak RSS during the event floods: ' + ', '.join(hw) + '.')
-    for (c, w), notes in sorted(res.failed.items()):
-        p(f'- {c} {w}: {len(notes)} run(s) failed: {"; ".join(sorted(set(notes)))[:300]}')
+    for (c, w), failed in sorted(res.failed.items()):
+        p(f'- {c} {w}: {len(failed)} run(s) failed: {"; ".join(sorted(set(failed)))[:300]}')
     p('')
     p('#### Targets (issue 6)')
+    p('')
+    p('MET: every repetition\'s ratio (or difference) clears the target; MISSED: none '
+      'does; UNCLEAR (range straddles): some do and some do not, so this run cannot tell.')
     p('')
     for line in targets(res):
         p(f'- {line}')
@@ -493,55 +671,65 @@ def targets(res):
     def r(w, other):
         return ratio(res, w, other)
 
-    def check(desc, ok, detail):
-        lines.append(f'{"MET" if ok else "MISSED"}: {desc} ({detail})')
+    def check(desc, conditions):
+        """conditions: [(label, Spread, threshold, at_least, digits, suffix)]."""
+        verdicts = []
+        details = []
+        for label, spread, threshold, at_least, digits, suffix in conditions:
+            verdicts.append(verdict(spread, threshold, at_least))
+            signed = suffix.endswith('ms') or suffix.endswith('MiB')
+            details.append(spread.text(digits, suffix, sign=signed) + label)
+        v = combine(verdicts)
+        if v == 'UNCLEAR':
+            v = 'UNCLEAR (range straddles)'
+        lines.append(f'{v}: {desc} ({", ".join(details)})')
 
     def unmeasured(desc, why):
         lines.append(f'NOT MEASURED: {desc} ({why})')
 
     f = r('seq', 'floor')
     if f:
-        check('sequential: ours ≥ 0.95 × floor', f >= 0.95, f'{f:.2f} ×')
+        check('sequential: ours ≥ 0.95 × floor', [('', f, 0.95, True, 2, ' ×')])
     else:
         unmeasured('sequential: ours ≥ 0.95 × floor', 'a figure is missing')
     for w in ('inflight32-oob', 'inflight256-oob'):
         f, q = r(w, 'floor'), r(w, 'qemu.qmp')
         if f and q:
             check(f'{w}: ours ≥ 0.95 × floor and ≥ 1.15 × qemu.qmp',
-                  f >= 0.95 and q >= 1.15,
-                  f'{f:.2f} × floor, {q:.2f} × qemu.qmp')
+                  [(' floor', f, 0.95, True, 2, ' ×'), (' qemu.qmp', q, 1.15, True, 2, ' ×')])
         else:
             unmeasured(f'{w}: ours ≥ 0.95 × floor, ≥ 1.15 × qemu.qmp', 'a figure is missing')
     d = difference(res, 'schema', 'floor')
     if d is not None:
-        check('typed query-qmp-schema: ours within 1 ms of the floor', d <= 1.0,
-              f'{d:+.2f} ms')
+        check('typed query-qmp-schema: ours within 1 ms of the floor',
+              [('', d, 1.0, False, 2, ' ms')])
     else:
         unmeasured('query-qmp-schema within 1 ms of the floor', 'a figure is missing')
     d = difference(res, 'rss', 'floor')
     if d is not None:
-        check('peak RSS: ours within 2 MiB of the floor', d <= 2.0, f'{d:+.1f} MiB')
+        check('peak RSS: ours within 2 MiB of the floor', [('', d, 2.0, False, 1, ' MiB')])
     else:
         unmeasured('peak RSS within 2 MiB of the floor', 'a figure is missing')
-    so = res.extra_hwm.get(('ours', 'events1-stalled'))
-    sf = res.extra_hwm.get(('floor', 'events1-stalled'))
-    if so and sf:
-        d = (statistics.median(so) - statistics.median(sf)) / 1024
+    so = res.extra_hwm_reps.get(('ours', 'events1-stalled'), {})
+    sf = res.extra_hwm_reps.get(('floor', 'events1-stalled'), {})
+    both = sorted(set(so) & set(sf))
+    if both:
+        d = Spread([(so[i] - sf[i]) / 1024 for i in both])
         check('peak RSS during a flood with a stalled subscriber: within 2 MiB of the floor',
-              d <= 2.0, f'{d:+.1f} MiB')
+              [('', d, 2.0, False, 1, ' MiB')])
     else:
         unmeasured('peak RSS with a stalled subscriber', 'a figure is missing')
     f, q = r('events1', 'floor'), r('events1', 'qapi-rs')
     if f and q:
         check('events into the typed Event enum, 1 subscriber: ≥ floor (Value) and '
-              '≥ 1.2 × qapi-rs', f >= 1.0 and q >= 1.2,
-              f'{f:.2f} × floor, {q:.2f} × qapi-rs')
+              '≥ 1.2 × qapi-rs',
+              [(' floor', f, 1.0, True, 2, ' ×'), (' qapi-rs', q, 1.2, True, 2, ' ×')])
     else:
         unmeasured('events1 ≥ floor and ≥ 1.2 × qapi-rs', 'a figure is missing')
     for w in ('build-debug', 'build-release'):
         q = r(w, 'qapi-rs')
         if q:
-            check(f'{w}: ours ≤ 0.7 × qapi-rs', q <= 0.7, f'{q:.2f} ×')
+            check(f'{w}: ours ≤ 0.7 × qapi-rs', [('', q, 0.7, False, 2, ' ×')])
         else:
             unmeasured(f'{w}: ours ≤ 0.7 × qapi-rs', 'not run (--quick) or a build failed')
     return lines

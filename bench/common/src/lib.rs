@@ -16,7 +16,8 @@ use std::time::Duration;
 /// [--events N] [--conns N] [--stalled]`.
 #[derive(Debug, Clone)]
 pub struct Args {
-    /// `calls` (query-version), `schema` (query-qmp-schema), `events` or `conns`.
+    /// `calls` (query-version), `schema` (query-qmp-schema), `events`, `conns` or
+    /// `ga-ping` (guest-ping to the guest agent).
     pub workload: String,
     /// The server's Unix socket.
     pub socket: String,
@@ -41,7 +42,7 @@ pub struct Args {
 
 impl Args {
     /// True for the workloads with one stream of work: one call at a time (`seq`,
-    /// `seq-oob`, `schema`) or one event subscriber (`events1`, with or without a
+    /// `seq-oob`, `schema`, `ga-ping`) or one event subscriber (`events1`, with or without a
     /// stalled one beside it). Every async Rust driver (ours, qapi-rs) runs these on a
     /// current-thread tokio runtime, as such a client would be built (a second worker
     /// thread only adds cross-thread wake-ups, and the machine's second core is the
@@ -51,7 +52,7 @@ impl Args {
     pub fn single_stream(&self) -> bool {
         match self.workload.as_str() {
             "calls" => self.inflight == 1,
-            "schema" => true,
+            "schema" | "ga-ping" => true,
             "events" => self.subscribers == 1,
             _ => false,
         }
@@ -94,7 +95,7 @@ impl Args {
         };
         let usage = || -> ! {
             eprintln!(
-                "usage: DRIVER calls|schema|events|conns --socket PATH [--calls N] \
+                "usage: DRIVER calls|schema|events|conns|ga-ping --socket PATH [--calls N] \
                  [--inflight N] [--oob] [--subscribers N] [--events N] [--conns N] \
                  [--stalled] [--raw]"
             );

@@ -206,6 +206,62 @@ fn conns(a: &Args) -> ! {
     )
 }
 
+/// `calls` sequential `guest-ping` calls to the guest agent (`qemu-ga`), after the
+/// `guest-sync-delimited` any agent client must send first: the agent has no greeting,
+/// and the stream may hold a former client's replies until a sync marks its start.
+fn ga_ping(a: &Args) -> ! {
+    let stream = UnixStream::connect(&a.socket)
+        .unwrap_or_else(|e| fail(&format!("connect {}: {e}", a.socket)));
+    let mut writer = stream
+        .try_clone()
+        .unwrap_or_else(|e| fail(&format!("clone: {e}")));
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let mut line = Vec::new();
+    let id = 0x5eed_u32 ^ std::process::id();
+    // The 0xFF byte resets the agent's parser; the agent sends one before its reply.
+    let mut sync = vec![0xffu8];
+    let _ = writeln!(
+        sync,
+        r#"{{"execute":"guest-sync-delimited","arguments":{{"id":{id}}}}}"#
+    );
+    writer
+        .write_all(&sync)
+        .unwrap_or_else(|e| fail(&format!("write: {e}")));
+    loop {
+        line.clear();
+        match reader.read_until(0xff, &mut line) {
+            Ok(0) => fail("agent closed during guest-sync-delimited"),
+            Ok(_) if line.last() == Some(&0xff) => break,
+            Ok(_) => continue,
+            Err(e) => fail(&format!("read: {e}")),
+        }
+    }
+    let read = |reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>| -> Value {
+        line.clear();
+        match reader.read_until(b'\n', line) {
+            Ok(0) => fail("agent closed"),
+            Ok(_) => {}
+            Err(e) => fail(&format!("read: {e}")),
+        }
+        serde_json::from_slice(line).unwrap_or_else(|e| fail(&format!("bad JSON: {e}")))
+    };
+    let reply = read(&mut reader, &mut line);
+    if reply["return"] != id {
+        fail(&format!("guest-sync-delimited: unexpected reply {reply}"));
+    }
+    let start = Instant::now();
+    for _ in 0..a.calls {
+        writer
+            .write_all(b"{\"execute\":\"guest-ping\"}\n")
+            .unwrap_or_else(|e| fail(&format!("write: {e}")));
+        let reply = read(&mut reader, &mut line);
+        if !reply["return"].is_object() {
+            fail(&format!("guest-ping: unexpected reply {reply}"));
+        }
+    }
+    finish(rate(a.calls, start.elapsed()), "calls/s", true, "")
+}
+
 fn main() {
     let a = Args::parse();
     match a.workload.as_str() {
@@ -213,6 +269,7 @@ fn main() {
         "schema" => schema(&a),
         "events" => events(&a),
         "conns" => conns(&a),
+        "ga-ping" => ga_ping(&a),
         w => fail(&format!("unknown workload {w}")),
     }
 }

@@ -11,13 +11,16 @@
 //!   default policy (what it misses is counted, not stored, and it never holds the
 //!   reader up). Subscriptions are made before the `query-version` that starts the
 //!   flood;
-//! - `conns`: `--conns` idle connections, memory per connection.
+//! - `conns`: `--conns` idle connections, memory per connection;
+//! - `ga-ping`: `--calls` typed `guest-ping` calls, one at a time, to the guest agent
+//!   (`qmp::ga::Client`, which synchronises with `guest-sync-delimited` on connect).
 
 use std::time::Instant;
 
 use bench_common::{finish, proc_status_kib, rate, Args};
 use qemu_qapi::commands::{QueryQmpSchema, QueryVersion};
 use qemu_qapi::events::Event;
+use qemu_qapi::ga::commands::GuestPing;
 use qmp::{Client, Config, Overflow};
 
 fn fail(msg: &str) -> ! {
@@ -164,6 +167,23 @@ async fn conns(a: &Args) -> ! {
     )
 }
 
+async fn ga_ping(a: &Args) -> ! {
+    let agent = qmp::ga::Config::new()
+        .connect_unix(&a.socket)
+        .await
+        .unwrap_or_else(|e| fail(&format!("connect to the agent at {}: {e}", a.socket)));
+    let start = Instant::now();
+    for _ in 0..a.calls {
+        agent
+            .execute(&GuestPing {})
+            .await
+            .unwrap_or_else(|e| fail(&format!("guest-ping: {e}")));
+    }
+    let rate = rate(a.calls, start.elapsed());
+    agent.close().await;
+    finish(rate, "calls/s", true, "")
+}
+
 fn main() {
     let a = Args::parse();
     // The same runtime rule for every async Rust driver (`Args::single_stream`).
@@ -173,6 +193,7 @@ fn main() {
             "schema" => schema(&a).await,
             "events" => events(&a).await,
             "conns" => conns(&a).await,
+            "ga-ping" => ga_ping(&a).await,
             w => fail(&format!("unknown workload {w}")),
         }
     })

@@ -9,7 +9,12 @@
 //! - its event stream is one `Stream` of the typed `Event` enum; more than one
 //!   subscriber is the user's fan-out (a bounded channel per subscriber here);
 //! - its stream ends at the first event it does not know (the flood only sends events
-//!   it knows).
+//!   it knows);
+//! - its guest agent client (`QgaStreamTokio`, feature `qga` of `qapi`, with the
+//!   `qapi-qga` 0.13 bindings) synchronises with `guest-sync`, not
+//!   `guest-sync-delimited` (no 0xFF byte to reset the agent's parser or to skip a
+//!   former client's replies): `ga-ping` makes that call first, as its documentation
+//!   says a client must.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -186,6 +191,25 @@ async fn conns(a: &Args) -> ! {
     )
 }
 
+async fn ga_ping(a: &Args) -> ! {
+    let stream = qapi::futures::QgaStreamTokio::open_uds(&a.socket)
+        .await
+        .unwrap_or_else(|e| fail(&format!("connect to the agent at {}: {e}", a.socket)));
+    let (service, _reader) = stream.spawn_tokio();
+    service
+        .guest_sync(0x5eed ^ std::process::id() as i32)
+        .await
+        .unwrap_or_else(|e| fail(&format!("guest-sync: {e}")));
+    let start = Instant::now();
+    for _ in 0..a.calls {
+        service
+            .execute(qapi::qga::guest_ping {})
+            .await
+            .unwrap_or_else(|e| fail(&format!("guest-ping: {e}")));
+    }
+    finish(rate(a.calls, start.elapsed()), "calls/s", true, "")
+}
+
 fn main() {
     let a = Args::parse();
     // The same runtime rule for every async Rust driver (`Args::single_stream`).
@@ -195,6 +219,7 @@ fn main() {
             "schema" => schema(&a).await,
             "events" => events(&a).await,
             "conns" => conns(&a).await,
+            "ga-ping" => ga_ping(&a).await,
             w => fail(&format!("unknown workload {w}")),
         }
     })
