@@ -7,8 +7,7 @@
 //! qemu-ga is not installed. Never fsfreeze here: this agent acts on this machine
 //! (tests/guest_helpers.rs tests the freeze guard against a fake agent).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use qemu_qapi::ga::commands::{GuestExec, GuestExecStatus, GuestInfo, GuestPing};
@@ -20,99 +19,13 @@ use qmp::ga;
 #[path = "support/skip.rs"]
 mod skip;
 
-/// Bounds every wait of these tests, so that a hang fails instead of blocking the
-/// suite (not a timing assertion: nothing here should take more than a second).
-const HANG: Duration = Duration::from_secs(60);
-
-fn qemu_ga() -> Option<PathBuf> {
-    if qmp::local::installed("qemu-ga") {
-        return Some("qemu-ga".into());
-    }
-    ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-}
-
-/// A `qemu-ga -m unix-listen` in a private directory; killed and reaped on drop.
-struct Agent {
-    program: PathBuf,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Agent {
-    fn start(program: PathBuf) -> Agent {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        std::fs::create_dir(dir.path().join("state")).expect("the state directory");
-        let mut agent = Agent {
-            program,
-            dir,
-            child: None,
-        };
-        agent.restart();
-        agent
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("qga.sock")
-    }
-
-    /// (Re)starts the agent on the same socket.
-    fn restart(&mut self) {
-        self.kill();
-        let dir: &Path = self.dir.path();
-        let child = Command::new(&self.program)
-            .arg("-m")
-            .arg("unix-listen")
-            .arg("-p")
-            .arg(self.socket())
-            .arg("-t")
-            .arg(dir.join("state"))
-            .arg("-f")
-            .arg(dir.join("qga.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting qemu-ga");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn config() -> ga::Config {
-    let mut c = ga::Config::new();
-    // The agent needs a moment to create its socket.
-    c.wait_for_agent(Some(Duration::from_secs(30)));
-    c
-}
-
-async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(HANG, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung"))
-}
+#[path = "support/qemu_ga.rs"]
+mod qemu_ga;
+use qemu_ga::{config, guard, Agent};
 
 macro_rules! agent_or_skip {
     () => {
-        match qemu_ga() {
+        match qemu_ga::program() {
             Some(p) => Agent::start(p),
             None => {
                 skip::skipping("qemu-ga is not installed (scripts/setup-qemu)");
@@ -292,7 +205,7 @@ async fn the_agent_killed_mid_call_fails_every_caller_and_a_restart_resynchronis
 
 #[tokio::test]
 async fn no_agent_on_the_socket_is_a_clear_error() {
-    let Some(program) = qemu_ga() else {
+    let Some(program) = qemu_ga::program() else {
         skip::skipping("qemu-ga is not installed (scripts/setup-qemu)");
         return;
     };
@@ -375,8 +288,8 @@ async fn other_calls_go_through_while_an_exec_waits_for_its_program() {
     let client = connected(&agent).await;
     // The program runs until the test lets it go, so "still running" below is a fact,
     // not a matter of timing (a `sleep 1` would race a slow machine).
-    let started = agent.dir.path().join("started");
-    let go = agent.dir.path().join("go");
+    let started = agent.dir().join("started");
+    let go = agent.dir().join("go");
     let script = format!(
         "touch '{}'; while [ ! -e '{}' ]; do sleep 0.02; done; echo done",
         started.display(),
@@ -466,7 +379,7 @@ async fn a_file_written_in_chunks_reads_back_the_same() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     assert!(std::str::from_utf8(&data).is_err());
-    let path = agent.dir.path().join("copied.bin");
+    let path = agent.dir().join("copied.bin");
     let guest_path = path.to_str().unwrap();
     let transfer = Transfer::new().chunk_size(7_000);
     guard("write", transfer.write(&client, guest_path, &data))
@@ -494,7 +407,7 @@ async fn a_file_written_in_chunks_reads_back_the_same() {
         .is_empty());
 
     // A file that does not exist: qemu-ga's error, naming the path.
-    let missing = agent.dir.path().join("missing");
+    let missing = agent.dir().join("missing");
     let e = guard(
         "read missing",
         guest::read_file(&client, missing.to_str().unwrap()),

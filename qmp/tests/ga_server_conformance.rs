@@ -7,11 +7,12 @@
 //!
 //! Skipped (through `tests/support/skip.rs`) where qemu-ga is not installed.
 
+#[path = "../../tests/support/qemu_ga.rs"]
+mod qemu_ga;
 #[path = "../../tests/support/skip.rs"]
 mod skip;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use qmp::server::Server;
@@ -146,58 +147,6 @@ const CASES: &[(&str, &[&[u8]])] = &[
     ),
 ];
 
-fn qemu_ga() -> Option<PathBuf> {
-    if qmp::local::installed("qemu-ga") {
-        return Some("qemu-ga".into());
-    }
-    ["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-}
-
-/// A `qemu-ga -m unix-listen` in a private directory; killed and reaped on drop.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(program: &Path) -> Agent {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let state = dir.path().join("state");
-        std::fs::create_dir(&state).expect("the state directory");
-        let socket = dir.path().join("qga.sock");
-        let child = Command::new(program)
-            .arg("-m")
-            .arg("unix-listen")
-            .arg("-p")
-            .arg(&socket)
-            .arg("-t")
-            .arg(&state)
-            .arg("-f")
-            .arg(dir.path().join("qga.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting qemu-ga");
-        Agent {
-            child,
-            socket,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Connects, retrying while the agent has not created or opened its socket yet.
 async fn connect(path: &Path) -> UnixStream {
     let deadline = tokio::time::Instant::now() + HANG;
@@ -274,7 +223,7 @@ async fn exchange(mut stream: UnixStream, chunks: &[&[u8]]) -> Vec<Reply> {
 
 #[tokio::test]
 async fn the_agent_mode_answers_as_qemu_ga_does() {
-    let Some(program) = qemu_ga() else {
+    let Some(program) = qemu_ga::program() else {
         skip::skipping("qemu-ga is not installed (scripts/setup-qemu)");
         return;
     };
@@ -285,8 +234,8 @@ async fn the_agent_mode_answers_as_qemu_ga_does() {
 
     let mut failures = Vec::new();
     for (name, chunks) in CASES {
-        let agent = Agent::start(&program);
-        let theirs = exchange(connect(&agent.socket).await, chunks).await;
+        let agent = qemu_ga::Agent::start(program.clone());
+        let theirs = exchange(connect(&agent.socket()).await, chunks).await;
         drop(agent);
         let ours = exchange(connect(&ours_path).await, chunks).await;
         if theirs != ours {

@@ -107,7 +107,8 @@ struct Cli {
     #[arg(long, global = true, requires = "record")]
     record_secrets: bool,
     /// Talk to a QEMU guest agent (qemu-ga) on --socket instead of QMP: `call` and
-    /// `exec` work.
+    /// `exec` work. --socket may also name the pty QEMU made for the agent's serial
+    /// port (`-chardev pty`: "char device redirected to /dev/pts/N").
     #[arg(long, global = true)]
     ga: bool,
     #[command(subcommand)]
@@ -757,7 +758,7 @@ async fn run_ga(cli: &Cli, socket: &Path) -> Result<Done, String> {
     };
     let client = qmp::ga::Config::new()
         .call_timeout(timeout)
-        .connect_unix(socket)
+        .connect_path(socket)
         .await
         .map_err(|e| e.to_string())?;
     let result = match &cli.command {
