@@ -503,8 +503,9 @@ def main():
     if args.builds and os.path.exists(args.builds):
         with open(args.builds, encoding='utf-8') as f:
             for row in json.load(f):
-                # Build i of ours and build i of the peer ran back to back: a pair.
-                for i, v in enumerate(row['values']):
+                # Build i of ours and build i of the peer ran back to back (which
+                # one first alternates): a pair.
+                for i, v in zip(row.get('reps', range(len(row['values']))), row['values']):
                     res.add(row['client'], row['workload'], {'value': v, 'ok': True}, rep=i)
     load_end = os.getloadavg()
     elapsed = time.monotonic() - t0
@@ -597,6 +598,10 @@ def report(res, args, started, elapsed, load_start, load_end, versions, idle_nam
     extra = [x for x, _, _ in EXTRA_WORKLOADS]
     for w in ORDER + extra:
         unit = UNITS[w]
+        shown = any(res.stat(c, w) or (c, w) in res.failed for c in CLIENTS) or (
+            w == 'parse' and args.parse_unavailable)
+        if not shown:
+            continue  # (and its footnotes are not numbered)
         cells = []
         any_value = False
         for c in CLIENTS:
@@ -682,6 +687,8 @@ def targets(res):
         v = combine(verdicts)
         if v == 'UNCLEAR':
             v = 'UNCLEAR (range straddles)'
+        if any(len(c[1].values) < 2 for c in conditions):
+            details.append('one repetition: no range to judge the noise by')
         lines.append(f'{v}: {desc} ({", ".join(details)})')
 
     def unmeasured(desc, why):
