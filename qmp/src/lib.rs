@@ -206,7 +206,10 @@ pub mod local;
 pub mod message;
 pub mod peer;
 pub mod probe;
+#[cfg(feature = "server")]
+pub mod proxy;
 mod race;
+pub mod reconnect;
 pub mod runtime;
 pub mod schema_check;
 pub mod secrets;

@@ -1,0 +1,1 @@
+//! A multiplexing proxy for one QMP monitor (being written).
