@@ -109,7 +109,8 @@
 mod agent;
 mod faults;
 mod handler;
-mod json_stream;
+pub(crate) mod json_stream;
+pub(crate) mod protocol;
 pub mod replay;
 pub mod serve;
 mod session;
@@ -636,15 +637,7 @@ impl ServerBuilder {
             }})
             .to_string()
         });
-        let caps_schema = Schema::from_introspection(&serde_json::json!([
-            {"name": "QMPCapability", "meta-type": "enum", "values": ["oob"]},
-            {"name": "[QMPCapability]", "meta-type": "array", "element-type": "QMPCapability"},
-            {"name": "qmp_capabilities-arg", "meta-type": "object",
-             "members": [{"name": "enable", "type": "[QMPCapability]", "default": null}]},
-            {"name": "0", "meta-type": "object", "members": []},
-            {"name": "qmp_capabilities", "meta-type": "command", "arg-type": "qmp_capabilities-arg", "ret-type": "0"}
-        ]))
-        .unwrap_or_default();
+        let caps_schema = protocol::capabilities_schema();
         Server {
             shared: Arc::new(Shared {
                 greeting,

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -26,12 +25,12 @@ use tokio::task::JoinSet;
 
 use super::faults::{Faults, GreetingFault};
 use super::handler::{Ctx, QmpError};
-use super::json_stream::{parse_message, stray_text, JsonSplitter, Piece};
+use super::json_stream::{JsonSplitter, Piece};
+use super::protocol::{self, reply_line};
 use super::transcript::{Direction, TrafficHook};
 use super::{encode_event, ClientId, Out, Server};
 use crate::codec::{LineEnding, LineWriter};
-use crate::message::{write_error, write_return};
-use crate::schema_check::COMMAND_NOT_FOUND;
+use crate::message::write_return;
 
 /// QEMU's `QMP_REQ_QUEUE_LEN_MAX`.
 const QUEUE_LEN: usize = 8;
@@ -176,16 +175,10 @@ where
                 }
             }
         };
-        let item = match piece {
-            Piece::Message(bytes) => {
-                if let Some(h) = &hook {
-                    h.message(Direction::ToServer, &String::from_utf8_lossy(&bytes));
-                }
-                parse_message(&bytes).map_err(QmpError::generic)
-            }
-            Piece::TooLong => Err(QmpError::generic("JSON token size limit exceeded")),
-            Piece::Stray(token) => Err(QmpError::generic(stray_text(&token))),
-        };
+        if let (Piece::Message(bytes), Some(h)) = (&piece, &hook) {
+            h.message(Direction::ToServer, &String::from_utf8_lossy(bytes));
+        }
+        let item = protocol::request_item(&piece);
         if state.negotiated.load(Ordering::Acquire) {
             read_after_negotiation += 1;
         }
@@ -193,7 +186,7 @@ where
             // QEMU's qmp_is_oob(): dispatched at once, whether or not oob is enabled
             // (without it, the dispatcher then refuses 'exec-oob'). qemu-ga has no
             // out-of-band dispatch: there 'exec-oob' is just an unexpected member.
-            if dict.contains_key("exec-oob") && !dict.contains_key("execute") {
+            if protocol::is_oob(dict) {
                 let (server, state, tx) = (server.clone(), state.clone(), tx.clone());
                 let v = item.unwrap_or_default();
                 tasks.spawn(async move {
@@ -405,18 +398,6 @@ async fn send_faulty(
     true
 }
 
-fn reply_line(result: Result<Value, QmpError>, id: Option<&RawValue>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    match result {
-        Ok(v) => {
-            // A Value always serializes.
-            let _ = write_return(&mut out, &v, id);
-        }
-        Err(e) => write_error(&mut out, &e.class, &e.desc, id),
-    }
-    out
-}
-
 /// QEMU's qmp_dispatch() (and monitor_qmp_dispatch()'s negotiation-mode rewording).
 async fn dispatch(
     server: &Server,
@@ -439,9 +420,7 @@ async fn dispatch(
         Ok(Value::Object(dict)) => dict,
         Ok(_) => return error(QmpError::generic("QMP input must be a JSON object")),
     };
-    let id_raw = dict
-        .get("id")
-        .and_then(|id| RawValue::from_string(id.to_string()).ok());
+    let id_raw = protocol::raw_id(&dict);
     let trailing = Arc::new(Mutex::new(Vec::new()));
     let (command, result) = execute(server, client, state, &dict, negotiated, tx, &trailing).await;
     let trailing = std::mem::take(&mut *trailing.lock().unwrap_or_else(|p| p.into_inner()));
@@ -451,15 +430,7 @@ async fn dispatch(
         && command.as_deref() == Some(super::agent::SYNC_DELIMITED)
         && matches!(result, Some(Ok(_)));
     let line = result.map(|result| {
-        let result = result.map_err(|e| {
-            if !negotiated && e.class == COMMAND_NOT_FOUND {
-                QmpError::command_not_found(
-                    "Expecting capabilities negotiation with 'qmp_capabilities'",
-                )
-            } else {
-                e
-            }
-        });
+        let result = result.map_err(|e| protocol::in_negotiation_mode(e, negotiated));
         reply_line(result, id_raw.as_deref())
     });
     if line.is_none() && trailing.is_empty() {
@@ -484,58 +455,10 @@ async fn execute(
     trailing: &Trailing,
 ) -> (Option<String>, Option<Result<Value, QmpError>>) {
     let allow_oob_input = state.oob.load(Ordering::Acquire);
-    // qmp_dispatch_check_obj(), in our map's (sorted) member order.
-    let mut exec_key: Option<&str> = None;
-    for (k, v) in dict {
-        let k = k.as_str();
-        if k == "execute" || (k == "exec-oob" && allow_oob_input) {
-            if !v.is_string() {
-                return (
-                    None,
-                    Some(Err(QmpError::generic(format!(
-                        "QMP input member '{k}' must be a string"
-                    )))),
-                );
-            }
-            if let Some(prev) = exec_key {
-                return (
-                    None,
-                    Some(Err(QmpError::generic(format!(
-                        "QMP input member '{k}' clashes with '{prev}'"
-                    )))),
-                );
-            }
-            exec_key = Some(k);
-        } else if k == "arguments" {
-            if !v.is_object() {
-                return (
-                    None,
-                    Some(Err(QmpError::generic(
-                        "QMP input member 'arguments' must be an object",
-                    ))),
-                );
-            }
-        } else if k != "id" {
-            return (
-                None,
-                Some(Err(QmpError::generic(format!(
-                    "QMP input member '{k}' is unexpected"
-                )))),
-            );
-        }
-    }
-    let Some(exec_key) = exec_key else {
-        return (
-            None,
-            Some(Err(QmpError::generic("QMP input lacks member 'execute'"))),
-        );
+    let (name, oob) = match protocol::check_request(dict, allow_oob_input) {
+        Ok((name, oob)) => (name.to_string(), oob),
+        Err(e) => return (None, Some(Err(e))),
     };
-    let oob = exec_key == "exec-oob";
-    let name = dict
-        .get(exec_key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
     let result = run_command(
         server, client, state, dict, &name, oob, negotiated, tx, trailing,
     )
@@ -567,50 +490,23 @@ async fn run_command(
         .and_then(Value::as_object)
         .unwrap_or(&empty);
 
-    if name == "qmp_capabilities" && !shared.agent {
-        if oob {
-            return Some(Err(QmpError::generic(format!(
-                "The command {name} does not support OOB"
-            ))));
-        }
+    if name == protocol::QMP_CAPABILITIES && !shared.agent {
         let schema = match &shared.schema {
             Some(s) if s.command(name).is_some() => s,
             _ => &shared.caps_schema,
         };
-        if let Err(r) = schema.check_command(name, Some(args)) {
-            return Some(Err(r.into()));
-        }
-        if negotiated {
-            return Some(Err(QmpError::command_not_found(
-                "Capabilities negotiation is already complete, command ignored",
-            )));
-        }
-        let enable: Vec<&str> = args
-            .get("enable")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let unavailable: Vec<&str> = enable
-            .iter()
-            .copied()
-            .filter(|c| !shared.offered.iter().any(|o| o == c))
-            .collect();
-        if !unavailable.is_empty() {
-            return Some(Err(QmpError::generic(format!(
-                "Capability {} not available",
-                unavailable.join(", ")
-            ))));
-        }
-        state.oob.store(enable.contains(&"oob"), Ordering::Release);
+        let enable_oob = match protocol::negotiate(schema, args, oob, negotiated, &shared.offered) {
+            Ok(enable_oob) => enable_oob,
+            Err(e) => return Some(Err(e)),
+        };
+        state.oob.store(enable_oob, Ordering::Release);
         state.negotiated.store(true, Ordering::Release);
         server.set_negotiated(client);
         let faults = server.faults();
         if let Some(n) = faults.event_flood {
             // Queue the reply first, then flood (the flood task starts after it).
             let mut line = Vec::new();
-            let id = dict
-                .get("id")
-                .and_then(|id| RawValue::from_string(id.to_string()).ok());
+            let id = protocol::raw_id(dict);
             let _ = write_return(&mut line, &serde_json::json!({}), id.as_deref());
             let _ = tx.send(Out::Line(line)).await;
             let tx = tx.clone();
