@@ -65,11 +65,11 @@ UNITS.update({'schema': 'ms/call', 'rss': 'MiB', 'conns1000': 'KiB/conn', 'parse
 # What a peer cannot do, printed as a footnote beside each figure it affects (so that
 # a ratio is not read as what it is not): (client, workloads, note).
 QAPI_RS_ONE_IN_FLIGHT = (
-    'qapi-rs 0.15 never negotiates `oob`: its greeting parser reads the `"oob"` '
-    'capability into a catch-all variant, so it believes the server lacks it, sends no '
-    'ids and holds its write lock until each reply (see bench/peers/qapi-rs). Its '
-    'figure is one call at a time whatever the row asks for: the `-oob` rows run '
-    'without oob, and its calls "in flight" wait for each other.')
+    'qapi-rs 0.15 never uses `oob`: its greeting parser reads the `"oob"` capability '
+    'into a catch-all variant, so it believes the server lacks it, sends no ids and '
+    'holds its write lock until each reply (see bench/peers/qapi-rs), even after '
+    'asking QEMU to enable oob (the `-oob` rows). Its figure is one call at a time '
+    'whatever the row asks for: its calls "in flight" wait for each other.')
 PEER_LIMITS = [
     ('qapi-rs', {'inflight32', 'inflight256', 'seq-oob', 'inflight32-oob',
                  'inflight256-oob'}, QAPI_RS_ONE_IN_FLIGHT),
