@@ -95,7 +95,9 @@
 //! when the subscription's buffer overflows). A subscription yields every event of
 //! the old connection it had received before the gap notice, and nothing of the old
 //! connection after it. It is attached to each new connection before any call can be
-//! made on it, so it starts with the events QEMU sent from the negotiation on; when a
+//! made on it, so it starts with the events QEMU sent from the negotiation on (with
+//! [`Config::fetch_peer_schema`], which makes a request while connecting, from the
+//! end of connecting on: the gap notice covers what came before); when a
 //! connection comes and goes before the subscription is read, the subscription moves
 //! to the newest one and yields a single gap notice. A subscription made before the
 //! first connection ([`Builder::start`]) yields no gap notice for it.

@@ -598,8 +598,7 @@ async fn live_qemu_killed_and_restarted_on_the_same_socket() {
         .greeting()
         .qmp
         .version
-        .qemu
-        .clone();
+        .qemu;
     assert_eq!(
         (greeting.major, greeting.minor),
         (10, 0),
