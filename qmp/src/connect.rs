@@ -4,6 +4,35 @@
 //! Every set-up function is cancellation-safe: until it returns a [`Client`], it owns
 //! the socket, so dropping its future (or hitting its timeout) closes the socket and
 //! leaves nothing half-open.
+//!
+//! # Deadlines
+//!
+//! Each phase has its own deadline, and [`Config::connect_timeout`] bounds them all
+//! together; whichever ends first applies, and the error names the phase, the peer
+//! and the limit that ran out:
+//!
+//! | phase | setting | default | error text (e.g.) |
+//! |---|---|---|---|
+//! | opening the socket | [`Config::socket_timeout`] | 10 s | could not connect to /run/qmp.sock within 10 s: … |
+//! | greeting | [`Config::greeting_timeout`] | 5 s | no greeting within 5 s from /run/qmp.sock: QEMU serves one client per monitor; is another client connected? |
+//! | `qmp_capabilities` | [`Config::negotiation_timeout`] | 10 s | \`qmp_capabilities\` not answered within 10 s by /run/qmp.sock: … |
+//! | all of them | [`Config::connect_timeout`] | 30 s | no greeting within the connect timeout (30 s) from … |
+//! | every write, later | [`Config::write_timeout`] | 10 s | could not write to /run/qmp.sock within 10 s: … (closes the connection) |
+//!
+//! Why these defaults: QEMU sends its greeting as soon as it accepts a client
+//! (milliseconds), so a greeting that has not come within 5 s almost always means
+//! another client holds the monitor (QEMU serves one client per monitor socket; the
+//! kernel accepts a second connection, which then waits, silent, until the first
+//! leaves); 5 s rather than 1–2 s leaves room for a loaded host. `qmp_capabilities`
+//! runs on QEMU's main loop, which may be busy while QEMU starts, hence 10 s. A
+//! write only waits when the socket's buffer (hundreds of KiB) is full, i.e. when
+//! QEMU has stopped reading; 10 s of that is a stopped or hung QEMU, and the
+//! connection is closed, since a half-written request leaves the stream unusable.
+//!
+//! The error kind is [`crate::ErrorKind::Timeout`] (`is_timeout()`); its
+//! `timeout_phase()` says which phase, `timeout_limit()` the limit. A socket that
+//! cannot be opened at once (refused, absent) stays an [`crate::ErrorKind::Io`]
+//! error.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +44,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs, UnixListener, UnixStream
 use crate::client::Client;
 use crate::codec::{CodecError, LineReader, LineWriter, DEFAULT_MAX_LINE};
 use crate::connection::{self, ReadHalf, TaskOptions, WriteHalf};
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Phase, Result};
 use crate::fanout::Overflow;
 use crate::message::{parse_error_body, write_request, ExecKind, Greeting, Incoming};
 use crate::state::{RunState, RunStateWatch, StateCell};
@@ -26,6 +55,14 @@ use crate::unix;
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 /// The default time allowed for connecting plus the handshake.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time allowed for the socket to connect (or be accepted).
+pub const DEFAULT_SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time allowed for QEMU's greeting, once connected.
+pub const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default time allowed for the reply to `qmp_capabilities`.
+pub const DEFAULT_NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time allowed for one write once connected.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connection options, a builder: `Config::new().call_timeout(d).connect_unix(path)`.
 ///
@@ -34,6 +71,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) socket_timeout: Option<Duration>,
+    pub(crate) greeting_timeout: Option<Duration>,
+    pub(crate) negotiation_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) keepalive: Option<(Duration, Duration)>,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) max_message: usize,
     pub(crate) event_capacity: usize,
@@ -52,13 +94,21 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Defaults: 30 s connect timeout, no call timeout, 16 MiB maximum message, 1024
-    /// buffered events per subscriber, `oob` negotiated when offered, the peer's
-    /// schema fetched only when asked for, and typed calls refused before sending
-    /// when the (known) schema lacks what they use.
+    /// Defaults: 30 s connect timeout overall, of which at most 10 s for the socket,
+    /// 5 s for the greeting and 10 s for `qmp_capabilities` (see the table in
+    /// [`connect_timeout`](Self::connect_timeout)); 10 s per write; no keepalive; no
+    /// call timeout; 16 MiB maximum message, 1024 buffered events per subscriber,
+    /// `oob` negotiated when offered, the peer's schema fetched only when asked for,
+    /// and typed calls refused before sending when the (known) schema lacks what
+    /// they use.
     pub fn new() -> Self {
         Config {
             connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            socket_timeout: Some(DEFAULT_SOCKET_TIMEOUT),
+            greeting_timeout: Some(DEFAULT_GREETING_TIMEOUT),
+            negotiation_timeout: Some(DEFAULT_NEGOTIATION_TIMEOUT),
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            keepalive: None,
             call_timeout: None,
             max_message: DEFAULT_MAX_LINE,
             event_capacity: DEFAULT_EVENT_CAPACITY,
@@ -71,10 +121,106 @@ impl Config {
         }
     }
 
-    /// Time allowed for connecting (or accepting) plus greeting and negotiation;
-    /// `None` waits forever.
+    /// Time allowed for connecting (or accepting) plus greeting and negotiation, all
+    /// together (default 30 s); `None`: only the phases' own deadlines apply.
+    ///
+    /// Each phase also has its own deadline; whichever ends first applies, and the
+    /// error ([`crate::ErrorKind::Timeout`]) names the phase, the peer and the limit:
+    ///
+    /// | phase | setting | default |
+    /// |---|---|---|
+    /// | connecting the socket, or accepting QEMU's connection | [`socket_timeout`](Self::socket_timeout) | 10 s |
+    /// | QEMU's greeting | [`greeting_timeout`](Self::greeting_timeout) | 5 s |
+    /// | the reply to `qmp_capabilities` | [`negotiation_timeout`](Self::negotiation_timeout) | 10 s |
+    ///
+    /// E.g. a second client on a monitor another client holds gets: "no greeting
+    /// within 5 s from /run/qmp.sock: QEMU serves one client per monitor; is another
+    /// client connected?".
     pub fn connect_timeout(&mut self, t: Option<Duration>) -> &mut Self {
         self.connect_timeout = t;
+        self
+    }
+
+    /// Time allowed for the socket to connect ([`connect_unix`](Self::connect_unix),
+    /// [`connect_tcp`](Self::connect_tcp): a TCP peer that drops packets) or for QEMU
+    /// to connect ([`accept_unix`](Self::accept_unix),
+    /// [`accept_tcp`](Self::accept_tcp)); default 10 s, `None`: only the connect
+    /// timeout applies. A socket that is absent or refuses fails at once with an
+    /// I/O error, not this.
+    pub fn socket_timeout(&mut self, t: Option<Duration>) -> &mut Self {
+        self.socket_timeout = t;
+        self
+    }
+
+    /// Time allowed for QEMU's greeting once the socket is connected; default 5 s,
+    /// `None`: only the connect timeout applies.
+    ///
+    /// QEMU greets at once; what makes it wait is another client: QEMU serves one
+    /// client per monitor socket, and a second connection is accepted by the kernel
+    /// but gets no greeting until the first client leaves. The error says so: "no
+    /// greeting within 5 s from /run/qmp.sock: QEMU serves one client per monitor;
+    /// is another client connected?". (QEMU stopped with `SIGSTOP` looks the same.)
+    pub fn greeting_timeout(&mut self, t: Option<Duration>) -> &mut Self {
+        self.greeting_timeout = t;
+        self
+    }
+
+    /// Time allowed for sending `qmp_capabilities` and getting its reply; default
+    /// 10 s (it runs on QEMU's main loop, which may be busy while QEMU starts),
+    /// `None`: only the connect timeout applies.
+    pub fn negotiation_timeout(&mut self, t: Option<Duration>) -> &mut Self {
+        self.negotiation_timeout = t;
+        self
+    }
+
+    /// Time allowed for each write once connected (the writer task's, of up to
+    /// 256 KiB of queued requests); default 10 s, `None`: forever.
+    ///
+    /// A write only waits when the socket's buffer is full, i.e. QEMU stopped
+    /// reading (stopped, hung, or its monitor suspended behind a long command with
+    /// many requests queued). When one does not complete in time, **the connection
+    /// is closed**: a half-written request leaves the stream unusable, since there
+    /// is no way to finish it or to send anything after it. Every pending call then
+    /// fails with an error that is both [`is_timeout`](crate::Error::is_timeout) and
+    /// [`is_closed`](crate::Error::is_closed): "`query-status`: could not write to
+    /// /run/qmp.sock within 10 s: QEMU stopped reading (…); the connection is closed,
+    /// since a half-written request leaves the stream unusable".
+    pub fn write_timeout(&mut self, t: Option<Duration>) -> &mut Self {
+        self.write_timeout = t;
+        self
+    }
+
+    /// Checks that QEMU is alive when the connection is quiet: after every
+    /// `interval` in which nothing was read from QEMU, sends `query-version` and
+    /// expects an answer within `deadline` (each at least 1 ms). Off by default.
+    ///
+    /// `query-version` has no effect on QEMU (it reads constants), exists in every
+    /// QEMU and `qemu-storage-daemon`, is allowed in every run state and answers in a
+    /// few hundred bytes. It runs in-band on QEMU's main loop, like the calls it
+    /// guards, so an answer means QEMU can still run commands. It therefore waits
+    /// behind an in-band command that is running: choose a `deadline` longer than
+    /// the longest command you run (or none of those run while the connection is
+    /// otherwise silent).
+    ///
+    /// When it goes unanswered, the peer is declared dead: the connection is closed,
+    /// every pending call fails at once with an error that is
+    /// [`is_peer_dead`](crate::Error::is_peer_dead), [`is_timeout`](crate::Error::is_timeout)
+    /// and [`is_closed`](crate::Error::is_closed) ("`query-status`: QEMU did not
+    /// answer the keepalive (`query-version`, sent after 10 s of silence) within 5 s
+    /// on /run/qmp.sock: declared dead; the connection is closed"), the run state
+    /// goes `Disconnecting` → `Idle`, and later calls fail at once with it.
+    ///
+    /// The keepalive's requests and replies reach the [traffic hook](Self::traffic_hook)
+    /// like any other.
+    pub fn keepalive(&mut self, interval: Duration, deadline: Duration) -> &mut Self {
+        let min = Duration::from_millis(1);
+        self.keepalive = Some((interval.max(min), deadline.max(min)));
+        self
+    }
+
+    /// Turns the keepalive off (the default).
+    pub fn no_keepalive(&mut self) -> &mut Self {
+        self.keepalive = None;
         self
     }
 
@@ -167,6 +313,7 @@ impl Config {
         let path = path.as_ref().to_owned();
         let peer = path.display().to_string();
         self.setup(
+            Opening::Connect,
             async move {
                 let stream = UnixStream::connect(&path)
                     .await
@@ -184,6 +331,7 @@ impl Config {
     /// As [`connect_unix`](Self::connect_unix).
     pub async fn connect_tcp(&self, addr: impl ToSocketAddrs) -> Result<Client> {
         self.setup(
+            Opening::Connect,
             async move {
                 let stream = TcpStream::connect(addr)
                     .await
@@ -206,8 +354,12 @@ impl Config {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        self.setup(async move { Ok(split_other(stream)) }, "stream".into())
-            .await
+        self.setup(
+            Opening::Given,
+            async move { Ok(split_other(stream)) },
+            "stream".into(),
+        )
+        .await
     }
 
     /// Speaks QMP over a connected Unix stream (fd passing available).
@@ -215,8 +367,12 @@ impl Config {
     /// # Errors
     /// As [`connect_unix`](Self::connect_unix).
     pub async fn connect_unix_stream(&self, stream: UnixStream) -> Result<Client> {
-        self.setup(async move { split_unix(stream) }, "unix-stream".into())
-            .await
+        self.setup(
+            Opening::Given,
+            async move { split_unix(stream) },
+            "unix-stream".into(),
+        )
+        .await
     }
 
     /// Waits for QEMU to connect to `listener` (QEMU started with a client-mode
@@ -227,6 +383,7 @@ impl Config {
     /// As [`connect_unix`](Self::connect_unix).
     pub async fn accept_unix(&self, listener: &UnixListener) -> Result<Client> {
         self.setup(
+            Opening::Accept,
             async move {
                 let (stream, _) = listener
                     .accept()
@@ -245,6 +402,7 @@ impl Config {
     /// As [`connect_unix`](Self::connect_unix).
     pub async fn accept_tcp(&self, listener: &TcpListener) -> Result<Client> {
         self.setup(
+            Opening::Accept,
             async move {
                 let (stream, _) = listener
                     .accept()
@@ -258,9 +416,11 @@ impl Config {
         .await
     }
 
-    /// Runs `open` and the handshake under the connect timeout, keeping the run state.
+    /// Runs `open` and the handshake, each phase under its deadline and all under the
+    /// connect timeout, keeping the run state.
     async fn setup(
         &self,
+        opening: Opening,
         open: impl std::future::Future<Output = Result<(ReadHalf, WriteHalf)>>,
         peer: String,
     ) -> Result<Client> {
@@ -268,23 +428,73 @@ impl Config {
         state.set(RunState::Connecting);
         // Back to Idle however this ends, unless it ends connected (also on drop).
         let mut guard = IdleOnDrop(Some(&state));
-        let work = async {
-            let (r, w) = open.await?;
-            let mut reader = LineReader::with_max_line(r, self.max_message);
-            let mut writer = LineWriter::new(w);
-            let (greeting, oob) =
-                handshake(&mut reader, &mut writer, self.negotiate_oob, &self.hook).await?;
-            Ok::<_, Error>((reader, writer, greeting, oob))
-        };
-        let deadline = self
+        let overall = self
             .connect_timeout
-            .map(|t| tokio::time::Instant::now() + t);
-        let (reader, writer, greeting, oob) = match self.connect_timeout {
-            Some(t) => tokio::time::timeout(t, work)
-                .await
-                .map_err(|_| Error::timeout("connect", crate::TimeoutStage::Unanswered))??,
-            None => work.await?,
-        };
+            .map(|t| (tokio::time::Instant::now() + t, t));
+        let (r, w) = within(open, self.socket_timeout, overall, |w| {
+            Error::deadline(
+                Phase::Connect,
+                w.limit,
+                None,
+                match opening {
+                    Opening::Connect => format!(
+                        "could not connect to {peer} within {w}: is QEMU running, with its \
+                         monitor listening there?"
+                    ),
+                    Opening::Accept => format!(
+                        "QEMU did not connect within {w} ({peer}): did it start, with its \
+                         monitor pointed at this socket?"
+                    ),
+                    Opening::Given => format!("the stream to {peer} was not ready within {w}"),
+                },
+                false,
+            )
+        })
+        .await?;
+        let mut reader = LineReader::with_max_line(r, self.max_message);
+        let mut writer = LineWriter::new(w);
+        let greeting = within(
+            read_greeting(&mut reader, &self.hook),
+            self.greeting_timeout,
+            overall,
+            |w| {
+                Error::deadline(
+                    Phase::Greeting,
+                    w.limit,
+                    None,
+                    format!(
+                        "no greeting within {w} from {peer}: QEMU serves one client per \
+                         monitor; is another client connected?"
+                    ),
+                    false,
+                )
+            },
+        )
+        .await?;
+        let oob = within(
+            negotiate(
+                &mut reader,
+                &mut writer,
+                &greeting,
+                self.negotiate_oob,
+                &self.hook,
+            ),
+            self.negotiation_timeout,
+            overall,
+            |w| {
+                Error::deadline(
+                    Phase::Negotiation,
+                    w.limit,
+                    Some("qmp_capabilities"),
+                    format!(
+                        "`qmp_capabilities` not answered within {w} by {peer}: is QEMU \
+                         stopped, or its main loop blocked?"
+                    ),
+                    false,
+                )
+            },
+        )
+        .await?;
         tracing::debug!(target: "qmp::connection", %peer, ?greeting, oob, "connected");
         let (shared, tx) = connection::spawn(
             reader,
@@ -295,21 +505,29 @@ impl Config {
                 greeting,
                 oob,
                 state: state.clone(),
-                peer,
+                peer: peer.clone(),
                 hook: self.hook.clone(),
+                write_timeout: self.write_timeout,
+                keepalive: self.keepalive,
             },
         );
         guard.0 = None;
         state.set(RunState::Running);
         let client = Client::new(shared, tx, self.call_timeout, self.refuse_unsupported);
         if self.fetch_peer_schema {
-            let fetch = client.peer_schema();
-            let fetched = match deadline {
-                Some(d) => tokio::time::timeout_at(d, fetch).await.map_err(|_| {
-                    Error::timeout("query-qmp-schema", crate::TimeoutStage::Unanswered)
-                })?,
-                None => fetch.await,
-            };
+            let fetched = within(client.peer_schema(), None, overall, |w| {
+                Error::deadline(
+                    Phase::Call,
+                    w.limit,
+                    Some("query-qmp-schema"),
+                    format!(
+                        "`query-qmp-schema` (fetching the peer's schema at connect) not \
+                         answered within {w} by {peer}"
+                    ),
+                    false,
+                )
+            })
+            .await;
             if let Err(e) = fetched {
                 client.close().await;
                 return Err(e);
@@ -347,41 +565,41 @@ pub(crate) fn split_other<S: AsyncRead + AsyncWrite + Send + 'static>(
     (Box::new(r), WriteHalf::Other(Box::new(w)))
 }
 
-/// Reads the greeting and runs `qmp_capabilities`. Returns the greeting and whether
-/// `oob` is enabled.
-async fn handshake(
-    reader: &mut LineReader<ReadHalf>,
-    writer: &mut LineWriter<WriteHalf>,
-    want_oob: bool,
-    hook: &HookSlot,
-) -> Result<(Greeting, bool)> {
+/// Reads the greeting.
+async fn read_greeting(reader: &mut LineReader<ReadHalf>, hook: &HookSlot) -> Result<Greeting> {
     let line = read_line(reader, "the greeting").await?;
     hook.received(line);
-    let greeting: Greeting = match Incoming::parse(line) {
+    match Incoming::parse(line) {
         Ok(Incoming::Greeting(_)) => serde_json::from_str(line)
-            .map_err(|e| Error::handshake(format!("malformed greeting ({e}): {line}")))?,
-        _ => {
-            return Err(Error::handshake(format!(
-                "expected a QMP greeting, got: {line}"
-            )))
-        }
-    };
+            .map_err(|e| Error::handshake(format!("malformed greeting ({e}): {line}"))),
+        _ => Err(Error::handshake(format!(
+            "expected a QMP greeting, got: {line}"
+        ))),
+    }
+}
+
+/// Runs `qmp_capabilities`; returns whether `oob` is enabled.
+async fn negotiate(
+    reader: &mut LineReader<ReadHalf>,
+    writer: &mut LineWriter<WriteHalf>,
+    greeting: &Greeting,
+    want_oob: bool,
+    hook: &HookSlot,
+) -> Result<bool> {
     let oob = want_oob && greeting.offers("oob");
     let enable: &[&str] = if oob { &["oob"] } else { &[] };
-    writer
-        .push_with(|b| {
-            let start = b.len();
-            write_request(
-                b,
-                ExecKind::Execute,
-                "qmp_capabilities",
-                Some(&serde_json::json!({ "enable": enable })),
-                Some(0),
-            )?;
-            hook.sent(&b[start..]);
-            Ok(())
-        })
-        .map_err(|e| Error::encode("qmp_capabilities", e))?;
+    let mut request = Vec::with_capacity(64);
+    write_request(
+        &mut request,
+        ExecKind::Execute,
+        "qmp_capabilities",
+        Some(&serde_json::json!({ "enable": enable })),
+        Some(0),
+    )
+    .map_err(|e| Error::encode("qmp_capabilities", e))?;
+    // Told before the bytes go out, with nothing locked.
+    hook.sent(&request);
+    writer.push_bytes(&request);
     writer
         .flush()
         .await
@@ -390,7 +608,7 @@ async fn handshake(
         let line = read_line(reader, "the qmp_capabilities reply").await?;
         hook.received(line);
         match Incoming::parse(line) {
-            Ok(Incoming::Return { .. }) => return Ok((greeting, oob)),
+            Ok(Incoming::Return { .. }) => return Ok(oob),
             Ok(Incoming::Error { error, .. }) => {
                 let desc = parse_error_body(error)
                     .map(|b| format!("{}: {}", b.class, b.desc))
@@ -406,6 +624,83 @@ async fn handshake(
                 )))
             }
         }
+    }
+}
+
+/// How the socket comes to be, for the error when it takes too long.
+#[derive(Clone, Copy)]
+enum Opening {
+    Connect,
+    Accept,
+    Given,
+}
+
+/// The limit that ran out, as error texts show it: a phase's own ("5 s") or the
+/// connect timeout ("the connect timeout (30 s)").
+struct Within {
+    limit: Duration,
+    overall: bool,
+}
+
+impl std::fmt::Display for Within {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.overall {
+            write!(f, "the connect timeout ({})", Limit(self.limit))
+        } else {
+            write!(f, "{}", Limit(self.limit))
+        }
+    }
+}
+
+/// Runs `work` under its own deadline `own` (from now) and the overall one,
+/// whichever ends first; `error` makes the error naming the limit that ran out.
+async fn within<T>(
+    work: impl std::future::Future<Output = Result<T>>,
+    own: Option<Duration>,
+    overall: Option<(tokio::time::Instant, Duration)>,
+    error: impl FnOnce(Within) -> Error,
+) -> Result<T> {
+    let own = own.map(|t| (tokio::time::Instant::now() + t, t));
+    let bound = match (own, overall) {
+        (Some((at, t)), Some((all_at, all))) => Some(if at <= all_at {
+            (
+                at,
+                Within {
+                    limit: t,
+                    overall: false,
+                },
+            )
+        } else {
+            (
+                all_at,
+                Within {
+                    limit: all,
+                    overall: true,
+                },
+            )
+        }),
+        (Some((at, t)), None) => Some((
+            at,
+            Within {
+                limit: t,
+                overall: false,
+            },
+        )),
+        (None, Some((at, all))) => Some((
+            at,
+            Within {
+                limit: all,
+                overall: true,
+            },
+        )),
+        (None, None) => None,
+    };
+    match bound {
+        Some((at, w)) => match tokio::time::timeout_at(at, work).await {
+            Ok(r) => r,
+            Err(_) => Err(error(w)),
+        },
+        None => work.await,
     }
 }
 

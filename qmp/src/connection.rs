@@ -10,9 +10,39 @@
 //!   `HashMap<u64, oneshot::Sender>`, id-less replies to a FIFO of id-less callers)
 //!   and fans events out, in batches, to a bounded queue per subscriber (`fanout.rs`);
 //! * the **supervisor** waits for either to stop, stops the other, then fails every
-//!   pending caller with the first error and sets the run state to `Idle`. Neither
-//!   task can block it: both watch the shutdown token in every wait, so the
-//!   disconnect completes even when the peer is dead or stops reading.
+//!   pending caller with the first error (each caller's copy names its command) and
+//!   sets the run state to `Idle`. Neither task can block it: both watch the
+//!   shutdown token in every wait, so the disconnect completes even when the peer is
+//!   dead or stops reading.
+//!
+//! With [`crate::Config::keepalive`], a fourth task sends `query-version` after
+//! every stretch of silence and declares the peer dead (failing the connection)
+//! when it is not answered in time.
+//!
+//! # Deadlines and how QEMU's end is noticed
+//!
+//! * **QEMU exits or is killed**: the kernel closes its socket; the reader sees the
+//!   end of the stream (or `ECONNRESET`) at once and fails the connection with
+//!   "QEMU closed the connection (…)"; every pending caller gets it with its
+//!   command named ("`query-status`: QEMU closed the connection (end of stream)").
+//!   A write that meets `EPIPE` does the same.
+//! * **QEMU stops reading** (stopped with `SIGSTOP`, hung, or its monitor
+//!   saturated) while a write is under way: a write (one batch, at most 256 KiB)
+//!   that does not complete within [`crate::Config::write_timeout`] fails the
+//!   connection, since a half-written request leaves the stream unusable: there is
+//!   no way to finish a request QEMU will not take, nor to send another after it.
+//!   Small requests fit in the socket's buffer, so a stopped QEMU is usually noticed
+//!   by call timeouts or the keepalive rather than by this.
+//! * **QEMU stops answering** (stopped, or its main loop blocked) while reading
+//!   still works: only the calls' own timeouts and the keepalive notice it.
+//!
+//! # User code
+//!
+//! No lock of the connection is held while user code runs: traffic hooks
+//! ([`crate::traffic`]) are called by the caller that sends a request (before the
+//! request is written or queued) and by the reader task for every line read (before
+//! the line is acted on), with nothing locked, so a hook may call back into the
+//! client.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -27,11 +57,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, trace, warn, Instrument};
 
 use crate::codec::{CodecError, LineReader, LineWriter};
-use crate::error::{Error, TimeoutStage};
+use crate::error::{Error, Limit, Phase, TimeoutStage};
 use crate::events::RawEvent;
 use crate::fanout::{Fanout, Overflow, ReaderView, Subscriber};
 use crate::latch::Latch;
-use crate::message::{parse_client_id, Greeting, Incoming};
+use crate::message::{parse_client_id, write_request, ExecKind, Greeting, Incoming};
 use crate::race::{race, First};
 use crate::state::{RunState, StateCell};
 use crate::traffic::HookSlot;
@@ -72,6 +102,18 @@ struct PendingCall {
     tx: oneshot::Sender<ReplyResult>,
     stage: Stage,
     command: Cow<'static, str>,
+    /// When the call was registered: how long a call that gives up has waited.
+    since: tokio::time::Instant,
+}
+
+/// What [`Shared::abandon`] returns for a call that was still waiting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Abandoned {
+    /// How far its request had got.
+    pub(crate) stage: Stage,
+    /// How long since the call was registered (at least its timeout, when it timed
+    /// out).
+    pub(crate) waited: Duration,
 }
 
 #[derive(Default)]
@@ -117,6 +159,11 @@ pub(crate) struct Shared {
     pub(crate) max_message: usize,
     /// Told about every line read and every request written.
     hook: HookSlot,
+    /// The peer as error texts name it (a socket path, `tcp`, …).
+    peer_name: String,
+    /// When a line was last read, for the keepalive (`None` without one: the reader
+    /// then takes no time stamps).
+    activity: Option<Activity>,
     /// The peer's schema once fetched (`crate::peer`; empty and allocation-free
     /// until asked for).
     pub(crate) peer: crate::peer::PeerSlot,
@@ -158,6 +205,12 @@ impl Shared {
         self.lock().closed.clone()
     }
 
+    /// The peer as error texts name it.
+    #[allow(dead_code)] // for client.rs's errors
+    pub(crate) fn peer_name(&self) -> &str {
+        &self.peer_name
+    }
+
     /// Allocates an id for a request nobody waits for (its reply, if any, is logged
     /// and dropped as unknown, never handed to another caller).
     pub(crate) fn unregistered_id(&self) -> u64 {
@@ -172,7 +225,7 @@ impl Shared {
         let (tx, rx) = oneshot::channel();
         let mut p = self.lock();
         if let Some(e) = &p.closed {
-            return Err(e.clone());
+            return Err(e.for_command(&command));
         }
         let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Never reuse an id that is still waiting (only conceivable after 2^64 calls).
@@ -185,22 +238,26 @@ impl Shared {
                 tx,
                 stage: Stage::Queued,
                 command,
+                since: tokio::time::Instant::now(),
             },
         );
         Ok((id, rx))
     }
 
-    /// Removes a call that gave up (timeout or drop). Returns its stage if it was still
-    /// waiting, or `None` if the reply (or the connection's error) was already handed
-    /// over.
-    pub(crate) fn abandon(&self, id: u64) -> Option<Stage> {
+    /// Removes a call that gave up (timeout or drop). Returns its stage and how long
+    /// it waited if it was still waiting, or `None` if the reply (or the
+    /// connection's error) was already handed over.
+    pub(crate) fn abandon(&self, id: u64) -> Option<Abandoned> {
         let mut p = self.lock();
         let call = p.calls.remove(&id)?;
         if p.abandoned.len() == ABANDONED_MEMORY {
             p.abandoned.pop_front();
         }
         p.abandoned.push_back((id, call.command));
-        Some(call.stage)
+        Some(Abandoned {
+            stage: call.stage,
+            waited: call.since.elapsed(),
+        })
     }
 
     fn gate(&self) -> MutexGuard<'_, WriteGate> {
@@ -217,6 +274,16 @@ impl Shared {
         // From the first request on, new subscriptions no longer get the events that
         // arrived since negotiation.
         self.events.close_backlog();
+        // The hook hears of the request here, in the caller's task, before the bytes
+        // can go out (so before its reply can be read) and with no lock held: a hook
+        // may call back into the client, even wait for another call (that call is
+        // written and read by other tasks). The cost: two callers racing may be
+        // reported in the other order than they are written, and a request whose
+        // call is cancelled while still queued is reported but not written.
+        if !m.reported {
+            self.hook.sent(&m.bytes);
+            m.reported = true;
+        }
         let mut gate = self.gate();
         // Only a lone call writes itself: when others are in flight, their callers
         // are about to send more, and going through the writer task lets it coalesce
@@ -227,10 +294,6 @@ impl Shared {
             && self.lock().calls.len() <= 1
         {
             if let Some(direct) = &gate.direct {
-                // Reported before the bytes go out: once they do, the reader may get
-                // the reply, and a hook must see a request before its reply.
-                self.hook.sent(&m.bytes);
-                m.reported = true;
                 // One non-blocking syscall: nothing can interrupt it half-way.
                 match direct.socket().try_write(&m.bytes) {
                     Ok(n) if n == m.bytes.len() => {
@@ -347,6 +410,10 @@ pub(crate) struct TaskOptions {
     pub(crate) state: StateCell,
     pub(crate) peer: String,
     pub(crate) hook: HookSlot,
+    /// The deadline of each write (`None`: none).
+    pub(crate) write_timeout: Option<Duration>,
+    /// `(interval, deadline)` of the keepalive, if any.
+    pub(crate) keepalive: Option<(Duration, Duration)>,
 }
 
 /// Starts the reader, writer and supervisor tasks; returns the shared state and the
@@ -377,11 +444,22 @@ pub(crate) fn spawn(
         max_message: reader.max_line(),
         hook: opts.hook,
         peer: crate::peer::PeerSlot::default(),
+        peer_name: opts.peer.clone(),
+        activity: opts.keepalive.map(|_| Activity::new()),
     });
     let (tx, rx) = mpsc::unbounded_channel();
     let span = tracing::debug_span!("qmp", peer = %opts.peer);
     let reader_task = tokio::spawn(read_loop(reader, shared.clone()).instrument(span.clone()));
-    let writer_task = tokio::spawn(write_loop(writer, rx, shared.clone()).instrument(span.clone()));
+    let writer_task = tokio::spawn(
+        write_loop(writer, rx, shared.clone(), opts.write_timeout).instrument(span.clone()),
+    );
+    if let Some((interval, deadline)) = opts.keepalive {
+        // A weak sender: the keepalive must not keep the connection open once every
+        // client handle is gone.
+        tokio::spawn(
+            keepalive(shared.clone(), tx.downgrade(), interval, deadline).instrument(span.clone()),
+        );
+    }
     tokio::spawn(supervise(reader_task, writer_task, shared.clone()).instrument(span));
     (shared, tx)
 }
@@ -436,7 +514,8 @@ async fn supervise(
     };
     let n = calls.len() + idless.len();
     for (_, call) in calls {
-        let _ = call.tx.send(Err(error.clone()));
+        // Each caller learns which of its commands the connection's end cut off.
+        let _ = call.tx.send(Err(error.for_command(&call.command)));
     }
     for tx in idless {
         let _ = tx.send(Err(error.clone()));
@@ -485,11 +564,11 @@ async fn read_loop(mut reader: LineReader<ReadHalf>, shared: Arc<Shared>) {
         let line = match line {
             Ok(Some(line)) => line,
             Ok(None) => {
-                shared.fail(Error::closed("the peer closed the connection"));
+                shared.fail(Error::peer_gone("end of stream", None));
                 return;
             }
             Err(CodecError::Io(e)) => {
-                shared.fail(Error::io("reading from the peer", e));
+                shared.fail(io_failure("reading", e));
                 return;
             }
             Err(e) => {
@@ -497,6 +576,11 @@ async fn read_loop(mut reader: LineReader<ReadHalf>, shared: Arc<Shared>) {
                 return;
             }
         };
+        if let Some(a) = &shared.activity {
+            a.touch();
+        }
+        // No lock is held here: the hook may call back into the client (though not
+        // wait for a reply, which this task would have to read).
         shared.hook.received(line);
         let incoming = match Incoming::parse(line) {
             Ok(i) => i,
@@ -599,6 +683,7 @@ async fn write_loop(
     mut writer: LineWriter<WriteHalf>,
     mut rx: mpsc::UnboundedReceiver<Box<Outgoing>>,
     shared: Arc<Shared>,
+    write_timeout: Option<Duration>,
 ) {
     let mut batch: Vec<Outgoing> = Vec::new();
     let mut written_ids: Vec<u64> = Vec::new();
@@ -625,13 +710,26 @@ async fn write_loop(
         }
         let count = batch.len();
         let writing = write_batch(&mut writer, &mut batch, &mut written_ids, &shared);
-        let result = match race(shared.shutdown.wait(), writing).await {
+        let bounded = async {
+            match write_timeout {
+                Some(t) => tokio::time::timeout(t, writing).await.map_err(|_| t),
+                None => Ok(writing.await),
+            }
+        };
+        let result = match race(shared.shutdown.wait(), bounded).await {
             First::A(()) => return,
             First::B(r) => r,
         };
-        if let Err(e) = result {
-            shared.fail(Error::io("writing to the peer", e));
-            return;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                shared.fail(io_failure("writing", e));
+                return;
+            }
+            Err(limit) => {
+                shared.fail(write_deadline_error(&shared.peer_name, limit));
+                return;
+            }
         }
         shared.gate().queued -= count;
     }
@@ -671,10 +769,9 @@ async fn write_batch(
                     p.idless.push_back(tx);
                 }
                 trace_sent(&m.bytes);
-                // Before the write (see `Shared::send`), once per request.
-                if !m.reported {
-                    shared.hook.sent(&m.bytes);
-                }
+                // Every request was reported by `Shared::send`, in its caller's task:
+                // never here, under the lock.
+                debug_assert!(m.reported);
                 if m.fds.is_empty() {
                     writer.push_bytes(strip_newline(&m.bytes));
                 } else {
@@ -737,11 +834,178 @@ async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std:
 }
 
 /// Turns the outcome of a timed-out call into an error; the caller has already
-/// removed its entry (`stage` is what [`Shared::abandon`] returned).
-pub(crate) fn timeout_error(command: &str, stage: Stage) -> Error {
-    let stage = match stage {
+/// removed its entry (`a` is what [`Shared::abandon`] returned). The limit shown is
+/// how long the call waited, rounded down (whole seconds from 1 s, else tens of
+/// milliseconds), so the text stays true ("not answered within 5 s") without the
+/// caller's timeout; [`timeout_error_within`] shows the caller's exact limit.
+pub(crate) fn timeout_error(command: &str, a: Abandoned) -> Error {
+    let waited = if a.waited >= Duration::from_secs(1) {
+        Duration::from_secs(a.waited.as_secs())
+    } else {
+        Duration::from_millis(a.waited.as_millis() as u64 / 10 * 10)
+    };
+    timeout_error_within(command, a, waited)
+}
+
+/// Like [`timeout_error`], with the caller's own timeout as the limit shown.
+pub(crate) fn timeout_error_within(command: &str, a: Abandoned, limit: Duration) -> Error {
+    let stage = match a.stage {
         Stage::Queued | Stage::Writing => TimeoutStage::NotSent,
         Stage::Sent => TimeoutStage::Unanswered,
     };
-    Error::timeout(command, stage)
+    Error::call_timeout(command, stage, limit)
+}
+
+/// The error for an I/O error met while `doing` ("reading", "writing"): the peer
+/// going away (reset, broken pipe) reads as such; anything else stays an I/O error.
+fn io_failure(doing: &str, e: std::io::Error) -> Error {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+            let how = match e.kind() {
+                K::BrokenPipe => format!("broken pipe while {doing}"),
+                K::UnexpectedEof => format!("end of stream while {doing}"),
+                _ => format!("connection reset while {doing}"),
+            };
+            Error::peer_gone(&how, Some(e))
+        }
+        _ => Error::io(&format!("{doing} the connection to QEMU"), e),
+    }
+}
+
+/// The error that ends a connection whose write QEMU did not take within `limit`.
+fn write_deadline_error(peer: &str, limit: Duration) -> Error {
+    Error::deadline(
+        Phase::Write,
+        limit,
+        None,
+        format!(
+            "could not write to {peer} within {}: QEMU stopped reading (stopped, hung, or \
+             its monitor saturated); the connection is closed, since a half-written \
+             request leaves the stream unusable",
+            Limit(limit)
+        ),
+        true,
+    )
+}
+
+/// When the reader last read a line, for the keepalive: milliseconds since `base`
+/// (a time stamp per line only when a keepalive is configured).
+pub(crate) struct Activity {
+    base: tokio::time::Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            base: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// The keepalive's command. `query-version` because it has no effect at all (it
+/// reads constants), takes no arguments, exists in every QEMU and
+/// `qemu-storage-daemon` since QMP itself, is allowed in every run state, and its
+/// reply is tiny. It runs in-band on QEMU's main loop, like the calls it guards: an
+/// answer means QEMU can still run commands, not merely that its socket is open.
+pub(crate) const KEEPALIVE_COMMAND: &str = "query-version";
+
+/// Sends [`KEEPALIVE_COMMAND`] after every `interval` without a line from the peer,
+/// and fails the connection when one is not answered within `deadline`. One ping at
+/// a time; any answer (even an error reply) counts.
+async fn keepalive(
+    shared: Arc<Shared>,
+    tx: mpsc::WeakUnboundedSender<Box<Outgoing>>,
+    interval: Duration,
+    deadline: Duration,
+) {
+    let Some(activity) = &shared.activity else {
+        return;
+    };
+    loop {
+        // Sleep until `interval` has passed since the last line read, re-checking
+        // when lines keep coming.
+        loop {
+            let wake = activity.last() + interval;
+            if tokio::time::Instant::now() >= wake {
+                break;
+            }
+            if let First::A(()) = race(shared.shutdown.wait(), tokio::time::sleep_until(wake)).await
+            {
+                return;
+            }
+        }
+        let Some(sender) = tx.upgrade() else {
+            return;
+        };
+        let Ok((id, rx)) = shared.register(Cow::Borrowed(KEEPALIVE_COMMAND)) else {
+            return;
+        };
+        let mut bytes = Vec::with_capacity(48);
+        if write_request(
+            &mut bytes,
+            ExecKind::Execute,
+            KEEPALIVE_COMMAND,
+            None::<&()>,
+            Some(id),
+        )
+        .is_err()
+        {
+            return;
+        }
+        bytes.push(b'\n');
+        debug!(target: "qmp::connection", id, "keepalive");
+        let sent = shared.send(
+            &sender,
+            Outgoing {
+                bytes,
+                id: Some(id),
+                idless_reply: None,
+                fds: Vec::new(),
+                must_send: false,
+                reported: false,
+            },
+        );
+        drop(sender);
+        if sent.is_err() {
+            return;
+        }
+        match race(shared.shutdown.wait(), tokio::time::timeout(deadline, rx)).await {
+            First::A(()) => return,
+            // Answered (or the connection ended: the loop then stops at `register`).
+            First::B(Ok(_)) => {
+                // Silence is counted from the answer.
+                activity.touch();
+            }
+            First::B(Err(_)) => {
+                shared.abandon(id);
+                shared.fail(Error::deadline(
+                    Phase::Keepalive,
+                    deadline,
+                    None,
+                    format!(
+                        "QEMU did not answer the keepalive (`{KEEPALIVE_COMMAND}`, sent after \
+                         {} of silence) within {} on {}: declared dead; the connection is \
+                         closed",
+                        Limit(interval),
+                        Limit(deadline),
+                        shared.peer_name
+                    ),
+                    true,
+                ));
+                return;
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::message::ErrorBody;
 
@@ -57,6 +58,32 @@ pub enum TimeoutStage {
     Unanswered,
 }
 
+/// Which deadline ran out, for an [`ErrorKind::Timeout`] error
+/// ([`Error::timeout_phase`]); each has its own setting on [`crate::Config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Opening the socket: connecting to it, or accepting QEMU's connection
+    /// ([`crate::Config::socket_timeout`]).
+    Connect,
+    /// Waiting for QEMU's greeting ([`crate::Config::greeting_timeout`]). QEMU
+    /// serves one client per monitor: a second client's connection is accepted by
+    /// the kernel but gets no greeting until the first one leaves.
+    Greeting,
+    /// Waiting for the reply to `qmp_capabilities`
+    /// ([`crate::Config::negotiation_timeout`]).
+    Negotiation,
+    /// Writing requests: QEMU stopped reading ([`crate::Config::write_timeout`]).
+    /// This closes the connection.
+    Write,
+    /// Waiting for a call's reply ([`crate::Config::call_timeout`],
+    /// [`crate::Client::with_timeout`]); see [`Error::timeout_stage`].
+    Call,
+    /// The keepalive went unanswered ([`crate::Config::keepalive`]): the peer was
+    /// declared dead and the connection closed.
+    Keepalive,
+}
+
 /// An error reply from QEMU: `{"error": {"class", "desc"}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QmpError {
@@ -77,7 +104,26 @@ enum Detail {
         path: String,
         raw: String,
     },
-    Timeout(TimeoutStage),
+    /// A call's timeout, with the limit when known.
+    Timeout {
+        stage: TimeoutStage,
+        limit: Option<Duration>,
+    },
+    /// A deadline of the connection itself: connecting, greeting, negotiation,
+    /// writing, keepalive. `message` is the whole text; `closes` when running out
+    /// of it ended the connection.
+    Deadline {
+        phase: Phase,
+        limit: Duration,
+        message: String,
+        closes: bool,
+    },
+    /// QEMU went away (end of stream, connection reset, broken pipe): how it was
+    /// noticed.
+    PeerGone(String),
+    /// The error that ended the connection, as one pending call sees it (with the
+    /// call's command).
+    ForCall(Error),
     Lagged(u64),
     /// Events may have been missed, how many is unknown (the connection was lost
     /// and re-established): why.
@@ -190,8 +236,82 @@ impl Error {
         Self::new(
             ErrorKind::Timeout,
             Some(command.to_owned()),
-            Detail::Timeout(stage),
+            Detail::Timeout { stage, limit: None },
         )
+    }
+
+    /// A call that timed out after `limit`.
+    pub(crate) fn call_timeout(command: &str, stage: TimeoutStage, limit: Duration) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            Some(command.to_owned()),
+            Detail::Timeout {
+                stage,
+                limit: Some(limit),
+            },
+        )
+    }
+
+    /// A deadline of the connection ran out: `message` is the whole text (it names
+    /// the phase, the peer and `limit`); `closes` when it ends the connection (then
+    /// [`is_closed`](Self::is_closed) is true too).
+    pub(crate) fn deadline(
+        phase: Phase,
+        limit: Duration,
+        command: Option<&str>,
+        message: String,
+        closes: bool,
+    ) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            command.map(str::to_owned),
+            Detail::Deadline {
+                phase,
+                limit,
+                message,
+                closes,
+            },
+        )
+    }
+
+    /// QEMU closed the connection: at the end of the stream (`source` `None`, kind
+    /// [`ErrorKind::Closed`]) or with an I/O error such as a reset or a broken pipe
+    /// (kind [`ErrorKind::Io`]). `how` says where it was noticed.
+    pub(crate) fn peer_gone(how: &str, source: Option<std::io::Error>) -> Self {
+        let detail = Detail::PeerGone(how.to_owned());
+        match source {
+            Some(e) => Self::with_source(ErrorKind::Io, None, detail, e),
+            None => Self::new(ErrorKind::Closed, None, detail),
+        }
+    }
+
+    /// This error (one that ended the connection) as the pending call of `command`
+    /// sees it: same kind and details, the command named first.
+    pub(crate) fn for_command(&self, command: &str) -> Self {
+        if self.0.command.as_deref() == Some(command) {
+            return self.clone();
+        }
+        let base = match &self.0.detail {
+            Detail::ForCall(inner) => inner.clone(),
+            _ => self.clone(),
+        };
+        Self::new(base.0.kind, Some(command.to_owned()), Detail::ForCall(base))
+    }
+
+    /// The details, looking through [`Detail::ForCall`].
+    fn detail(&self) -> &Detail {
+        match &self.0.detail {
+            Detail::ForCall(inner) => &inner.0.detail,
+            d => d,
+        }
+    }
+
+    /// The source, looking through [`Detail::ForCall`].
+    fn source_ref(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        match &self.0.detail {
+            Detail::ForCall(inner) => inner.0.source.as_deref(),
+            _ => self.0.source.as_deref(),
+        }
     }
 
     /// A wait that is not one call's: `what` says what was waited for and how long
@@ -260,18 +380,58 @@ impl Error {
     }
 
     /// True when the connection is gone: the peer closed it, the client closed it, an
-    /// I/O error or a protocol violation ended it. Every call pending at that moment,
-    /// and every later call, fails with the error that ended the connection.
+    /// I/O error or a protocol violation ended it, or a deadline that closes it ran
+    /// out (a write QEMU did not take in time, an unanswered keepalive: then
+    /// [`is_timeout`](Self::is_timeout) is true as well). Every call pending at that
+    /// moment, and every later call, fails with the error that ended the connection
+    /// (naming its own command).
     pub fn is_closed(&self) -> bool {
         matches!(
             self.0.kind,
             ErrorKind::Closed | ErrorKind::Io | ErrorKind::Protocol
-        )
+        ) || matches!(self.detail(), Detail::Deadline { closes: true, .. })
     }
 
-    /// True when a call timed out; see [`timeout_stage`](Self::timeout_stage).
+    /// True when a deadline ran out: a call's timeout (see
+    /// [`timeout_stage`](Self::timeout_stage)) or one of the connection's own
+    /// (connecting, greeting, negotiation, writing, keepalive); see
+    /// [`timeout_phase`](Self::timeout_phase).
     pub fn is_timeout(&self) -> bool {
         self.0.kind == ErrorKind::Timeout
+    }
+
+    /// For [`ErrorKind::Timeout`]: which deadline ran out (a call's own timeout is
+    /// `Phase::Call`).
+    pub fn timeout_phase(&self) -> Option<Phase> {
+        match self.detail() {
+            Detail::Timeout { .. } => Some(Phase::Call),
+            Detail::Deadline { phase, .. } => Some(*phase),
+            _ => None,
+        }
+    }
+
+    /// For [`ErrorKind::Timeout`]: the limit that ran out, when known. (For a call
+    /// timeout measured by the connection rather than given by the caller it is the
+    /// time the call waited, rounded down.)
+    pub fn timeout_limit(&self) -> Option<Duration> {
+        match self.detail() {
+            Detail::Timeout { limit, .. } => *limit,
+            Detail::Deadline { limit, .. } => Some(*limit),
+            _ => None,
+        }
+    }
+
+    /// True when the keepalive ([`crate::Config::keepalive`]) went unanswered and the
+    /// peer was declared dead (also [`is_timeout`](Self::is_timeout) and
+    /// [`is_closed`](Self::is_closed)).
+    pub fn is_peer_dead(&self) -> bool {
+        self.timeout_phase() == Some(Phase::Keepalive)
+    }
+
+    /// True when QEMU closed the connection (end of stream, connection reset, broken
+    /// pipe), as opposed to the client closing it or a protocol error.
+    pub fn is_peer_gone(&self) -> bool {
+        matches!(self.detail(), Detail::PeerGone(_))
     }
 
     /// True when QEMU answered with an error reply; see [`qmp_error`](Self::qmp_error).
@@ -295,7 +455,7 @@ impl Error {
     /// what, e.g. `the command`, `member 'file.aio-max-batch'` or `member 'driver'
     /// value 'foo'` (the command is [`command`](Self::command)).
     pub fn unsupported_by_peer(&self) -> Option<&str> {
-        match &self.0.detail {
+        match self.detail() {
             Detail::Refused { absent, .. } => Some(absent),
             _ => None,
         }
@@ -303,7 +463,7 @@ impl Error {
 
     /// For [`ErrorKind::Probe`]: what is wrong with the query, and where.
     pub fn probe_error(&self) -> Option<&crate::probe::ProbeError> {
-        self.0.source.as_ref()?.downcast_ref()
+        self.source_ref()?.downcast_ref()
     }
 
     /// True when an event subscriber missed events; see
@@ -319,16 +479,16 @@ impl Error {
 
     /// QEMU's error reply, for [`ErrorKind::Qmp`].
     pub fn qmp_error(&self) -> Option<&QmpError> {
-        match &self.0.detail {
+        match self.detail() {
             Detail::Qmp(e) => Some(e),
             _ => None,
         }
     }
 
-    /// For [`ErrorKind::Timeout`]: whether the request had been sent.
+    /// For a call's timeout (phase `Call`): whether the request had been sent.
     pub fn timeout_stage(&self) -> Option<TimeoutStage> {
-        match self.0.detail {
-            Detail::Timeout(s) => Some(s),
+        match self.detail() {
+            Detail::Timeout { stage, .. } => Some(*stage),
             _ => None,
         }
     }
@@ -338,14 +498,14 @@ impl Error {
     /// [`missed_events`](Self::missed_events) is `None`. Whatever state the
     /// subscriber tracks from events should be queried again.
     pub fn is_gap(&self) -> bool {
-        matches!(self.0.detail, Detail::Gap(_))
+        matches!(self.detail(), Detail::Gap(_))
     }
 
     /// For [`ErrorKind::Lagged`]: how many events the subscriber missed (`None` for
     /// a gap, [`is_gap`](Self::is_gap)).
     pub fn missed_events(&self) -> Option<u64> {
-        match self.0.detail {
-            Detail::Lagged(n) => Some(n),
+        match self.detail() {
+            Detail::Lagged(n) => Some(*n),
             _ => None,
         }
     }
@@ -353,7 +513,7 @@ impl Error {
     /// For [`ErrorKind::Decode`]: the serde path of the member that failed (e.g.
     /// `return.qemu.major`; `.` when the top level failed).
     pub fn decode_path(&self) -> Option<&str> {
-        match &self.0.detail {
+        match self.detail() {
             Detail::Decode { path, .. } => Some(path),
             _ => None,
         }
@@ -361,7 +521,7 @@ impl Error {
 
     /// The raw JSON received, for [`ErrorKind::Qmp`] and [`ErrorKind::Decode`].
     pub fn raw(&self) -> Option<&str> {
-        match &self.0.detail {
+        match self.detail() {
             Detail::Qmp(e) => Some(&e.raw),
             Detail::Decode { raw, .. } => Some(raw),
             _ => None,
@@ -370,7 +530,7 @@ impl Error {
 
     /// The underlying I/O error, if this is one.
     pub fn as_io(&self) -> Option<&std::io::Error> {
-        self.0.source.as_ref()?.downcast_ref()
+        self.source_ref()?.downcast_ref()
     }
 }
 
@@ -395,12 +555,33 @@ impl fmt::Display for Error {
                     "cannot decode the reply of `{cmd}` at `{path}`; reply: {shown}"
                 )?
             }
-            Detail::Timeout(TimeoutStage::NotSent) => {
-                write!(f, "`{cmd}` timed out before the request was sent")?
+            Detail::Timeout {
+                stage: TimeoutStage::NotSent,
+                limit,
+            } => match limit {
+                Some(l) => write!(
+                    f,
+                    "`{cmd}` was not sent within {}: it was still queued, or QEMU stopped reading",
+                    Limit(*l)
+                )?,
+                None => write!(f, "`{cmd}` timed out before the request was sent")?,
+            },
+            Detail::Timeout {
+                stage: TimeoutStage::Unanswered,
+                limit,
+            } => match limit {
+                Some(l) => write!(f, "`{cmd}` was sent but not answered within {}", Limit(*l))?,
+                None => write!(f, "`{cmd}` was sent but not answered in time")?,
+            },
+            Detail::Deadline { message, .. } => f.write_str(message)?,
+            Detail::PeerGone(how) => {
+                write!(f, "QEMU closed the connection ({how}")?;
+                if let Some(source) = &self.0.source {
+                    write!(f, ": {source}")?;
+                }
+                return f.write_str(")");
             }
-            Detail::Timeout(TimeoutStage::Unanswered) => {
-                write!(f, "`{cmd}` was sent but not answered in time")?
-            }
+            Detail::ForCall(inner) => return write!(f, "`{cmd}`: {inner}"),
             Detail::Lagged(n) => write!(f, "event subscriber lagged behind: {n} events missed")?,
             Detail::Gap(why) => write!(
                 f,
@@ -430,6 +611,29 @@ impl fmt::Display for Error {
             write!(f, ": {source}")?;
         }
         Ok(())
+    }
+}
+
+/// A duration as error texts show it: `5 s`, `2.5 s`, `200 ms`.
+pub(crate) struct Limit(pub(crate) Duration);
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d >= Duration::from_secs(1) {
+            let ms = d.as_millis();
+            if ms % 1000 == 0 {
+                write!(f, "{} s", ms / 1000)
+            } else {
+                // Trailing zeros dropped: 2.5 s, 1.25 s.
+                let text = format!("{:.3}", d.as_secs_f64());
+                write!(f, "{} s", text.trim_end_matches('0'))
+            }
+        } else if d.subsec_nanos() % 1_000_000 == 0 {
+            write!(f, "{} ms", d.as_millis())
+        } else {
+            write!(f, "{d:?}")
+        }
     }
 }
 
