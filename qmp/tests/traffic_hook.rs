@@ -300,3 +300,114 @@ async fn qsd_session_recorded_by_the_hook_replays() {
         }
     }
 }
+
+/// A hook that calls back into the client: on the first request it sees, `sent()`
+/// spawns another call on the same client and blocks until that call has completed;
+/// `received()` asks the client for its state on every line. No lock of the
+/// connection is held while a hook runs, so both complete (before, the hook ran under
+/// the write gate or the table of pending calls, which the nested call needs).
+struct CallsBack {
+    client: std::sync::OnceLock<qmp::Client>,
+    armed: std::sync::atomic::AtomicBool,
+    /// What the nested call returned (`None`: it did not finish in time).
+    nested: Mutex<Option<Result<Value, String>>>,
+    states: Mutex<Vec<(qmp::RunState, bool)>>,
+    seen: Collect,
+}
+
+impl TrafficHook for CallsBack {
+    fn message(&self, dir: Direction, line: &str) {
+        self.seen.message(dir, line);
+        let Some(client) = self.client.get() else {
+            return; // still connecting
+        };
+        // Synchronous calls back into the client.
+        self.states
+            .lock()
+            .unwrap()
+            .push((client.state(), client.is_closed()));
+        if dir == Direction::ToServer && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let c = client.clone();
+            tokio::runtime::Handle::current().spawn(async move {
+                let r = c.execute_raw("answer", Some(&json!({"q": "nested"}))).await;
+                let _ = tx.send(r.map_err(|e| e.to_string()));
+            });
+            // Blocks this thread (the caller's) until the nested call is done; bounded so
+            // that a deadlock fails the test instead of hanging it.
+            let got = rx.recv_timeout(HANG).ok();
+            *self.nested.lock().unwrap() = got;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_calls_back_into_the_client_completes() {
+    for unix in [true, false] {
+        let server = answering_server();
+        let hook = Arc::new(CallsBack {
+            client: Default::default(),
+            armed: false.into(),
+            nested: Mutex::new(None),
+            states: Mutex::new(Vec::new()),
+            seen: Collect::default(),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut listening = None;
+        let c = if unix {
+            // Unix socket: a lone call writes itself (its caller runs the hook).
+            let sock = dir.path().join("s.sock");
+            listening = Some(server.listen_unix(&sock).await.unwrap());
+            bounded(Config::new().traffic_hook(hook.clone()).connect_unix(&sock))
+                .await
+                .unwrap()
+        } else {
+            // Any other stream: every request goes through the writer task.
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            let s = server.clone();
+            tokio::spawn(async move { s.serve_stream(theirs).await });
+            bounded(
+                Config::new()
+                    .traffic_hook(hook.clone())
+                    .connect_stream(ours),
+            )
+            .await
+            .unwrap()
+        };
+        hook.client.set(c.clone()).unwrap();
+        hook.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let r = bounded(c.execute_raw("answer", Some(&json!({"q": "outer"}))))
+            .await
+            .unwrap();
+        assert_eq!(r, json!({"answer": "outer"}), "unix: {unix}");
+        let nested = hook.nested.lock().unwrap().clone();
+        assert_eq!(
+            nested,
+            Some(Ok(json!({"answer": "nested"}))),
+            "unix: {unix}: the nested call did not complete"
+        );
+        let states = hook.states.lock().unwrap().clone();
+        assert!(
+            states.len() >= 4 && states.iter().all(|s| *s == (qmp::RunState::Running, false)),
+            "unix: {unix}: {states:?}"
+        );
+        // A hook still sees each request before its reply.
+        let seen = hook.seen.take();
+        for (pos, (dir, v)) in seen.iter().enumerate() {
+            if *dir == Direction::ToClient && v.get("return").is_some() && v.get("id").is_some() {
+                let asked = seen[..pos]
+                    .iter()
+                    .any(|(d, r)| *d == Direction::ToServer && r["id"] == v["id"]);
+                assert!(asked, "unix: {unix}: reply before its request: {v}");
+            }
+        }
+        let requests = seen
+            .iter()
+            .filter(|(d, v)| *d == Direction::ToServer && v["execute"] == "answer")
+            .count();
+        assert_eq!(requests, 2, "unix: {unix}: {seen:#?}");
+        c.close().await;
+        drop(listening);
+    }
+}
