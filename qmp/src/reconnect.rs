@@ -100,7 +100,9 @@
 //! end of connecting on: the gap notice covers what came before); when a
 //! connection comes and goes before the subscription is read, the subscription moves
 //! to the newest one and yields a single gap notice. A subscription made before the
-//! first connection ([`Builder::start`]) yields no gap notice for it.
+//! first connection ([`Builder::start`]) yields no gap notice before that connection's
+//! events (unless it was not read before that connection was lost: then it moves to
+//! the newest one, after a gap notice).
 //!
 //! **End.** A subscription ends (`None`) when the client has given up or was closed,
 //! after the events it holds.
@@ -996,6 +998,7 @@ impl ReconnectingClient {
             overflow,
             state: Mutex::new(SlotState {
                 next: None,
+                replaced: false,
                 finished: false,
                 waker: None,
             }),
@@ -1060,6 +1063,10 @@ struct Slot<T> {
 struct SlotState<T> {
     /// The newest connection's stream, not yet taken by the subscription.
     next: Option<Next<T>>,
+    /// Whether `next` replaced an earlier connection's stream the subscription never
+    /// took (its events are lost: a gap even before the subscription's first
+    /// connection).
+    replaced: bool,
     finished: bool,
     waker: Option<Waker>,
 }
@@ -1081,11 +1088,12 @@ impl<T: Send + 'static> Attach for Slot<T> {
         let stream = (self.make)(client, self.overflow);
         let mut st = self.lock();
         // A newer connection replaces one the subscription never read from: one gap.
-        st.next = Some(Next {
+        let old = st.next.replace(Next {
             generation,
             stream,
             why: why.clone(),
         });
+        st.replaced |= old.is_some();
         if let Some(w) = st.waker.take() {
             w.wake();
         }
@@ -1093,8 +1101,8 @@ impl<T: Send + 'static> Attach for Slot<T> {
 
     fn finish(&self) {
         let mut st = self.lock();
+        // A stream not taken yet stays: the subscription yields what it holds first.
         st.finished = true;
-        st.next = None;
         if let Some(w) = st.waker.take() {
             w.wake();
         }
@@ -1149,9 +1157,10 @@ impl<T: Send + 'static> Stream for Subscription<T> {
             }
             let mut st = this.slot.lock();
             if let Some(next) = st.next.take() {
+                let gap = this.seen != 0 || st.replaced;
+                st.replaced = false;
                 drop(st);
                 this.current = Some(next.stream);
-                let gap = this.seen != 0;
                 this.seen = next.generation;
                 if gap {
                     return Poll::Ready(Some(Err(Error::gap(next.why.to_string()))));

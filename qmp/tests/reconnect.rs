@@ -186,6 +186,10 @@ async fn subscriptions_see_a_gap_notice_then_the_restarted_servers_events() {
         "the error that ended the connection"
     );
 
+    // Made while reconnecting: it was made after the first connection's events, so the
+    // next connection is a gap for it too.
+    let mut during = qmp.subscribe_raw();
+
     let second = serve(&path, &counts).await;
     wait_state(&mut watch, "connected again", connected(2)).await;
     assert!(qmp.current().is_some());
@@ -216,6 +220,9 @@ async fn subscriptions_see_a_gap_notice_then_the_restarted_servers_events() {
 
     assert_eq!(event(&mut fresh, "fresh RESUME").await.name(), "RESUME");
 
+    gap(&mut during, "made while reconnecting: the gap notice").await;
+    assert_eq!(event(&mut during, "during RESUME").await.name(), "RESUME");
+
     // Calls go to the new server.
     let v = bounded(
         "query-version",
@@ -231,6 +238,50 @@ async fn subscriptions_see_a_gap_notice_then_the_restarted_servers_events() {
     assert!(bounded("end of typed", typed.next()).await.is_none());
     assert!(bounded("end of set", set.next()).await.is_none());
     drop(second);
+}
+
+#[tokio::test]
+async fn connections_that_came_and_went_unread_give_one_gap_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let counts = Arc::new(Counts::default());
+    let first = serve(&path, &counts).await;
+    let qmp = bounded("connecting", builder(&path).connect())
+        .await
+        .expect("connecting");
+    let mut watch = qmp.state_watch();
+    let mut events = qmp.subscribe_raw();
+    assert_eq!(first.0.emit_raw("STOP", None).await, 1);
+    // Read before the server dies: a server killed right after queuing an event may
+    // never write it.
+    assert_eq!(event(&mut events, "STOP").await.name(), "STOP");
+
+    kill(first);
+    wait_state(&mut watch, "reconnecting", reconnecting).await;
+    let second = serve(&path, &counts).await;
+    wait_state(&mut watch, "second connection", connected(2)).await;
+    kill(second);
+    wait_state(&mut watch, "reconnecting again", reconnecting).await;
+    let third = serve(&path, &counts).await;
+    wait_state(&mut watch, "third connection", connected(3)).await;
+    assert_eq!(third.0.emit_raw("RESUME", None).await, 1);
+
+    let notice = gap(&mut events, "one gap notice").await;
+    assert!(
+        notice.to_string().contains("connection #3"),
+        "the notice names the connection it moved to: {notice}"
+    );
+    assert_eq!(
+        event(
+            &mut events,
+            "the third server's RESUME, with no second notice"
+        )
+        .await
+        .name(),
+        "RESUME"
+    );
+    bounded("closing", qmp.close()).await;
+    assert!(bounded("end of events", events.next()).await.is_none());
 }
 
 #[tokio::test]
@@ -462,6 +513,27 @@ async fn start_waits_for_a_server_that_is_not_there_yet() {
 }
 
 #[tokio::test]
+async fn a_first_connection_lost_before_it_was_read_is_a_gap_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let counts = Arc::new(Counts::default());
+    let qmp = builder(&path).start().await;
+    let mut watch = qmp.state_watch();
+    // Made before the first connection and not read while it lasts.
+    let mut events = qmp.subscribe_raw();
+    let first = serve(&path, &counts).await;
+    wait_state(&mut watch, "connected", connected(1)).await;
+    kill(first);
+    wait_state(&mut watch, "reconnecting", reconnecting).await;
+    let second = serve(&path, &counts).await;
+    wait_state(&mut watch, "connected again", connected(2)).await;
+    assert_eq!(second.0.emit_raw("STOP", None).await, 1);
+    gap(&mut events, "the gap notice").await;
+    assert_eq!(event(&mut events, "STOP").await.name(), "STOP");
+    bounded("closing", qmp.close()).await;
+}
+
+#[tokio::test]
 async fn reconnects_over_tcp() {
     let counts = Arc::new(Counts::default());
     let server = Server::builder()
@@ -538,6 +610,21 @@ async fn dropping_the_last_handle_closes_the_connection() {
 }
 
 // ---- Live: QEMU 10.0 killed and restarted on the same socket path ----
+
+/// `qemu-storage-daemon` with its QMP monitor at `socket` (a fixed path), killed when
+/// dropped.
+fn start_qsd(socket: &Path) -> qmp::local::LocalQemu {
+    let socket = socket.to_owned();
+    qmp::local::LocalQemu::spawn("qemu-storage-daemon", move |_private| {
+        vec![
+            "--chardev".into(),
+            format!("socket,id=m,path={},server=on,wait=off", socket.display()),
+            "--monitor".into(),
+            "chardev=m".into(),
+        ]
+    })
+    .expect("starting qemu-storage-daemon")
+}
 
 /// `qemu-system-x86_64 -M none` with its QMP monitor at `socket` (a fixed path, so a
 /// second one can take the first one's place), killed when dropped.
@@ -632,4 +719,51 @@ async fn live_qemu_killed_and_restarted_on_the_same_socket() {
     bounded("closing", qmp.close()).await;
     assert!(bounded("end of events", events.next()).await.is_none());
     kill_qemu(qemu);
+}
+
+#[tokio::test]
+async fn live_storage_daemon_killed_and_restarted_on_the_same_socket() {
+    if !qmp::local::installed("qemu-storage-daemon") {
+        skip::skipping("qemu-storage-daemon is not installed (scripts/setup-qemu)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket: PathBuf = dir.path().join("qsd.sock");
+    let qsd = start_qsd(&socket);
+    let qmp = builder(&socket).give_up_after(Some(HANG)).start().await;
+    let mut watch = qmp.state_watch();
+    let mut events = qmp.subscribe_raw();
+    wait_state(&mut watch, "connected to the first daemon", |s| {
+        s.is_connected()
+    })
+    .await;
+    let v = bounded(
+        "query-version",
+        qmp.execute_raw("query-version", None::<&()>),
+    )
+    .await
+    .expect("query-version");
+    assert_eq!(v["qemu"]["major"], 10, "QEMU 10.0 expected: {v}");
+    // A node to tell the two daemons apart: the second one must not have it.
+    let node = json!({"driver": "null-co", "node-name": "n0"});
+    bounded("blockdev-add", qmp.execute_raw("blockdev-add", Some(&node)))
+        .await
+        .expect("blockdev-add on the first daemon");
+
+    kill_qemu(qsd);
+    wait_state(&mut watch, "reconnecting", reconnecting).await;
+    let qsd = start_qsd(&socket);
+    wait_state(&mut watch, "connected to the second daemon", connected(2)).await;
+    let nodes = bounded(
+        "query-named-block-nodes",
+        qmp.execute_raw("query-named-block-nodes", None::<&()>),
+    )
+    .await
+    .expect("query-named-block-nodes on the second daemon");
+    assert_eq!(nodes, json!([]), "the call reached the new daemon");
+    gap(&mut events, "the gap notice").await;
+
+    bounded("closing", qmp.close()).await;
+    assert!(bounded("end of events", events.next()).await.is_none());
+    kill_qemu(qsd);
 }
