@@ -1,1 +1,0 @@
-//! A multiplexing proxy for one QMP monitor (being written).
