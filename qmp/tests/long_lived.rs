@@ -40,7 +40,7 @@ enum After {
     /// Reads nothing at all, keeping the stream open.
     StopReading,
     /// Reads `n` requests, answers none, then closes the stream.
-    CloseAfter(usize),
+    Close(usize),
 }
 
 /// A toy QMP peer on `stream`: greets, answers `qmp_capabilities`, then behaves as
@@ -65,7 +65,7 @@ async fn toy_peer<S: AsyncRead + AsyncWrite>(
     let mut read = 0;
     match after {
         After::StopReading => std::future::pending::<()>().await,
-        After::CloseAfter(n) => {
+        After::Close(n) => {
             while read < n {
                 if lines.next_line().await.unwrap().is_none() {
                     return;
@@ -310,12 +310,7 @@ async fn an_unanswered_keepalive_declares_the_peer_dead() {
 #[tokio::test]
 async fn peer_closing_fails_every_pending_caller_with_its_command() {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(toy_peer(
-        theirs,
-        After::CloseAfter(3),
-        Default::default(),
-        0,
-    ));
+    tokio::spawn(toy_peer(theirs, After::Close(3), Default::default(), 0));
     let c = bounded(Config::new().connect_stream(ours)).await.unwrap();
     let names = ["query-status", "query-name", "query-uuid"];
     let calls = names.map(|n| {
