@@ -5,13 +5,39 @@
 //! ([`crate::server`]) calls one set on its builder. Both use the same trait, so the
 //! transcript [`Recorder`](crate::server::transcript::Recorder) records either side.
 //!
-//! On the client, the hook sees, in wire order per direction: the greeting and every
-//! line read during negotiation, the `qmp_capabilities` request, then every line the
-//! reader task reads (replies, events, anything else) and every request written (one
-//! call per request, also when several are coalesced into one write). A hook is
-//! called synchronously at the moment the line is read or written, so an
-//! implementation that takes the time on entry (as the `Recorder` does) timestamps
-//! the message. With no hook set the cost is one `Option` check per message.
+//! On the client, the hook sees the greeting and every line read during
+//! negotiation, the `qmp_capabilities` request, then every line the reader task
+//! reads (replies, events, anything else) and every request sent (one call per
+//! request, also when several are coalesced into one write), including the
+//! keepalive's (`crate::Config::keepalive`). With no hook set the cost is one
+//! `Option` check per message.
+//!
+//! # When, where, in which order
+//!
+//! * **A request is reported before its reply** (and before any event that follows
+//!   it on the wire): it is reported by the task of the caller that sends it, before
+//!   its bytes are written or queued for the writer task, so QEMU cannot have
+//!   answered it yet.
+//! * **Lines read** are reported by the reader task, in wire order, each before it
+//!   is acted on: before a reply reaches its caller, before an event reaches its
+//!   subscribers. So once a call has returned, the hook has seen its request and its
+//!   reply.
+//! * **Requests** are reported in the order their callers send them. Two callers
+//!   racing may be reported in the other order than their requests are written (the
+//!   writer decides that after the report), and a request whose call is cancelled
+//!   (dropped or timed out) while still queued behind others is reported but never
+//!   written.
+//! * **No lock of the connection is held** while a hook runs, so a hook may call
+//!   back into the client: [`crate::Client::state`], `is_closed`, start calls on
+//!   other tasks, even (in [`TrafficHook::message`] for a request, on a multi-threaded
+//!   runtime) block until another call it started has completed: that call is
+//!   written and answered by other tasks. A hook must not wait for a reply while
+//!   reporting a line *read*: it runs on the reader task, which would have to read
+//!   that reply.
+//! * Hook calls may run concurrently (a caller reporting a request while the reader
+//!   reports a reply), hence `Sync`. An implementation that takes the time on entry
+//!   (as the `Recorder` does) timestamps the message within microseconds of its
+//!   crossing the wire.
 
 use std::sync::Arc;
 
@@ -55,9 +81,11 @@ impl<'de> Deserialize<'de> for Direction {
 
 /// Told about every message of a session, as the raw JSON line (no terminator).
 ///
-/// Implementations must be cheap and must not block for long: they are called from the
-/// connection's I/O tasks (on the client, also from a caller that writes its own
-/// request), at the moment the line is read or written.
+/// Implementations should be cheap: lines read are reported from the connection's
+/// reader task, which reads nothing else meanwhile, and requests from the task of
+/// the caller sending them. No lock of the connection is held during the call; see
+/// the [module documentation](self) for the order guaranteed and what a hook may
+/// call back into.
 pub trait TrafficHook: Send + Sync + 'static {
     /// One message went `dir`. `line` is the JSON text as sent or received.
     fn message(&self, dir: Direction, line: &str);
