@@ -75,10 +75,15 @@
 //! Without a handle timeout, the call itself is bounded by the `Config`'s
 //! [`call_timeout`](Config::call_timeout) once it is sent.
 //!
+//! **Ordering.** Calls sent on one connection are ordered as [`Client`] calls are.
+//! Calls waiting for a connection are all released when it comes, in no particular
+//! order between tasks; calls made one after the other from one task keep their order.
+//!
 //! **Direct access.** [`ReconnectingClient::current`] returns the current
 //! connection's [`Client`] (for what this layer does not wrap: `execute_oob`, fds,
 //! schema queries…). That handle is one connection's: once that connection ends its
-//! calls fail with the connection's error; ask `current` again.
+//! calls fail with the connection's error; ask `current` again. Closing it counts as
+//! losing the connection: the client reconnects.
 //!
 //! # Events
 //!
@@ -97,12 +102,13 @@
 //! connection after it. It is attached to each new connection before any call can be
 //! made on it, so it starts with the events QEMU sent from the negotiation on (with
 //! [`Config::fetch_peer_schema`], which makes a request while connecting, from the
-//! end of connecting on: the gap notice covers what came before); when a
-//! connection comes and goes before the subscription is read, the subscription moves
-//! to the newest one and yields a single gap notice. A subscription made before the
-//! first connection ([`Builder::start`]) yields no gap notice before that connection's
-//! events (unless it was not read before that connection was lost: then it moves to
-//! the newest one, after a gap notice).
+//! end of connecting on: the gap notice covers what came before).
+//!
+//! **Skipped connections.** A connection that comes and goes while the subscription
+//! is still reading an older one, or is not read at all, is skipped: the subscription
+//! moves to the newest connection with a single gap notice. A subscription made
+//! before the first connection ([`Builder::start`]) yields no gap notice before that
+//! connection's events, unless it skipped it.
 //!
 //! **End.** A subscription ends (`None`) when the client has given up or was closed,
 //! after the events it holds.
@@ -127,6 +133,13 @@
 //! do not keep it alive).
 //!
 //! # Disconnect
+//!
+//! When a connection drops, its pending calls fail (never retried,
+//! see [Calls](self#calls)), [`current`](ReconnectingClient::current) becomes `None`,
+//! the state goes `Reconnecting { attempt: 1, .. }`, and subscriptions yield the
+//! events they hold. Once a new connection is made, subscriptions are attached to it,
+//! the state goes `Connected`, waiting calls are sent, and each subscription yields its
+//! gap notice when it reaches the end of the old connection's events.
 //!
 //! [`ReconnectingClient::close`] stops reconnecting, closes the current connection
 //! (failing its pending calls; calls waiting for a connection fail too), ends the
@@ -223,6 +236,28 @@ impl ConnectionState {
             self,
             ConnectionState::GivenUp { .. } | ConnectionState::Closed
         )
+    }
+}
+
+impl fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionState::Connecting { attempt } => {
+                write!(f, "connecting for the first time (attempt {attempt})")
+            }
+            ConnectionState::Connected { connection } => {
+                write!(f, "connected (connection #{connection})")
+            }
+            ConnectionState::Reconnecting { attempt, since } => write!(
+                f,
+                "reconnecting (attempt {attempt}, connection lost {:.1?} ago)",
+                since.elapsed()
+            ),
+            ConnectionState::GivenUp { attempts, .. } => {
+                write!(f, "given up after {attempts} failed attempt(s)")
+            }
+            ConnectionState::Closed => f.write_str("closed"),
+        }
     }
 }
 
@@ -457,7 +492,7 @@ struct Shared {
     /// How many connections were made.
     generation: u64,
     /// Why the client stopped for good (given up, closed).
-    end: Option<Error>,
+    end: Option<String>,
     /// The error of the last failed attempt, or the one that ended the last connection.
     last_error: Option<Error>,
     /// The subscriptions to attach to each new connection.
@@ -556,12 +591,12 @@ impl Inner {
     fn finish(&self, end: End) {
         let mut sh = self.lock();
         sh.client = None;
-        let (error, state) = match end {
+        let (why, state) = match end {
             End::Closed => (
-                Error::closed(&format!(
+                format!(
                     "the reconnecting client for QEMU at {} was closed",
                     self.address
-                )),
+                ),
                 ConnectionState::Closed,
             ),
             End::GaveUp {
@@ -571,17 +606,17 @@ impl Inner {
             } => {
                 tracing::warn!(target: "qmp::reconnect", address = %self.address, attempts, %error, "gave up reconnecting");
                 (
-                    Error::closed(&format!(
+                    format!(
                         "gave up connecting to QEMU at {} after {attempts} failed attempt(s) \
                          over {:.1?} (the reconnecting client's give-up limit); last error: {error}",
                         self.address,
                         since.elapsed()
-                    )),
+                    ),
                     ConnectionState::GivenUp { attempts, since },
                 )
             }
         };
-        sh.end = Some(error);
+        sh.end = Some(why);
         for slot in sh.slots.drain(..) {
             if let Some(slot) = slot.upgrade() {
                 slot.finish();
@@ -827,12 +862,13 @@ impl ReconnectingClient {
         let mut watch = self.state_watch();
         watch.wait_until(ConnectionState::is_final).await;
         let sh = self.inner().lock();
-        sh.end.clone().unwrap_or_else(|| {
-            Error::closed(&format!(
+        match &sh.end {
+            Some(why) => Error::closed(why),
+            None => Error::closed(&format!(
                 "the reconnecting client for QEMU at {} stopped",
                 self.inner().address
-            ))
-        })
+            )),
+        }
     }
 
     /// Runs a command on the current connection (waiting for one while reconnecting)
@@ -905,7 +941,7 @@ impl ReconnectingClient {
                 }
                 if !inner.policy.wait_while_reconnecting {
                     return Err(Error::closed(&format!(
-                        "`{command}` was not sent: not connected to QEMU at {} ({:?}); this \
+                        "`{command}` was not sent: not connected to QEMU at {} ({}); this \
                          client fails calls at once while reconnecting \
                          (`wait_while_reconnecting(false)`): call again later",
                         inner.address,
