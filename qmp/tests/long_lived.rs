@@ -485,3 +485,33 @@ async fn second_client_on_a_busy_monitor_gets_the_greeting_error() {
     assert!(status.get("status").is_some(), "{status}");
     first.close().await;
 }
+
+/// The same over a Unix socket, where a lone call writes what fits itself and the
+/// writer task must finish the rest: the rest cannot be written, so the connection
+/// closes.
+#[tokio::test]
+async fn a_write_the_peer_does_not_take_closes_a_unix_connection() {
+    let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+    tokio::spawn(toy_peer(theirs, After::StopReading, Default::default(), 0));
+    let c = bounded(
+        Config::new()
+            .write_timeout(Some(Duration::from_millis(200)))
+            .connect_unix_stream(ours),
+    )
+    .await
+    .unwrap();
+    // Far more than a Unix socket's buffer.
+    let big = "x".repeat(8 * 1024 * 1024);
+    let err = bounded(c.execute_raw("echo", Some(&json!({ "text": big }))))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`echo`: could not write to unix-stream within 200 ms: QEMU stopped reading \
+         (stopped, hung, or its monitor saturated); the connection is closed, since a \
+         half-written request leaves the stream unusable"
+    );
+    assert!(err.is_timeout() && err.is_closed(), "{err:?}");
+    bounded(c.closed()).await;
+    assert_eq!(c.state(), RunState::Idle);
+}
