@@ -689,4 +689,48 @@ mod tests {
         let clone = io.clone();
         assert_eq!(clone.kind(), ErrorKind::Io);
     }
+
+    #[test]
+    fn limits_read_as_people_write_them() {
+        let shown = |d| Limit(d).to_string();
+        assert_eq!(shown(Duration::from_secs(5)), "5 s");
+        assert_eq!(shown(Duration::from_millis(2500)), "2.5 s");
+        assert_eq!(shown(Duration::from_millis(1250)), "1.25 s");
+        assert_eq!(shown(Duration::from_millis(200)), "200 ms");
+        assert_eq!(shown(Duration::from_micros(1500)), "1.5ms");
+    }
+
+    #[test]
+    fn a_pending_call_sees_the_connection_error_with_its_command() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let gone = Error::peer_gone("connection reset while reading", Some(reset));
+        let mine = gone.for_command("query-status");
+        assert_eq!(mine.command(), Some("query-status"));
+        assert!(mine.is_closed() && mine.is_peer_gone() && !mine.is_timeout());
+        assert_eq!(mine.kind(), ErrorKind::Io);
+        assert!(mine.as_io().is_some());
+        assert!(mine.to_string().starts_with(
+            "`query-status`: QEMU closed the connection (connection reset while reading: "
+        ));
+        // Wrapping again names the new command once, not both.
+        assert_eq!(
+            mine.for_command("stop").to_string(),
+            gone.for_command("stop").to_string()
+        );
+        let dead = Error::deadline(
+            Phase::Keepalive,
+            Duration::from_secs(2),
+            None,
+            "dead".into(),
+            true,
+        )
+        .for_command("stop");
+        assert!(dead.is_peer_dead() && dead.is_timeout() && dead.is_closed());
+        assert_eq!(dead.timeout_limit(), Some(Duration::from_secs(2)));
+        assert_eq!(dead.to_string(), "`stop`: dead");
+        let call = Error::call_timeout("x", TimeoutStage::Unanswered, Duration::from_secs(5));
+        assert_eq!(call.to_string(), "`x` was sent but not answered within 5 s");
+        assert_eq!(call.timeout_phase(), Some(Phase::Call));
+        assert!(!call.is_closed());
+    }
 }
