@@ -240,6 +240,123 @@ async fn subscriptions_see_a_gap_notice_then_the_restarted_servers_events() {
     drop(second);
 }
 
+#[test]
+fn handles_and_subscriptions_can_move_between_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<ReconnectingClient>();
+    send::<qmp::reconnect::Subscription<RawEvent>>();
+    send::<qmp::reconnect::Subscription<Stop>>();
+    send::<StateWatch>();
+}
+
+#[tokio::test]
+async fn events_received_before_the_drop_come_before_the_gap_in_order() {
+    const N: u64 = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let counts = Arc::new(Counts::default());
+    let first = serve(&path, &counts).await;
+    let qmp = bounded("connecting", builder(&path).connect())
+        .await
+        .expect("connecting");
+    let mut watch = qmp.state_watch();
+    let mut events = qmp.subscribe_raw();
+    // Read by this one only, to know when the client has received them all: the
+    // subscriptions get each event at the same time.
+    let mut probe = qmp.subscribe_raw();
+    for n in 0..N {
+        first.0.emit_raw("SEQ", Some(json!({"n": n}))).await;
+    }
+    for n in 0..N {
+        let ev = event(&mut probe, "the probe's events").await;
+        assert_eq!(ev.to_value()["data"]["n"], n);
+    }
+    kill(first);
+    wait_state(&mut watch, "reconnecting", reconnecting).await;
+    let second = serve(&path, &counts).await;
+    wait_state(&mut watch, "connected again", connected(2)).await;
+    for n in N..2 * N {
+        second.0.emit_raw("SEQ", Some(json!({"n": n}))).await;
+    }
+    for n in 0..N {
+        let ev = event(&mut events, "the first connection's events").await;
+        assert_eq!(ev.to_value()["data"]["n"], n, "in order, none lost");
+    }
+    gap(&mut events, "the gap notice after them").await;
+    for n in N..2 * N {
+        let ev = event(&mut events, "the second connection's events").await;
+        assert_eq!(ev.to_value()["data"]["n"], n, "in order, none lost");
+    }
+    bounded("closing", qmp.close()).await;
+    assert!(bounded("end of events", events.next()).await.is_none());
+}
+
+#[tokio::test]
+async fn closing_fails_the_call_in_flight_and_the_waiting_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let counts = Arc::new(Counts::default());
+    let server = serve(&path, &counts).await;
+    let qmp = bounded("connecting", builder(&path).connect())
+        .await
+        .expect("connecting");
+    let arrived = counts.hang_arrived.notified();
+    let in_flight = tokio::spawn({
+        let qmp = qmp.clone();
+        async move { qmp.execute_raw("hang", None::<&()>).await }
+    });
+    bounded("the server receiving `hang`", arrived).await;
+    bounded("closing", qmp.close()).await;
+    assert_eq!(qmp.state(), ConnectionState::Closed);
+    assert!(qmp.current().is_none());
+    let err = bounded("the call in flight", in_flight)
+        .await
+        .unwrap()
+        .expect_err("closed during the call");
+    assert!(err.is_closed(), "{err:?}");
+    assert!(
+        err.to_string().contains("closed during the call"),
+        "the error says the client was closed: {err}"
+    );
+    let err = bounded(
+        "a call after closing",
+        qmp.execute_raw("query-version", None::<&()>),
+    )
+    .await
+    .expect_err("closed");
+    assert!(
+        err.is_closed() && err.to_string().contains("was not sent"),
+        "{err}"
+    );
+    let why = bounded("closed", qmp.closed()).await;
+    assert!(why.to_string().contains("was closed"), "{why}");
+    drop(server);
+
+    // A call waiting for a connection fails when the client is closed.
+    let qmp = builder(&path).start().await;
+    let mut watch = qmp.state_watch();
+    let waiting = tokio::spawn({
+        let qmp = qmp.clone();
+        async move { qmp.execute_raw("query-version", None::<&()>).await }
+    });
+    wait_state(
+        &mut watch,
+        "a failed attempt",
+        |s| matches!(s, ConnectionState::Connecting { attempt } if *attempt >= 2),
+    )
+    .await;
+    bounded("closing", qmp.close()).await;
+    let err = bounded("the waiting call", waiting)
+        .await
+        .unwrap()
+        .expect_err("closed while waiting");
+    assert!(
+        err.is_closed() && err.to_string().contains("was not sent"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn connections_that_came_and_went_unread_give_one_gap_notice() {
     let dir = tempfile::tempdir().unwrap();
