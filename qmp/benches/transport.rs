@@ -19,6 +19,13 @@
 //!   connection that never asks against one whose schema is known (refusal checks on
 //!   every call) and against the floor, counting the `query-qmp-schema` requests of
 //!   the connection that never asks.
+//! * `proxy` (`QMP_BENCH_ONLY=proxy`; `qmp::proxy`, issue 18): `seq` (5,000 sequential
+//!   typed `query-version`, no `oob`) against `qemu-storage-daemon` directly and
+//!   through a `qmp::proxy::Proxy` in front of the same daemon, in pairs on one fresh
+//!   daemon each, the order alternating between pairs; prints both medians and the
+//!   median of the per-pair ratios proxy/direct with their range. The proxy runs in
+//!   this process, on a current-thread runtime of its own thread (as a separate
+//!   `qmp proxy` process would have its own), the client on the bench's runtime.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -288,6 +295,13 @@ fn main() {
         rt.block_on(peer());
         return;
     }
+    if only == "proxy" {
+        println!(
+            "client: multi-thread runtime, 2 workers; proxy: current-thread runtime, own thread:"
+        );
+        rt.block_on(proxy());
+        return;
+    }
     if only != "events" {
         println!("multi-thread runtime, 2 workers:");
         rt.block_on(calls());
@@ -517,5 +531,90 @@ async fn peer() {
         n / f,
         k / f,
         counted.0.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+/// How many direct/proxied pairs the `proxy` section runs.
+const PROXY_PAIRS: usize = 8;
+
+/// A `qmp::proxy::Proxy` in front of `qemu`'s socket, on a thread and current-thread
+/// runtime of its own, listening on `listen`; runs until `stop` fires.
+fn start_proxy(
+    qemu: PathBuf,
+    listen: PathBuf,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> (std::thread::JoinHandle<()>, std::sync::mpsc::Receiver<()>) {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let proxy = qmp::proxy::ProxyConfig::new()
+                    .connect_unix(&qemu)
+                    .await
+                    .expect("the proxy connects");
+                let _l = proxy
+                    .listen_unix(&listen, qmp::proxy::Allow::all())
+                    .await
+                    .expect("the proxy listens");
+                ready_tx.send(()).unwrap();
+                let _ = stop.await;
+                proxy.close();
+                // Let the close reach QEMU before the runtime goes.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+    });
+    (thread, ready)
+}
+
+async fn proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut direct, mut proxied, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..PROXY_PAIRS {
+        // One daemon per pair: both sides meet the same QEMU process.
+        let d = daemon().await;
+        let mut pair = [0.0f64; 2];
+        for side in [i % 2, 1 - i % 2] {
+            pair[side] = if side == 0 {
+                ours_seq(d.socket()).await
+            } else {
+                let listen = dir.path().join(format!("proxy{i}.sock"));
+                let (stop_tx, stop) = tokio::sync::oneshot::channel();
+                let (thread, ready) = start_proxy(d.socket().to_owned(), listen.clone(), stop);
+                tokio::task::spawn_blocking(move || ready.recv())
+                    .await
+                    .unwrap()
+                    .expect("the proxy starts");
+                let rate = ours_seq(&listen).await;
+                let _ = stop_tx.send(());
+                tokio::task::spawn_blocking(move || thread.join())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                rate
+            };
+        }
+        direct.push(pair[0]);
+        proxied.push(pair[1]);
+        ratios.push(pair[1] / pair[0]);
+    }
+    let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().cloned().fold(0.0, f64::max);
+    let (dmin, dmax) = (
+        direct.iter().cloned().fold(f64::INFINITY, f64::min),
+        direct.iter().cloned().fold(0.0, f64::max),
+    );
+    let (pmin, pmax) = (
+        proxied.iter().cloned().fold(f64::INFINITY, f64::min),
+        proxied.iter().cloned().fold(0.0, f64::max),
+    );
+    println!(
+        "proxy-seq        direct {:>8.0} calls/s ({dmin:.0}-{dmax:.0})   through the proxy {:>8.0} calls/s ({pmin:.0}-{pmax:.0})   \
+         proxy/direct {:.3} (per-pair ratios {lo:.3}-{hi:.3}; medians of {PROXY_PAIRS} pairs, {SEQ_CALLS} calls each)",
+        median(direct),
+        median(proxied),
+        median(ratios),
     );
 }

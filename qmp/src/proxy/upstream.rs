@@ -163,7 +163,7 @@ async fn read(shared: Arc<Shared>, mut reader: LineReader<BoxRead>) {
                      (raise the proxy's maximum message size)"
                 )
             }
-            Err(e) => break format!("connection lost: {e}"),
+            Err(e) => break format!("was lost ({e})"),
         }
     };
     shared.close(format!("{} {reason}", shared.peer));
