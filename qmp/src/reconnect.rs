@@ -416,8 +416,8 @@ impl Builder {
     /// Makes the first connection (one attempt), then keeps it up in the background.
     ///
     /// # Errors
-    /// The first attempt's error ([`Config::connect_unix`]'s), naming the address;
-    /// nothing is left running then.
+    /// The first attempt's error, as [`Config::connect_unix`] or
+    /// [`Config::connect_tcp`] returns it; nothing is left running then.
     pub async fn connect(&self) -> Result<ReconnectingClient> {
         let client = connect_once(&self.config, &self.address).await?;
         Ok(self.launch(Some(client)))

@@ -600,6 +600,28 @@ async fn the_backoff_gives_up_after_its_limit_with_a_clear_error() {
 }
 
 #[tokio::test]
+async fn the_backoff_gives_up_after_its_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing ever listens there.
+    let path = dir.path().join("qmp.sock");
+    let qmp = builder(&path)
+        .give_up_after(Some(Duration::from_millis(300)))
+        .start()
+        .await;
+    let why = bounded("giving up", qmp.closed()).await;
+    assert!(
+        matches!(qmp.state(), ConnectionState::GivenUp { attempts, .. } if attempts >= 1),
+        "{:?}",
+        qmp.state()
+    );
+    let text = why.to_string();
+    assert!(
+        text.contains("gave up") && text.contains("No such file"),
+        "the error names the limit and the last attempt's error: {text}"
+    );
+}
+
+#[tokio::test]
 async fn start_waits_for_a_server_that_is_not_there_yet() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("qmp.sock");
