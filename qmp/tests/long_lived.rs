@@ -356,7 +356,8 @@ async fn stopped_qemu_times_out_and_the_keepalive_declares_it_dead() {
     let Some(mut qemu) = qemu() else { return };
     let config = {
         let mut c = Config::new();
-        c.keepalive(Duration::from_secs(1), Duration::from_secs(2));
+        // Ends well after the 1 s call timeout below, even on a loaded host.
+        c.keepalive(Duration::from_secs(2), Duration::from_secs(3));
         c
     };
     let c = bounded(qemu.connect(&config)).await.unwrap();
@@ -391,7 +392,7 @@ async fn stopped_qemu_times_out_and_the_keepalive_declares_it_dead() {
         dead.to_string(),
         format!(
             "`query-name`: QEMU did not answer the keepalive (`query-version`, sent after \
-             1 s of silence) within 2 s on {}: declared dead; the connection is closed",
+             2 s of silence) within 3 s on {}: declared dead; the connection is closed",
             qemu.socket().display()
         )
     );
