@@ -513,7 +513,7 @@ async fn clients_are_disconnected_when_qemu_goes_away() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_listener_on_the_same_path_is_refused() {
+async fn a_second_listener_on_the_same_path_is_refused_and_tcp_serves_beside() {
     let Some(qemu) = system_none() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (proxy, rw, _ro) = proxy(&qemu, dir.path()).await;
@@ -529,4 +529,66 @@ async fn a_second_listener_on_the_same_path_is_refused() {
     let mut p = raw_client(rw.path().unwrap()).await;
     let r = p.call(r#"{"execute":"query-status","id":1}"#).await;
     assert_eq!(r["return"]["status"], "running");
+    // And a TCP listener, read-only, serves beside it.
+    let tcp = proxy
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), Allow::read_only())
+        .await
+        .unwrap();
+    let qmp::server::ListenAddr::Tcp(addr) = tcp.addr().clone() else {
+        panic!("{:?}", tcp.addr())
+    };
+    let c = qmp::Config::new().connect_tcp(addr).await.unwrap();
+    let s = c.execute_raw("query-status", None::<&()>).await.unwrap();
+    assert_eq!(s["status"], "running");
+    let e = c.execute_raw("stop", None::<&()>).await.unwrap_err();
+    assert!(
+        e.to_string().contains("not allowed on this proxy socket"),
+        "{e}"
+    );
+    assert_eq!(proxy.clients(), 2);
+}
+
+/// `qmp proxy`'s entry point: serves its sockets, and when QEMU goes away returns an
+/// error saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_until_qemu_goes_away() {
+    let Some(mut qemu) = system_none() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let options = qmp::proxy::ProxyOptions {
+        socket: Some(qemu.socket().to_owned()),
+        listen: vec![dir.path().join("rw.sock")],
+        read_only_listen: vec![dir.path().join("ro.sock")],
+        read_only_allow: Some("query-*,qom-list".into()),
+        ..Default::default()
+    };
+    let running = tokio::spawn(async move { qmp::proxy::run(&options).await });
+    // Listening once the socket file is there (bound before anything is printed).
+    let ro = dir.path().join("ro.sock");
+    tokio::time::timeout(HANG, async {
+        while !ro.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the proxy listens");
+    let mut p = raw_client(&ro).await;
+    let r = p
+        .call(r#"{"execute":"qom-list","arguments":{"path":"/"},"id":1}"#)
+        .await;
+    assert!(r["return"].is_array(), "{r}");
+    let r = p.call(r#"{"execute":"qom-set","id":2}"#).await;
+    assert_eq!(
+        r["error"]["desc"],
+        "The command qom-set is not allowed on this proxy socket (it allows query-*, qom-list)"
+    );
+    qemu.child().kill().unwrap();
+    let err = tokio::time::timeout(HANG, running)
+        .await
+        .expect("run returns once QEMU is gone")
+        .unwrap()
+        .unwrap_err();
+    assert!(err.contains("clients were disconnected"), "{err}");
+    assert_eq!(p.recv_line().await, None);
 }

@@ -8,8 +8,10 @@ use super::{Allow, Listener, ProxyConfig};
 /// What `qmp proxy` does.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyOptions {
-    /// QEMU's monitor socket (`--socket`).
-    pub socket: PathBuf,
+    /// QEMU's monitor on a Unix socket (`--socket`).
+    pub socket: Option<PathBuf>,
+    /// QEMU's monitor on a TCP address, `HOST:PORT` (`--tcp`), instead of `socket`.
+    pub tcp: Option<String>,
     /// Sockets that forward every command (`--listen`, repeatable).
     pub listen: Vec<PathBuf>,
     /// Sockets that forward only the commands of `read_only_allow` (`--read-only-listen`,
@@ -46,10 +48,16 @@ pub async fn run(options: &ProxyOptions) -> Result<(), String> {
     }
     let mut config = ProxyConfig::new();
     config.negotiate_oob(!options.no_oob);
-    let proxy = config
-        .connect_unix(&options.socket)
-        .await
-        .map_err(|e| format!("qmp proxy: {e}"))?;
+    let (proxy, qemu) =
+        match (&options.socket, &options.tcp) {
+            (Some(path), None) => (config.connect_unix(path).await, path.display().to_string()),
+            (None, Some(addr)) => (config.connect_tcp(addr.as_str()).await, addr.clone()),
+            _ => return Err(
+                "`proxy` needs exactly one of --socket PATH or --tcp HOST:PORT: QEMU's QMP monitor"
+                    .into(),
+            ),
+        };
+    let proxy = proxy.map_err(|e| format!("qmp proxy: {e}"))?;
     let mut listeners: Vec<Listener> = Vec::new();
     let sockets = options.listen.iter().map(|p| (p, Allow::all())).chain(
         options
@@ -68,10 +76,7 @@ pub async fn run(options: &ProxyOptions) -> Result<(), String> {
         );
         listeners.push(listener);
     }
-    eprintln!(
-        "qmp proxy: serving QEMU's monitor at {}",
-        options.socket.display()
-    );
+    eprintln!("qmp proxy: serving QEMU's monitor at {qemu}");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("qmp proxy: installing the SIGTERM handler: {e}"))?;
     let result = tokio::select! {
@@ -109,12 +114,19 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("empty entry"), "{err}");
         let err = run(&ProxyOptions {
-            socket: "/nonexistent-dir/qmp.sock".into(),
+            socket: Some("/nonexistent-dir/qmp.sock".into()),
             listen: vec!["/tmp/x".into()],
             ..ProxyOptions::default()
         })
         .await
         .unwrap_err();
         assert!(err.contains("/nonexistent-dir/qmp.sock"), "{err}");
+        let err = run(&ProxyOptions {
+            listen: vec!["/tmp/x".into()],
+            ..ProxyOptions::default()
+        })
+        .await
+        .unwrap_err();
+        assert!(err.contains("--socket PATH or --tcp"), "{err}");
     }
 }
