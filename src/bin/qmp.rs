@@ -5,6 +5,7 @@
 //! qmp [--socket PATH | --tcp HOST:PORT] events [--count N]         # JSON lines
 //! qmp [--socket PATH | --tcp HOST:PORT] schema                     # query-qmp-schema
 //! qmp [--socket PATH | --tcp HOST:PORT] compat [--require CMD,…]   # bindings vs peer
+//! qmp [--socket PATH | --tcp HOST:PORT] shell [--hmp] [--compact]  # interactive
 //! qmp (--socket PATH | --tcp HOST:PORT) serve [--replay FILE]       # a test server
 //! qmp --ga --socket PATH call COMMAND [JSON-ARGS]    # a guest agent's command
 //! qmp --ga --socket PATH exec [--timeout S] -- PROGRAM [ARGS…]   # run it in the guest
@@ -20,7 +21,10 @@
 //! on a fresh machine: `qemu-storage-daemon` for `call`, `events` and `schema` (so
 //! `qmp schema` prints the storage daemon's schema, a subset of the system
 //! emulator's), `qemu-system-x86_64 -M none` for `compat` (the bindings are the
-//! system emulator's).
+//! system emulator's) and `shell` (so that it has events to show, e.g. after `stop`).
+//!
+//! `shell` is an interactive shell with the habits of QEMU's qmp-shell (see
+//! src/cli/shell.rs).
 //!
 //! `call` checks the arguments against the peer's own schema before sending anything
 //! (one `query-qmp-schema`, with QEMU's wording: an unknown command, a missing,
@@ -72,6 +76,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+#[path = "../cli/shell.rs"]
+mod shell;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "qmp",
@@ -83,7 +90,7 @@ use serde_json::Value;
                   --require` named a command the peer does not fully support.\n\n\
                   Without --socket or --tcp, a private QEMU is started for the run (and \
                   named on stderr): qemu-storage-daemon, or qemu-system-x86_64 -M none \
-                  for `compat`.\n\n\
+                  for `compat` and `shell`.\n\n\
                   With --ga --socket PATH: talk to a guest agent (qemu-ga) instead; \
                   `call` and `exec` work, and `exec` exits with the program's exit code \
                   (128+N for signal N)."
@@ -152,6 +159,11 @@ enum Cmd {
         #[arg(long, value_name = "CMD,CMD…", value_delimiter = ',')]
         require: Vec<String>,
     },
+    /// An interactive shell with the habits of QEMU's qmp-shell: `command key=value
+    /// ...` or JSON lines, Tab completion from the peer's schema, events shown as they
+    /// arrive, history kept between sessions. Ctrl-D quits; a lost connection ends
+    /// it with status 1.
+    Shell(shell::ShellArgs),
     /// Serve QMP on --socket or --tcp until stopped: replay a transcript, or (without
     /// --replay) answer only `query-version`. With --ga, serve as a guest agent
     /// (syncs and `guest-ping` built in; without --replay, `guest-info` too).
@@ -183,6 +195,7 @@ impl Cmd {
             Cmd::Events { .. } => "events",
             Cmd::Schema => "schema",
             Cmd::Compat { .. } => "compat",
+            Cmd::Shell(_) => "shell",
             Cmd::Serve { .. } => "serve",
             Cmd::Exec { .. } => "exec",
         }
@@ -634,6 +647,7 @@ async fn run(cli: &Cli, socket: Option<&Path>, started: Option<&str>) -> Result<
             }
             out
         }
+        Cmd::Shell(args) => shell::run(&client, args).await.map(|()| Done::Ok),
         Cmd::Serve { .. } => Err("`serve` is handled before connecting".into()),
         Cmd::Exec { .. } => Err("`exec` is handled by run_ga".into()),
     };
@@ -905,7 +919,7 @@ fn main() -> ExitCode {
                 // `compat` compares with the bindings, which are a system emulator's;
                 // the rest takes the lighter storage daemon.
                 let (what, d) = match cli.command {
-                    Cmd::Compat { .. } => (
+                    Cmd::Compat { .. } | Cmd::Shell(_) => (
                         "qemu-system-x86_64 -M none",
                         qmp::local::LocalQemu::system_none(),
                     ),

@@ -1,0 +1,679 @@
+//! `qmp shell`: an interactive QMP shell with the habits of QEMU's qmp-shell.
+//!
+//! - Lines are `command key=value ...` (qmp-shell's shorthand: see `shell_input.rs`,
+//!   with its `transaction(` ... `)` sub-shell) or raw JSON requests
+//!   (`{"execute": ..., "arguments": {...}}`); with `--hmp` (qmp-shell's `-H`) they
+//!   are HMP commands, sent with `human-monitor-command` (`cpu N` picks the CPU, as
+//!   in qmp-shell).
+//! - Tab completes command names, argument names and enum values from the peer's
+//!   schema (`shell_complete.rs`); HMP commands with `--hmp`.
+//! - Events are printed as they arrive, above the line being typed, which stays as
+//!   it was (rustyline's `ExternalPrinter`).
+//! - History is kept between sessions in `$XDG_STATE_HOME/qmp/history` (or
+//!   `~/.local/state/qmp/history`; `history-hmp` for `--hmp`), or `--history FILE`;
+//!   only when the input is a terminal (piped commands are not recorded).
+//! - Replies are printed as qmp-shell prints them, the whole response
+//!   (`{"return": ...}`), pretty (4 spaces, sorted keys, as `qmp-shell -p`) or one
+//!   line each with `--compact`; an error reply or a bad line is reported on stderr
+//!   and the shell goes on.
+//! - Ctrl-D ends the shell (exit status 0); Ctrl-C drops the line being typed (and an
+//!   open transaction). A lost connection ends it with status 1, saying so; after a
+//!   successful `quit` (QEMU stops) it ends with status 0.
+//!
+//! The connection is behind [`Backend`]: what the shell needs is to execute a
+//! command, a stream of events, and to learn that the connection is gone for good.
+//! A reconnecting client (`qmp::reconnect`, being written) fits by implementing it:
+//! its `lost` resolves only when it gives up, its event stream carries on across
+//! reconnections (a gap is printed as a note), and a call that fails because the
+//! connection dropped is printed as an error like any other.
+
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
+use rustyline::{CompletionType, Config, Context, Editor, ExternalPrinter, Helper};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+#[path = "shell_complete.rs"]
+mod complete;
+#[path = "shell_input.rs"]
+mod input;
+
+use complete::{Completion, SchemaIndex};
+use input::{Parser, Request};
+
+/// `qmp shell`'s options.
+#[derive(clap::Args, Debug)]
+pub struct ShellArgs {
+    /// Lines are HMP commands, sent with `human-monitor-command` (qmp-shell's -H).
+    #[arg(long, short = 'H')]
+    pub hmp: bool,
+    /// Print each reply and event on one line instead of pretty-printing.
+    #[arg(long)]
+    pub compact: bool,
+    /// Print each request as sent (JSON) before its reply (qmp-shell's -v).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Keep the history in FILE [default: $XDG_STATE_HOME/qmp/history, or
+    /// ~/.local/state/qmp/history; `history-hmp` with --hmp].
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+    /// Keep no history between sessions.
+    #[arg(long, conflicts_with = "history")]
+    pub no_history: bool,
+}
+
+/// What the shell needs of its connection (see the module docs for a reconnecting
+/// client).
+pub(crate) trait Backend {
+    /// Runs a command, returning its `return` value.
+    fn execute(
+        &self,
+        name: &str,
+        args: &Map<String, Value>,
+        oob: bool,
+    ) -> impl Future<Output = qmp::Result<Value>>;
+    /// Every event from now on.
+    fn events(&self) -> qmp::EventStream<qmp::RawEvent>;
+    /// Resolves when the connection is gone for good, with why.
+    fn lost(&self) -> impl Future<Output = qmp::Error>;
+    /// The peer, for the banner (`QEMU 10.0.2`).
+    fn peer(&self) -> String;
+}
+
+impl Backend for qmp::Client {
+    async fn execute(
+        &self,
+        name: &str,
+        args: &Map<String, Value>,
+        oob: bool,
+    ) -> qmp::Result<Value> {
+        let args = (!args.is_empty()).then_some(args);
+        if oob {
+            self.execute_oob_raw(name, args).await
+        } else {
+            self.execute_raw(name, args).await
+        }
+    }
+
+    fn events(&self) -> qmp::EventStream<qmp::RawEvent> {
+        self.subscribe_raw()
+    }
+
+    async fn lost(&self) -> qmp::Error {
+        self.closed().await
+    }
+
+    fn peer(&self) -> String {
+        let v = &self.greeting().qmp.version.qemu;
+        format!("QEMU {}.{}.{}", v.major, v.minor, v.micro)
+    }
+}
+
+/// Runs the shell on `backend` until Ctrl-D (`Ok`), or until the connection is lost
+/// or the terminal fails (`Err`, saying which).
+pub(crate) async fn run<B: Backend>(backend: &B, args: &ShellArgs) -> Result<(), String> {
+    let completion = if args.hmp {
+        hmp_completion(backend).await
+    } else {
+        qmp_completion(backend).await
+    };
+    let in_transaction = Arc::new(AtomicBool::new(false));
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .auto_add_history(false)
+        .max_history_size(1024)
+        .and_then(|c| c.history_ignore_dups(true))
+        .map_err(|e| format!("cannot set the line editor up: {e}"))?
+        .build();
+    let mut editor: Editor<ShellHelper, FileHistory> = Editor::with_config(config)
+        .map_err(|e| format!("cannot start the line editor on this terminal: {e}"))?;
+    editor.set_helper(Some(ShellHelper {
+        completion,
+        in_transaction: in_transaction.clone(),
+    }));
+    let interactive = std::io::stdin().is_terminal();
+    let history = match (interactive, args.no_history) {
+        (true, false) => history_file(args),
+        _ => None,
+    };
+    if let Some(path) = &history {
+        load_history(&mut editor, path);
+    }
+    // Restores the terminal's mode on every way out, also while the editor thread
+    // is still reading a line in raw mode (connection lost, SIGTERM).
+    let _terminal = TerminalMode::save();
+    let out = Out::new(editor.create_external_printer().ok());
+    println!(
+        "Welcome to the {} shell!\nConnected to {}\n(Tab completes; Ctrl-D quits; events are \
+         shown as they arrive)\n",
+        if args.hmp { "HMP" } else { "QMP low-level" },
+        backend.peer()
+    );
+    let pump = tokio::spawn(print_events(backend.events(), out.clone(), args.compact));
+
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let (prompts, prompts_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::Builder::new()
+        .name("qmp-shell-editor".into())
+        .spawn(move || edit_lines(editor, prompts_rx, lines_tx, history))
+        .map_err(|e| format!("cannot start the line editor's thread: {e}"))?;
+
+    let mut shell = Shell {
+        args,
+        parser: Parser::default(),
+        cpu_index: None,
+        in_transaction,
+    };
+    let result = loop {
+        let prompt = if shell.parser.in_transaction() {
+            "TRANS> "
+        } else {
+            "(QEMU) "
+        };
+        if prompts.send(prompt.to_owned()).is_err() {
+            break Err("the line editor stopped".to_owned());
+        }
+        let input = tokio::select! {
+            input = lines.recv() => input,
+            why = backend.lost() => break Err(lost(&why, interactive)),
+        };
+        match input {
+            Some(Input::Line(line)) => match shell.line(backend, &line, &out).await {
+                Flow::Go => {}
+                Flow::Quit => break Ok(()),
+                Flow::Lost(why) => break Err(lost(&why, interactive)),
+            },
+            Some(Input::Interrupted) => {
+                if shell.parser.cancel() {
+                    shell.in_transaction.store(false, Ordering::Relaxed);
+                    eprintln!("(transaction dropped)");
+                }
+            }
+            Some(Input::Eof) => break Ok(()),
+            Some(Input::Failed(why)) => break Err(format!("reading the terminal: {why}")),
+            None => break Err("the line editor stopped".to_owned()),
+        }
+    };
+    pump.abort();
+    result
+}
+
+/// The message for a lost connection (the cursor may be on a half-typed line).
+fn lost(why: &qmp::Error, interactive: bool) -> String {
+    if interactive {
+        println!();
+    }
+    format!(
+        "the connection to QEMU was lost ({why}); the shell ends (start it again once \
+         QEMU is back)"
+    )
+}
+
+/// How a line ended.
+enum Flow {
+    Go,
+    /// `quit` succeeded: QEMU is stopping.
+    Quit,
+    Lost(qmp::Error),
+}
+
+struct Shell<'a> {
+    args: &'a ShellArgs,
+    parser: Parser,
+    /// HMP's `cpu N`; until then no `cpu-index` is sent (qmp-shell sends 0, which
+    /// a QEMU without CPUs, `-M none`, refuses).
+    cpu_index: Option<i64>,
+    /// Shared with the completer: lines are transaction actions.
+    in_transaction: Arc<AtomicBool>,
+}
+
+impl Shell<'_> {
+    async fn line<B: Backend>(&mut self, backend: &B, line: &str, out: &Out) -> Flow {
+        if self.args.hmp {
+            return self.hmp(backend, line).await;
+        }
+        let parsed = self.parser.line(line);
+        self.in_transaction
+            .store(self.parser.in_transaction(), Ordering::Relaxed);
+        let request = match parsed {
+            Ok(Some(r)) => r,
+            Ok(None) => return Flow::Go,
+            Err(e) => {
+                eprintln!("Error while parsing command line: {e}\n{}", input::FORMAT);
+                return Flow::Go;
+            }
+        };
+        if self.args.verbose {
+            out.now(&json_text(&request.to_json(), self.args.compact));
+        }
+        match backend
+            .execute(&request.name, &request.args, request.oob)
+            .await
+        {
+            Ok(v) => {
+                let mut reply = Map::new();
+                reply.insert("return".into(), v);
+                out.now(&json_text(&Value::Object(reply), self.args.compact));
+                if request.name == "quit" {
+                    eprintln!("qmp: QEMU is quitting; the shell ends");
+                    return Flow::Quit;
+                }
+                Flow::Go
+            }
+            Err(e) => self.failed(&request, e),
+        }
+    }
+
+    /// Reports a failed call; `Flow::Lost` when the connection is gone.
+    fn failed(&self, request: &Request, e: qmp::Error) -> Flow {
+        if e.is_closed() {
+            return Flow::Lost(e);
+        }
+        match e.qmp_error() {
+            Some(q) => eprintln!("Error: {}: {}", q.class, q.desc),
+            None => eprintln!("Error: `{}`: {e}", request.name),
+        }
+        Flow::Go
+    }
+
+    /// An HMP line, as qmp-shell's `HMPShell` runs it.
+    async fn hmp<B: Backend>(&mut self, backend: &B, line: &str) -> Flow {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(first) = words.first() else {
+            return Flow::Go;
+        };
+        if *first == "cpu" {
+            let Some(Ok(index)) = words.get(1).map(|w| w.parse::<i64>()) else {
+                eprintln!("cpu command takes an integer argument");
+                return Flow::Go;
+            };
+            // As qmp-shell does: the index is good if a command runs on it.
+            match self.human(backend, "info version", Some(index)).await {
+                Ok(_) => self.cpu_index = Some(index),
+                Err(e) if e.is_closed() => return Flow::Lost(e),
+                Err(_) => eprintln!("bad CPU index"),
+            }
+            return Flow::Go;
+        }
+        if self.args.verbose {
+            eprintln!("(human-monitor-command: {line})");
+        }
+        match self.human(backend, line, self.cpu_index).await {
+            Ok(text) => {
+                let text = text.replace("\r\n", "\n");
+                if !text.is_empty() {
+                    print_text(&text);
+                    if !text.ends_with('\n') {
+                        print_text("\n");
+                    }
+                }
+                Flow::Go
+            }
+            Err(e) if e.is_closed() => Flow::Lost(e),
+            Err(e) => match e.qmp_error() {
+                Some(q) => {
+                    eprintln!("{}: {}", q.class, q.desc);
+                    Flow::Go
+                }
+                None => {
+                    eprintln!("Error: {e}");
+                    Flow::Go
+                }
+            },
+        }
+    }
+
+    async fn human<B: Backend>(
+        &self,
+        backend: &B,
+        line: &str,
+        cpu: Option<i64>,
+    ) -> qmp::Result<String> {
+        let mut args = Map::new();
+        args.insert("command-line".into(), line.into());
+        if let Some(cpu) = cpu {
+            args.insert("cpu-index".into(), cpu.into());
+        }
+        let v = backend
+            .execute("human-monitor-command", &args, false)
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+}
+
+/// The peer's schema for completion; command names from `query-commands` when the
+/// schema cannot be had, nothing (with a note) when neither can.
+async fn qmp_completion<B: Backend>(backend: &B) -> Completion {
+    let none = Map::new();
+    let schema = match backend.execute("query-qmp-schema", &none, false).await {
+        Ok(v) => SchemaIndex::from_introspection(&v),
+        Err(e) => Err(e.to_string()),
+    };
+    match schema {
+        Ok(index) => return Completion::Qmp(index),
+        Err(why) => eprintln!(
+            "qmp: note: the peer's schema (query-qmp-schema) cannot be had ({why}): only \
+             command names complete"
+        ),
+    }
+    match backend.execute("query-commands", &none, false).await {
+        Ok(Value::Array(cmds)) => Completion::Qmp(SchemaIndex::from_command_names(
+            cmds.iter()
+                .filter_map(|c| c.get("name")?.as_str().map(str::to_owned)),
+        )),
+        other => {
+            let why = match other {
+                Err(e) => e.to_string(),
+                Ok(_) => "its reply is not a list".into(),
+            };
+            eprintln!("qmp: note: query-commands failed too ({why}): nothing completes");
+            Completion::Nothing
+        }
+    }
+}
+
+/// HMP commands from the peer's `help` and `info`.
+async fn hmp_completion<B: Backend>(backend: &B) -> Completion {
+    let mut texts = Vec::new();
+    for line in ["help", "info"] {
+        let mut args = Map::new();
+        args.insert("command-line".into(), line.into());
+        match backend.execute("human-monitor-command", &args, false).await {
+            Ok(v) => texts.push(v.as_str().unwrap_or_default().to_owned()),
+            Err(e) => {
+                eprintln!("qmp: note: HMP `{line}` failed ({e}): HMP commands do not complete");
+                return Completion::Nothing;
+            }
+        }
+    }
+    Completion::Hmp(complete::hmp_lines(&texts[0], &texts[1]))
+}
+
+/// The line editor's helper: completion only.
+struct ShellHelper {
+    completion: Completion,
+    in_transaction: Arc<AtomicBool>,
+}
+
+impl Completer for ShellHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = line.get(..pos).unwrap_or(line);
+        let trans = self.in_transaction.load(Ordering::Relaxed);
+        let (at, candidates) = self.completion.complete(before, trans);
+        Ok((
+            at,
+            candidates
+                .into_iter()
+                .map(|c| Pair {
+                    display: c.display,
+                    replacement: c.replacement,
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl Hinter for ShellHelper {
+    type Hint = String;
+}
+impl Highlighter for ShellHelper {}
+impl Validator for ShellHelper {}
+impl Helper for ShellHelper {}
+
+/// From the editor thread to the shell.
+enum Input {
+    Line(String),
+    Interrupted,
+    Eof,
+    Failed(String),
+}
+
+/// The editor thread: reads a line for each prompt the shell sends (the shell sends
+/// the next one once the previous line's reply is printed), and keeps the history.
+fn edit_lines(
+    mut editor: Editor<ShellHelper, FileHistory>,
+    prompts: std::sync::mpsc::Receiver<String>,
+    lines: tokio::sync::mpsc::UnboundedSender<Input>,
+    history: Option<PathBuf>,
+) {
+    let mut history_failed = false;
+    for prompt in prompts {
+        let input = match editor.readline(&prompt) {
+            Ok(line) => {
+                if let (Some(path), false) = (&history, line.trim().is_empty()) {
+                    // Appended at once, so that a lost connection or a kill loses
+                    // nothing, and two shells at once both keep theirs.
+                    let saved = editor
+                        .add_history_entry(line.as_str())
+                        .and_then(|_| editor.append_history(path));
+                    if let (Err(e), false) = (saved, history_failed) {
+                        history_failed = true;
+                        eprintln!(
+                            "qmp: warning: cannot save the history to {}: {e} (the \
+                             shell goes on without saving it; --history FILE picks \
+                             another file)",
+                            path.display()
+                        );
+                    }
+                }
+                Input::Line(line)
+            }
+            Err(ReadlineError::Interrupted) => Input::Interrupted,
+            Err(ReadlineError::Eof) => Input::Eof,
+            Err(e) => Input::Failed(e.to_string()),
+        };
+        let last = matches!(input, Input::Eof | Input::Failed(_));
+        if lines.send(input).is_err() || last {
+            break;
+        }
+    }
+}
+
+/// `--history`, or the default file (module docs), its folder made if missing;
+/// `None` (with a note) when there is nowhere to keep it.
+fn history_file(args: &ShellArgs) -> Option<PathBuf> {
+    if let Some(path) = &args.history {
+        return Some(path.clone());
+    }
+    let name = if args.hmp { "history-hmp" } else { "history" };
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".local/state"))
+        });
+    let Some(state) = state else {
+        eprintln!(
+            "qmp: note: neither XDG_STATE_HOME nor HOME is set: no history is kept \
+             (--history FILE keeps one)"
+        );
+        return None;
+    };
+    let dir = state.join("qmp");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!(
+            "qmp: note: cannot make {} for the history: {e}; no history is kept \
+             (--history FILE keeps one elsewhere)",
+            dir.display()
+        );
+        return None;
+    }
+    Some(dir.join(name))
+}
+
+fn load_history(editor: &mut Editor<ShellHelper, FileHistory>, path: &Path) {
+    match editor.load_history(path) {
+        Ok(()) => {}
+        Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!(
+            "qmp: warning: cannot read the history {}: {e} (starting without it)",
+            path.display()
+        ),
+    }
+}
+
+/// Prints the peer's events as they arrive.
+async fn print_events(mut events: qmp::EventStream<qmp::RawEvent>, out: Out, compact: bool) {
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(e) => out.above_prompt(json_text(&e.to_value(), compact)),
+            // A slow terminal, or a reconnection: some events are missing.
+            Err(e) if e.is_lagged() || e.is_gap() => out.above_prompt(format!("qmp: note: {e}")),
+            Err(e) => {
+                out.above_prompt(format!("qmp: events stopped: {e}"));
+                break;
+            }
+        }
+    }
+}
+
+/// Where output goes: replies straight to stdout (no line is being typed then);
+/// events and notes above the prompt, through the editor's printer when the input
+/// is a terminal.
+#[derive(Clone)]
+struct Out {
+    above: Option<std::sync::mpsc::Sender<String>>,
+}
+
+impl Out {
+    /// With the editor's printer: a thread of its own hands text to it, since its
+    /// `print` may block until the editor reads (a bounded pipe), which must not
+    /// stall the runtime that reads replies.
+    fn new<P: ExternalPrinter + Send + 'static>(printer: Option<P>) -> Out {
+        let above = printer.and_then(|mut printer| {
+            let (tx, rx) = std::sync::mpsc::channel::<String>();
+            std::thread::Builder::new()
+                .name("qmp-shell-printer".into())
+                .spawn(move || {
+                    for text in rx {
+                        if printer.print(text.clone()).is_err() {
+                            print_text(&text);
+                        }
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        });
+        Out { above }
+    }
+
+    fn above_prompt(&self, mut text: String) {
+        // With its newline: the printer writes the text as it is while no line is
+        // being read (a command runs), and the next prompt would overwrite a last
+        // line left open.
+        text.push('\n');
+        match &self.above {
+            Some(tx) => {
+                if let Err(std::sync::mpsc::SendError(text)) = tx.send(text) {
+                    print_text(&text);
+                }
+            }
+            None => print_text(&text),
+        }
+    }
+
+    /// Output of the line just entered.
+    fn now(&self, text: &str) {
+        print_text(&format!("{text}\n"));
+    }
+}
+
+/// Writes to stdout; a closed stdout is ignored (the shell ends at the next read).
+fn print_text(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// JSON as qmp-shell prints it: `-p`'s four-space indentation and sorted keys
+/// (serde_json's maps are sorted), or one line.
+fn json_text(v: &Value, compact: bool) -> String {
+    if compact {
+        return v.to_string();
+    }
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut buf,
+        serde_json::ser::PrettyFormatter::with_indent(b"    "),
+    );
+    match v.serialize(&mut ser) {
+        Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| v.to_string()),
+        Err(_) => v.to_string(),
+    }
+}
+
+/// The terminal's mode when the shell started, put back when dropped.
+struct TerminalMode(Option<nix::sys::termios::Termios>);
+
+impl TerminalMode {
+    fn save() -> TerminalMode {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return TerminalMode(None);
+        }
+        TerminalMode(nix::sys::termios::tcgetattr(&stdin).ok())
+    }
+}
+
+impl Drop for TerminalMode {
+    fn drop(&mut self) {
+        if let Some(mode) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSADRAIN,
+                mode,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn replies_print_as_qmp_shell_does() {
+        let v = json!({"return": {"status": "running", "running": true}});
+        assert_eq!(
+            json_text(&v, false),
+            "{\n    \"return\": {\n        \"running\": true,\n        \"status\": \"running\"\n    }\n}"
+        );
+        assert_eq!(
+            json_text(&v, true),
+            r#"{"return":{"running":true,"status":"running"}}"#
+        );
+    }
+
+    #[test]
+    fn history_goes_under_xdg_state_home() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            a: ShellArgs,
+        }
+        let a = T::try_parse_from(["t", "--history", "/x/h"]).unwrap().a;
+        assert_eq!(history_file(&a), Some(PathBuf::from("/x/h")));
+        assert!(T::try_parse_from(["t", "--history", "/x/h", "--no-history"]).is_err());
+    }
+}
