@@ -535,15 +535,25 @@ async fn peer() {
 }
 
 /// How many direct/proxied pairs the `proxy` section runs.
-const PROXY_PAIRS: usize = 8;
+const PROXY_PAIRS: usize = 12;
+
+/// The CPU time the calling thread has run, from `/proc/thread-self/schedstat`
+/// (nanoseconds; 0 where it cannot be read).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
 
 /// A `qmp::proxy::Proxy` in front of `qemu`'s socket, on a thread and current-thread
-/// runtime of its own, listening on `listen`; runs until `stop` fires.
+/// runtime of its own, listening on `listen`; runs until `stop` fires, then returns
+/// the CPU time its thread used meanwhile (ns).
 fn start_proxy(
     qemu: PathBuf,
     listen: PathBuf,
     stop: tokio::sync::oneshot::Receiver<()>,
-) -> (std::thread::JoinHandle<()>, std::sync::mpsc::Receiver<()>) {
+) -> (std::thread::JoinHandle<u64>, std::sync::mpsc::Receiver<()>) {
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
@@ -559,12 +569,15 @@ fn start_proxy(
                     .listen_unix(&listen, qmp::proxy::Allow::all())
                     .await
                     .expect("the proxy listens");
+                let start = thread_cpu_ns();
                 ready_tx.send(()).unwrap();
                 let _ = stop.await;
+                let used = thread_cpu_ns().saturating_sub(start);
                 proxy.close();
                 // Let the close reach QEMU before the runtime goes.
                 tokio::time::sleep(Duration::from_millis(20)).await;
-            });
+                used
+            })
     });
     (thread, ready)
 }
@@ -572,6 +585,7 @@ fn start_proxy(
 async fn proxy() {
     let dir = tempfile::tempdir().unwrap();
     let (mut direct, mut proxied, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cpu_per_call = Vec::new();
     for i in 0..PROXY_PAIRS {
         // One daemon per pair: both sides meet the same QEMU process.
         let d = daemon().await;
@@ -589,10 +603,11 @@ async fn proxy() {
                     .expect("the proxy starts");
                 let rate = ours_seq(&listen).await;
                 let _ = stop_tx.send(());
-                tokio::task::spawn_blocking(move || thread.join())
+                let used = tokio::task::spawn_blocking(move || thread.join())
                     .await
                     .unwrap()
                     .unwrap();
+                cpu_per_call.push(used as f64 / 1e3 / SEQ_CALLS as f64);
                 rate
             };
         }
@@ -616,5 +631,14 @@ async fn proxy() {
         median(direct),
         median(proxied),
         median(ratios),
+    );
+    println!(
+        "proxy-cpu        the proxy's thread: {:.1} us of CPU per call (median of {PROXY_PAIRS}; {:.1?})",
+        median(cpu_per_call.clone()),
+        {
+            let mut v = cpu_per_call;
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v
+        }
     );
 }
