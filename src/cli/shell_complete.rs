@@ -185,7 +185,7 @@ impl SchemaIndex {
                     ) else {
                         continue;
                     };
-                    if tag_value.map_or(true, |t| t == case) {
+                    if tag_value.is_none_or(|t| t == case) {
                         push_all(self.members(vty, given, depth + 1), &mut out);
                     }
                 }
