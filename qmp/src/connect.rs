@@ -330,16 +330,52 @@ impl Config {
     /// # Errors
     /// As [`connect_unix`](Self::connect_unix).
     pub async fn connect_tcp(&self, addr: impl ToSocketAddrs) -> Result<Client> {
+        // Resolved first, so that errors name the address (under the socket
+        // deadline: a resolver can hang too).
+        let limit = self.socket_timeout.or(self.connect_timeout);
+        let lookup = tokio::net::lookup_host(addr);
+        let resolved = match limit {
+            Some(t) => tokio::time::timeout(t, lookup).await.map_err(|_| {
+                Error::deadline(
+                    Phase::Connect,
+                    t,
+                    None,
+                    format!(
+                        "could not resolve the address to connect to within {}",
+                        Limit(t)
+                    ),
+                    false,
+                )
+            })?,
+            None => lookup.await,
+        };
+        let addrs: Vec<std::net::SocketAddr> = resolved
+            .map_err(|e| Error::io("resolving the address to connect to", e))?
+            .collect();
+        let peer = match addrs.as_slice() {
+            [] => {
+                return Err(Error::io(
+                    "resolving the address to connect to",
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "it resolves to no address",
+                    ),
+                ))
+            }
+            [one] => one.to_string(),
+            [first, rest @ ..] => format!("{first} (or {} more addresses)", rest.len()),
+        };
+        let what = format!("connecting to {peer}");
         self.setup(
             Opening::Connect,
             async move {
-                let stream = TcpStream::connect(addr)
+                let stream = TcpStream::connect(addrs.as_slice())
                     .await
-                    .map_err(|e| Error::io("connecting over TCP", e))?;
+                    .map_err(|e| Error::io(&what, e))?;
                 let _ = stream.set_nodelay(true);
                 Ok(split_other(stream))
             },
-            "tcp".into(),
+            peer,
         )
         .await
     }
@@ -367,12 +403,13 @@ impl Config {
     /// # Errors
     /// As [`connect_unix`](Self::connect_unix).
     pub async fn connect_unix_stream(&self, stream: UnixStream) -> Result<Client> {
-        self.setup(
-            Opening::Given,
-            async move { split_unix(stream) },
-            "unix-stream".into(),
-        )
-        .await
+        let peer = stream
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            .unwrap_or_else(|| "unix-stream".into());
+        self.setup(Opening::Given, async move { split_unix(stream) }, peer)
+            .await
     }
 
     /// Waits for QEMU to connect to `listener` (QEMU started with a client-mode
@@ -382,6 +419,11 @@ impl Config {
     /// # Errors
     /// As [`connect_unix`](Self::connect_unix).
     pub async fn accept_unix(&self, listener: &UnixListener) -> Result<Client> {
+        let peer = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            .unwrap_or_else(|| "accepted-unix".into());
         self.setup(
             Opening::Accept,
             async move {
@@ -391,7 +433,7 @@ impl Config {
                     .map_err(|e| Error::io("accepting a connection", e))?;
                 split_unix(stream)
             },
-            "accepted-unix".into(),
+            peer,
         )
         .await
     }
@@ -401,6 +443,10 @@ impl Config {
     /// # Errors
     /// As [`connect_unix`](Self::connect_unix).
     pub async fn accept_tcp(&self, listener: &TcpListener) -> Result<Client> {
+        let peer = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "accepted-tcp".into());
         self.setup(
             Opening::Accept,
             async move {
@@ -411,7 +457,7 @@ impl Config {
                 let _ = stream.set_nodelay(true);
                 Ok(split_other(stream))
             },
-            "accepted-tcp".into(),
+            peer,
         )
         .await
     }
@@ -442,7 +488,7 @@ impl Config {
                          monitor listening there?"
                     ),
                     Opening::Accept => format!(
-                        "QEMU did not connect within {w} ({peer}): did it start, with its \
+                        "QEMU did not connect to {peer} within {w}: did it start, with its \
                          monitor pointed at this socket?"
                     ),
                     Opening::Given => format!("the stream to {peer} was not ready within {w}"),

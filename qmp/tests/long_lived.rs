@@ -179,7 +179,8 @@ async fn unanswered_negotiation_names_qmp_capabilities_and_its_limit() {
 #[tokio::test]
 async fn nobody_connecting_to_accept_names_the_socket_phase() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::UnixListener::bind(dir.path().join("back.sock")).unwrap();
+    let path = dir.path().join("back.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
     let err = bounded(
         Config::new()
             .socket_timeout(Some(Duration::from_millis(200)))
@@ -189,8 +190,11 @@ async fn nobody_connecting_to_accept_names_the_socket_phase() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "QEMU did not connect within 200 ms (accepted-unix): did it start, with its \
-         monitor pointed at this socket?"
+        format!(
+            "QEMU did not connect to {} within 200 ms: did it start, with its monitor \
+             pointed at this socket?",
+            path.display()
+        )
     );
     assert_eq!(format!("{:?}", err.timeout_phase()), "Some(Connect)");
 }
@@ -515,4 +519,31 @@ async fn a_write_the_peer_does_not_take_closes_a_unix_connection() {
     assert!(err.is_timeout() && err.is_closed(), "{err:?}");
     bounded(c.closed()).await;
     assert_eq!(c.state(), RunState::Idle);
+}
+
+/// Over TCP the errors name the address connected to.
+#[tokio::test]
+async fn over_tcp_the_errors_name_the_address() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        std::future::pending::<()>().await;
+        drop(s);
+    });
+    let err = bounded(
+        Config::new()
+            .greeting_timeout(Some(Duration::from_millis(300)))
+            .connect_tcp(addr),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "no greeting within 300 ms from {addr}: QEMU serves one client per monitor; is \
+             another client connected?"
+        )
+    );
+    held.abort();
 }
