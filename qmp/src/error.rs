@@ -30,7 +30,11 @@ pub enum ErrorKind {
     Decode,
     /// The command's arguments failed to serialize.
     Encode,
-    /// No reply arrived within the timeout (see [`Error::timeout_stage`]).
+    /// A deadline ran out: a call's timeout (no reply in time, see
+    /// [`Error::timeout_stage`]) or one of the connection's own (connecting, the
+    /// greeting, `qmp_capabilities`, a write, the keepalive; see
+    /// [`Error::timeout_phase`]). The text names the phase and the limit. A write or
+    /// keepalive deadline also closes the connection ([`Error::is_closed`]).
     Timeout,
     /// An event subscriber fell behind and missed events (see [`Error::missed_events`]),
     /// or may have missed some across a reconnection ([`Error::is_gap`]).
