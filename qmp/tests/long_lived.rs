@@ -547,3 +547,33 @@ async fn over_tcp_the_errors_name_the_address() {
     );
     held.abort();
 }
+
+/// The keepalive does not keep a connection open: dropping the last handle still
+/// closes it (the peer sees the end of the stream).
+#[tokio::test]
+async fn the_keepalive_does_not_keep_a_dropped_client_open() {
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let pings = Arc::new(AtomicUsize::new(0));
+    let peer = tokio::spawn(toy_peer(
+        theirs,
+        After::AnswerPings,
+        pings.clone(),
+        usize::MAX,
+    ));
+    let c = bounded(
+        Config::new()
+            .keepalive(Duration::from_millis(20), Duration::from_secs(30))
+            .connect_stream(ours),
+    )
+    .await
+    .unwrap();
+    bounded(async {
+        while pings.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    drop(c);
+    // The peer's loop ends at the end of the stream.
+    bounded(peer).await.unwrap();
+}
