@@ -188,11 +188,27 @@ pub(crate) async fn run<B: Backend>(backend: &B, args: &ShellArgs) -> Result<(),
             why = backend.lost() => break Err(lost(&why, interactive)),
         };
         match input {
-            Some(Input::Line(line)) => match shell.line(backend, &line, &out).await {
-                Flow::Go => {}
-                Flow::Quit => break Ok(()),
-                Flow::Lost(why) => break Err(lost(&why, interactive)),
-            },
+            Some(Input::Line(text)) => {
+                // A paste of several lines comes as one (bracketed paste): each line
+                // runs in turn, but a JSON request may span lines.
+                let lines: Vec<&str> = if text.trim_start().starts_with('{') {
+                    vec![text.as_str()]
+                } else {
+                    text.lines().collect()
+                };
+                let mut flow = Flow::Go;
+                for line in lines {
+                    flow = shell.line(backend, line, &out).await;
+                    if !matches!(flow, Flow::Go) {
+                        break;
+                    }
+                }
+                match flow {
+                    Flow::Go => {}
+                    Flow::Quit => break Ok(()),
+                    Flow::Lost(why) => break Err(lost(&why, interactive)),
+                }
+            }
             Some(Input::Interrupted) => {
                 if shell.parser.cancel() {
                     shell.in_transaction.store(false, Ordering::Relaxed);
