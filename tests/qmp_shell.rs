@@ -320,3 +320,87 @@ fn quit_stops_qemu_and_ends_the_shell_with_status_0() {
     let status = qemu.child().wait().unwrap();
     assert!(status.success(), "QEMU: {status}");
 }
+
+#[test]
+fn transactions_nested_keys_and_ctrl_c() {
+    if !have_qemu() {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let mut p = shell(&[], &[], state.path());
+    // `cache.no-flush=true` is `{"cache": {"no-flush": true}}`: QEMU would refuse a
+    // member named "cache.no-flush".
+    p.send_line("blockdev-add driver=null-co node-name=n0 cache.no-flush=true read-only=true")
+        .unwrap();
+    p.exp_string("\"return\": {}").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    p.send_line("query-named-block-nodes flat=true").unwrap();
+    p.exp_string("\"no-flush\": true").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    // qmp-shell's transaction sub-shell: actions gathered under the TRANS> prompt,
+    // sent as one `transaction` at `)`.
+    p.send_line("transaction(").unwrap();
+    p.exp_string("TRANS> ").unwrap();
+    p.send_line("block-dirty-bitmap-add node=n0 name=b0")
+        .unwrap();
+    p.exp_string("TRANS> ").unwrap();
+    p.send_line("block-dirty-bitmap-add node=n0 name=b1 )")
+        .unwrap();
+    p.exp_string("\"return\": {}").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    p.send_line("query-named-block-nodes flat=true").unwrap();
+    p.exp_regex("\"name\": \"b0\"|\"name\": \"b1\"").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    // Ctrl-C drops an open transaction (and the line being typed).
+    p.send_line("transaction(").unwrap();
+    p.exp_string("TRANS> ").unwrap();
+    keys(&mut p, "half a line");
+    p.exp_string("half a line").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("(transaction dropped)").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    p.send_line("query-status").unwrap();
+    p.exp_string("\"status\": \"running\"").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    p.send_control(CTRL_D).unwrap();
+    assert_eq!(exit_code(p), 0);
+}
+
+#[test]
+fn piped_lines_run_in_turn_and_leave_no_history() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    if !have_qemu() {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qmp"))
+        .args(["shell", "--compact"])
+        .env("XDG_STATE_HOME", state.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"query-status\nqom-list path\n{\"execute\": \"query-name\"}\n")
+        .unwrap();
+    // Bounded by the input's end: the shell ends at EOF.
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(r#"{"return":{"running":true,"status":"running"}}"#),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"{"return":{}}"#), "{stdout}");
+    assert!(
+        stderr.contains("Expected a key=value pair, got 'path'"),
+        "{stderr}"
+    );
+    assert!(!state.path().join("qmp/history").exists());
+}
