@@ -436,7 +436,13 @@ impl Proxy {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let task = tokio::spawn(session::run(self.shared().clone(), stream, Arc::new(allow)));
+        let (r, w) = tokio::io::split(stream);
+        let task = tokio::spawn(session::run(
+            self.shared().clone(),
+            Box::new(r),
+            Box::new(w),
+            Arc::new(allow),
+        ));
         let _ = task.await;
     }
 
@@ -478,7 +484,10 @@ impl Proxy {
                 };
                 match accepted {
                     Ok((stream, _)) => {
-                        tokio::spawn(session::run(shared.clone(), stream, allow.clone()));
+                        let (r, w) = stream.into_split();
+                        let session =
+                            session::run(shared.clone(), Box::new(r), Box::new(w), allow.clone());
+                        tokio::spawn(session);
                     }
                     Err(e) => {
                         tracing::warn!(target: "qmp::proxy", "accept failed: {e}");
@@ -516,7 +525,10 @@ impl Proxy {
                 match accepted {
                     Ok((stream, _)) => {
                         let _ = stream.set_nodelay(true);
-                        tokio::spawn(session::run(shared.clone(), stream, allow.clone()));
+                        let (r, w) = stream.into_split();
+                        let session =
+                            session::run(shared.clone(), Box::new(r), Box::new(w), allow.clone());
+                        tokio::spawn(session);
                     }
                     Err(e) => {
                         tracing::warn!(target: "qmp::proxy", "accept failed: {e}");

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use super::{Allow, ClientHandle, Out, Pending, Shared};
+use super::{Allow, BoxRead, BoxWrite, ClientHandle, Out, Pending, Shared};
 use crate::codec::{LineEnding, LineWriter};
 use crate::server::json_stream::{JsonSplitter, Piece};
 use crate::server::protocol;
@@ -39,11 +39,9 @@ struct Session {
 }
 
 /// Serves one client until it disconnects, is disconnected, or the proxy closes.
-pub(super) async fn run<S>(shared: Arc<Shared>, stream: S, allow: Arc<Allow>)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (mut rd, wr) = tokio::io::split(stream);
+/// (Sockets come split into their own halves, which need no lock between reader and
+/// writer, unlike `tokio::io::split`'s.)
+pub(super) async fn run(shared: Arc<Shared>, mut rd: BoxRead, wr: BoxWrite, allow: Arc<Allow>) {
     let (tx, rx) = mpsc::channel::<Out>(shared.client_queue);
     let (ended_tx, ended) = watch::channel(false);
     let handle = {
