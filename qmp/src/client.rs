@@ -600,20 +600,23 @@ impl Client {
                 Err(self.closed_error())
             }
             Err(_elapsed) => {
+                // `Err` from `tokio::time::timeout` only when there was one.
+                let limit = timeout.unwrap_or_default();
                 let stage = guard.id.take().and_then(|id| self.shared.abandon(id));
                 match stage {
                     Some(stage) => {
                         tracing::debug!(target: "qmp::client", command = name, ?stage, "call timed out");
-                        Err(connection::timeout_error(name, stage))
+                        Err(connection::timeout_error_within(name, stage, limit))
                     }
                     // The reply (or the connection's error) arrived just as the timer
                     // fired: deliver it. Id-less calls cannot tell; they report
                     // "unanswered" unless the reply is already here.
                     None => match rx.try_recv() {
                         Ok(reply) => reply,
-                        Err(_) => Err(crate::error::Error::timeout(
+                        Err(_) => Err(crate::error::Error::call_timeout(
                             name,
                             crate::TimeoutStage::Unanswered,
+                            limit,
                         )),
                     },
                 }

@@ -102,8 +102,6 @@ struct PendingCall {
     tx: oneshot::Sender<ReplyResult>,
     stage: Stage,
     command: Cow<'static, str>,
-    /// When the call was registered: how long a call that gives up has waited.
-    since: tokio::time::Instant,
 }
 
 /// What [`Shared::abandon`] returns for a call that was still waiting.
@@ -111,9 +109,6 @@ struct PendingCall {
 pub(crate) struct Abandoned {
     /// How far its request had got.
     pub(crate) stage: Stage,
-    /// How long since the call was registered (at least its timeout, when it timed
-    /// out).
-    pub(crate) waited: Duration,
 }
 
 #[derive(Default)]
@@ -238,14 +233,13 @@ impl Shared {
                 tx,
                 stage: Stage::Queued,
                 command,
-                since: tokio::time::Instant::now(),
             },
         );
         Ok((id, rx))
     }
 
-    /// Removes a call that gave up (timeout or drop). Returns its stage and how long
-    /// it waited if it was still waiting, or `None` if the reply (or the
+    /// Removes a call that gave up (timeout or drop). Returns its stage if it was
+    /// still waiting, or `None` if the reply (or the
     /// connection's error) was already handed over.
     pub(crate) fn abandon(&self, id: u64) -> Option<Abandoned> {
         let mut p = self.lock();
@@ -254,10 +248,7 @@ impl Shared {
             p.abandoned.pop_front();
         }
         p.abandoned.push_back((id, call.command));
-        Some(Abandoned {
-            stage: call.stage,
-            waited: call.since.elapsed(),
-        })
+        Some(Abandoned { stage: call.stage })
     }
 
     fn gate(&self) -> MutexGuard<'_, WriteGate> {
@@ -833,21 +824,8 @@ async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std:
     Ok(())
 }
 
-/// Turns the outcome of a timed-out call into an error; the caller has already
-/// removed its entry (`a` is what [`Shared::abandon`] returned). The limit shown is
-/// how long the call waited, rounded down (whole seconds from 1 s, else tens of
-/// milliseconds), so the text stays true ("not answered within 5 s") without the
-/// caller's timeout; [`timeout_error_within`] shows the caller's exact limit.
-pub(crate) fn timeout_error(command: &str, a: Abandoned) -> Error {
-    let waited = if a.waited >= Duration::from_secs(1) {
-        Duration::from_secs(a.waited.as_secs())
-    } else {
-        Duration::from_millis(a.waited.as_millis() as u64 / 10 * 10)
-    };
-    timeout_error_within(command, a, waited)
-}
-
-/// Like [`timeout_error`], with the caller's own timeout as the limit shown.
+/// Turns the outcome of a timed-out call into an error stating the caller's limit;
+/// the caller has already removed its entry (`a` is what [`Shared::abandon`] returned).
 pub(crate) fn timeout_error_within(command: &str, a: Abandoned, limit: Duration) -> Error {
     let stage = match a.stage {
         Stage::Queued | Stage::Writing => TimeoutStage::NotSent,

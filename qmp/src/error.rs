@@ -340,7 +340,6 @@ impl Error {
     /// A subscriber may have missed an unknown number of events (of kind
     /// [`ErrorKind::Lagged`], with [`Error::is_gap`]): `why` says what happened,
     /// e.g. "the connection to QEMU was lost at … and re-established".
-    #[allow(dead_code)] // used by the reconnecting client, being written
     pub(crate) fn gap(why: String) -> Self {
         Self::new(ErrorKind::Lagged, None, Detail::Gap(why))
     }

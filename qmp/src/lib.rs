@@ -150,8 +150,18 @@
 //! fails only that call, with [`ErrorKind::Timeout`] and a [`TimeoutStage`]:
 //! `NotSent` (still queued, or the peer stopped reading mid-write; a queued request is
 //! then not sent) or `Unanswered` (written, no reply in time; a later reply is dropped
-//! and logged). Connecting has its own timeout ([`Config::connect_timeout`], 30 s
-//! by default).
+//! and logged); its message states the limit. Connecting has a deadline per phase,
+//! each error naming the phase and the limit ([`Error::timeout_phase`], [`Phase`]):
+//! the socket ([`Config::socket_timeout`], 10 s), the greeting
+//! ([`Config::greeting_timeout`], 5 s: QEMU serves one client per monitor, so a
+//! second client gets no greeting), `qmp_capabilities`
+//! ([`Config::negotiation_timeout`], 10 s), all within [`Config::connect_timeout`]
+//! (30 s). A write the peer does not take within [`Config::write_timeout`] (10 s)
+//! closes the connection (a half-written request leaves the stream unusable). An
+//! optional keepalive ([`Config::keepalive`]) sends `query-version` after a silence
+//! and declares a peer that does not answer it dead ([`Error::is_peer_dead`]),
+//! failing every pending caller. For connections that should outlive QEMU's restarts,
+//! see [`reconnect`]; for sharing QEMU's one monitor among programs, `proxy`.
 //!
 //! **Disconnect.** When the peer closes the socket, an I/O error occurs, the peer
 //! sends something that is not QMP (malformed JSON, a line over
@@ -187,10 +197,10 @@
 #![deny(missing_docs)]
 
 pub mod blocking;
+mod chardev;
 mod client;
 pub mod codec;
 mod command;
-mod chardev;
 mod connect;
 mod connection;
 #[cfg(feature = "drift")]
@@ -223,8 +233,10 @@ pub use client::Client;
 pub use command::{Command, Event, EventSet};
 pub use connect::{
     connect_tcp, connect_unix, Config, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EVENT_CAPACITY,
+    DEFAULT_GREETING_TIMEOUT, DEFAULT_NEGOTIATION_TIMEOUT, DEFAULT_SOCKET_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
 };
-pub use error::{Error, ErrorKind, QmpError, Result, TimeoutStage};
+pub use error::{Error, ErrorKind, Phase, QmpError, Result, TimeoutStage};
 pub use events::{EventStream, RawEvent};
 pub use fanout::Overflow;
 pub use peer::PeerSchema;
