@@ -81,7 +81,11 @@
 //!
 //! # Clients that go away, or do not read
 //! A client that disconnects with calls in flight does not disturb the others: QEMU
-//! still answers, and the proxy drops those replies (logged at `debug`). A client
+//! still answers, and the proxy drops those replies (logged at `debug`). When a
+//! client's input ends, the proxy first waits for the replies to its in-band requests
+//! in flight and writes them if the client still reads (a script that writes its
+//! requests and then shuts down its sending side gets its answers), then closes the
+//! connection. A client
 //! whose queue ([`ProxyConfig::client_queue`], 4096 messages) is full, because it does
 //! not read what QEMU sends, is disconnected (logged at `warn`): the proxy never
 //! makes QEMU or the other clients wait for it.
@@ -92,8 +96,11 @@
 //! the last [`Proxy`] handle is dropped: every client is disconnected after what QEMU
 //! sent before (a `SHUTDOWN` event, say) has been written to it; calls in flight get
 //! no reply (as when QEMU itself exits); listeners stop accepting; new connections are
-//! closed at once; [`Proxy::closed`] resolves with the reason. [`run`] then returns an
-//! error naming it.
+//! closed at once; [`Proxy::closed`] resolves with the reason, e.g. "QEMU's monitor at
+//! /run/vm1/qmp.sock closed the connection". [`run`] returns an error naming it when
+//! QEMU went away (and `Ok` when stopped by Ctrl-C or SIGTERM). Clients are not told
+//! why in QMP (QMP has no message for it): they see the connection close, as when
+//! QEMU itself exits.
 //!
 //! # Logging
 //! With [`tracing`], target `qmp::proxy`: clients connecting and leaving at `debug`,
