@@ -289,14 +289,14 @@ fn compact_output_is_one_line() {
 }
 
 #[test]
-fn a_lost_connection_ends_the_shell_with_status_1() {
+fn a_lost_connection_ends_the_shell_with_status_1_with_no_reconnect() {
     if !have_qemu() {
         return;
     }
     let (mut qemu, _second) = qemu_with_two_monitors();
     let state = tempfile::tempdir().unwrap();
     let socket = qemu.socket().to_str().unwrap().to_owned();
-    let mut p = shell(&["--socket", &socket], &[], state.path());
+    let mut p = shell(&["--socket", &socket], &["--no-reconnect"], state.path());
     keys(&mut p, "query-");
     p.exp_string("query-").unwrap();
     qemu.child().kill().unwrap();
@@ -403,4 +403,168 @@ fn piped_lines_run_in_turn_and_leave_no_history() {
         "{stderr}"
     );
     assert!(!state.path().join("qmp/history").exists());
+}
+
+/// `qemu-system-x86_64 -M none` with its QMP monitor on `path`, which a later one can
+/// take over; killed when dropped.
+struct QemuAt(std::process::Child);
+
+impl QemuAt {
+    /// Starts it (`-S`: paused before the machine starts, so that its `query-status`
+    /// says `prelaunch` where a first one's says `running`) and waits for its socket.
+    fn start(path: &Path, paused: bool) -> QemuAt {
+        use std::process::Stdio;
+        // A killed QEMU leaves its socket file: gone, the new one's shows it is up.
+        let _ = std::fs::remove_file(path);
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-M", "none", "-nodefaults", "-display", "none", "-qmp"])
+            .arg(format!("unix:{},server=on,wait=off", path.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if paused {
+            cmd.arg("-S");
+        }
+        let mut qemu = QemuAt(cmd.spawn().expect("starting qemu-system-x86_64"));
+        // Bounded, generously: a precondition, not what is tested.
+        for _ in 0..600 {
+            if path.exists() {
+                return qemu;
+            }
+            if let Ok(Some(status)) = qemu.0.try_wait() {
+                panic!("qemu-system-x86_64 exited ({status}) before making {path:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("qemu-system-x86_64 did not make {path:?} within a minute");
+    }
+}
+
+impl Drop for QemuAt {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The "reconnected" note and the event stream's gap note, in either order (they
+/// come from two sources).
+const RECONNECTED_AND_GAP: &str = r"(?s)qmp: reconnected to QEMU [0-9]+\.[0-9]+\.[0-9]+.*qmp: note: .*re-established|qmp: note: .*re-established.*qmp: reconnected to QEMU [0-9]+\.[0-9]+\.[0-9]+";
+
+#[test]
+fn the_shell_reconnects_when_qemu_restarts_and_the_half_typed_line_stays() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let first = QemuAt::start(&path, false);
+    let state = tempfile::tempdir().unwrap();
+    let mut p = shell(&["--socket", path.to_str().unwrap()], &[], state.path());
+    p.send_line("query-status").unwrap();
+    p.exp_string("\"status\": \"running\"").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    // Half a command, not sent.
+    keys(&mut p, "query-stat");
+    p.exp_string("query-stat").unwrap();
+    drop(first);
+    p.exp_string("qmp: the connection to QEMU was lost; reconnecting to unix:")
+        .unwrap();
+    p.exp_string("(QEMU) query-stat").unwrap();
+    // A new QEMU on the same path, paused: its answers are told from the first's.
+    let _second = QemuAt::start(&path, true);
+    p.exp_regex(RECONNECTED_AND_GAP).unwrap();
+    // The prompt and the half-typed line are drawn again below the notes, and are
+    // still what the editor holds.
+    p.exp_string("(QEMU) query-stat").unwrap();
+    keys(&mut p, "us\r");
+    p.exp_string("\"status\": \"prelaunch\"").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    // Completion works on the new connection (refreshed from its schema).
+    keys(&mut p, &format!("query-versi{TAB}"));
+    p.exp_string("(QEMU) query-version ").unwrap();
+    keys(&mut p, "\r");
+    p.exp_string("\"qemu\": {").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    p.send_control(CTRL_D).unwrap();
+    assert_eq!(exit_code(p), 0);
+}
+
+#[test]
+fn a_command_typed_while_reconnecting_waits_for_the_new_qemu() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let first = QemuAt::start(&path, false);
+    let state = tempfile::tempdir().unwrap();
+    // --timeout bounds the wait for the connection: generous, nothing is timed.
+    let mut p = shell(
+        &["--socket", path.to_str().unwrap(), "--timeout", "300"],
+        &[],
+        state.path(),
+    );
+    drop(first);
+    p.exp_string("qmp: the connection to QEMU was lost; reconnecting")
+        .unwrap();
+    p.exp_string(PROMPT).unwrap();
+    // Sent while nothing listens: it waits, and goes to the next QEMU.
+    p.send_line("query-status").unwrap();
+    p.exp_string("query-status").unwrap();
+    let _second = QemuAt::start(&path, true);
+    p.exp_string("\"status\": \"prelaunch\"").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    p.send_control(CTRL_D).unwrap();
+    assert_eq!(exit_code(p), 0);
+}
+
+#[test]
+fn a_command_typed_while_reconnecting_is_not_sent_after_the_timeout() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let first = QemuAt::start(&path, false);
+    let state = tempfile::tempdir().unwrap();
+    let mut p = shell(
+        &["--socket", path.to_str().unwrap(), "--timeout", "1"],
+        &[],
+        state.path(),
+    );
+    drop(first);
+    p.exp_string("qmp: the connection to QEMU was lost; reconnecting")
+        .unwrap();
+    p.exp_string(PROMPT).unwrap();
+    p.send_line("query-status").unwrap();
+    p.exp_string("`query-status` was not sent: QEMU at unix:")
+        .unwrap();
+    // The shell goes on.
+    p.exp_string(PROMPT).unwrap();
+    p.send_control(CTRL_D).unwrap();
+    assert_eq!(exit_code(p), 0);
+}
+
+#[test]
+fn the_shell_gives_up_reconnecting_with_status_1() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let first = QemuAt::start(&path, false);
+    let state = tempfile::tempdir().unwrap();
+    let mut p = shell(
+        &["--socket", path.to_str().unwrap()],
+        &["--reconnect-give-up", "1"],
+        state.path(),
+    );
+    keys(&mut p, "query-");
+    p.exp_string("query-").unwrap();
+    drop(first);
+    p.exp_string("qmp: the connection to QEMU was lost; reconnecting")
+        .unwrap();
+    p.exp_string("gave up connecting to QEMU at unix:").unwrap();
+    p.exp_string("the shell ends").unwrap();
+    assert_eq!(exit_code(p), 1);
 }

@@ -24,7 +24,12 @@
 //! system emulator's) and `shell` (so that it has events to show, e.g. after `stop`).
 //!
 //! `shell` is an interactive shell with the habits of QEMU's qmp-shell (see
-//! src/cli/shell.rs).
+//! src/cli/shell.rs). On a QEMU named with `--socket`/`--tcp` it reconnects by itself
+//! when the connection is lost (QEMU restarted), saying so above the prompt; a command
+//! typed meanwhile waits up to `--timeout` seconds (10 without it) and is then reported
+//! as not sent. `--no-reconnect` ends it with status 1 instead, `--reconnect-give-up
+//! SECONDS` after that long without a connection. Its private QEMU dies with it: there
+//! a lost connection ends it with status 1.
 //!
 //! `call` checks the arguments against the peer's own schema before sending anything
 //! (one `query-qmp-schema`, with QEMU's wording: an unknown command, a missing,
@@ -161,8 +166,9 @@ enum Cmd {
     },
     /// An interactive shell with the habits of QEMU's qmp-shell: `command key=value
     /// ...` or JSON lines, Tab completion from the peer's schema, events shown as they
-    /// arrive, history kept between sessions. Ctrl-D quits; a lost connection ends
-    /// it with status 1.
+    /// arrive, history kept between sessions. Ctrl-D quits. With --socket or --tcp it
+    /// reconnects when the connection is lost (see --no-reconnect); a lost connection
+    /// to its private QEMU ends it with status 1.
     Shell(shell::ShellArgs),
     /// Serve QMP on --socket or --tcp until stopped: replay a transcript, or (without
     /// --replay) answer only `query-version`. With --ga, serve as a guest agent
@@ -469,6 +475,17 @@ fn check_reply_with(
 }
 
 async fn connect(cli: &Cli, socket: Option<&Path>) -> Result<qmp::Client, String> {
+    let config = config(cli)?;
+    let r = match (&cli.tcp, socket) {
+        (Some(addr), _) => config.connect_tcp(addr.as_str()).await,
+        (None, Some(path)) => config.connect_unix(path).await,
+        (None, None) => unreachable!("a socket is always chosen"),
+    };
+    r.map_err(|e| e.to_string())
+}
+
+/// The connection options the global options ask for (`--timeout`, `--record`).
+fn config(cli: &Cli) -> Result<qmp::Config, String> {
     let mut config = qmp::Config::new();
     config.call_timeout(cli.timeout.map(Duration::from_secs_f64));
     if let Some(file) = &cli.record {
@@ -479,12 +496,7 @@ async fn connect(cli: &Cli, socket: Option<&Path>) -> Result<qmp::Client, String
             .keep_secrets(cli.record_secrets);
         config.traffic_hook(std::sync::Arc::new(hook));
     }
-    let r = match (&cli.tcp, socket) {
-        (Some(addr), _) => config.connect_tcp(addr.as_str()).await,
-        (None, Some(path)) => config.connect_unix(path).await,
-        (None, None) => unreachable!("a socket is always chosen"),
-    };
-    r.map_err(|e| e.to_string())
+    Ok(config)
 }
 
 /// Prints `v` on stdout. A closed stdout (e.g. `qmp schema | head`) is not an error
@@ -552,6 +564,19 @@ async fn run(cli: &Cli, socket: Option<&Path>, started: Option<&str>) -> Result<
         }
         _ => None,
     };
+    // `shell` on a QEMU the user named follows it across restarts (src/cli/shell.rs).
+    if let (Cmd::Shell(args), None) = (&cli.command, started) {
+        if !args.no_reconnect {
+            let address = match (&cli.tcp, socket) {
+                (Some(addr), _) => qmp::reconnect::Address::Tcp(addr.clone()),
+                (None, Some(path)) => qmp::reconnect::Address::Unix(path.to_owned()),
+                (None, None) => unreachable!("a socket is always chosen"),
+            };
+            return shell::run_reconnecting(&config(cli)?, address, cli.timeout, args)
+                .await
+                .map(|()| Done::Ok);
+        }
+    }
     let client = connect(cli, socket).await?;
     if let Some(what) = started {
         eprintln!(

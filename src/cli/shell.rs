@@ -17,22 +17,42 @@
 //!   line each with `--compact`; an error reply or a bad line is reported on stderr
 //!   and the shell goes on.
 //! - Ctrl-D ends the shell (exit status 0); Ctrl-C drops the line being typed (and an
-//!   open transaction). A lost connection ends it with status 1, saying so; after a
-//!   successful `quit` (QEMU stops) it ends with status 0.
+//!   open transaction). After a successful `quit` (QEMU stops) it ends with status 0.
+//!
+//! # Reconnecting
+//!
+//! On a QEMU the user named (`--socket PATH`, `--tcp HOST:PORT`) the shell talks
+//! through `qmp::reconnect::ReconnectingClient`, as QEMU's qmp-shell talks through
+//! the layer above its socket: when the connection is lost (QEMU restarted, upgraded,
+//! its socket made again) it says so above the prompt, without breaking the line
+//! being typed, tries again (100 ms, then twice as long each time, up to 2 s between
+//! attempts), and says `reconnected to QEMU x.y.z` when it is back; the event
+//! stream's gap notice (events sent while nobody listened are lost) is shown as a
+//! note. Completion is then refreshed from the new QEMU's schema (it may be another
+//! release). A command typed while reconnecting waits for the connection, up to
+//! `--timeout` seconds (10 s without it), then is reported as not sent; a command
+//! whose connection is lost before its reply is reported as not retried (it may or may
+//! not have run): nothing is ever sent twice. By default the shell never gives up
+//! (the operator is there: Ctrl-D leaves); `--reconnect-give-up SECONDS` ends it with
+//! status 1 after that long without a connection, and `--no-reconnect` ends it with
+//! status 1 as soon as the connection is lost.
+//!
+//! The private QEMU the program starts when neither is given dies with the shell, so
+//! there is nothing to reconnect to: a lost connection ends the shell with status 1.
 //!
 //! The connection is behind [`Backend`]: what the shell needs is to execute a
-//! command, a stream of events, and to learn that the connection is gone for good.
-//! A reconnecting client (`qmp::reconnect`, being written) fits by implementing it:
-//! its `lost` resolves only when it gives up, its event stream carries on across
-//! reconnections (a gap is printed as a note), and a call that fails because the
-//! connection dropped is printed as an error like any other.
+//! command, a stream of events, to learn that the connection is gone for good, and
+//! (for a reconnecting client) the connection's state changes. It is implemented for
+//! `qmp::Client` (no reconnection) and for [`Reconnecting`].
 
 use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use qmp::reconnect::{Address, ConnectionState, ReconnectingClient, StateWatch};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -51,8 +71,30 @@ mod input;
 use complete::{Completion, SchemaIndex};
 use input::{Parser, Request};
 
+/// How long a command typed while reconnecting waits for the connection without
+/// `--timeout`.
+const DEFAULT_RECONNECT_WAIT: Duration = Duration::from_secs(10);
+/// The longest pause between two reconnection attempts: QEMU restarted by hand is
+/// back within seconds, and an attempt on a socket is cheap.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
 /// `qmp shell`'s options.
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "With --socket or --tcp the shell reconnects by itself when the \
+                        connection is lost (QEMU restarted): it says so above the prompt, \
+                        and `reconnected to QEMU x.y.z` once back (completion then follows \
+                        the new QEMU's schema). A command typed meanwhile waits up to \
+                        --timeout seconds (10 without it) and is then reported as not \
+                        sent; one whose connection was lost before its reply is reported \
+                        as not retried (it may or may not have run). It never gives up \
+                        unless --reconnect-give-up says so; Ctrl-D leaves. Without \
+                        --socket or --tcp the shell's own QEMU dies with it: a lost \
+                        connection ends it.\n\n\
+                        Exit status: 0 after Ctrl-D, end of input or a successful `quit`; \
+                        1 when the connection is lost for good (--no-reconnect, \
+                        --reconnect-give-up, the private QEMU died) or the terminal fails."
+)]
 pub struct ShellArgs {
     /// Lines are HMP commands, sent with `human-monitor-command` (qmp-shell's -H).
     #[arg(long, short = 'H')]
@@ -70,63 +112,289 @@ pub struct ShellArgs {
     /// Keep no history between sessions.
     #[arg(long, conflicts_with = "history")]
     pub no_history: bool,
+    /// Do not reconnect: end the shell (status 1) when the connection to the QEMU
+    /// named with --socket or --tcp is lost.
+    #[arg(long)]
+    pub no_reconnect: bool,
+    /// Stop reconnecting after SECONDS without a connection, ending the shell with
+    /// status 1 [default: never; Ctrl-D leaves].
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        conflicts_with = "no_reconnect",
+        value_parser = seconds
+    )]
+    pub reconnect_give_up: Option<Duration>,
 }
 
-/// What the shell needs of its connection (see the module docs for a reconnecting
-/// client).
+/// A number of seconds (`1.5`), refused when negative, not a number or too large,
+/// rather than panicking on it.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let n: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds (e.g. 60 or 0.5)"))?;
+    Duration::try_from_secs_f64(n)
+        .map_err(|_| format!("`{text}` is not a number of seconds from 0 up (e.g. 60 or 0.5)"))
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The client's error: QEMU's error reply, a lost connection, a timeout...
+    Qmp(qmp::Error),
+    /// The shell did not send the command (no connection in time); the text says why.
+    NotSent(String),
+}
+
+impl From<qmp::Error> for CallError {
+    fn from(e: qmp::Error) -> CallError {
+        CallError::Qmp(e)
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Qmp(e) => e.fmt(f),
+            CallError::NotSent(why) => f.write_str(why),
+        }
+    }
+}
+
+impl CallError {
+    fn qmp_error(&self) -> Option<&qmp::QmpError> {
+        match self {
+            CallError::Qmp(e) => e.qmp_error(),
+            CallError::NotSent(_) => None,
+        }
+    }
+}
+
+/// What the shell needs of its connection (see the module docs).
 pub(crate) trait Backend {
+    /// A stream of events (the connection's, or following the connections).
+    type Events;
     /// Runs a command, returning its `return` value.
     fn execute(
         &self,
         name: &str,
         args: &Map<String, Value>,
         oob: bool,
-    ) -> impl Future<Output = qmp::Result<Value>>;
+    ) -> impl Future<Output = Result<Value, CallError>>;
     /// Every event from now on.
-    fn events(&self) -> qmp::EventStream<qmp::RawEvent>;
-    /// Resolves when the connection is gone for good, with why.
-    fn lost(&self) -> impl Future<Output = qmp::Error>;
+    fn events(&self) -> Self::Events;
+    /// The next event of `events`; `None` once it ended.
+    fn next_event(
+        events: &mut Self::Events,
+    ) -> impl Future<Output = Option<qmp::Result<qmp::RawEvent>>>;
+    /// Resolves when the connection is gone for good, with the message that ends the
+    /// shell.
+    fn lost(&self) -> impl Future<Output = String>;
+    /// Whether a call's failure means the connection is gone for good.
+    fn gone(&self, e: &CallError) -> bool;
     /// The peer, for the banner (`QEMU 10.0.2`).
     fn peer(&self) -> String;
+    /// For a client that reconnects: a watch of its state, its address and how long a
+    /// command waits for a connection.
+    fn reconnecting(&self) -> Option<(StateWatch, String, Duration)>;
+}
+
+/// The version in a greeting, `QEMU 10.0.2`.
+fn peer_of(client: &qmp::Client) -> String {
+    let v = &client.greeting().qmp.version.qemu;
+    format!("QEMU {}.{}.{}", v.major, v.minor, v.micro)
 }
 
 impl Backend for qmp::Client {
+    type Events = qmp::EventStream<qmp::RawEvent>;
+
     async fn execute(
         &self,
         name: &str,
         args: &Map<String, Value>,
         oob: bool,
-    ) -> qmp::Result<Value> {
+    ) -> Result<Value, CallError> {
         let args = (!args.is_empty()).then_some(args);
-        if oob {
-            self.execute_oob_raw(name, args).await
+        Ok(if oob {
+            self.execute_oob_raw(name, args).await?
         } else {
-            self.execute_raw(name, args).await
-        }
+            self.execute_raw(name, args).await?
+        })
     }
 
-    fn events(&self) -> qmp::EventStream<qmp::RawEvent> {
+    fn events(&self) -> Self::Events {
         self.subscribe_raw()
     }
 
-    async fn lost(&self) -> qmp::Error {
-        self.closed().await
+    async fn next_event(events: &mut Self::Events) -> Option<qmp::Result<qmp::RawEvent>> {
+        events.next().await
+    }
+
+    async fn lost(&self) -> String {
+        let why = self.closed().await;
+        format!(
+            "the connection to QEMU was lost ({why}); the shell ends (start it again once \
+             QEMU is back)"
+        )
+    }
+
+    fn gone(&self, e: &CallError) -> bool {
+        matches!(e, CallError::Qmp(e) if e.is_closed())
     }
 
     fn peer(&self) -> String {
-        let v = &self.greeting().qmp.version.qemu;
-        format!("QEMU {}.{}.{}", v.major, v.minor, v.micro)
+        peer_of(self)
+    }
+
+    fn reconnecting(&self) -> Option<(StateWatch, String, Duration)> {
+        None
     }
 }
 
+/// A connection to a QEMU the user named, kept up by `ReconnectingClient` (see the
+/// module docs).
+pub(crate) struct Reconnecting {
+    client: ReconnectingClient,
+    /// How long a command typed while reconnecting waits for the connection.
+    wait: Duration,
+}
+
+impl Reconnecting {
+    /// Connects to `address` (once: a wrong address fails at once) and keeps the
+    /// connection up with the shell's options. `timeout` is `--timeout`, in seconds.
+    pub(crate) async fn connect(
+        config: &qmp::Config,
+        address: Address,
+        timeout: Option<f64>,
+        args: &ShellArgs,
+    ) -> Result<Reconnecting, String> {
+        let wait = match timeout {
+            None => DEFAULT_RECONNECT_WAIT,
+            Some(t) => Duration::try_from_secs_f64(t).map_err(|_| {
+                format!("--timeout {t}: not a number of seconds from 0 up (e.g. 30 or 0.5)")
+            })?,
+        };
+        let client = ReconnectingClient::builder(config, address)
+            .max_delay(MAX_RECONNECT_DELAY)
+            .give_up_after(args.reconnect_give_up)
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Reconnecting { client, wait })
+    }
+
+    /// The current connection, waiting up to `self.wait` for one while reconnecting.
+    async fn connection(&self, name: &str) -> Result<qmp::Client, CallError> {
+        if let Some(c) = self.client.current() {
+            return Ok(c);
+        }
+        let mut watch = self.client.state_watch();
+        let waited = tokio::time::timeout(self.wait, async {
+            loop {
+                if let Some(c) = self.client.current() {
+                    return Some(c);
+                }
+                // `None`: the client gave up or was closed.
+                watch.next().await?;
+            }
+        })
+        .await;
+        match waited {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(CallError::NotSent(format!(
+                "`{name}` was not sent: {}",
+                self.client.closed().await
+            ))),
+            Err(_) => Err(CallError::NotSent(format!(
+                "`{name}` was not sent: QEMU at {} is not back after {:.1?} ({}); type it \
+                 again once the shell says it reconnected (--timeout SECONDS waits longer)",
+                self.client.address(),
+                self.wait,
+                self.client.state()
+            ))),
+        }
+    }
+}
+
+impl Backend for Reconnecting {
+    type Events = qmp::reconnect::Subscription<qmp::RawEvent>;
+
+    async fn execute(
+        &self,
+        name: &str,
+        args: &Map<String, Value>,
+        oob: bool,
+    ) -> Result<Value, CallError> {
+        let client = self.connection(name).await?;
+        let args = (!args.is_empty()).then_some(args);
+        if oob {
+            // The reconnecting client has no `exec-oob`: the connection's own client
+            // sends it (its error, if the connection is lost, is the connection's).
+            return Ok(client.execute_oob_raw(name, args).await?);
+        }
+        // Through the reconnecting client, for its error when the connection is lost
+        // during the call (saying it was not retried). It goes on `client`'s
+        // connection: nothing is awaited between `connection` and this call's check on
+        // the current-thread runtime, so it does not wait again (unbounded).
+        Ok(self.client.execute_raw(name, args).await?)
+    }
+
+    fn events(&self) -> Self::Events {
+        self.client.subscribe_raw()
+    }
+
+    async fn next_event(events: &mut Self::Events) -> Option<qmp::Result<qmp::RawEvent>> {
+        events.next().await
+    }
+
+    async fn lost(&self) -> String {
+        let why = self.client.closed().await;
+        format!(
+            "{why}; the shell ends (start it again once QEMU is back; --reconnect-give-up \
+             SECONDS sets how long it tries)"
+        )
+    }
+
+    fn gone(&self, _: &CallError) -> bool {
+        self.client.state().is_final()
+    }
+
+    fn peer(&self) -> String {
+        match self.client.current() {
+            Some(c) => peer_of(&c),
+            None => format!("QEMU at {} (not connected)", self.client.address()),
+        }
+    }
+
+    fn reconnecting(&self) -> Option<(StateWatch, String, Duration)> {
+        Some((
+            self.client.state_watch(),
+            self.client.address().to_string(),
+            self.wait,
+        ))
+    }
+}
+
+/// Runs the shell on a QEMU the user named, reconnecting (see the module docs).
+pub(crate) async fn run_reconnecting(
+    config: &qmp::Config,
+    address: Address,
+    timeout: Option<f64>,
+    args: &ShellArgs,
+) -> Result<(), String> {
+    let backend = Reconnecting::connect(config, address, timeout, args).await?;
+    let result = run(&backend, args).await;
+    backend.client.close().await;
+    result
+}
+
 /// Runs the shell on `backend` until Ctrl-D (`Ok`), or until the connection is lost
-/// or the terminal fails (`Err`, saying which).
+/// for good or the terminal fails (`Err`, saying which).
 pub(crate) async fn run<B: Backend>(backend: &B, args: &ShellArgs) -> Result<(), String> {
-    let completion = if args.hmp {
-        hmp_completion(backend).await
-    } else {
-        qmp_completion(backend).await
-    };
+    let completion = Arc::new(Mutex::new(
+        completion(backend, args.hmp, &|note| eprintln!("{note}")).await,
+    ));
     let in_transaction = Arc::new(AtomicBool::new(false));
     let config = Config::builder()
         .completion_type(CompletionType::List)
@@ -138,7 +406,7 @@ pub(crate) async fn run<B: Backend>(backend: &B, args: &ShellArgs) -> Result<(),
     let mut editor: Editor<ShellHelper, FileHistory> = Editor::with_config(config)
         .map_err(|e| format!("cannot start the line editor on this terminal: {e}"))?;
     editor.set_helper(Some(ShellHelper {
-        completion,
+        completion: completion.clone(),
         in_transaction: in_transaction.clone(),
     }));
     let interactive = std::io::stdin().is_terminal();
@@ -159,7 +427,9 @@ pub(crate) async fn run<B: Backend>(backend: &B, args: &ShellArgs) -> Result<(),
         if args.hmp { "HMP" } else { "QMP low-level" },
         backend.peer()
     );
-    let pump = tokio::spawn(print_events(backend.events(), out.clone(), args.compact));
+    // Made before the first prompt, so that no event or state change is missed.
+    let events = backend.events();
+    let reconnecting = backend.reconnecting();
 
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
     let (prompts, prompts_rx) = std::sync::mpsc::channel::<String>();
@@ -174,65 +444,131 @@ pub(crate) async fn run<B: Backend>(backend: &B, args: &ShellArgs) -> Result<(),
         cpu_index: None,
         in_transaction,
     };
-    let result = loop {
-        let prompt = if shell.parser.in_transaction() {
-            "TRANS> "
-        } else {
-            "(QEMU) "
-        };
-        if prompts.send(prompt.to_owned()).is_err() {
-            break Err("the line editor stopped".to_owned());
-        }
-        let input = tokio::select! {
-            input = lines.recv() => input,
-            why = backend.lost() => break Err(lost(&why, interactive)),
-        };
-        match input {
-            Some(Input::Line(text)) => {
-                // A paste of several lines comes as one (bracketed paste): each line
-                // runs in turn, but a JSON request may span lines.
-                let lines: Vec<&str> = if text.trim_start().starts_with('{') {
-                    vec![text.as_str()]
-                } else {
-                    text.lines().collect()
-                };
-                let mut flow = Flow::Go;
-                for line in lines {
-                    flow = shell.line(backend, line, &out).await;
-                    if !matches!(flow, Flow::Go) {
-                        break;
+    let main = async {
+        loop {
+            let prompt = if shell.parser.in_transaction() {
+                "TRANS> "
+            } else {
+                "(QEMU) "
+            };
+            if prompts.send(prompt.to_owned()).is_err() {
+                break Err("the line editor stopped".to_owned());
+            }
+            let input = tokio::select! {
+                input = lines.recv() => input,
+                why = backend.lost() => break Err(lost(why, interactive)),
+            };
+            match input {
+                Some(Input::Line(text)) => {
+                    // A paste of several lines comes as one (bracketed paste): each
+                    // line runs in turn, but a JSON request may span lines.
+                    let lines: Vec<&str> = if text.trim_start().starts_with('{') {
+                        vec![text.as_str()]
+                    } else {
+                        text.lines().collect()
+                    };
+                    let mut flow = Flow::Go;
+                    for line in lines {
+                        flow = shell.line(backend, line, &out).await;
+                        if !matches!(flow, Flow::Go) {
+                            break;
+                        }
+                    }
+                    match flow {
+                        Flow::Go => {}
+                        Flow::Quit => break Ok(()),
+                        Flow::Lost => break Err(lost(backend.lost().await, interactive)),
                     }
                 }
-                match flow {
-                    Flow::Go => {}
-                    Flow::Quit => break Ok(()),
-                    Flow::Lost(why) => break Err(lost(&why, interactive)),
+                Some(Input::Interrupted) => {
+                    if shell.parser.cancel() {
+                        shell.in_transaction.store(false, Ordering::Relaxed);
+                        eprintln!("(transaction dropped)");
+                    }
                 }
+                Some(Input::Eof) => break Ok(()),
+                Some(Input::Failed(why)) => break Err(format!("reading the terminal: {why}")),
+                None => break Err("the line editor stopped".to_owned()),
             }
-            Some(Input::Interrupted) => {
-                if shell.parser.cancel() {
-                    shell.in_transaction.store(false, Ordering::Relaxed);
-                    eprintln!("(transaction dropped)");
-                }
-            }
-            Some(Input::Eof) => break Ok(()),
-            Some(Input::Failed(why)) => break Err(format!("reading the terminal: {why}")),
-            None => break Err("the line editor stopped".to_owned()),
         }
     };
-    pump.abort();
-    result
+    // The event printer and the reconnection notes run beside the shell's loop (in
+    // this task: they borrow the backend); once done they wait for the loop to end.
+    let pump = async {
+        print_events::<B>(events, &out, args.compact).await;
+        std::future::pending::<()>().await
+    };
+    let follow = async {
+        if let Some((watch, address, wait)) = reconnecting {
+            let f = Follow {
+                out: &out,
+                completion: &completion,
+                hmp: args.hmp,
+                address,
+                wait,
+            };
+            f.run(backend, watch).await;
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        r = main => r,
+        () = pump => unreachable!("the event printer never ends"),
+        () = follow => unreachable!("the reconnection notes never end"),
+    }
 }
 
 /// The message for a lost connection (the cursor may be on a half-typed line).
-fn lost(why: &qmp::Error, interactive: bool) -> String {
+fn lost(why: String, interactive: bool) -> String {
     if interactive {
         println!();
     }
-    format!(
-        "the connection to QEMU was lost ({why}); the shell ends (start it again once \
-         QEMU is back)"
-    )
+    why
+}
+
+/// What the shell says about a reconnecting client's connection, above the prompt.
+struct Follow<'a> {
+    out: &'a Out,
+    completion: &'a Mutex<Completion>,
+    hmp: bool,
+    address: String,
+    wait: Duration,
+}
+
+impl Follow<'_> {
+    /// Says when the connection is lost and when it is back (then refreshes the
+    /// completion from the new peer), until the client gives up.
+    async fn run<B: Backend>(&self, backend: &B, mut watch: StateWatch) {
+        let mut peer = backend.peer();
+        while let Some(t) = watch.next().await {
+            match t.state {
+                // Once per loss: later attempts are silent.
+                ConnectionState::Reconnecting { attempt: 1, .. } => {
+                    self.out.above_prompt(format!(
+                        "qmp: the connection to QEMU was lost; reconnecting to {} (a \
+                         command typed meanwhile waits up to {:.0?} for it)",
+                        self.address, self.wait
+                    ));
+                }
+                ConnectionState::Connected { .. } => {
+                    let now = backend.peer();
+                    let was = if now == peer {
+                        String::new()
+                    } else {
+                        format!(" (was {peer})")
+                    };
+                    self.out
+                        .above_prompt(format!("qmp: reconnected to {now}{was}"));
+                    peer = now;
+                    // QEMU may have been upgraded: complete from its own schema.
+                    let fresh =
+                        completion(backend, self.hmp, &|note| self.out.above_prompt(note)).await;
+                    *self.completion.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// How a line ended.
@@ -240,7 +576,8 @@ enum Flow {
     Go,
     /// `quit` succeeded: QEMU is stopping.
     Quit,
-    Lost(qmp::Error),
+    /// The connection is gone for good ([`Backend::gone`]).
+    Lost,
 }
 
 struct Shell<'a> {
@@ -286,14 +623,14 @@ impl Shell<'_> {
                 }
                 Flow::Go
             }
-            Err(e) => self.failed(&request, e),
+            Err(e) => self.failed(backend, &request, e),
         }
     }
 
-    /// Reports a failed call; `Flow::Lost` when the connection is gone.
-    fn failed(&self, request: &Request, e: qmp::Error) -> Flow {
-        if e.is_closed() {
-            return Flow::Lost(e);
+    /// Reports a failed call; `Flow::Lost` when the connection is gone for good.
+    fn failed<B: Backend>(&self, backend: &B, request: &Request, e: CallError) -> Flow {
+        if backend.gone(&e) {
+            return Flow::Lost;
         }
         match e.qmp_error() {
             Some(q) => eprintln!("Error: {}: {}", q.class, q.desc),
@@ -316,7 +653,7 @@ impl Shell<'_> {
             // As qmp-shell does: the index is good if a command runs on it.
             match self.human(backend, "info version", Some(index)).await {
                 Ok(_) => self.cpu_index = Some(index),
-                Err(e) if e.is_closed() => return Flow::Lost(e),
+                Err(e) if backend.gone(&e) => return Flow::Lost,
                 Err(_) => eprintln!("bad CPU index"),
             }
             return Flow::Go;
@@ -335,7 +672,7 @@ impl Shell<'_> {
                 }
                 Flow::Go
             }
-            Err(e) if e.is_closed() => Flow::Lost(e),
+            Err(e) if backend.gone(&e) => Flow::Lost,
             Err(e) => match e.qmp_error() {
                 Some(q) => {
                     eprintln!("{}: {}", q.class, q.desc);
@@ -354,7 +691,7 @@ impl Shell<'_> {
         backend: &B,
         line: &str,
         cpu: Option<i64>,
-    ) -> qmp::Result<String> {
+    ) -> Result<String, CallError> {
         let mut args = Map::new();
         args.insert("command-line".into(), line.into());
         if let Some(cpu) = cpu {
@@ -367,9 +704,19 @@ impl Shell<'_> {
     }
 }
 
+/// What completes lines on `backend`: its schema, or HMP commands with `--hmp`.
+/// `note` says what could not be had.
+async fn completion<B: Backend>(backend: &B, hmp: bool, note: &dyn Fn(String)) -> Completion {
+    if hmp {
+        hmp_completion(backend, note).await
+    } else {
+        qmp_completion(backend, note).await
+    }
+}
+
 /// The peer's schema for completion; command names from `query-commands` when the
 /// schema cannot be had, nothing (with a note) when neither can.
-async fn qmp_completion<B: Backend>(backend: &B) -> Completion {
+async fn qmp_completion<B: Backend>(backend: &B, note: &dyn Fn(String)) -> Completion {
     let none = Map::new();
     let schema = match backend.execute("query-qmp-schema", &none, false).await {
         Ok(v) => SchemaIndex::from_introspection(&v),
@@ -377,10 +724,10 @@ async fn qmp_completion<B: Backend>(backend: &B) -> Completion {
     };
     match schema {
         Ok(index) => return Completion::Qmp(index),
-        Err(why) => eprintln!(
+        Err(why) => note(format!(
             "qmp: note: the peer's schema (query-qmp-schema) cannot be had ({why}): only \
              command names complete"
-        ),
+        )),
     }
     match backend.execute("query-commands", &none, false).await {
         Ok(Value::Array(cmds)) => Completion::Qmp(SchemaIndex::from_command_names(
@@ -392,14 +739,16 @@ async fn qmp_completion<B: Backend>(backend: &B) -> Completion {
                 Err(e) => e.to_string(),
                 Ok(_) => "its reply is not a list".into(),
             };
-            eprintln!("qmp: note: query-commands failed too ({why}): nothing completes");
+            note(format!(
+                "qmp: note: query-commands failed too ({why}): nothing completes"
+            ));
             Completion::Nothing
         }
     }
 }
 
 /// HMP commands from the peer's `help` and `info`.
-async fn hmp_completion<B: Backend>(backend: &B) -> Completion {
+async fn hmp_completion<B: Backend>(backend: &B, note: &dyn Fn(String)) -> Completion {
     let mut texts = Vec::new();
     for line in ["help", "info"] {
         let mut args = Map::new();
@@ -407,7 +756,9 @@ async fn hmp_completion<B: Backend>(backend: &B) -> Completion {
         match backend.execute("human-monitor-command", &args, false).await {
             Ok(v) => texts.push(v.as_str().unwrap_or_default().to_owned()),
             Err(e) => {
-                eprintln!("qmp: note: HMP `{line}` failed ({e}): HMP commands do not complete");
+                note(format!(
+                    "qmp: note: HMP `{line}` failed ({e}): HMP commands do not complete"
+                ));
                 return Completion::Nothing;
             }
         }
@@ -417,7 +768,8 @@ async fn hmp_completion<B: Backend>(backend: &B) -> Completion {
 
 /// The line editor's helper: completion only.
 struct ShellHelper {
-    completion: Completion,
+    /// Replaced after a reconnection (the new peer's schema).
+    completion: Arc<Mutex<Completion>>,
     in_transaction: Arc<AtomicBool>,
 }
 
@@ -432,7 +784,11 @@ impl Completer for ShellHelper {
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = line.get(..pos).unwrap_or(line);
         let trans = self.in_transaction.load(Ordering::Relaxed);
-        let (at, candidates) = self.completion.complete(before, trans);
+        let (at, candidates) = self
+            .completion
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .complete(before, trans);
         Ok((
             at,
             candidates
@@ -549,8 +905,8 @@ fn load_history(editor: &mut Editor<ShellHelper, FileHistory>, path: &Path) {
 }
 
 /// Prints the peer's events as they arrive.
-async fn print_events(mut events: qmp::EventStream<qmp::RawEvent>, out: Out, compact: bool) {
-    while let Some(event) = events.next().await {
+async fn print_events<B: Backend>(mut events: B::Events, out: &Out, compact: bool) {
+    while let Some(event) = B::next_event(&mut events).await {
         match event {
             Ok(e) => out.above_prompt(json_text(&e.to_value(), compact)),
             // A slow terminal, or a reconnection: some events are missing.
