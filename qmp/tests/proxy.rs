@@ -592,3 +592,31 @@ async fn run_serves_until_qemu_goes_away() {
     assert!(err.contains("clients were disconnected"), "{err}");
     assert_eq!(p.recv_line().await, None);
 }
+
+/// `exec-oob` is forwarded as such: QEMU runs it at once, and its reply overtakes the
+/// reply to an in-band command sent before it (QEMU takes tens of milliseconds to
+/// build its 200 KB schema; the out-of-band `migrate-pause` fails at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_oob_is_forwarded_out_of_band() {
+    let Some(qemu) = system_none() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_proxy, rw, _ro) = proxy(&qemu, dir.path()).await;
+    let mut p = RawPeer::connect(rw.path().unwrap()).await;
+    p.recv().await;
+    let r = p
+        .call(r#"{"execute":"qmp_capabilities","arguments":{"enable":["oob"]}}"#)
+        .await;
+    assert_eq!(r, json!({"return": {}}));
+    p.send(concat!(
+        r#"{"execute":"query-qmp-schema","id":"slow"}"#,
+        r#"{"exec-oob":"migrate-pause","id":"fast"}"#
+    ))
+    .await;
+    let first = p.recv().await;
+    let second = p.recv().await;
+    // (Not the whole reply in the message: the schema is 200 KB.)
+    assert_eq!(first["id"], "fast", "the in-band reply came first");
+    assert_eq!(first["error"]["class"], "GenericError", "{first}");
+    assert_eq!(second["id"], "slow");
+    assert!(second["return"].as_array().unwrap().len() > 1000);
+}
