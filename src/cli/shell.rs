@@ -392,9 +392,14 @@ pub(crate) async fn run_reconnecting(
 /// Runs the shell on `backend` until Ctrl-D (`Ok`), or until the connection is lost
 /// for good or the terminal fails (`Err`, saying which).
 pub(crate) async fn run<B: Backend>(backend: &B, args: &ShellArgs) -> Result<(), String> {
-    let completion = Arc::new(Mutex::new(
-        completion(backend, args.hmp, &|note| eprintln!("{note}")).await,
-    ));
+    let first = completion(backend, args.hmp, &|note| eprintln!("{note}")).await;
+    let completion = Arc::new(Mutex::new(first.unwrap_or_else(|| {
+        eprintln!(
+            "qmp: note: the connection to QEMU was lost while reading what completes: \
+             nothing completes (until the shell reconnects)"
+        );
+        Completion::Nothing
+    })));
     let in_transaction = Arc::new(AtomicBool::new(false));
     let config = Config::builder()
         .completion_type(CompletionType::List)
@@ -546,7 +551,7 @@ impl Follow<'_> {
                 ConnectionState::Reconnecting { attempt: 1, .. } => {
                     self.out.above_prompt(format!(
                         "qmp: the connection to QEMU was lost; reconnecting to {} (a \
-                         command typed meanwhile waits up to {:.0?} for it)",
+                         command typed meanwhile waits up to {:.1?} for it)",
                         self.address, self.wait
                     ));
                 }
@@ -560,10 +565,12 @@ impl Follow<'_> {
                     self.out
                         .above_prompt(format!("qmp: reconnected to {now}{was}"));
                     peer = now;
-                    // QEMU may have been upgraded: complete from its own schema.
-                    let fresh =
-                        completion(backend, self.hmp, &|note| self.out.above_prompt(note)).await;
-                    *self.completion.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+                    // QEMU may have been upgraded: complete from its own schema. Lost
+                    // again meanwhile: the old stays until the next reconnection.
+                    let note = |note| self.out.above_prompt(note);
+                    if let Some(fresh) = completion(backend, self.hmp, &note).await {
+                        *self.completion.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+                    }
                 }
                 _ => {}
             }
@@ -705,8 +712,13 @@ impl Shell<'_> {
 }
 
 /// What completes lines on `backend`: its schema, or HMP commands with `--hmp`.
-/// `note` says what could not be had.
-async fn completion<B: Backend>(backend: &B, hmp: bool, note: &dyn Fn(String)) -> Completion {
+/// `note` says what could not be had. `None` when the connection was lost meanwhile
+/// (no note: a reconnecting shell fetches it again once reconnected).
+async fn completion<B: Backend>(
+    backend: &B,
+    hmp: bool,
+    note: &dyn Fn(String),
+) -> Option<Completion> {
     if hmp {
         hmp_completion(backend, note).await
     } else {
@@ -714,26 +726,36 @@ async fn completion<B: Backend>(backend: &B, hmp: bool, note: &dyn Fn(String)) -
     }
 }
 
+/// Whether a call failed for want of a connection (rather than on the peer's answer).
+fn disconnected(e: &CallError) -> bool {
+    match e {
+        CallError::NotSent(_) => true,
+        CallError::Qmp(e) => e.is_closed(),
+    }
+}
+
 /// The peer's schema for completion; command names from `query-commands` when the
 /// schema cannot be had, nothing (with a note) when neither can.
-async fn qmp_completion<B: Backend>(backend: &B, note: &dyn Fn(String)) -> Completion {
+async fn qmp_completion<B: Backend>(backend: &B, note: &dyn Fn(String)) -> Option<Completion> {
     let none = Map::new();
     let schema = match backend.execute("query-qmp-schema", &none, false).await {
         Ok(v) => SchemaIndex::from_introspection(&v),
+        Err(e) if disconnected(&e) => return None,
         Err(e) => Err(e.to_string()),
     };
     match schema {
-        Ok(index) => return Completion::Qmp(index),
+        Ok(index) => return Some(Completion::Qmp(index)),
         Err(why) => note(format!(
             "qmp: note: the peer's schema (query-qmp-schema) cannot be had ({why}): only \
              command names complete"
         )),
     }
     match backend.execute("query-commands", &none, false).await {
-        Ok(Value::Array(cmds)) => Completion::Qmp(SchemaIndex::from_command_names(
+        Ok(Value::Array(cmds)) => Some(Completion::Qmp(SchemaIndex::from_command_names(
             cmds.iter()
                 .filter_map(|c| c.get("name")?.as_str().map(str::to_owned)),
-        )),
+        ))),
+        Err(e) if disconnected(&e) => None,
         other => {
             let why = match other {
                 Err(e) => e.to_string(),
@@ -742,28 +764,29 @@ async fn qmp_completion<B: Backend>(backend: &B, note: &dyn Fn(String)) -> Compl
             note(format!(
                 "qmp: note: query-commands failed too ({why}): nothing completes"
             ));
-            Completion::Nothing
+            Some(Completion::Nothing)
         }
     }
 }
 
 /// HMP commands from the peer's `help` and `info`.
-async fn hmp_completion<B: Backend>(backend: &B, note: &dyn Fn(String)) -> Completion {
+async fn hmp_completion<B: Backend>(backend: &B, note: &dyn Fn(String)) -> Option<Completion> {
     let mut texts = Vec::new();
     for line in ["help", "info"] {
         let mut args = Map::new();
         args.insert("command-line".into(), line.into());
         match backend.execute("human-monitor-command", &args, false).await {
             Ok(v) => texts.push(v.as_str().unwrap_or_default().to_owned()),
+            Err(e) if disconnected(&e) => return None,
             Err(e) => {
                 note(format!(
                     "qmp: note: HMP `{line}` failed ({e}): HMP commands do not complete"
                 ));
-                return Completion::Nothing;
+                return Some(Completion::Nothing);
             }
         }
     }
-    Completion::Hmp(complete::hmp_lines(&texts[0], &texts[1]))
+    Some(Completion::Hmp(complete::hmp_lines(&texts[0], &texts[1])))
 }
 
 /// The line editor's helper: completion only.
