@@ -1071,4 +1071,25 @@ mod tests {
         assert_eq!(history_file(&a), Some(PathBuf::from("/x/h")));
         assert!(T::try_parse_from(["t", "--history", "/x/h", "--no-history"]).is_err());
     }
+
+    #[test]
+    fn give_up_takes_seconds_and_refuses_what_is_not() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            a: ShellArgs,
+        }
+        let a = T::try_parse_from(["t", "--reconnect-give-up", "1.5"])
+            .unwrap()
+            .a;
+        assert_eq!(a.reconnect_give_up, Some(Duration::from_millis(1500)));
+        assert_eq!(T::try_parse_from(["t"]).unwrap().a.reconnect_give_up, None);
+        for bad in ["-1", "x", "NaN", "1e300"] {
+            let e = T::try_parse_from(["t", &format!("--reconnect-give-up={bad}")]);
+            let e = e.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("number of seconds"), "{bad}: {e}");
+        }
+        assert!(T::try_parse_from(["t", "--no-reconnect", "--reconnect-give-up", "5"]).is_err());
+    }
 }
