@@ -568,3 +568,37 @@ fn the_shell_gives_up_reconnecting_with_status_1() {
     p.exp_string("the shell ends").unwrap();
     assert_eq!(exit_code(p), 1);
 }
+
+#[test]
+fn hmp_mode_reconnects_too() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let first = QemuAt::start(&path, false);
+    let state = tempfile::tempdir().unwrap();
+    let mut p = shell(
+        &["--socket", path.to_str().unwrap()],
+        &["--hmp"],
+        state.path(),
+    );
+    p.send_line("info status").unwrap();
+    p.exp_string("VM status: running").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    drop(first);
+    p.exp_string("qmp: the connection to QEMU was lost; reconnecting")
+        .unwrap();
+    let _second = QemuAt::start(&path, true);
+    p.exp_regex(RECONNECTED_AND_GAP).unwrap();
+    p.exp_string(PROMPT).unwrap();
+    // HMP commands still complete (from the new QEMU's `help` and `info`).
+    keys(&mut p, &format!("info versi{TAB}"));
+    p.exp_string("(QEMU) info version").unwrap();
+    p.send_control('u').unwrap();
+    p.send_line("info status").unwrap();
+    p.exp_string("VM status: paused (prelaunch)").unwrap();
+    p.exp_string(PROMPT).unwrap();
+    p.send_control(CTRL_D).unwrap();
+    assert_eq!(exit_code(p), 0);
+}
