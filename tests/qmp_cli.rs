@@ -533,3 +533,69 @@ fn compat_without_a_socket_asks_a_private_system_emulator() {
         "{report}"
     );
 }
+
+/// `qmp proxy` shares one monitor: here `qmp serve` stands in for QEMU (it answers
+/// `query-version`), two `qmp call`s go through the proxy's socket, and its
+/// read-only socket refuses what is not a query. Without an upstream socket it is a
+/// clear error (no private QEMU is started for a proxy).
+#[test]
+fn proxy_serves_the_monitor_on_its_sockets() {
+    let out = qmp(&["proxy", "--listen", "/nonexistent/p.sock"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`proxy` needs exactly one of --socket PATH or --tcp HOST:PORT"),
+        "{err}"
+    );
+
+    let mut server = qmp::local::LocalQemu::spawn(QMP, |socket| {
+        vec![
+            "--socket".into(),
+            socket.display().to_string(),
+            "serve".into(),
+        ]
+    })
+    .unwrap();
+    server.wait_for_socket(Duration::from_secs(10)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("proxy.sock");
+    let read_only = dir.path().join("ro.sock");
+    let proxy = Guard(
+        Command::new(QMP)
+            .arg("--socket")
+            .arg(server.socket())
+            .arg("proxy")
+            .arg("--listen")
+            .arg(&shared)
+            .arg("--read-only-listen")
+            .arg(&read_only)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(&shared);
+    wait_for(&read_only);
+    for _ in 0..2 {
+        let v = json_of(&qmp(&[
+            "--socket",
+            shared.to_str().unwrap(),
+            "call",
+            "query-version",
+        ]));
+        assert!(v["qemu"]["major"].is_u64(), "{v}");
+    }
+    let out = qmp(&[
+        "--socket",
+        read_only.to_str().unwrap(),
+        "call",
+        "--no-check",
+        "stop",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("The command stop is not allowed on this proxy socket (it allows query-*)"),
+        "{err}"
+    );
+    drop(proxy);
+}

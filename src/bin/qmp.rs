@@ -7,6 +7,8 @@
 //! qmp [--socket PATH | --tcp HOST:PORT] compat [--require CMD,…]   # bindings vs peer
 //! qmp [--socket PATH | --tcp HOST:PORT] shell [--hmp] [--compact]  # interactive
 //! qmp (--socket PATH | --tcp HOST:PORT) serve [--replay FILE]       # a test server
+//! qmp (--socket PATH | --tcp HOST:PORT) proxy --listen PATH [--read-only-listen PATH]
+//!                                                                 # share the monitor
 //! qmp --ga --socket PATH call COMMAND [JSON-ARGS]    # a guest agent's command
 //! qmp --ga --socket PATH exec [--timeout S] -- PROGRAM [ARGS…]   # run it in the guest
 //! qmp --ga (--socket PATH | --tcp HOST:PORT) serve [--replay FILE] # a test agent
@@ -108,7 +110,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "HOST:PORT")]
     tcp: Option<String>,
     /// Give up on a call after this many seconds (with --ga exec: on the program too).
-    #[arg(long, global = true, value_name = "SECONDS")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        value_parser = timeout_seconds,
+        allow_negative_numbers = true
+    )]
     timeout: Option<f64>,
     /// Record the traffic to this transcript file (with `serve`: every session's).
     /// The file is readable by its owner only, and secrets (a `secret` object's
@@ -178,6 +186,26 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         replay: Option<PathBuf>,
     },
+    /// Share QEMU's one QMP monitor (--socket or --tcp) with many clients: serve it on
+    /// each --listen socket (every command) and --read-only-listen socket (`query-*`
+    /// only, or --allow) until Ctrl-C or SIGTERM; exits with status 1 when QEMU goes
+    /// away (its clients are disconnected). Each client gets QEMU's greeting and its
+    /// own negotiation, its ids back verbatim, and every event.
+    Proxy {
+        /// Serve every command on this Unix socket (repeatable).
+        #[arg(long, value_name = "PATH")]
+        listen: Vec<PathBuf>,
+        /// Serve only `query-*` (or --allow) on this Unix socket (repeatable).
+        #[arg(long, value_name = "PATH")]
+        read_only_listen: Vec<PathBuf>,
+        /// The read-only sockets' allow-list: names and prefixes ending in *, e.g.
+        /// query-*,qom-get.
+        #[arg(long, value_name = "CMD,PREFIX*,…", requires = "read_only_listen")]
+        allow: Option<String>,
+        /// Do not negotiate oob with QEMU nor offer it to clients.
+        #[arg(long)]
+        no_oob: bool,
+    },
     /// With --ga: run a program in the guest, write its stdout and stderr here, and
     /// exit with its exit code (128+N when signal N killed it). --timeout bounds the
     /// whole run.
@@ -203,6 +231,7 @@ impl Cmd {
             Cmd::Compat { .. } => "compat",
             Cmd::Shell(_) => "shell",
             Cmd::Serve { .. } => "serve",
+            Cmd::Proxy { .. } => "proxy",
             Cmd::Exec { .. } => "exec",
         }
     }
@@ -246,6 +275,19 @@ fn ga_usage_error(cli: &Cli) -> Option<String> {
             other.name()
         )),
     }
+}
+
+/// `--timeout`: a number of seconds that makes a `Duration` (refused when negative,
+/// not a number or too large, as a usage error, where `Duration::from_secs_f64`
+/// would panic later).
+fn timeout_seconds(text: &str) -> Result<f64, String> {
+    let n: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds (e.g. 30 or 0.5)"))?;
+    Duration::try_from_secs_f64(n)
+        .map(|_| n)
+        .map_err(|_| format!("`{text}` is not a number of seconds from 0 up (e.g. 30 or 0.5)"))
 }
 
 /// QEMU takes a command's arguments as a JSON object only: refused before connecting.
@@ -674,6 +716,7 @@ async fn run(cli: &Cli, socket: Option<&Path>, started: Option<&str>) -> Result<
         }
         Cmd::Shell(args) => shell::run(&client, args).await.map(|()| Done::Ok),
         Cmd::Serve { .. } => Err("`serve` is handled before connecting".into()),
+        Cmd::Proxy { .. } => Err("`proxy` is handled before connecting".into()),
         Cmd::Exec { .. } => Err("`exec` is handled by run_ga".into()),
     };
     client.close().await;
@@ -934,6 +977,25 @@ fn main() -> ExitCode {
             };
             return qmp::server::serve::run(&options).await.map(|()| Done::Ok);
         }
+        if let Cmd::Proxy {
+            listen,
+            read_only_listen,
+            allow,
+            no_oob,
+        } = &cli.command
+        {
+            // `run` checks its options (exactly one of --socket/--tcp: no private
+            // QEMU for a proxy) and serves until interrupted or QEMU goes away.
+            let options = qmp::proxy::ProxyOptions {
+                socket: cli.socket.clone(),
+                tcp: cli.tcp.clone(),
+                listen: listen.clone(),
+                read_only_listen: read_only_listen.clone(),
+                read_only_allow: allow.clone(),
+                no_oob: *no_oob,
+            };
+            return qmp::proxy::run(&options).await.map(|()| Done::Ok);
+        }
         // The private QEMU (if any) lives in this scope: it is killed on every way out.
         let mut daemon = None;
         let mut started = None;
@@ -992,6 +1054,26 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A negative, infinite or non-numeric `--timeout` is a usage error, not a panic
+    /// (`Duration::from_secs_f64(-1.0)` panics).
+    #[test]
+    fn bad_timeouts_are_usage_errors() {
+        for bad in ["-1", "inf", "NaN", "1e300", "soon"] {
+            let e = Cli::try_parse_from(["qmp", "--timeout", bad, "schema"]).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad}: {e}"
+            );
+            assert!(
+                e.to_string().contains("is not a number of seconds"),
+                "{bad}: {e}"
+            );
+        }
+        let ok = Cli::try_parse_from(["qmp", "--timeout", "0.5", "schema"]).unwrap();
+        assert_eq!(ok.timeout, Some(0.5));
+    }
 
     #[test]
     fn arguments_must_be_an_object() {
