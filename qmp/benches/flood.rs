@@ -22,14 +22,29 @@
 //! first request now start with the events since negotiation, and a gap fails the run
 //! (`tests/event_accounting.rs` reproduces the race deterministically).
 //!
+//! Then many subscribers of one type (issue 18): a flood server (in this process)
+//! sends 200,000 small QEMU-shaped events (`JOB_STATUS_CHANGE`, `RESUME`) to 1, 10
+//! and 100 back-pressure subscribers of one `EventSet`, each of which must see every
+//! event, in three modes, alternated in each round so the machine's drift hits all
+//! alike: `set` ([`qmp::Client::subscribe_set`]: each subscriber decodes every
+//! event), `shared` ([`qmp::Client::subscribe_set_shared`]: decoded once, `Arc`s
+//! handed out) and `floor` (one raw subscription parses each line once into a
+//! `serde_json::Value` and hands it by reference to N counting consumers in one loop,
+//! as the benchmark's floor client does: no task or queue per subscriber). Prints events/s per subscriber, min–max of the
+//! rounds.
+//!
 //! Run: `cargo bench -p qmp --bench flood` (without `--bench`, as under `cargo test`,
-//! it floods only 20,000 events).
+//! it floods only 20,000 events, and 2,000 to the many subscribers, once).
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qmp::server::{Faults, Server};
-use qmp::Config;
+use qmp::{Config, EventSet, Overflow};
+use serde::Deserialize;
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const EVENTS: u64 = 1_000_000;
 
@@ -87,6 +102,190 @@ async fn run(capacity: usize, flood: u64) -> (u64, u64, Duration) {
     (received, missed, elapsed)
 }
 
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct JobStatusChange {
+    id: String,
+    status: String,
+}
+
+/// A two-event set, shaped as the generated `Event` enum.
+#[allow(dead_code)]
+enum Ev {
+    JobStatusChange(JobStatusChange),
+    Resume,
+    Other(String),
+}
+
+impl EventSet for Ev {
+    fn decode(name: &str, data: Option<&str>) -> Result<Self, serde_json::Error> {
+        Ok(match name {
+            "JOB_STATUS_CHANGE" => Ev::JobStatusChange(serde_json::from_str(data.unwrap_or("{}"))?),
+            "RESUME" => Ev::Resume,
+            other => Ev::Other(other.to_owned()),
+        })
+    }
+}
+
+/// Greeting, then a reply to every command; after the reply to `flood`, `events`.
+async fn flood_server(listener: tokio::net::UnixListener, events: Arc<String>) {
+    loop {
+        let Ok((s, _)) = listener.accept().await else {
+            return;
+        };
+        let events = events.clone();
+        tokio::spawn(async move {
+            let (r, mut w) = s.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let greeting = "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 10}, \"package\": \"\"}, \"capabilities\": []}}\r\n";
+            if w.write_all(greeting.as_bytes()).await.is_err() {
+                return;
+            }
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                let reply = json!({"return": {}, "id": v["id"]});
+                if w.write_all(format!("{reply}\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if v["execute"] == "flood" && w.write_all(events.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn flood_lines(n: usize) -> String {
+    let mut events = String::new();
+    for i in 0..n {
+        if i % 2 == 0 {
+            events.push_str(&format!(
+                "{{\"timestamp\": {{\"seconds\": 1700000000, \"microseconds\": {}}}, \"event\": \"JOB_STATUS_CHANGE\", \"data\": {{\"status\": \"running\", \"id\": \"job{}\"}}}}\r\n",
+                i % 1_000_000,
+                i % 100
+            ));
+        } else {
+            events.push_str(&format!(
+                "{{\"timestamp\": {{\"seconds\": 1700000000, \"microseconds\": {}}}, \"event\": \"RESUME\"}}\r\n",
+                i % 1_000_000
+            ));
+        }
+    }
+    events
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Set,
+    Shared,
+    Floor,
+}
+
+/// Events/s for `subs` subscribers that each see all `n` events.
+async fn many(path: &Path, mode: Mode, subs: usize, n: usize) -> f64 {
+    let client = Config::new()
+        .event_capacity(1024)
+        .connect_unix(path)
+        .await
+        .expect("connect");
+    let mut tasks = tokio::task::JoinSet::new();
+    let bp = Overflow::Backpressure;
+    match mode {
+        Mode::Set => {
+            for _ in 0..subs {
+                let mut sub = client.subscribe_set_with::<Ev>(bp);
+                tasks.spawn(async move {
+                    let mut seen = 0;
+                    while seen < n {
+                        match sub.next().await {
+                            Some(Ok(Ev::JobStatusChange(_) | Ev::Resume)) => seen += 1,
+                            other => panic!("set subscriber: {:?}", other.map(|r| r.err())),
+                        }
+                    }
+                });
+            }
+        }
+        Mode::Shared => {
+            for _ in 0..subs {
+                let mut sub = client.subscribe_set_shared_with::<Ev>(bp);
+                tasks.spawn(async move {
+                    let mut seen = 0;
+                    while seen < n {
+                        match sub
+                            .next()
+                            .await
+                            .map(|r| r.map(|e| matches!(*e, Ev::Other(_))))
+                        {
+                            Some(Ok(false)) => seen += 1,
+                            other => panic!("shared subscriber: {other:?}"),
+                        }
+                    }
+                });
+            }
+        }
+        Mode::Floor => {
+            let mut raw = client.subscribe_raw_with(bp);
+            tasks.spawn(async move {
+                let mut counts = vec![0usize; subs];
+                for _ in 0..n {
+                    let ev = raw.next().await.expect("open").expect("no lag");
+                    let v: serde_json::Value = serde_json::from_str(ev.json()).expect("JSON");
+                    for c in counts.iter_mut() {
+                        *c += usize::from(v["event"].is_string());
+                    }
+                }
+                assert!(counts.iter().all(|&c| c == n), "floor: {counts:?}");
+            });
+        }
+    }
+    let start = Instant::now();
+    client
+        .execute_raw("flood", None::<&()>)
+        .await
+        .expect("flood");
+    while let Some(r) = tasks.join_next().await {
+        r.expect("subscriber");
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    client.close().await;
+    rate
+}
+
+async fn many_subscribers(full: bool) {
+    let n = if full { 200_000 } else { 2_000 };
+    let rounds = if full { 3 } else { 1 };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = dir.path().join("many.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+    let server = tokio::spawn(flood_server(listener, Arc::new(flood_lines(n))));
+    for subs in [1usize, 10, 100] {
+        let modes = [Mode::Set, Mode::Shared, Mode::Floor];
+        let mut rates = vec![Vec::new(); modes.len()];
+        for round in 0..rounds {
+            // Rotate the order each round.
+            for k in 0..modes.len() {
+                let m = (k + round) % modes.len();
+                rates[m].push(many(&path, modes[m], subs, n).await);
+            }
+        }
+        let fmt = |v: &[f64]| {
+            let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().cloned().fold(0.0, f64::max);
+            format!("{lo:>9.0}–{hi:<9.0}")
+        };
+        println!(
+            "{n} events to {subs:>3} subscribers (events/s, min–max of {rounds}): set {} shared {} floor {}",
+            fmt(&rates[0]),
+            fmt(&rates[1]),
+            fmt(&rates[2]),
+        );
+    }
+    server.abort();
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary
     // without it: then only a quick smoke run, so the test suite stays fast.
@@ -113,5 +312,6 @@ fn main() {
                 peak as f64 / baseline.max(1) as f64,
             );
         }
+        many_subscribers(full).await;
     });
 }

@@ -669,6 +669,56 @@ impl Client {
         )
     }
 
+    /// As [`subscribe`](Self::subscribe), but each event is decoded once for all the
+    /// `subscribe_shared::<E>` (and [`subscribe_shared_with`](Self::subscribe_shared_with))
+    /// subscriptions of this connection that hold it, and handed to each of them as an
+    /// `Arc<E>`: for several subscribers of one event type. Lag counting, overflow,
+    /// ordering and buffer bounds are those of [`subscribe`](Self::subscribe); a decode
+    /// error reaches every subscriber, each with its own [`Error`](crate::Error).
+    pub fn subscribe_shared<E: Event + Send + Sync + 'static>(&self) -> EventStream<Arc<E>> {
+        EventStream::new(
+            self.shared.subscribe(Some(E::NAME), None),
+            events::decode_one_shared::<E>,
+        )
+    }
+
+    /// As [`subscribe_shared`](Self::subscribe_shared), with the overflow mode chosen
+    /// at creation (see [`subscribe_with`](Self::subscribe_with)).
+    pub fn subscribe_shared_with<E: Event + Send + Sync + 'static>(
+        &self,
+        overflow: Overflow,
+    ) -> EventStream<Arc<E>> {
+        EventStream::new(
+            self.shared.subscribe(Some(E::NAME), Some(overflow)),
+            events::decode_one_shared::<E>,
+        )
+    }
+
+    /// As [`subscribe_set`](Self::subscribe_set), but each event is decoded once for
+    /// all the `subscribe_set_shared::<S>` (and
+    /// [`subscribe_set_shared_with`](Self::subscribe_set_shared_with)) subscriptions
+    /// that hold it, and handed to each as an `Arc<S>`: for several subscribers of the
+    /// same set (e.g. the generated `Event` enum). With one subscriber it costs the same
+    /// as [`subscribe_set`](Self::subscribe_set) plus the `Arc`.
+    pub fn subscribe_set_shared<S: EventSet + Send + Sync + 'static>(&self) -> EventStream<Arc<S>> {
+        EventStream::new(
+            self.shared.subscribe(None, None),
+            events::decode_set_shared::<S>,
+        )
+    }
+
+    /// As [`subscribe_set_shared`](Self::subscribe_set_shared), with the overflow mode
+    /// chosen at creation (see [`subscribe_with`](Self::subscribe_with)).
+    pub fn subscribe_set_shared_with<S: EventSet + Send + Sync + 'static>(
+        &self,
+        overflow: Overflow,
+    ) -> EventStream<Arc<S>> {
+        EventStream::new(
+            self.shared.subscribe(None, Some(overflow)),
+            events::decode_set_shared::<S>,
+        )
+    }
+
     /// Subscribes to every event, undecoded.
     pub fn subscribe_raw(&self) -> EventStream<RawEvent> {
         EventStream::new(self.shared.subscribe(None, None), events::decode_raw)

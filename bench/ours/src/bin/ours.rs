@@ -5,7 +5,10 @@
 //! - `calls`: typed `query-version` from `--inflight` tasks sharing one `Client`;
 //! - `schema`: typed `query-qmp-schema` (into `Vec<types::SchemaInfo>`);
 //! - `events`: `--subscribers` subscriptions to the generated `Event` enum (or raw
-//!   with `--raw`), each drained by its own task; they must see every event, so they
+//!   with `--raw`), each drained by its own task: `subscribe_set` for one subscriber,
+//!   `subscribe_set_shared` (each event decoded once, `Arc<Event>` handed to each) for
+//!   more, as the crate's docs advise for several subscribers of one type (issue 18);
+//!   they must see every event, so they
 //!   use `Overflow::Backpressure` (the reader waits for them rather than counting
 //!   events as missed). `--stalled` adds one subscription that is never read, with the
 //!   default policy (what it misses is counted, not stored, and it never holds the
@@ -88,6 +91,18 @@ struct Seen {
     missed: u64,
 }
 
+/// Counts one typed item; false at the end of the stream.
+fn typed(item: Option<Result<&Event, &qmp::Error>>, seen: &mut Seen) -> bool {
+    match item {
+        Some(Ok(Event::JobStatusChange(_) | Event::Resume)) => seen.events += 1,
+        Some(Ok(other)) => fail(&format!("unexpected event {}", other.name())),
+        Some(Err(e)) if e.is_lagged() => seen.missed += e.missed_events().unwrap_or(0),
+        Some(Err(e)) => fail(&format!("event: {e}")),
+        None => return false,
+    }
+    true
+}
+
 async fn events(a: &Args) -> ! {
     let client = open(a, a.oob).await;
     let total = a.events;
@@ -109,19 +124,26 @@ async fn events(a: &Args) -> ! {
                 }
                 seen
             }));
+        } else if a.subscribers > 1 {
+            let mut sub = client.subscribe_set_shared_with::<Event>(Overflow::Backpressure);
+            tasks.push(tokio::spawn(async move {
+                let mut seen = Seen::default();
+                while seen.events + (seen.missed as usize) < total {
+                    let item = sub.next().await;
+                    if !typed(item.as_ref().map(|r| r.as_deref()), &mut seen) {
+                        break;
+                    }
+                }
+                seen
+            }));
         } else {
             let mut sub = client.subscribe_set_with::<Event>(Overflow::Backpressure);
             tasks.push(tokio::spawn(async move {
                 let mut seen = Seen::default();
                 while seen.events + (seen.missed as usize) < total {
-                    match sub.next().await {
-                        Some(Ok(Event::JobStatusChange(_) | Event::Resume)) => seen.events += 1,
-                        Some(Ok(other)) => fail(&format!("unexpected event {}", other.name())),
-                        Some(Err(e)) if e.is_lagged() => {
-                            seen.missed += e.missed_events().unwrap_or(0)
-                        }
-                        Some(Err(e)) => fail(&format!("event: {e}")),
-                        None => break,
+                    let item = sub.next().await;
+                    if !typed(item.as_ref().map(|r| r.as_ref()), &mut seen) {
+                        break;
                     }
                 }
                 seen
