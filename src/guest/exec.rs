@@ -7,7 +7,6 @@ use tokio::time::Instant;
 
 use super::{decode, encode, Error, Result};
 use crate::ga::commands::{GuestExec, GuestExecStatus};
-use crate::ga::types::GuestExecCaptureOutput;
 
 /// The default first wait between two `guest-exec-status` polls.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -17,6 +16,24 @@ const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// last poll, made at the deadline, needs a round trip to see a program that has
 /// just exited.
 const LAST_POLL_GRACE: Duration = Duration::from_secs(2);
+
+/// `guest-exec`'s arguments, built as JSON rather than with the bindings' `GuestExec`:
+/// `capture-output` is a boolean up to QEMU 8.0 and a boolean-or-mode alternate
+/// since 8.1, so the typed value differs between the releases the bindings may be
+/// built for (`QGA_SCHEMA`), while `true` means the same to every agent. The reply
+/// (`{"pid": …}`) is the same in every release: the bindings' type.
+struct ExecRequest(serde_json::Map<String, serde_json::Value>);
+
+impl serde::Serialize for ExecRequest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl qmp::Command for ExecRequest {
+    const NAME: &'static str = <GuestExec as qmp::Command>::NAME;
+    type Reply = <GuestExec as qmp::Command>::Reply;
+}
 
 /// A program to run in the guest, and how: [`Exec::new`], then the setters; run it
 /// with [`exec`].
@@ -175,17 +192,19 @@ pub async fn exec(client: &Client, program: &Exec) -> Result<ExecOutput> {
         limit: program.timeout.unwrap_or_default(),
     };
 
-    let mut request =
-        GuestExec::new(path.clone()).with_capture_output(GuestExecCaptureOutput::Flag(true));
+    let mut request = serde_json::Map::new();
+    request.insert("path".into(), path.clone().into());
     if !program.args.is_empty() {
-        request = request.with_arg(program.args.clone());
+        request.insert("arg".into(), program.args.clone().into());
     }
     if !program.env.is_empty() {
-        request = request.with_env(program.env.clone());
+        request.insert("env".into(), program.env.clone().into());
     }
     if let Some(input) = &program.input {
-        request = request.with_input_data(encode(input));
+        request.insert("input-data".into(), encode(input).into());
     }
+    request.insert("capture-output".into(), true.into());
+    let request = ExecRequest(request);
     let started_call = client.execute(&request);
     let pid = match bounded(deadline) {
         Some(at) => match tokio::time::timeout_at(at, started_call).await {
