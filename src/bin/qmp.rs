@@ -290,6 +290,13 @@ fn timeout_seconds(text: &str) -> Result<f64, String> {
         .map_err(|_| format!("`{text}` is not a number of seconds from 0 up (e.g. 30 or 0.5)"))
 }
 
+/// `call`'s JSON-ARGS, parsed before connecting (QMP and guest agent alike).
+fn parse_call_args(args: Option<&str>) -> Result<Option<Value>, String> {
+    args.map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| format!("the arguments are not valid JSON: {e}"))
+}
+
 /// QEMU takes a command's arguments as a JSON object only: refused before connecting.
 fn must_be_object(command: &str, args: &Value) -> Result<(), String> {
     if args.is_object() {
@@ -594,11 +601,7 @@ async fn run(cli: &Cli, socket: Option<&Path>, started: Option<&str>) -> Result<
             no_check,
             ..
         } => {
-            let v: Option<Value> = args
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|e| format!("the arguments are not valid JSON: {e}"))?;
+            let v = parse_call_args(args.as_deref())?;
             if let (Some(v), false) = (&v, no_check) {
                 must_be_object(command, v)?;
             }
@@ -825,11 +828,7 @@ async fn run_ga(cli: &Cli, socket: &Path) -> Result<Done, String> {
             no_check,
             ..
         } => {
-            let v: Option<Value> = args
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|e| format!("the arguments are not valid JSON: {e}"))?;
+            let v = parse_call_args(args.as_deref())?;
             if !no_check {
                 let empty = Value::Object(Default::default());
                 check_ga_arguments(command, v.as_ref().unwrap_or(&empty))?;
