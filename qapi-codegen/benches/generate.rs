@@ -1,6 +1,6 @@
 //! Codegen time: schema → formatted Rust, for QEMU 10.0's system emulator schema.
 //!
-//! `cargo bench -p qapi-codegen --bench generate` prints the median, min and max of 10
+//! `cargo bench -p qemu-qapi-codegen --bench generate` prints the median, min and max of 10
 //! runs of each step (one run without `--bench`), for the `schema/` snapshot and, when `QAPI_CORPUS` is set, for
 //! the full QAPI sources (with their doc text, which the emitter converts).
 use std::path::{Path, PathBuf};

@@ -70,7 +70,7 @@ fn full_bindings_compile_without_warnings() {
         dir.join("Cargo.toml"),
         format!(
             "[package]\nname = \"full-bindings\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
-             [workspace]\n[dependencies]\nqmp = {{ path = {:?} }}\nserde = \"1\"\nserde_json = \"1\"\n",
+             [workspace]\n[dependencies]\nqemu-qmp = {{ path = {:?} }}\nserde = \"1\"\nserde_json = \"1\"\n",
             qmp.display().to_string()
         ),
     )

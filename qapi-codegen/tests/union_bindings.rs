@@ -342,7 +342,7 @@ fn union_bindings_of_7_2_and_10_0() {
         dir.join("Cargo.toml"),
         format!(
             "[package]\nname = \"union-bindings\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
-             [workspace]\n[dependencies]\nqmp = {{ path = {:?} }}\nserde = \"1\"\nserde_json = \"1\"\n",
+             [workspace]\n[dependencies]\nqemu-qmp = {{ path = {:?} }}\nserde = \"1\"\nserde_json = \"1\"\n",
             root.join("qmp").display().to_string()
         ),
     )

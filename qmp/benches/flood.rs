@@ -33,7 +33,7 @@
 //! as the benchmark's floor client does: no task or queue per subscriber). Prints events/s per subscriber, min–max of the
 //! rounds.
 //!
-//! Run: `cargo bench -p qmp --bench flood` (without `--bench`, as under `cargo test`,
+//! Run: `cargo bench -p qemu-qmp --bench flood` (without `--bench`, as under `cargo test`,
 //! it floods only 20,000 events, and 2,000 to the many subscribers, once).
 
 use std::path::{Path, PathBuf};

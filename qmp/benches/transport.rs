@@ -1,7 +1,7 @@
 //! Transport benchmark: our client against a minimal hand-written client, same run,
 //! same machine, same server (a fresh `qemu-storage-daemon` per measurement).
 //!
-//! `cargo bench -p qmp --bench transport` prints calls/s (or events/s) for each
+//! `cargo bench -p qemu-qmp --bench transport` prints calls/s (or events/s) for each
 //! workload, the median of 5 rounds, and ours/floor ratios. Rounds alternate between
 //! the clients so machine noise hits both alike. (Under `cargo test` it does nothing.)
 //!
@@ -280,7 +280,7 @@ fn report(name: &str, floor: Vec<f64>, ours: Vec<f64>, unit: &str) {
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
-        println!("transport benchmark: run it with `cargo bench -p qmp --bench transport`");
+        println!("transport benchmark: run it with `cargo bench -p qemu-qmp --bench transport`");
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
