@@ -17,7 +17,7 @@
 //! }
 //! let resize = commands::BlockResize::new(1 << 30).with_node_name("disk0".into());
 //! client.execute(&resize).await?;
-//! let mut events = client.subscribe_set::<Event>();
+//! let mut events = client.subscribe_all::<Event>();
 //! while let Some(event) = events.next().await {
 //!     match event? {
 //!         Event::Stop => println!("stopped"),

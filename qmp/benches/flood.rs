@@ -26,8 +26,8 @@
 //! sends 200,000 small QEMU-shaped events (`JOB_STATUS_CHANGE`, `RESUME`) to 1, 10
 //! and 100 back-pressure subscribers of one `EventSet`, each of which must see every
 //! event, in three modes, alternated in each round so the machine's drift hits all
-//! alike: `set` ([`qmp::Client::subscribe_set`]: each subscriber decodes every
-//! event), `shared` ([`qmp::Client::subscribe_set_shared`]: decoded once, `Arc`s
+//! alike: `set` ([`qmp::Client::subscribe_all`]: each subscriber decodes every
+//! event), `shared` ([`qmp::Client::subscribe_all_shared`]: decoded once, `Arc`s
 //! handed out) and `floor` (one raw subscription parses each line once into a
 //! `serde_json::Value` and hands it by reference to N counting consumers in one loop,
 //! as the benchmark's floor client does: no task or queue per subscriber). Prints events/s per subscriber, min–max of the
@@ -196,7 +196,7 @@ async fn many(path: &Path, mode: Mode, subs: usize, n: usize) -> f64 {
     match mode {
         Mode::Set => {
             for _ in 0..subs {
-                let mut sub = client.subscribe_set_with::<Ev>(bp);
+                let mut sub = client.subscribe_all_with::<Ev>(bp);
                 tasks.spawn(async move {
                     let mut seen = 0;
                     while seen < n {
@@ -210,7 +210,7 @@ async fn many(path: &Path, mode: Mode, subs: usize, n: usize) -> f64 {
         }
         Mode::Shared => {
             for _ in 0..subs {
-                let mut sub = client.subscribe_set_shared_with::<Ev>(bp);
+                let mut sub = client.subscribe_all_shared_with::<Ev>(bp);
                 tasks.spawn(async move {
                     let mut seen = 0;
                     while seen < n {

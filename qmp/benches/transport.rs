@@ -248,7 +248,7 @@ async fn ours_events(path: &Path) -> (f64, u64) {
     let mut config = Config::new();
     config.event_capacity(4096);
     let c = config.connect_unix(path).await.unwrap();
-    let mut sub = c.subscribe_set::<Ev>();
+    let mut sub = c.subscribe_all::<Ev>();
     let start = Instant::now();
     let (_, (n, missed)) = tokio::join!(c.execute_raw("flood", None::<&()>), async {
         let mut n = 0usize;

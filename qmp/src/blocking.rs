@@ -290,7 +290,7 @@ impl Client {
     pub fn subscribe_set<S: EventSet + Send + 'static>(&self) -> Events<S> {
         Events {
             runtime: self.runtime.clone(),
-            stream: self.inner.subscribe_set(),
+            stream: self.inner.subscribe_all(),
         }
     }
 
@@ -319,7 +319,7 @@ impl Client {
     ) -> Events<S> {
         Events {
             runtime: self.runtime.clone(),
-            stream: self.inner.subscribe_set_with(overflow),
+            stream: self.inner.subscribe_all_with(overflow),
         }
     }
 

@@ -652,14 +652,14 @@ impl Client {
     }
 
     /// Subscribes to every event, decoded into an [`EventSet`] (e.g. the generated
-    /// all-events enum).
-    pub fn subscribe_set<S: EventSet + Send + 'static>(&self) -> EventStream<S> {
+    /// all-events enum `Event`).
+    pub fn subscribe_all<S: EventSet + Send + 'static>(&self) -> EventStream<S> {
         EventStream::new(self.shared.subscribe(None, None), events::decode_set::<S>)
     }
 
-    /// As [`subscribe_set`](Self::subscribe_set), with the overflow mode chosen at
+    /// As [`subscribe_all`](Self::subscribe_all), with the overflow mode chosen at
     /// creation (see [`subscribe_with`](Self::subscribe_with)).
-    pub fn subscribe_set_with<S: EventSet + Send + 'static>(
+    pub fn subscribe_all_with<S: EventSet + Send + 'static>(
         &self,
         overflow: Overflow,
     ) -> EventStream<S> {
@@ -694,22 +694,22 @@ impl Client {
         )
     }
 
-    /// As [`subscribe_set`](Self::subscribe_set), but each event is decoded once for
-    /// all the `subscribe_set_shared::<S>` (and
-    /// [`subscribe_set_shared_with`](Self::subscribe_set_shared_with)) subscriptions
+    /// As [`subscribe_all`](Self::subscribe_all), but each event is decoded once for
+    /// all the `subscribe_all_shared::<S>` (and
+    /// [`subscribe_all_shared_with`](Self::subscribe_all_shared_with)) subscriptions
     /// that hold it, and handed to each as an `Arc<S>`: for several subscribers of the
     /// same set (e.g. the generated `Event` enum). With one subscriber it costs the same
-    /// as [`subscribe_set`](Self::subscribe_set) plus the `Arc`.
-    pub fn subscribe_set_shared<S: EventSet + Send + Sync + 'static>(&self) -> EventStream<Arc<S>> {
+    /// as [`subscribe_all`](Self::subscribe_all) plus the `Arc`.
+    pub fn subscribe_all_shared<S: EventSet + Send + Sync + 'static>(&self) -> EventStream<Arc<S>> {
         EventStream::new(
             self.shared.subscribe(None, None),
             events::decode_set_shared::<S>,
         )
     }
 
-    /// As [`subscribe_set_shared`](Self::subscribe_set_shared), with the overflow mode
+    /// As [`subscribe_all_shared`](Self::subscribe_all_shared), with the overflow mode
     /// chosen at creation (see [`subscribe_with`](Self::subscribe_with)).
-    pub fn subscribe_set_shared_with<S: EventSet + Send + Sync + 'static>(
+    pub fn subscribe_all_shared_with<S: EventSet + Send + Sync + 'static>(
         &self,
         overflow: Overflow,
     ) -> EventStream<Arc<S>> {
@@ -717,6 +717,36 @@ impl Client {
             self.shared.subscribe(None, Some(overflow)),
             events::decode_set_shared::<S>,
         )
+    }
+
+    /// Renamed to [`subscribe_all`](Self::subscribe_all) (every event, typed).
+    #[deprecated(note = "renamed to subscribe_all")]
+    pub fn subscribe_set<S: EventSet + Send + 'static>(&self) -> EventStream<S> {
+        self.subscribe_all()
+    }
+
+    /// Renamed to [`subscribe_all_with`](Self::subscribe_all_with).
+    #[deprecated(note = "renamed to subscribe_all_with")]
+    pub fn subscribe_set_with<S: EventSet + Send + 'static>(
+        &self,
+        overflow: Overflow,
+    ) -> EventStream<S> {
+        self.subscribe_all_with(overflow)
+    }
+
+    /// Renamed to [`subscribe_all_shared`](Self::subscribe_all_shared).
+    #[deprecated(note = "renamed to subscribe_all_shared")]
+    pub fn subscribe_set_shared<S: EventSet + Send + Sync + 'static>(&self) -> EventStream<Arc<S>> {
+        self.subscribe_all_shared()
+    }
+
+    /// Renamed to [`subscribe_all_shared_with`](Self::subscribe_all_shared_with).
+    #[deprecated(note = "renamed to subscribe_all_shared_with")]
+    pub fn subscribe_set_shared_with<S: EventSet + Send + Sync + 'static>(
+        &self,
+        overflow: Overflow,
+    ) -> EventStream<Arc<S>> {
+        self.subscribe_all_shared_with(overflow)
     }
 
     /// Subscribes to every event, undecoded.

@@ -9,9 +9,9 @@
 //! ([`Overflow::Backpressure`]); memory stays bounded under event floods either way.
 //!
 //! **Many subscribers of one type (issue 18).** [`crate::Client::subscribe`] and
-//! [`crate::Client::subscribe_set`] yield owned values, so each of their subscribers
+//! [`crate::Client::subscribe_all`] yield owned values, so each of their subscribers
 //! decodes each event itself: with 100 subscribers, 100 decodes. The `*_shared`
-//! subscriptions ([`crate::Client::subscribe_set_shared`],
+//! subscriptions ([`crate::Client::subscribe_all_shared`],
 //! [`crate::Client::subscribe_shared`]) yield `Arc<T>` instead: the first subscriber
 //! of type `T` to reach an event decodes it into a cache slot of that event (a
 //! `OnceLock` keyed by `TypeId`; subscribers of the same type arriving meanwhile wait
@@ -279,7 +279,7 @@ impl<T: 'static + Send> EventStream<T> {
     /// The new mode applies from this call on: events that met a full buffer before it
     /// were handled under the old one. To have a mode from the very first event,
     /// subscribe with it ([`crate::Client::subscribe_with`],
-    /// [`subscribe_set_with`](crate::Client::subscribe_set_with),
+    /// [`subscribe_all_with`](crate::Client::subscribe_all_with),
     /// [`subscribe_raw_with`](crate::Client::subscribe_raw_with)).
     pub fn overflow(self, overflow: Overflow) -> Self {
         if let Some(sub) = &self.sub {

@@ -181,7 +181,7 @@
 //! ([`Overflow::DropNewest`]) the events that do not fit are counted as missed and
 //! the reader goes on, so replies never wait for a slow subscriber; with
 //! [`Overflow::Backpressure`] (per subscription from its creation with
-//! [`Client::subscribe_with`] and its `_set`/`_raw` twins, for all of a connection's
+//! [`Client::subscribe_with`] and its `_all`/`_raw` twins, for all of a connection's
 //! with [`Config::event_overflow`], or changed later with [`EventStream::overflow`])
 //! nothing is lost and the reader waits for room (it stops reading the socket, so
 //! replies wait too). Memory stays bounded either way. The reader hands events over

@@ -1002,16 +1002,31 @@ impl ReconnectingClient {
     }
 
     /// Subscribes to every event, decoded into an [`EventSet`], across connections.
-    pub fn subscribe_set<S: EventSet + Send + 'static>(&self) -> Subscription<S> {
+    pub fn subscribe_all<S: EventSet + Send + 'static>(&self) -> Subscription<S> {
         self.subscription(None, make_set::<S>)
     }
 
-    /// As [`subscribe_set`](Self::subscribe_set), with the overflow mode chosen.
-    pub fn subscribe_set_with<S: EventSet + Send + 'static>(
+    /// As [`subscribe_all`](Self::subscribe_all), with the overflow mode chosen.
+    pub fn subscribe_all_with<S: EventSet + Send + 'static>(
         &self,
         overflow: Overflow,
     ) -> Subscription<S> {
         self.subscription(Some(overflow), make_set::<S>)
+    }
+
+    /// Renamed to [`subscribe_all`](Self::subscribe_all) (every event, typed).
+    #[deprecated(note = "renamed to subscribe_all")]
+    pub fn subscribe_set<S: EventSet + Send + 'static>(&self) -> Subscription<S> {
+        self.subscribe_all()
+    }
+
+    /// Renamed to [`subscribe_all_with`](Self::subscribe_all_with).
+    #[deprecated(note = "renamed to subscribe_all_with")]
+    pub fn subscribe_set_with<S: EventSet + Send + 'static>(
+        &self,
+        overflow: Overflow,
+    ) -> Subscription<S> {
+        self.subscribe_all_with(overflow)
     }
 
     /// Subscribes to every event, undecoded, across connections.
@@ -1070,8 +1085,8 @@ fn make_one<E: Event + Send + 'static>(c: &Client, o: Option<Overflow>) -> Event
 
 fn make_set<S: EventSet + Send + 'static>(c: &Client, o: Option<Overflow>) -> EventStream<S> {
     match o {
-        Some(o) => c.subscribe_set_with::<S>(o),
-        None => c.subscribe_set::<S>(),
+        Some(o) => c.subscribe_all_with::<S>(o),
+        None => c.subscribe_all::<S>(),
     }
 }
 

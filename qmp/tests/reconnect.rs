@@ -164,7 +164,7 @@ async fn subscriptions_see_a_gap_notice_then_the_restarted_servers_events() {
 
     let mut raw = qmp.subscribe_raw();
     let mut typed = qmp.subscribe::<Stop>();
-    let mut set = qmp.subscribe_set::<Events>();
+    let mut set = qmp.subscribe_all::<Events>();
 
     assert_eq!(first.0.emit_raw("STOP", None).await, 1);
     assert_eq!(

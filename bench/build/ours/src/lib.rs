@@ -149,7 +149,7 @@ pub async fn session(qmp: &Client, image: &str) -> Result<Seen> {
 /// Follows ten kinds of events until the guest shuts down.
 pub async fn watch(qmp: &Client) -> Result<Vec<String>> {
     let mut log = Vec::new();
-    let mut events = qmp.subscribe_set::<Event>();
+    let mut events = qmp.subscribe_all::<Event>();
     while let Some(event) = events.next().await {
         match event? {
             Event::Shutdown(e) => {

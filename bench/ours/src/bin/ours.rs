@@ -5,8 +5,8 @@
 //! - `calls`: typed `query-version` from `--inflight` tasks sharing one `Client`;
 //! - `schema`: typed `query-qmp-schema` (into `Vec<types::SchemaInfo>`);
 //! - `events`: `--subscribers` subscriptions to the generated `Event` enum (or raw
-//!   with `--raw`), each drained by its own task: `subscribe_set` for one subscriber,
-//!   `subscribe_set_shared` (each event decoded once, `Arc<Event>` handed to each) for
+//!   with `--raw`), each drained by its own task: `subscribe_all` for one subscriber,
+//!   `subscribe_all_shared` (each event decoded once, `Arc<Event>` handed to each) for
 //!   more, as the crate's docs advise for several subscribers of one type (issue 18);
 //!   they must see every event, so they
 //!   use `Overflow::Backpressure` (the reader waits for them rather than counting
@@ -125,7 +125,7 @@ async fn events(a: &Args) -> ! {
                 seen
             }));
         } else if a.subscribers > 1 {
-            let mut sub = client.subscribe_set_shared_with::<Event>(Overflow::Backpressure);
+            let mut sub = client.subscribe_all_shared_with::<Event>(Overflow::Backpressure);
             tasks.push(tokio::spawn(async move {
                 let mut seen = Seen::default();
                 while seen.events + (seen.missed as usize) < total {
@@ -137,7 +137,7 @@ async fn events(a: &Args) -> ! {
                 seen
             }));
         } else {
-            let mut sub = client.subscribe_set_with::<Event>(Overflow::Backpressure);
+            let mut sub = client.subscribe_all_with::<Event>(Overflow::Backpressure);
             tasks.push(tokio::spawn(async move {
                 let mut seen = Seen::default();
                 while seen.events + (seen.missed as usize) < total {

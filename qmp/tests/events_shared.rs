@@ -1,0 +1,163 @@
+//! Event subscriptions seen from a program: the `subscribe_all*` names (and the
+//! deprecated `subscribe_set*` ones they replace) deliver the same events.
+//!
+//! The peer is written by hand over an in-memory stream, so each test chooses the
+//! exact event lines (names, data, timestamps) the client receives.
+
+use std::time::Duration;
+
+use qmp::{Client, Config, EventSet, Overflow};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+
+const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 0, "major": 10}, "package": "test"}, "capabilities": []}}"#;
+
+/// A peer that negotiates, answers the client's next request with `{}` followed (in
+/// the same write) by `events`, one line each, and then closes the connection.
+async fn peer(stream: DuplexStream, events: Vec<String>) {
+    let (r, mut w) = tokio::io::split(stream);
+    let mut lines = BufReader::new(r).lines();
+    let reply = |line: &str| {
+        let req: Value = serde_json::from_str(line).expect("the client sends JSON");
+        format!("{}\r\n", json!({"return": {}, "id": req["id"]}))
+    };
+    w.write_all(format!("{GREETING}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let Ok(Some(caps)) = lines.next_line().await else {
+        return;
+    };
+    w.write_all(reply(&caps).as_bytes()).await.unwrap();
+    let Ok(Some(request)) = lines.next_line().await else {
+        return;
+    };
+    let mut out = reply(&request);
+    for ev in &events {
+        out.push_str(ev);
+        out.push_str("\r\n");
+    }
+    w.write_all(out.as_bytes()).await.unwrap();
+    w.shutdown().await.unwrap();
+}
+
+/// Connects to a [`peer`] that will send `events` after the client's first request.
+async fn connect(events: Vec<String>) -> Client {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(peer(b, events));
+    Config::new().connect_stream(a).await.unwrap()
+}
+
+/// The line of an event named `name` with data `{"n": n}` stamped `seconds`.`micros`.
+fn line(name: &str, n: u64, seconds: i64, micros: i64) -> String {
+    json!({
+        "event": name,
+        "data": {"n": n},
+        "timestamp": {"seconds": seconds, "microseconds": micros},
+    })
+    .to_string()
+}
+
+/// A small event set: the event name and its `n`.
+#[derive(Debug, Clone, PartialEq)]
+struct Named {
+    name: String,
+    n: u64,
+}
+
+impl EventSet for Named {
+    fn decode(name: &str, data: Option<&str>) -> Result<Self, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Data {
+            n: u64,
+        }
+        let data: Data = serde_json::from_str(data.unwrap_or("{}"))?;
+        Ok(Named {
+            name: name.to_owned(),
+            n: data.n,
+        })
+    }
+}
+
+/// Everything a stream yields until it ends (bounded in time: a stall fails).
+async fn collect<T>(mut stream: qmp::EventStream<T>) -> Vec<T>
+where
+    T: Send + 'static,
+{
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
+            Ok(Some(Ok(item))) => out.push(item),
+            Ok(Some(Err(e))) => panic!("unexpected error item: {e}"),
+            Ok(None) => return out,
+            Err(_) => panic!("stream stalled after {} items", out.len()),
+        }
+    }
+}
+
+fn some_events() -> (Vec<String>, Vec<Named>) {
+    let names = ["STOP", "RESUME", "JOB_STATUS_CHANGE", "STOP", "SHUTDOWN"];
+    let lines = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| line(name, i as u64, 1_700_000_000 + i as i64, 10 * i as i64))
+        .collect();
+    let expected = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Named {
+            name: (*name).to_owned(),
+            n: i as u64,
+        })
+        .collect();
+    (lines, expected)
+}
+
+/// The deprecated `subscribe_set*` names forward to `subscribe_all*`: subscribed side
+/// by side on one connection, each pair yields the same events, in the order sent.
+#[tokio::test]
+#[allow(deprecated)]
+async fn deprecated_subscribe_set_names_deliver_what_subscribe_all_delivers() {
+    let (lines, expected) = some_events();
+    let client = connect(lines).await;
+    let all = client.subscribe_all::<Named>();
+    let set = client.subscribe_set::<Named>();
+    let all_with = client.subscribe_all_with::<Named>(Overflow::Backpressure);
+    let set_with = client.subscribe_set_with::<Named>(Overflow::Backpressure);
+    let all_shared = client.subscribe_all_shared::<Named>();
+    let set_shared = client.subscribe_set_shared::<Named>();
+    let all_shared_with = client.subscribe_all_shared_with::<Named>(Overflow::Backpressure);
+    let set_shared_with = client.subscribe_set_shared_with::<Named>(Overflow::Backpressure);
+    client
+        .execute_raw::<Value>("go", None)
+        .await
+        .expect("the peer answers");
+
+    let all = collect(all).await;
+    assert_eq!(all, expected);
+    assert_eq!(collect(set).await, all, "subscribe_set");
+    assert_eq!(collect(all_with).await, all, "subscribe_all_with");
+    assert_eq!(collect(set_with).await, all, "subscribe_set_with");
+    let unshare = |v: Vec<std::sync::Arc<Named>>| -> Vec<Named> {
+        v.into_iter().map(|a| (*a).clone()).collect()
+    };
+    assert_eq!(
+        unshare(collect(all_shared).await),
+        all,
+        "subscribe_all_shared"
+    );
+    assert_eq!(
+        unshare(collect(set_shared).await),
+        all,
+        "subscribe_set_shared"
+    );
+    assert_eq!(
+        unshare(collect(all_shared_with).await),
+        all,
+        "subscribe_all_shared_with"
+    );
+    assert_eq!(
+        unshare(collect(set_shared_with).await),
+        all,
+        "subscribe_set_shared_with"
+    );
+}
