@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 #[path = "support/as_serde.rs"]
 mod as_serde;
-#[path = "../../tests/support/skip.rs"]
+#[path = "support/skip.rs"]
 mod skip;
 use as_serde::to_json;
 

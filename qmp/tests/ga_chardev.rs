@@ -9,9 +9,9 @@
 //! it in raw mode. Stale bytes are on the line before the client opens it, as an
 //! earlier client or a booting guest leaves them.
 
-#[path = "../../tests/support/qemu_ga.rs"]
+#[path = "support/qemu_ga.rs"]
 mod qemu_ga;
-#[path = "../../tests/support/skip.rs"]
+#[path = "support/skip.rs"]
 mod skip;
 
 use std::io::Write;

@@ -7,9 +7,9 @@
 //!
 //! Skipped (through `tests/support/skip.rs`) where qemu-ga is not installed.
 
-#[path = "../../tests/support/qemu_ga.rs"]
+#[path = "support/qemu_ga.rs"]
 mod qemu_ga;
-#[path = "../../tests/support/skip.rs"]
+#[path = "support/skip.rs"]
 mod skip;
 
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! drop, so nothing is left behind even when a test fails. When the QEMU binaries
 //! are missing, each test prints one line and returns.
 
-#[path = "../../tests/support/skip.rs"]
+#[path = "support/skip.rs"]
 mod skip;
 
 use std::path::{Path, PathBuf};

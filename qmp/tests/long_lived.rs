@@ -9,7 +9,7 @@
 //! and stop (`SIGSTOP`) or kill (`SIGKILL`) it. No assertion is about time: hangs are
 //! bounded by a generous timeout.
 
-#[path = "../../tests/support/skip.rs"]
+#[path = "support/skip.rs"]
 mod skip;
 
 use std::path::Path;

@@ -18,7 +18,7 @@
 //!   calls the peer lacks are refused with no request reaching it.
 #![cfg(feature = "server")]
 
-#[path = "../../tests/support/skip.rs"]
+#[path = "support/skip.rs"]
 mod skip;
 
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! all, an allow-listed socket, a client that leaves mid-call, ids of every JSON type,
 //! the proxy's answers compared with QEMU's own, and QEMU going away.
 
-#[path = "../../tests/support/skip.rs"]
+#[path = "support/skip.rs"]
 mod skip;
 
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! nothing asserts on how long something took.
 #![cfg(feature = "server")]
 
-#[path = "../../tests/support/skip.rs"]
+#[path = "support/skip.rs"]
 mod skip;
 
 use std::future::Future;

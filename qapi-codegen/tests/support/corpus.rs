@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 // Public for the tests that include this file and skip for other reasons: one
 // copy of the module per test binary.
-#[path = "../../../tests/support/skip.rs"]
+#[path = "skip.rs"]
 pub mod skip;
 
 /// The corpus folder; a relative `QAPI_CORPUS` is taken from the workspace root (CI

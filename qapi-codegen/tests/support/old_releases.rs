@@ -10,7 +10,7 @@ use qapi_codegen::model::Dialect;
 
 // Public for the tests that include this file and skip for other reasons: one
 // copy of the module per test binary.
-#[path = "../../../tests/support/skip.rs"]
+#[path = "skip.rs"]
 pub mod skip;
 
 /// Releases the fetch script provides, each with the dialect the automatic choice

@@ -3,7 +3,7 @@
 //! that sends exactly the bytes it is given.
 #![allow(dead_code)]
 
-#[path = "../../../tests/support/skip.rs"]
+#[path = "../support/skip.rs"]
 mod skip;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,1 @@
+../../../tests/support/qemu_ga.rs
