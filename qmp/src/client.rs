@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::events::{self, EventStream, RawEvent};
 use crate::message::{write_request, ExecKind, Greeting};
 use crate::peer::{PeerSchema, Role};
-use crate::state::{RunState, RunStateWatch};
+use crate::state::{ConnectionState, ConnectionStateWatch};
 use crate::{Command, Event, EventSet, Overflow};
 
 /// A handle to a QMP connection. Clone it freely: all clones share the connection.
@@ -122,14 +122,28 @@ impl Client {
         }
     }
 
-    /// The current run state.
-    pub fn state(&self) -> RunState {
+    /// The connection's state now (not the VM's: that is `query-status`).
+    pub fn connection_state(&self) -> ConnectionState {
         self.shared.state.current()
     }
 
-    /// A watcher of the run state (sees every transition from now on).
-    pub fn run_state(&self) -> RunStateWatch {
+    /// A watcher of the connection's state (sees every transition from now on).
+    pub fn watch_connection_state(&self) -> ConnectionStateWatch {
         self.shared.state.watch()
+    }
+
+    /// The old name of [`connection_state`](Self::connection_state).
+    #[deprecated(note = "renamed to `Client::connection_state`")]
+    pub fn state(&self) -> ConnectionState {
+        self.connection_state()
+    }
+
+    /// The old name of [`watch_connection_state`](Self::watch_connection_state).
+    #[deprecated(
+        note = "renamed to `Client::watch_connection_state` (the VM's run state is `query-status`)"
+    )]
+    pub fn run_state(&self) -> ConnectionStateWatch {
+        self.watch_connection_state()
     }
 
     /// Whether the connection is closing or closed.
@@ -140,10 +154,10 @@ impl Client {
     /// Closes the connection and waits until the disconnect has completed (every
     /// pending call failed with [`crate::ErrorKind::Closed`]).
     pub async fn close(&self) {
-        let mut watch = self.run_state();
+        let mut watch = self.watch_connection_state();
         self.shared.close();
-        if self.state() != RunState::Idle {
-            watch.wait_for(RunState::Idle).await;
+        if self.connection_state() != ConnectionState::Idle {
+            watch.wait_for(ConnectionState::Idle).await;
         }
     }
 
@@ -151,9 +165,9 @@ impl Client {
     /// then returns the error that ended it.
     pub async fn closed(&self) -> Error {
         self.shared.closed().await;
-        let mut watch = self.run_state();
-        if self.state() != RunState::Idle {
-            watch.wait_for(RunState::Idle).await;
+        let mut watch = self.watch_connection_state();
+        if self.connection_state() != ConnectionState::Idle {
+            watch.wait_for(ConnectionState::Idle).await;
         }
         self.shared
             .error_if_closed()

@@ -47,7 +47,7 @@ use crate::connection::{self, ReadHalf, TaskOptions, WriteHalf};
 use crate::error::{Error, Limit, Phase, Result};
 use crate::fanout::Overflow;
 use crate::message::{parse_error_body, write_request, ExecKind, Greeting, Incoming};
-use crate::state::{RunState, RunStateWatch, StateCell};
+use crate::state::{ConnectionState, ConnectionStateWatch, StateCell};
 use crate::traffic::{HookSlot, TrafficHook};
 use crate::unix;
 
@@ -66,7 +66,7 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connection options, a builder: `Config::new().call_timeout(d).connect_unix(path)`.
 ///
-/// A `Config` also owns a run state ([`Config::run_state`]) that the connections made
+/// A `Config` also owns a connection state ([`Config::watch_connection_state`]) that the connections made
 /// with it update, so a watcher created before connecting sees `Connecting` too.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -207,7 +207,7 @@ impl Config {
     /// [`is_peer_dead`](crate::Error::is_peer_dead), [`is_timeout`](crate::Error::is_timeout)
     /// and [`is_closed`](crate::Error::is_closed) ("`query-status`: QEMU did not
     /// answer the keepalive (`query-version`, sent after 10 s of silence) within 5 s
-    /// on /run/qmp.sock: declared dead; the connection is closed"), the run state
+    /// on /run/qmp.sock: declared dead; the connection is closed"), the connection state
     /// goes `Disconnecting` → `Idle`, and later calls fail at once with it.
     ///
     /// The keepalive's requests and replies reach the [traffic hook](Self::traffic_hook)
@@ -295,12 +295,18 @@ impl Config {
         self
     }
 
-    /// A watcher of the run state of the connections made with this `Config` (and
-    /// its clones), created before connecting so it sees `Connecting` too. With
-    /// several connections at once it follows whichever changed last; use
-    /// [`Client::run_state`] to follow one connection.
-    pub fn run_state(&self) -> RunStateWatch {
+    /// A watcher of the [`ConnectionState`] of the connections made with this
+    /// `Config` (and its clones), created before connecting so it sees `Connecting`
+    /// too. With several connections at once it follows whichever changed last; use
+    /// [`Client::watch_connection_state`] to follow one connection.
+    pub fn watch_connection_state(&self) -> ConnectionStateWatch {
         self.state.watch()
+    }
+
+    /// The old name of [`watch_connection_state`](Self::watch_connection_state).
+    #[deprecated(note = "renamed to `Config::watch_connection_state`")]
+    pub fn run_state(&self) -> ConnectionStateWatch {
+        self.watch_connection_state()
     }
 
     /// Connects to a QMP Unix socket.
@@ -463,7 +469,7 @@ impl Config {
     }
 
     /// Runs `open` and the handshake, each phase under its deadline and all under the
-    /// connect timeout, keeping the run state.
+    /// connect timeout, keeping the connection state.
     async fn setup(
         &self,
         opening: Opening,
@@ -471,7 +477,7 @@ impl Config {
         peer: String,
     ) -> Result<Client> {
         let state = self.state.child();
-        state.set(RunState::Connecting);
+        state.set(ConnectionState::Connecting);
         // Back to Idle however this ends, unless it ends connected (also on drop).
         let mut guard = IdleOnDrop(Some(&state));
         let overall = self
@@ -558,7 +564,7 @@ impl Config {
             },
         );
         guard.0 = None;
-        state.set(RunState::Running);
+        state.set(ConnectionState::Running);
         let client = Client::new(shared, tx, self.call_timeout, self.refuse_unsupported);
         if self.fetch_peer_schema {
             let fetched = within(client.peer_schema(), None, overall, |w| {
@@ -588,7 +594,7 @@ struct IdleOnDrop<'a>(Option<&'a StateCell>);
 impl Drop for IdleOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(s) = self.0 {
-            s.set(RunState::Idle);
+            s.set(ConnectionState::Idle);
         }
     }
 }

@@ -11,7 +11,7 @@
 //!   and fans events out, in batches, to a bounded queue per subscriber (`fanout.rs`);
 //! * the **supervisor** waits for either to stop, stops the other, then fails every
 //!   pending caller with the first error (each caller's copy names its command) and
-//!   sets the run state to `Idle`. Neither task can block it: both watch the
+//!   sets the connection state to `Idle`. Neither task can block it: both watch the
 //!   shutdown token in every wait, so the disconnect completes even when the peer is
 //!   dead or stops reading.
 //!
@@ -63,7 +63,7 @@ use crate::fanout::{Fanout, Overflow, ReaderView, Subscriber};
 use crate::latch::Latch;
 use crate::message::{parse_client_id, write_request, ExecKind, Greeting, Incoming};
 use crate::race::{race, First};
-use crate::state::{RunState, StateCell};
+use crate::state::{ConnectionState, StateCell};
 use crate::traffic::HookSlot;
 use crate::unix;
 
@@ -178,7 +178,7 @@ impl Shared {
             Ok(()) => {
                 let e = self.first_error.get().expect("just set");
                 debug!(target: "qmp::connection", error = %e, "connection failing");
-                self.state.set(RunState::Disconnecting);
+                self.state.set(ConnectionState::Disconnecting);
             }
             Err(later) => {
                 debug!(target: "qmp::connection", error = %later, "further error while disconnecting");
@@ -493,7 +493,7 @@ async fn supervise(
         .get()
         .cloned()
         .unwrap_or_else(|| Error::closed("connection closed"));
-    shared.state.set(RunState::Disconnecting);
+    shared.state.set(ConnectionState::Disconnecting);
     // Client handles must not keep the socket open.
     shared.gate().direct = None;
     // Event streams end once they have yielded what they hold.
@@ -512,7 +512,7 @@ async fn supervise(
         let _ = tx.send(Err(error.clone()));
     }
     debug!(target: "qmp::connection", failed_calls = n, error = %error, "disconnected");
-    shared.state.set(RunState::Idle);
+    shared.state.set(ConnectionState::Idle);
 }
 
 fn note_join(task: &str, r: Result<(), tokio::task::JoinError>, shared: &Shared) {

@@ -169,8 +169,9 @@
 //! called, the connection is torn down: the other task is stopped even if it was
 //! blocked on a peer that stopped reading, every pending caller fails with the
 //! *first* error (later ones are only logged), later calls fail with the same error
-//! ([`Error::is_closed`]), event streams end, and the run state goes
-//! `Disconnecting` → `Idle` ([`Client::run_state`] reports every transition). The
+//! ([`Error::is_closed`]), event streams end, and the connection state goes
+//! `Disconnecting` → `Idle` ([`Client::watch_connection_state`] reports every transition of the
+//! [`ConnectionState`]). The
 //! connection is also closed when the last [`Client`] handle is dropped.
 //!
 //! **Events and memory.** Every event is either delivered to a subscription or
@@ -243,5 +244,7 @@ pub use peer::PeerSchema;
 pub use probe::{ProbeError, ProbeErrorKind};
 /// The reply type of commands that return nothing (`{}`); accepts any value.
 pub use runtime::Empty;
-pub use state::{RunState, RunStateWatch, Transition};
+pub use state::{ConnectionState, ConnectionStateWatch, StateWatch, Transition};
+#[allow(deprecated)]
+pub use state::{RunState, RunStateWatch};
 pub use traffic::{Direction, TrafficHook};

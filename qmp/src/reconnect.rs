@@ -38,7 +38,7 @@
 //!
 //! # Reconnecting
 //!
-//! When a connection ends, the state goes [`ConnectionState::Reconnecting`] and the
+//! When a connection ends, the state goes [`ReconnectState::Reconnecting`] and the
 //! client waits [`Builder::initial_delay`] (100 ms by default), tries, and doubles the
 //! wait after each failed attempt up to [`Builder::max_delay`] (30 s by default). Each
 //! attempt is one [`Config::connect_unix`] or [`Config::connect_tcp`], bounded by the
@@ -46,7 +46,7 @@
 //! accepts and then drops every connection is retried every `initial_delay`. By default
 //! it never gives up; [`Builder::give_up_after_attempts`] and
 //! [`Builder::give_up_after`] set limits, after which the state is
-//! [`ConnectionState::GivenUp`] for good: calls fail with an error naming the address,
+//! [`ReconnectState::GivenUp`] for good: calls fail with an error naming the address,
 //! the number of attempts and the last attempt's error ([`ReconnectingClient::closed`]
 //! returns it too), and subscriptions end.
 //!
@@ -54,7 +54,7 @@
 //! error is returned and nothing runs in the background (a wrong path shows at once).
 //! [`Builder::start`] instead returns at once and makes the first connection in the
 //! background, with the same backoff and limits (state
-//! [`ConnectionState::Connecting`]), for a program started before QEMU.
+//! [`ReconnectState::Connecting`]), for a program started before QEMU.
 //!
 //! # Calls
 //!
@@ -115,12 +115,15 @@
 //!
 //! # State
 //!
-//! [`ReconnectingClient::state`] is the [`ConnectionState`] now;
-//! [`ReconnectingClient::state_watch`] returns a [`StateWatch`] that, like
-//! [`crate::RunStateWatch`], reports every transition in order (each attempt is one:
-//! `Reconnecting { attempt: 1, .. }`, `Reconnecting { attempt: 2, .. }`, …,
-//! `Connected { connection: 2 }`). A connection's own [`crate::RunState`] stays on its
-//! [`Client`] ([`Client::run_state`]) and on the [`Config`] ([`Config::run_state`]).
+//! [`ReconnectingClient::connection_state`] is the [`ReconnectState`] now;
+//! [`ReconnectingClient::watch_connection_state`] returns a [`ReconnectStateWatch`]
+//! (the same [`crate::StateWatch`] as a connection's
+//! [`crate::ConnectionStateWatch`]) that reports every transition in order (each
+//! attempt is one: `Reconnecting { attempt: 1, .. }`, `Reconnecting { attempt: 2, ..
+//! }`, …, `Connected { connection: 2 }`). A connection's own
+//! [`crate::ConnectionState`] stays on its [`Client`]
+//! ([`Client::watch_connection_state`]) and on the [`Config`]
+//! ([`Config::watch_connection_state`]).
 //!
 //! # Cancellation
 //!
@@ -144,11 +147,10 @@
 //! [`ReconnectingClient::close`] stops reconnecting, closes the current connection
 //! (failing its pending calls; calls waiting for a connection fail too), ends the
 //! subscriptions and waits until all of that is done; the state is then
-//! [`ConnectionState::Closed`] for good. Each connection lost is logged at `warn`, each
+//! [`ReconnectState::Closed`] for good. Each connection lost is logged at `warn`, each
 //! new one at `info` and every failed attempt at `debug`, under the target
 //! `qmp::reconnect`.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::path::{Path, PathBuf};
@@ -161,6 +163,7 @@ use futures_core::Stream;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::state::StateSender;
 use crate::{
     Client, Command, Config, Error, Event, EventSet, EventStream, Overflow, RawEvent, Result,
 };
@@ -192,9 +195,10 @@ impl fmt::Display for Address {
     }
 }
 
-/// Where a [`ReconnectingClient`] is (see the [module docs](self#state)).
+/// Where a [`ReconnectingClient`] is (see the [module docs](self#state)); one
+/// connection's own state is [`crate::ConnectionState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnectionState {
+pub enum ReconnectState {
     /// Making the first connection ([`Builder::start`] only): `attempt` (from 1) is
     /// under way or waited for.
     Connecting {
@@ -224,127 +228,68 @@ pub enum ConnectionState {
     Closed,
 }
 
-impl ConnectionState {
+impl ReconnectState {
     /// Whether calls are sent at once (the state is `Connected`).
     pub fn is_connected(&self) -> bool {
-        matches!(self, ConnectionState::Connected { .. })
+        matches!(self, ReconnectState::Connected { .. })
     }
 
     /// Whether the state can no longer change (`GivenUp` or `Closed`).
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            ConnectionState::GivenUp { .. } | ConnectionState::Closed
+            ReconnectState::GivenUp { .. } | ReconnectState::Closed
         )
     }
 }
 
-impl fmt::Display for ConnectionState {
+impl fmt::Display for ReconnectState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectionState::Connecting { attempt } => {
+            ReconnectState::Connecting { attempt } => {
                 write!(f, "connecting for the first time (attempt {attempt})")
             }
-            ConnectionState::Connected { connection } => {
+            ReconnectState::Connected { connection } => {
                 write!(f, "connected (connection #{connection})")
             }
-            ConnectionState::Reconnecting { attempt, since } => write!(
+            ReconnectState::Reconnecting { attempt, since } => write!(
                 f,
                 "reconnecting (attempt {attempt}, connection lost {:.1?} ago)",
                 since.elapsed()
             ),
-            ConnectionState::GivenUp { attempts, .. } => {
+            ReconnectState::GivenUp { attempts, .. } => {
                 write!(f, "given up after {attempts} failed attempt(s)")
             }
-            ConnectionState::Closed => f.write_str("closed"),
+            ReconnectState::Closed => f.write_str("closed"),
         }
     }
 }
 
 /// How many transitions are kept for watchers that have not looked yet (one per
 /// attempt, so a watcher that does not look through a long outage is told how many
-/// it skipped, [`StateTransition::skipped`]).
+/// it skipped, [`Transition::skipped`](crate::Transition::skipped)).
 const HISTORY: usize = 64;
 
-#[derive(Debug, Clone)]
-struct Snapshot {
-    seq: u64,
-    current: ConnectionState,
-    history: Arc<VecDeque<(u64, ConnectionState)>>,
-}
+/// Watches a [`ReconnectingClient`]'s [`ReconnectState`], seeing every transition
+/// in order (the same [`crate::StateWatch`] as a connection's
+/// [`crate::ConnectionStateWatch`]). Created by
+/// [`ReconnectingClient::watch_connection_state`]; it reports the transitions made
+/// after it was created, and its `next` ends once a final state was seen.
+pub type ReconnectStateWatch = crate::StateWatch<ReconnectState>;
 
-/// One state change seen by a [`StateWatch`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StateTransition {
-    /// The state entered.
-    pub state: ConnectionState,
-    /// How many older transitions this watcher missed because it did not look for a
-    /// long time (0 unless more than 64 went unobserved).
-    pub skipped: u64,
-}
+/// The old name of [`ReconnectStateWatch`].
+#[deprecated(note = "renamed to `qmp::reconnect::ReconnectStateWatch` (a `qmp::StateWatch`)")]
+pub type StateWatch = ReconnectStateWatch;
 
-/// Watches a [`ReconnectingClient`]'s [`ConnectionState`], seeing every transition
-/// in order (as [`crate::RunStateWatch`] does for one connection). Created by
-/// [`ReconnectingClient::state_watch`]; it reports the transitions made after it was
-/// created.
-#[derive(Debug)]
-pub struct StateWatch {
-    rx: watch::Receiver<Snapshot>,
-    seen: u64,
-}
+/// The old name of a [`ReconnectStateWatch`]'s transition.
+#[deprecated(note = "renamed to `qmp::Transition<qmp::reconnect::ReconnectState>`")]
+pub type StateTransition = crate::Transition<ReconnectState>;
 
-impl StateWatch {
-    /// The current state.
-    pub fn current(&self) -> ConnectionState {
-        self.rx.borrow().current
-    }
-
-    /// Waits for the next transition this watcher has not seen; never coalesced.
-    /// `None` once the state can no longer change and every transition was seen.
-    pub async fn next(&mut self) -> Option<StateTransition> {
-        loop {
-            {
-                let snap = self.rx.borrow_and_update();
-                if snap.seq > self.seen {
-                    let found = snap.history.iter().find(|(seq, _)| *seq > self.seen);
-                    let (seq, state) = found.copied().unwrap_or((snap.seq, snap.current));
-                    let skipped = seq - self.seen - 1;
-                    self.seen = seq;
-                    return Some(StateTransition { state, skipped });
-                }
-                if snap.current.is_final() {
-                    return None;
-                }
-            }
-            if self.rx.changed().await.is_err() {
-                let snap = self.rx.borrow();
-                if snap.seq > self.seen {
-                    continue;
-                }
-                return None;
-            }
-        }
-    }
-
-    /// Waits until a state for which `until` is true is entered, and returns it (at
-    /// once if the current state is one). A state entered and left while nobody looked
-    /// counts. `None` when the state became final without one.
-    pub async fn wait_until(
-        &mut self,
-        mut until: impl FnMut(&ConnectionState) -> bool,
-    ) -> Option<ConnectionState> {
-        let now = self.current();
-        if until(&now) {
-            return Some(now);
-        }
-        while let Some(t) = self.next().await {
-            if until(&t.state) {
-                return Some(t.state);
-            }
-        }
-        None
-    }
-}
+/// The old name of [`ReconnectState`].
+#[deprecated(
+    note = "renamed to `qmp::reconnect::ReconnectState` (`qmp::ConnectionState` is one connection's state)"
+)]
+pub type ConnectionState = ReconnectState;
 
 /// Options of a [`ReconnectingClient`], a builder made by
 /// [`ReconnectingClient::unix`], [`ReconnectingClient::tcp`] or
@@ -424,7 +369,7 @@ impl Builder {
     }
 
     /// Returns at once and makes the first connection in the background with the
-    /// backoff and limits set here (state [`ConnectionState::Connecting`]); calls made
+    /// backoff and limits set here (state [`ReconnectState::Connecting`]); calls made
     /// meanwhile wait for it as they wait while reconnecting.
     ///
     /// Must be awaited within a Tokio runtime (it spawns the background task).
@@ -434,14 +379,10 @@ impl Builder {
 
     fn launch(&self, first: Option<Client>) -> ReconnectingClient {
         let initial = match &first {
-            Some(_) => ConnectionState::Connected { connection: 1 },
-            None => ConnectionState::Connecting { attempt: 1 },
+            Some(_) => ReconnectState::Connected { connection: 1 },
+            None => ReconnectState::Connecting { attempt: 1 },
         };
-        let (state, _) = watch::channel(Snapshot {
-            seq: 0,
-            current: initial,
-            history: Arc::new(VecDeque::new()),
-        });
+        let state = StateSender::new(initial, HISTORY, ReconnectState::is_final);
         let generation = u64::from(first.is_some());
         let inner = Arc::new(Inner {
             config: self.config.clone(),
@@ -481,7 +422,7 @@ struct Inner {
     address: Address,
     policy: Policy,
     shared: Mutex<Shared>,
-    state: watch::Sender<Snapshot>,
+    state: StateSender<ReconnectState>,
     /// Set to `true` to stop: [`ReconnectingClient::close`] or the last handle dropped.
     close: watch::Sender<bool>,
 }
@@ -515,25 +456,13 @@ impl Inner {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set_state(&self, state: ConnectionState) {
-        self.state.send_if_modified(|s| {
-            if s.current == state {
-                return false;
-            }
-            s.seq += 1;
-            s.current = state;
-            let history = Arc::make_mut(&mut s.history);
-            if history.len() == HISTORY {
-                history.pop_front();
-            }
-            history.push_back((s.seq, state));
-            true
-        });
+    fn set_state(&self, state: ReconnectState) {
+        self.state.set(state);
         tracing::debug!(target: "qmp::reconnect", ?state, "state");
     }
 
-    fn state(&self) -> ConnectionState {
-        self.state.borrow().current
+    fn state(&self) -> ReconnectState {
+        self.state.current()
     }
 
     fn close_requested(&self) -> bool {
@@ -569,7 +498,7 @@ impl Inner {
             None => false,
         });
         sh.client = Some(client.clone());
-        self.set_state(ConnectionState::Connected {
+        self.set_state(ReconnectState::Connected {
             connection: generation,
         });
         drop(sh);
@@ -580,7 +509,7 @@ impl Inner {
         let mut sh = self.lock();
         sh.client = None;
         sh.last_error = Some(lost.error.clone());
-        self.set_state(ConnectionState::Reconnecting {
+        self.set_state(ReconnectState::Reconnecting {
             attempt: 1,
             since: lost.since,
         });
@@ -597,7 +526,7 @@ impl Inner {
                     "the reconnecting client for QEMU at {} was closed",
                     self.address
                 ),
-                ConnectionState::Closed,
+                ReconnectState::Closed,
             ),
             End::GaveUp {
                 attempts,
@@ -612,7 +541,7 @@ impl Inner {
                         self.address,
                         since.elapsed()
                     ),
-                    ConnectionState::GivenUp { attempts, since },
+                    ReconnectState::GivenUp { attempts, since },
                 )
             }
         };
@@ -634,8 +563,8 @@ impl Inner {
         let mut close = self.close.subscribe();
         loop {
             self.set_state(match lost {
-                Some(_) => ConnectionState::Reconnecting { attempt, since },
-                None => ConnectionState::Connecting { attempt },
+                Some(_) => ReconnectState::Reconnecting { attempt, since },
+                None => ReconnectState::Connecting { attempt },
             });
             // The first connection is tried at once; after a loss QEMU needs a moment
             // to come back, and a QEMU that drops every connection is not hammered.
@@ -763,7 +692,7 @@ impl fmt::Debug for ReconnectingClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReconnectingClient")
             .field("address", &self.inner().address)
-            .field("state", &self.state())
+            .field("state", &self.connection_state())
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -806,16 +735,27 @@ impl ReconnectingClient {
         &self.inner().address
     }
 
-    /// The state now.
-    pub fn state(&self) -> ConnectionState {
+    /// The state now (as [`Client::connection_state`] is one connection's).
+    pub fn connection_state(&self) -> ReconnectState {
         self.inner().state()
     }
 
-    /// A watcher of the state, seeing every transition from now on.
-    pub fn state_watch(&self) -> StateWatch {
-        let rx = self.inner().state.subscribe();
-        let seen = rx.borrow().seq;
-        StateWatch { rx, seen }
+    /// A watcher of the state, seeing every transition from now on (as
+    /// [`Client::watch_connection_state`] is one connection's).
+    pub fn watch_connection_state(&self) -> ReconnectStateWatch {
+        self.inner().state.watch()
+    }
+
+    /// The old name of [`connection_state`](Self::connection_state).
+    #[deprecated(note = "renamed to `ReconnectingClient::connection_state`")]
+    pub fn state(&self) -> ReconnectState {
+        self.connection_state()
+    }
+
+    /// The old name of [`watch_connection_state`](Self::watch_connection_state).
+    #[deprecated(note = "renamed to `ReconnectingClient::watch_connection_state`")]
+    pub fn state_watch(&self) -> ReconnectStateWatch {
+        self.watch_connection_state()
     }
 
     /// The current connection's client, while connected (`None` while reconnecting,
@@ -849,7 +789,7 @@ impl ReconnectingClient {
 
     /// Stops reconnecting, closes the current connection (its pending calls fail) and
     /// waits until that is done and every subscription has been ended. The state is
-    /// then [`ConnectionState::Closed`] (or `GivenUp`, if that came first).
+    /// then [`ReconnectState::Closed`] (or `GivenUp`, if that came first).
     pub async fn close(&self) {
         self.inner().close.send_replace(true);
         self.closed().await;
@@ -859,8 +799,8 @@ impl ReconnectingClient {
     /// of kind [`Closed`](crate::ErrorKind::Closed); after giving up it names the
     /// attempts and the last attempt's error).
     pub async fn closed(&self) -> Error {
-        let mut watch = self.state_watch();
-        watch.wait_until(ConnectionState::is_final).await;
+        let mut watch = self.watch_connection_state();
+        watch.wait_until(ReconnectState::is_final).await;
         let sh = self.inner().lock();
         match &sh.end {
             Some(why) => Error::closed(why),
@@ -927,10 +867,9 @@ impl ReconnectingClient {
         deadline: Option<Instant>,
     ) -> Result<(u64, Client)> {
         let inner = self.inner();
-        let mut rx = inner.state.subscribe();
+        let mut watch = inner.state.watch();
         let started = Instant::now();
         loop {
-            rx.borrow_and_update();
             {
                 let sh = inner.lock();
                 if let Some(client) = sh.client.as_ref().filter(|c| !c.is_closed()) {
@@ -949,7 +888,8 @@ impl ReconnectingClient {
                     )));
                 }
             }
-            let changed = rx.changed();
+            // Any transition (or the end) is a reason to look again.
+            let changed = watch.next();
             let outcome = match deadline {
                 None => Ok(changed.await),
                 Some(d) => {

@@ -1,20 +1,23 @@
-//! The connection's run state, watchable without missing a transition.
+//! Watchable states, seen without missing a transition: a connection's
+//! [`ConnectionState`] and a [`crate::reconnect::ReconnectingClient`]'s
+//! [`crate::reconnect::ReconnectState`] share one watch type, [`StateWatch`].
 //!
 //! A plain `tokio::sync::watch` only keeps the latest value: a waiter that is slow to
 //! wake can miss a short-lived state (a connection that goes `Disconnecting` → `Idle`
 //! in one go). QEMU's Python library hit exactly this and had to rework its run-state
 //! events "to guarantee visibility of events to waiters". Here the watched value
-//! carries the recent transitions with sequence numbers, so each
-//! [`RunStateWatch`] replays every transition it has not seen yet, in order.
+//! carries the recent transitions with sequence numbers, so each [`StateWatch`]
+//! replays every transition it has not seen yet, in order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-/// Where a connection is in its life.
+/// Where one QMP connection is in its life (not the VM's run state, which is
+/// `query-status`'s `RunState` in the bindings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RunState {
+pub enum ConnectionState {
     /// Not connected (before connecting, and after a disconnect completed).
     Idle,
     /// Connecting, reading the greeting, negotiating capabilities.
@@ -25,63 +28,117 @@ pub enum RunState {
     Disconnecting,
 }
 
-/// How many transitions are kept for watchers that have not looked yet. One
-/// connection makes at most four, so a watcher only loses transitions if it ignores
-/// several complete connections; it is then told so (see [`Transition::skipped`]).
+/// The old name of [`ConnectionState`].
+#[deprecated(
+    note = "renamed to `qmp::ConnectionState` (the connection's state; the VM's is `qemu_qapi::types::RunState`)"
+)]
+pub type RunState = ConnectionState;
+
+/// Watches a connection's [`ConnectionState`]: [`crate::Client::watch_connection_state`],
+/// [`crate::Config::watch_connection_state`].
+pub type ConnectionStateWatch = StateWatch<ConnectionState>;
+
+/// The old name of [`ConnectionStateWatch`].
+#[deprecated(note = "renamed to `qmp::ConnectionStateWatch`")]
+pub type RunStateWatch = ConnectionStateWatch;
+
+/// How many transitions a connection's cell keeps for watchers that have not looked
+/// yet. One connection makes at most four, so a watcher only loses transitions if it
+/// ignores several complete connections; it is then told so (see
+/// [`Transition::skipped`]).
 const HISTORY: usize = 32;
 
 #[derive(Debug, Clone)]
-struct Snapshot {
+pub(crate) struct Snapshot<S> {
     seq: u64,
-    current: RunState,
-    history: Arc<VecDeque<(u64, RunState)>>,
+    current: S,
+    history: Arc<VecDeque<(u64, S)>>,
 }
 
-/// One state change seen by a [`RunStateWatch`].
+/// One state change seen by a [`StateWatch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
+pub struct Transition<S = ConnectionState> {
     /// The state entered.
-    pub state: RunState,
+    pub state: S,
     /// How many older transitions this watcher missed because it did not look for a
-    /// long time (always 0 unless more than 32 transitions went unobserved).
+    /// long time (0 unless more went unobserved than the history keeps: 32 for a
+    /// connection, 64 for a reconnecting client).
     pub skipped: u64,
 }
 
-/// The writing side, shared by a [`crate::Config`] and the connections it makes.
+/// The writing side of a watched state: keeps the current value and the last
+/// `history` transitions.
+#[derive(Debug)]
+pub(crate) struct StateSender<S> {
+    tx: watch::Sender<Snapshot<S>>,
+    history: usize,
+    /// Whether a state is final (a watcher's `next` then ends once it has seen it).
+    is_final: fn(&S) -> bool,
+}
+
+impl<S: Copy + PartialEq> StateSender<S> {
+    pub(crate) fn new(initial: S, history: usize, is_final: fn(&S) -> bool) -> Self {
+        let (tx, _) = watch::channel(Snapshot {
+            seq: 0,
+            current: initial,
+            history: Arc::new(VecDeque::new()),
+        });
+        StateSender {
+            tx,
+            history,
+            is_final,
+        }
+    }
+
+    /// Enters `state` (nothing happens when it is the current one).
+    pub(crate) fn set(&self, state: S) {
+        let history = self.history;
+        self.tx.send_if_modified(|s| {
+            if s.current == state {
+                return false;
+            }
+            s.seq += 1;
+            s.current = state;
+            let h = Arc::make_mut(&mut s.history);
+            if h.len() == history {
+                h.pop_front();
+            }
+            h.push_back((s.seq, state));
+            true
+        });
+    }
+
+    pub(crate) fn current(&self) -> S {
+        self.tx.borrow().current
+    }
+
+    pub(crate) fn watch(&self) -> StateWatch<S> {
+        let rx = self.tx.subscribe();
+        let seen = rx.borrow().seq;
+        StateWatch {
+            rx,
+            seen,
+            is_final: self.is_final,
+        }
+    }
+}
+
+/// The writing side of a connection's state, shared by a [`crate::Config`] and the
+/// connections it makes.
 ///
 /// Each connection has its own cell, a child of its `Config`'s: setting the child's
 /// state sets the parent's too, so a `Config` watcher follows its latest connection
 /// while a `Client` watcher follows only its own.
 #[derive(Debug, Clone)]
 pub(crate) struct StateCell {
-    tx: Arc<watch::Sender<Snapshot>>,
-    parent: Option<Arc<watch::Sender<Snapshot>>>,
-}
-
-fn apply(tx: &watch::Sender<Snapshot>, state: RunState) {
-    tx.send_modify(|s| {
-        if s.current == state {
-            return;
-        }
-        s.seq += 1;
-        s.current = state;
-        let history = Arc::make_mut(&mut s.history);
-        if history.len() == HISTORY {
-            history.pop_front();
-        }
-        history.push_back((s.seq, state));
-    });
+    tx: Arc<StateSender<ConnectionState>>,
+    parent: Option<Arc<StateSender<ConnectionState>>>,
 }
 
 impl StateCell {
     pub(crate) fn new() -> Self {
-        let (tx, _) = watch::channel(Snapshot {
-            seq: 0,
-            current: RunState::Idle,
-            history: Arc::new(VecDeque::new()),
-        });
         StateCell {
-            tx: Arc::new(tx),
+            tx: Arc::new(StateSender::new(ConnectionState::Idle, HISTORY, |_| false)),
             parent: None,
         }
     }
@@ -94,38 +151,41 @@ impl StateCell {
         }
     }
 
-    pub(crate) fn set(&self, state: RunState) {
-        apply(&self.tx, state);
+    pub(crate) fn set(&self, state: ConnectionState) {
+        self.tx.set(state);
         if let Some(parent) = &self.parent {
-            apply(parent, state);
+            parent.set(state);
         }
-        tracing::debug!(target: "qmp::state", ?state, "run state");
+        tracing::debug!(target: "qmp::state", ?state, "connection state");
     }
 
-    pub(crate) fn current(&self) -> RunState {
-        self.tx.borrow().current
+    pub(crate) fn current(&self) -> ConnectionState {
+        self.tx.current()
     }
 
-    pub(crate) fn watch(&self) -> RunStateWatch {
-        let rx = self.tx.subscribe();
-        let seen = rx.borrow().seq;
-        RunStateWatch { rx, seen }
+    pub(crate) fn watch(&self) -> ConnectionStateWatch {
+        self.tx.watch()
     }
 }
 
-/// Watches a connection's [`RunState`], seeing every transition in order.
+/// Watches a state, seeing every transition in order: a connection's
+/// [`ConnectionState`] ([`ConnectionStateWatch`], from
+/// [`crate::Client::watch_connection_state`] or
+/// [`crate::Config::watch_connection_state`]) or a reconnecting client's
+/// [`crate::reconnect::ReconnectState`] (from
+/// [`crate::reconnect::ReconnectingClient::watch_connection_state`]).
 ///
-/// Created by [`crate::Client::run_state`] or [`crate::Config::run_state`]; it only
-/// reports transitions that happen after it was created.
+/// It only reports transitions that happen after it was created.
 #[derive(Debug)]
-pub struct RunStateWatch {
-    rx: watch::Receiver<Snapshot>,
+pub struct StateWatch<S = ConnectionState> {
+    rx: watch::Receiver<Snapshot<S>>,
     seen: u64,
+    is_final: fn(&S) -> bool,
 }
 
-impl RunStateWatch {
+impl<S: Copy + PartialEq> StateWatch<S> {
     /// The current state.
-    pub fn current(&self) -> RunState {
+    pub fn current(&self) -> S {
         self.rx.borrow().current
     }
 
@@ -133,23 +193,21 @@ impl RunStateWatch {
     /// coalesced: a quick `Disconnecting` → `Idle` is reported as two transitions.
     ///
     /// Returns `None` when the state can no longer change (everything that could
-    /// change it was dropped).
-    pub async fn next(&mut self) -> Option<Transition> {
+    /// change it was dropped, or a final state was reached) and every transition was
+    /// seen.
+    pub async fn next(&mut self) -> Option<Transition<S>> {
         loop {
             {
                 let snap = self.rx.borrow_and_update();
                 if snap.seq > self.seen {
-                    let mut skipped = 0;
                     let found = snap.history.iter().find(|(seq, _)| *seq > self.seen);
-                    let (seq, state) = match found {
-                        Some(&(seq, state)) => {
-                            skipped = seq - self.seen - 1;
-                            (seq, state)
-                        }
-                        None => (snap.seq, snap.current),
-                    };
+                    let (seq, state) = found.copied().unwrap_or((snap.seq, snap.current));
+                    let skipped = seq - self.seen - 1;
                     self.seen = seq;
                     return Some(Transition { state, skipped });
+                }
+                if (self.is_final)(&snap.current) {
+                    return None;
                 }
             }
             if self.rx.changed().await.is_err() {
@@ -163,20 +221,28 @@ impl RunStateWatch {
         }
     }
 
-    /// Waits until the connection enters `state` (returns at once if it is in it now).
-    /// A transition into `state` is seen even if it was left again immediately.
+    /// Waits until `state` is entered (returns at once if it is the current one). A
+    /// transition into `state` is seen even if it was left again immediately.
     ///
     /// Returns `false` if the state can no longer change and `state` was not reached.
-    pub async fn wait_for(&mut self, state: RunState) -> bool {
-        if self.current() == state {
-            return true;
+    pub async fn wait_for(&mut self, state: S) -> bool {
+        self.wait_until(|s| *s == state).await.is_some()
+    }
+
+    /// Waits until a state for which `until` is true is entered, and returns it (at
+    /// once if the current state is one). A state entered and left while nobody looked
+    /// counts. `None` when the state can no longer change and none was.
+    pub async fn wait_until(&mut self, mut until: impl FnMut(&S) -> bool) -> Option<S> {
+        let now = self.current();
+        if until(&now) {
+            return Some(now);
         }
         while let Some(t) = self.next().await {
-            if t.state == state {
-                return true;
+            if until(&t.state) {
+                return Some(t.state);
             }
         }
-        false
+        None
     }
 }
 
@@ -188,10 +254,10 @@ mod tests {
     async fn watcher_sees_every_transition() {
         let cell = StateCell::new();
         let mut w = cell.watch();
-        cell.set(RunState::Connecting);
-        cell.set(RunState::Running);
-        cell.set(RunState::Disconnecting);
-        cell.set(RunState::Idle);
+        cell.set(ConnectionState::Connecting);
+        cell.set(ConnectionState::Running);
+        cell.set(ConnectionState::Disconnecting);
+        cell.set(ConnectionState::Idle);
         let mut seen = Vec::new();
         for _ in 0..4 {
             seen.push(w.next().await.unwrap().state);
@@ -199,19 +265,19 @@ mod tests {
         assert_eq!(
             seen,
             [
-                RunState::Connecting,
-                RunState::Running,
-                RunState::Disconnecting,
-                RunState::Idle
+                ConnectionState::Connecting,
+                ConnectionState::Running,
+                ConnectionState::Disconnecting,
+                ConnectionState::Idle
             ]
         );
         // wait_for a state that was passed through while nobody looked.
         let mut w2 = cell.watch();
-        cell.set(RunState::Connecting);
-        cell.set(RunState::Idle);
-        assert!(w2.wait_for(RunState::Connecting).await);
+        cell.set(ConnectionState::Connecting);
+        cell.set(ConnectionState::Idle);
+        assert!(w2.wait_for(ConnectionState::Connecting).await);
         drop(cell);
-        assert_eq!(w2.next().await.unwrap().state, RunState::Idle);
+        assert_eq!(w2.next().await.unwrap().state, ConnectionState::Idle);
         assert!(w2.next().await.is_none());
     }
 
@@ -220,8 +286,8 @@ mod tests {
         let cell = StateCell::new();
         let mut w = cell.watch();
         for _ in 0..40 {
-            cell.set(RunState::Connecting);
-            cell.set(RunState::Idle);
+            cell.set(ConnectionState::Connecting);
+            cell.set(ConnectionState::Idle);
         }
         let t = w.next().await.unwrap();
         assert_eq!(t.skipped, 80 - HISTORY as u64);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use qmp::{Client, Command, Config, ErrorKind, Event, RunState, TimeoutStage};
+use qmp::{Client, Command, Config, ConnectionState, ErrorKind, Event, TimeoutStage};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::io::{
@@ -99,7 +99,7 @@ fn version_json() -> Value {
 async fn handshake_and_typed_call() {
     let (client, mut peer) = pair().await;
     assert!(client.oob_enabled());
-    assert_eq!(client.state(), RunState::Running);
+    assert_eq!(client.connection_state(), ConnectionState::Running);
     assert_eq!(client.greeting().qmp.version.qemu.micro, 2);
     let call = client.execute(&QueryVersion {});
     let serve = async {
@@ -250,7 +250,7 @@ async fn garbage_fails_every_pending_caller_with_the_first_error() {
     let e = client.execute_raw("x", None::<&()>).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
     assert_eq!(client.closed().await.kind(), ErrorKind::Protocol);
-    assert_eq!(client.state(), RunState::Idle);
+    assert_eq!(client.connection_state(), ConnectionState::Idle);
 }
 
 #[tokio::test]
@@ -272,7 +272,7 @@ async fn oversized_line_is_a_protocol_error() {
 #[tokio::test]
 async fn disconnect_mid_command_fails_all_pending_callers() {
     let (client, mut peer) = pair().await;
-    let mut watch = client.run_state();
+    let mut watch = client.watch_connection_state();
     let calls = futures_join_all(
         (0..10)
             .map(|_| {
@@ -292,8 +292,11 @@ async fn disconnect_mid_command_fails_all_pending_callers() {
         let e = r.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
     }
-    assert_eq!(watch.next().await.unwrap().state, RunState::Disconnecting);
-    assert_eq!(watch.next().await.unwrap().state, RunState::Idle);
+    assert_eq!(
+        watch.next().await.unwrap().state,
+        ConnectionState::Disconnecting
+    );
+    assert_eq!(watch.next().await.unwrap().state, ConnectionState::Idle);
 }
 
 #[tokio::test]
@@ -524,13 +527,16 @@ async fn bad_greeting_and_refused_negotiation() {
         .await;
         p
     };
-    let mut watch = config.run_state();
+    let mut watch = config.watch_connection_state();
     let (r, _p) = tokio::join!(config.connect_stream(a), peer);
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Handshake);
     assert!(e.to_string().contains("GenericError: no"), "{e}");
-    assert_eq!(watch.next().await.unwrap().state, RunState::Connecting);
-    assert_eq!(watch.next().await.unwrap().state, RunState::Idle);
+    assert_eq!(
+        watch.next().await.unwrap().state,
+        ConnectionState::Connecting
+    );
+    assert_eq!(watch.next().await.unwrap().state, ConnectionState::Idle);
 }
 
 #[tokio::test]

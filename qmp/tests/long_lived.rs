@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qmp::local::LocalQemu;
-use qmp::{Config, RunState};
+use qmp::{Config, ConnectionState};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -228,7 +228,7 @@ async fn a_write_the_peer_does_not_take_closes_the_connection() {
     assert_eq!(format!("{:?}", err.timeout_phase()), "Some(Write)");
     // The connection is gone: run state Idle, later calls fail at once.
     bounded(c.closed()).await;
-    assert_eq!(c.state(), RunState::Idle);
+    assert_eq!(c.connection_state(), ConnectionState::Idle);
     let later = bounded(c.execute_raw("query-status", None::<&()>))
         .await
         .unwrap_err();
@@ -263,7 +263,7 @@ async fn an_answered_keepalive_keeps_the_connection() {
     })
     .await;
     assert!(!c.is_closed());
-    assert_eq!(c.state(), RunState::Running);
+    assert_eq!(c.connection_state(), ConnectionState::Running);
     let v = bounded(c.execute_raw("query-version", None::<&()>))
         .await
         .unwrap();
@@ -283,7 +283,7 @@ async fn an_unanswered_keepalive_declares_the_peer_dead() {
         c.keepalive(Duration::from_millis(100), Duration::from_millis(300));
         c
     };
-    let mut watch = config.run_state();
+    let mut watch = config.watch_connection_state();
     let c = bounded(config.connect_stream(ours)).await.unwrap();
     // The peer never answers this; only the keepalive can end the wait.
     let err = bounded(c.execute_raw("query-status", None::<&()>))
@@ -300,7 +300,7 @@ async fn an_unanswered_keepalive_declares_the_peer_dead() {
     );
     assert_eq!(err.command(), Some("query-status"));
     assert_eq!(pings.load(Ordering::SeqCst), 2);
-    bounded(watch.wait_for(RunState::Idle)).await;
+    bounded(watch.wait_for(ConnectionState::Idle)).await;
     let later = bounded(c.execute_raw("query-name", None::<&()>))
         .await
         .unwrap_err();
@@ -402,7 +402,7 @@ async fn stopped_qemu_times_out_and_the_keepalive_declares_it_dead() {
     );
     assert!(dead.is_peer_dead() && dead.is_closed(), "{dead:?}");
     bounded(c.closed()).await;
-    assert_eq!(c.state(), RunState::Idle);
+    assert_eq!(c.connection_state(), ConnectionState::Idle);
     let later = bounded(c.execute_raw("query-status", None::<&()>))
         .await
         .unwrap_err();
@@ -518,7 +518,7 @@ async fn a_write_the_peer_does_not_take_closes_a_unix_connection() {
     );
     assert!(err.is_timeout() && err.is_closed(), "{err:?}");
     bounded(c.closed()).await;
-    assert_eq!(c.state(), RunState::Idle);
+    assert_eq!(c.connection_state(), ConnectionState::Idle);
 }
 
 /// Over TCP the errors name the address connected to.

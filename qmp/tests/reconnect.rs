@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use qmp::reconnect::{ConnectionState, ReconnectingClient, StateWatch};
+use qmp::reconnect::{ReconnectState, ReconnectStateWatch, ReconnectingClient};
 use qmp::server::{Listening, Server};
 use qmp::{Config, ErrorKind, Event, EventSet, RawEvent};
 use serde::Deserialize;
@@ -82,21 +82,21 @@ fn builder(path: &Path) -> qmp::reconnect::Builder {
 }
 
 async fn wait_state(
-    watch: &mut StateWatch,
+    watch: &mut ReconnectStateWatch,
     what: &str,
-    until: impl FnMut(&ConnectionState) -> bool,
-) -> ConnectionState {
+    until: impl FnMut(&ReconnectState) -> bool,
+) -> ReconnectState {
     bounded(what, watch.wait_until(until))
         .await
         .unwrap_or_else(|| panic!("the state became final before {what}"))
 }
 
-fn reconnecting(s: &ConnectionState) -> bool {
-    matches!(s, ConnectionState::Reconnecting { .. })
+fn reconnecting(s: &ReconnectState) -> bool {
+    matches!(s, ReconnectState::Reconnecting { .. })
 }
 
-fn connected(n: u64) -> impl FnMut(&ConnectionState) -> bool {
-    move |s| *s == ConnectionState::Connected { connection: n }
+fn connected(n: u64) -> impl FnMut(&ReconnectState) -> bool {
+    move |s| *s == ReconnectState::Connected { connection: n }
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -159,8 +159,11 @@ async fn subscriptions_see_a_gap_notice_then_the_restarted_servers_events() {
     let qmp = bounded("connecting", builder(&path).connect())
         .await
         .expect("connecting to the first server");
-    let mut watch = qmp.state_watch();
-    assert_eq!(qmp.state(), ConnectionState::Connected { connection: 1 });
+    let mut watch = qmp.watch_connection_state();
+    assert_eq!(
+        qmp.connection_state(),
+        ReconnectState::Connected { connection: 1 }
+    );
 
     let mut raw = qmp.subscribe_raw();
     let mut typed = qmp.subscribe::<Stop>();
@@ -178,7 +181,7 @@ async fn subscriptions_see_a_gap_notice_then_the_restarted_servers_events() {
     let lost = wait_state(&mut watch, "reconnecting", reconnecting).await;
     assert!(matches!(
         lost,
-        ConnectionState::Reconnecting { attempt: 1, .. }
+        ReconnectState::Reconnecting { attempt: 1, .. }
     ));
     assert!(qmp.current().is_none(), "no client while reconnecting");
     assert!(
@@ -233,7 +236,7 @@ async fn subscriptions_see_a_gap_notice_then_the_restarted_servers_events() {
     assert_eq!(v["qemu"]["major"], 10);
 
     bounded("closing", qmp.close()).await;
-    assert_eq!(qmp.state(), ConnectionState::Closed);
+    assert_eq!(qmp.connection_state(), ReconnectState::Closed);
     assert!(bounded("end of raw", raw.next()).await.is_none());
     assert!(bounded("end of typed", typed.next()).await.is_none());
     assert!(bounded("end of set", set.next()).await.is_none());
@@ -247,7 +250,7 @@ fn handles_and_subscriptions_can_move_between_tasks() {
     send_sync::<ReconnectingClient>();
     send::<qmp::reconnect::Subscription<RawEvent>>();
     send::<qmp::reconnect::Subscription<Stop>>();
-    send::<StateWatch>();
+    send::<ReconnectStateWatch>();
 }
 
 #[tokio::test]
@@ -260,7 +263,7 @@ async fn events_received_before_the_drop_come_before_the_gap_in_order() {
     let qmp = bounded("connecting", builder(&path).connect())
         .await
         .expect("connecting");
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     let mut events = qmp.subscribe_raw();
     // Read by this one only, to know when the client has received them all: the
     // subscriptions get each event at the same time.
@@ -308,7 +311,7 @@ async fn closing_fails_the_call_in_flight_and_the_waiting_ones() {
     });
     bounded("the server receiving `hang`", arrived).await;
     bounded("closing", qmp.close()).await;
-    assert_eq!(qmp.state(), ConnectionState::Closed);
+    assert_eq!(qmp.connection_state(), ReconnectState::Closed);
     assert!(qmp.current().is_none());
     let err = bounded("the call in flight", in_flight)
         .await
@@ -335,7 +338,7 @@ async fn closing_fails_the_call_in_flight_and_the_waiting_ones() {
 
     // A call waiting for a connection fails when the client is closed.
     let qmp = builder(&path).start().await;
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     let waiting = tokio::spawn({
         let qmp = qmp.clone();
         async move { qmp.execute_raw("query-version", None::<&()>).await }
@@ -343,7 +346,7 @@ async fn closing_fails_the_call_in_flight_and_the_waiting_ones() {
     wait_state(
         &mut watch,
         "a failed attempt",
-        |s| matches!(s, ConnectionState::Connecting { attempt } if *attempt >= 2),
+        |s| matches!(s, ReconnectState::Connecting { attempt } if *attempt >= 2),
     )
     .await;
     bounded("closing", qmp.close()).await;
@@ -366,7 +369,7 @@ async fn connections_that_came_and_went_unread_give_one_gap_notice() {
     let qmp = bounded("connecting", builder(&path).connect())
         .await
         .expect("connecting");
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     let mut events = qmp.subscribe_raw();
     assert_eq!(first.0.emit_raw("STOP", None).await, 1);
     // Read before the server dies: a server killed right after queuing an event may
@@ -410,7 +413,7 @@ async fn a_call_in_flight_at_the_drop_fails_and_is_not_sent_again() {
     let qmp = bounded("connecting", builder(&path).connect())
         .await
         .expect("connecting");
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
 
     let arrived = counts.hang_arrived.notified();
     let call = tokio::spawn({
@@ -460,7 +463,7 @@ async fn a_call_made_while_reconnecting_waits_for_the_connection() {
     let qmp = bounded("connecting", builder(&path).connect())
         .await
         .expect("connecting");
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     kill(first);
     wait_state(&mut watch, "reconnecting", reconnecting).await;
 
@@ -507,7 +510,7 @@ async fn without_waiting_a_call_made_while_reconnecting_fails_at_once() {
     )
     .await
     .expect("connecting");
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     kill(first);
     wait_state(&mut watch, "reconnecting", reconnecting).await;
     let err = bounded(
@@ -546,7 +549,7 @@ async fn the_backoff_gives_up_after_its_limit_with_a_clear_error() {
     )
     .await
     .expect("connecting");
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     let mut events = qmp.subscribe_raw();
     assert_eq!(first.0.emit_raw("STOP", None).await, 1);
     assert_eq!(
@@ -562,13 +565,13 @@ async fn the_backoff_gives_up_after_its_limit_with_a_clear_error() {
             .expect("the watch ended before giving up");
         assert_eq!(t.skipped, 0);
         match t.state {
-            ConnectionState::Reconnecting { attempt, .. } => attempts.push(attempt),
-            s @ ConnectionState::GivenUp { .. } => break s,
+            ReconnectState::Reconnecting { attempt, .. } => attempts.push(attempt),
+            s @ ReconnectState::GivenUp { .. } => break s,
             s => panic!("unexpected state {s:?}"),
         }
     };
     assert_eq!(attempts, [1, 2, 3], "one state per attempt, in order");
-    assert!(matches!(end, ConnectionState::GivenUp { attempts: 3, .. }));
+    assert!(matches!(end, ReconnectState::GivenUp { attempts: 3, .. }));
     assert!(bounded("the watch's end", watch.next()).await.is_none());
 
     let why = bounded("closed", qmp.closed()).await;
@@ -610,9 +613,9 @@ async fn the_backoff_gives_up_after_its_time_limit() {
         .await;
     let why = bounded("giving up", qmp.closed()).await;
     assert!(
-        matches!(qmp.state(), ConnectionState::GivenUp { attempts, .. } if attempts >= 1),
+        matches!(qmp.connection_state(), ReconnectState::GivenUp { attempts, .. } if attempts >= 1),
         "{:?}",
-        qmp.state()
+        qmp.connection_state()
     );
     let text = why.to_string();
     assert!(
@@ -627,7 +630,7 @@ async fn start_waits_for_a_server_that_is_not_there_yet() {
     let path = dir.path().join("qmp.sock");
     let counts = Arc::new(Counts::default());
     let qmp = builder(&path).start().await;
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     let mut events = qmp.subscribe_raw();
     let call = tokio::spawn({
         let qmp = qmp.clone();
@@ -636,7 +639,7 @@ async fn start_waits_for_a_server_that_is_not_there_yet() {
     wait_state(
         &mut watch,
         "a failed first attempt",
-        |s| matches!(s, ConnectionState::Connecting { attempt } if *attempt >= 2),
+        |s| matches!(s, ReconnectState::Connecting { attempt } if *attempt >= 2),
     )
     .await;
     let server = serve(&path, &counts).await;
@@ -657,7 +660,7 @@ async fn a_first_connection_lost_before_it_was_read_is_a_gap_too() {
     let path = dir.path().join("qmp.sock");
     let counts = Arc::new(Counts::default());
     let qmp = builder(&path).start().await;
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     // Made before the first connection and not read while it lasts.
     let mut events = qmp.subscribe_raw();
     let first = serve(&path, &counts).await;
@@ -693,7 +696,7 @@ async fn reconnects_over_tcp() {
     )
     .await
     .expect("connecting over TCP");
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     let mut events = qmp.subscribe_raw();
     server.shutdown();
     drop(listening);
@@ -812,7 +815,7 @@ async fn live_qemu_killed_and_restarted_on_the_same_socket() {
     let qemu = start_qemu(&socket);
     // `start`: QEMU may not listen yet; the client retries until it does.
     let qmp = builder(&socket).give_up_after(Some(HANG)).start().await;
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     let mut events = qmp.subscribe_raw();
     wait_state(&mut watch, "connected to the first QEMU", |s| {
         s.is_connected()
@@ -870,7 +873,7 @@ async fn live_storage_daemon_killed_and_restarted_on_the_same_socket() {
     let socket: PathBuf = dir.path().join("qsd.sock");
     let qsd = start_qsd(&socket);
     let qmp = builder(&socket).give_up_after(Some(HANG)).start().await;
-    let mut watch = qmp.state_watch();
+    let mut watch = qmp.watch_connection_state();
     let mut events = qmp.subscribe_raw();
     wait_state(&mut watch, "connected to the first daemon", |s| {
         s.is_connected()

@@ -311,7 +311,7 @@ struct CallsBack {
     armed: std::sync::atomic::AtomicBool,
     /// What the nested call returned (`None`: it did not finish in time).
     nested: Mutex<Option<Result<Value, String>>>,
-    states: Mutex<Vec<(qmp::RunState, bool)>>,
+    states: Mutex<Vec<(qmp::ConnectionState, bool)>>,
     seen: Collect,
 }
 
@@ -325,7 +325,7 @@ impl TrafficHook for CallsBack {
         self.states
             .lock()
             .unwrap()
-            .push((client.state(), client.is_closed()));
+            .push((client.connection_state(), client.is_closed()));
         if dir == Direction::ToServer && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
         {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -389,7 +389,10 @@ async fn a_hook_that_calls_back_into_the_client_completes() {
         );
         let states = hook.states.lock().unwrap().clone();
         assert!(
-            states.len() >= 4 && states.iter().all(|s| *s == (qmp::RunState::Running, false)),
+            states.len() >= 4
+                && states
+                    .iter()
+                    .all(|s| *s == (qmp::ConnectionState::Running, false)),
             "unix: {unix}: {states:?}"
         );
         // A hook still sees each request before its reply.

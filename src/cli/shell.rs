@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qmp::reconnect::{Address, ConnectionState, ReconnectingClient, StateWatch};
+use qmp::reconnect::{Address, ReconnectState, ReconnectStateWatch, ReconnectingClient};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -197,7 +197,7 @@ pub(crate) trait Backend {
     fn peer(&self) -> String;
     /// For a client that reconnects: a watch of its state, its address and how long a
     /// command waits for a connection.
-    fn reconnecting(&self) -> Option<(StateWatch, String, Duration)>;
+    fn reconnecting(&self) -> Option<(ReconnectStateWatch, String, Duration)>;
 }
 
 /// The version in a greeting, `QEMU 10.0.2`.
@@ -247,7 +247,7 @@ impl Backend for qmp::Client {
         peer_of(self)
     }
 
-    fn reconnecting(&self) -> Option<(StateWatch, String, Duration)> {
+    fn reconnecting(&self) -> Option<(ReconnectStateWatch, String, Duration)> {
         None
     }
 }
@@ -289,7 +289,7 @@ impl Reconnecting {
         if let Some(c) = self.client.current() {
             return Ok(c);
         }
-        let mut watch = self.client.state_watch();
+        let mut watch = self.client.watch_connection_state();
         let waited = tokio::time::timeout(self.wait, async {
             loop {
                 if let Some(c) = self.client.current() {
@@ -311,7 +311,7 @@ impl Reconnecting {
                  again once the shell says it reconnected (--timeout SECONDS waits longer)",
                 self.client.address(),
                 self.wait,
-                self.client.state()
+                self.client.connection_state()
             ))),
         }
     }
@@ -357,7 +357,7 @@ impl Backend for Reconnecting {
     }
 
     fn gone(&self, _: &CallError) -> bool {
-        self.client.state().is_final()
+        self.client.connection_state().is_final()
     }
 
     fn peer(&self) -> String {
@@ -367,9 +367,9 @@ impl Backend for Reconnecting {
         }
     }
 
-    fn reconnecting(&self) -> Option<(StateWatch, String, Duration)> {
+    fn reconnecting(&self) -> Option<(ReconnectStateWatch, String, Duration)> {
         Some((
-            self.client.state_watch(),
+            self.client.watch_connection_state(),
             self.client.address().to_string(),
             self.wait,
         ))
@@ -543,19 +543,19 @@ struct Follow<'a> {
 impl Follow<'_> {
     /// Says when the connection is lost and when it is back (then refreshes the
     /// completion from the new peer), until the client gives up.
-    async fn run<B: Backend>(&self, backend: &B, mut watch: StateWatch) {
+    async fn run<B: Backend>(&self, backend: &B, mut watch: ReconnectStateWatch) {
         let mut peer = backend.peer();
         while let Some(t) = watch.next().await {
             match t.state {
                 // Once per loss: later attempts are silent.
-                ConnectionState::Reconnecting { attempt: 1, .. } => {
+                ReconnectState::Reconnecting { attempt: 1, .. } => {
                     self.out.above_prompt(format!(
                         "qmp: the connection to QEMU was lost; reconnecting to {} (a \
                          command typed meanwhile waits up to {:.1?} for it)",
                         self.address, self.wait
                     ));
                 }
-                ConnectionState::Connected { .. } => {
+                ReconnectState::Connected { .. } => {
                     let now = backend.peer();
                     let was = if now == peer {
                         String::new()
