@@ -625,14 +625,14 @@ impl fmt::Display for Limit {
         let d = self.0;
         if d >= Duration::from_secs(1) {
             let ms = d.as_millis();
-            if ms.is_multiple_of(1000) {
+            if ms % 1000 == 0 {
                 write!(f, "{} s", ms / 1000)
             } else {
                 // Trailing zeros dropped: 2.5 s, 1.25 s.
                 let text = format!("{:.3}", d.as_secs_f64());
                 write!(f, "{} s", text.trim_end_matches('0'))
             }
-        } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+        } else if d.subsec_nanos() % 1_000_000 == 0 {
             write!(f, "{} ms", d.as_millis())
         } else {
             write!(f, "{d:?}")
