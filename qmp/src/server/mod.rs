@@ -605,8 +605,9 @@ impl ServerBuilder {
     }
 
     /// Serves a recorded session: the transcript's greeting, and for each request the
-    /// recorded reply (id rewritten) and the events recorded with it. See
-    /// [`replay::Replay`].
+    /// recorded reply (id rewritten) and the events recorded with it. Every connection
+    /// is served the transcript from its start unless the replay was made with
+    /// [`replay::ReplayMode::Once`]. See [`replay::Replay`].
     pub fn replay(mut self, replay: replay::Replay) -> Self {
         if let Some(g) = replay.greeting_line() {
             self = self.greeting_line(g);

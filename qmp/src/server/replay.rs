@@ -11,13 +11,38 @@
 //! before the first replayed reply. A request nothing matches gets a `GenericError`
 //! saying so. Secret members recorded redacted ([`crate::secrets`]) match whatever
 //! value the incoming request has there.
+//!
+//! # Sessions
+//! By default ([`ReplayMode::EverySession`]) every connection is served the whole
+//! transcript from its start, with its own cursor: the greeting, the negotiation, the
+//! events recorded with it, then each recorded exchange once per connection, however
+//! many connections come one after the other or at once (several test processes
+//! sharing one `qmp serve --replay`, or two clients taking turns on it). With
+//! [`ReplayMode::Once`] the exchanges are served once in all, shared by every
+//! connection: what one connection used is gone for the next, which then gets the "no
+//! recorded request matches" error.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::{Map, Value};
 
 use super::handler::{Ctx, QmpError};
 use super::transcript::{Direction, Entry};
+use super::ClientId;
+
+/// Which connections a [`Replay`] serves the transcript to (see the
+/// [module docs](self#sessions)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplayMode {
+    /// Every connection gets the transcript from its start, with its own cursor (the
+    /// default, and what `qmp serve --replay` does).
+    #[default]
+    EverySession,
+    /// The recorded exchanges are served once, shared by all connections: a request
+    /// already answered on one connection is not answered again on another.
+    Once,
+}
 
 #[derive(Debug, Clone)]
 enum Recorded {
@@ -33,15 +58,47 @@ struct Exchange {
     id: Option<Value>,
     messages: Vec<Recorded>,
     has_reply: bool,
-    used: bool,
+}
+
+/// Where one session (or, with [`ReplayMode::Once`], all of them) is in the transcript.
+#[derive(Debug)]
+struct Cursor {
+    /// Whether the events recorded with `qmp_capabilities` were sent.
+    preamble_sent: bool,
+    /// Which exchanges were answered, by index.
+    used: Vec<bool>,
+}
+
+impl Cursor {
+    fn new(exchanges: usize) -> Cursor {
+        Cursor {
+            preamble_sent: false,
+            used: vec![false; exchanges],
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.used.iter().filter(|u| !**u).count()
+    }
+}
+
+/// The cursors: one shared ([`ReplayMode::Once`]) or one per connection.
+#[derive(Debug)]
+struct Cursors {
+    shared: Cursor,
+    sessions: HashMap<ClientId, Cursor>,
+    /// The connection that started last, for [`Replay::remaining`].
+    latest: Option<ClientId>,
 }
 
 /// A recorded session, ready to serve (see [`super::ServerBuilder::replay`]).
 #[derive(Debug)]
 pub struct Replay {
     greeting: Option<String>,
-    preamble: Mutex<Vec<Value>>,
-    exchanges: Mutex<Vec<Exchange>>,
+    mode: ReplayMode,
+    preamble: Vec<Value>,
+    exchanges: Vec<Exchange>,
+    cursors: Mutex<Cursors>,
 }
 
 impl Replay {
@@ -71,7 +128,6 @@ impl Replay {
                         id: obj.get("id").cloned(),
                         messages: Vec::new(),
                         has_reply: false,
-                        used: false,
                     });
                 }
                 Direction::ToClient => {
@@ -122,9 +178,27 @@ impl Replay {
         });
         Replay {
             greeting,
-            preamble: Mutex::new(preamble),
-            exchanges: Mutex::new(exchanges),
+            mode: ReplayMode::default(),
+            preamble,
+            cursors: Mutex::new(Cursors {
+                shared: Cursor::new(exchanges.len()),
+                sessions: HashMap::new(),
+                latest: None,
+            }),
+            exchanges,
         }
+    }
+
+    /// Sets which connections are served the transcript (default
+    /// [`ReplayMode::EverySession`]).
+    pub fn mode(mut self, mode: ReplayMode) -> Replay {
+        self.mode = mode;
+        self
+    }
+
+    /// Which connections are served the transcript.
+    pub fn replay_mode(&self) -> ReplayMode {
+        self.mode
     }
 
     /// Reads a transcript file and cuts it into exchanges.
@@ -142,14 +216,45 @@ impl Replay {
         self.greeting.clone()
     }
 
-    /// How many recorded requests have not been replayed yet.
+    /// How many recorded requests have not been replayed yet: in all with
+    /// [`ReplayMode::Once`]; with [`ReplayMode::EverySession`], on the connection that
+    /// sent its first request last (all of them before any has).
     pub fn remaining(&self) -> usize {
-        self.exchanges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|x| !x.used)
-            .count()
+        let cursors = self.lock_cursors();
+        match self.mode {
+            ReplayMode::Once => cursors.shared.remaining(),
+            ReplayMode::EverySession => cursors
+                .latest
+                .and_then(|id| cursors.sessions.get(&id))
+                .map_or(self.exchanges.len(), Cursor::remaining),
+        }
+    }
+
+    fn lock_cursors(&self) -> std::sync::MutexGuard<'_, Cursors> {
+        self.cursors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cursor of the connection `ctx` came on, made at its first request.
+    fn cursor<'a>(&self, cursors: &'a mut Cursors, ctx: &Ctx) -> &'a mut Cursor {
+        if self.mode == ReplayMode::Once {
+            return &mut cursors.shared;
+        }
+        if !cursors.sessions.contains_key(&ctx.client) {
+            // Forget the connections that have ended: a server replaying to many
+            // connections one after the other keeps only the live ones' cursors.
+            // (`clients` lists the negotiated ones, sorted; a connection has a cursor
+            // only once it sent a command, so after negotiating.)
+            let live = ctx.server.clients();
+            cursors
+                .sessions
+                .retain(|id, _| live.binary_search(id).is_ok());
+            cursors.latest = Some(ctx.client);
+        }
+        let n = self.exchanges.len();
+        cursors
+            .sessions
+            .entry(ctx.client)
+            .or_insert_with(|| Cursor::new(n))
     }
 
     /// Answers one request; `Ok(None)` when the recording has no reply for it.
@@ -158,20 +263,17 @@ impl Replay {
         ctx: Ctx,
         args: Map<String, Value>,
     ) -> Result<Option<Value>, QmpError> {
-        let preamble =
-            std::mem::take(&mut *self.preamble.lock().unwrap_or_else(|p| p.into_inner()));
-        for ev in preamble {
-            emit_recorded(&ctx, &ev, false).await;
-        }
-        let messages = {
-            let mut exchanges = self.exchanges.lock().unwrap_or_else(|p| p.into_inner());
+        let (preamble, messages) = {
+            let mut cursors = self.lock_cursors();
+            let cursor = self.cursor(&mut cursors, &ctx);
+            let preamble = !std::mem::replace(&mut cursor.preamble_sent, true);
             // A transcript records secret members redacted (super::transcript): such a
             // request matches the incoming one with the same members redacted. The
             // redacted copy is only made when the transcript has a redaction for
             // this command.
             let mut redacted = None;
-            let found = exchanges.iter_mut().find(|x| {
-                if x.used || x.command != ctx.command || x.oob != ctx.oob {
+            let found = self.exchanges.iter().enumerate().find(|(i, x)| {
+                if cursor.used[*i] || x.command != ctx.command || x.oob != ctx.oob {
                     return false;
                 }
                 if x.arguments == args {
@@ -184,18 +286,24 @@ impl Replay {
                 redacted.as_ref() == Some(&x.arguments)
             });
             match found {
-                Some(x) => {
-                    x.used = true;
-                    x.messages.clone()
+                Some((i, x)) => {
+                    cursor.used[i] = true;
+                    (preamble, Ok(x.messages.clone()))
                 }
-                None => {
-                    return Err(QmpError::generic(format!(
-                        "qmp::server replay: no recorded request matches {} {}",
-                        ctx.command,
-                        Value::Object(args)
-                    )))
-                }
+                None => (preamble, Err(())),
             }
+        };
+        if preamble {
+            for ev in &self.preamble {
+                emit_recorded(&ctx, ev, false).await;
+            }
+        }
+        let Ok(messages) = messages else {
+            return Err(QmpError::generic(format!(
+                "qmp::server replay: no recorded request matches {} {}",
+                ctx.command,
+                Value::Object(args)
+            )));
         };
         let mut reply = None;
         for m in messages {

@@ -18,8 +18,10 @@ pub struct ServeOptions {
     pub socket: Option<PathBuf>,
     /// Listen on this TCP address (`HOST:PORT`).
     pub tcp: Option<String>,
-    /// Replay this transcript. Without it, the server answers only `query-version`
-    /// (every other command gets `CommandNotFound`).
+    /// Replay this transcript, to every connection from its start
+    /// ([`ReplayMode::EverySession`](super::replay::ReplayMode::EverySession)). Without
+    /// it, the server answers only `query-version` (every other command gets
+    /// `CommandNotFound`).
     pub replay: Option<PathBuf>,
     /// Record every session's traffic to this transcript file (owner-only, secrets
     /// redacted: see [`Recorder`]).
