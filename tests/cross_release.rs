@@ -140,7 +140,7 @@ fn schema_of(peer: &Peer) -> Value {
     let schema = client
         .execute_raw("query-qmp-schema", None::<&()>)
         .unwrap_or_else(|e| panic!("query-qmp-schema of QEMU {}: {e}", peer.release));
-    client.close();
+    client.close().unwrap();
     schema
 }
 

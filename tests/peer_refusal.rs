@@ -159,5 +159,5 @@ fn commands_qemu_72_lacks_are_refused_unsent_and_shared_ones_are_answered() {
             "migrate-set-capabilities"
         ]
     );
-    client.close();
+    client.close().unwrap();
 }

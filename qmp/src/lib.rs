@@ -30,11 +30,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Against a QEMU of its own (feature `server`): `qmp::local::LocalQemu` starts
-//! `qemu-storage-daemon`, `qemu-system-x86_64 -M none`, a system emulator machine
-//! (`qmp::local::System`: machine type, disk, NIC…), an older release unpacked beside
-//! the installed one (`qmp::local::OldQemu`) or any program with a QMP socket in a
-//! private directory, connects once it listens, and kills it on drop.
+//! Against a QEMU of its own (feature `local`, on by default): `qmp::local::Launch`
+//! starts `qemu-storage-daemon`, `qemu-system-x86_64 -M none` or a system emulator
+//! machine (`qmp::local::System`: machine type, disk, NIC…), paused or not, with extra
+//! arguments, another binary or an older release unpacked beside the installed one
+//! (`qmp::local::OldQemu`); `qmp::local::LocalQemu` (also any program with a QMP socket
+//! in a private directory) connects once it listens, and kills it on drop.
 //!
 //! A complete, runnable session against an in-memory peer (the same code works
 //! over [`Config::connect_unix`], [`Config::connect_tcp`] or [`Config::accept_unix`]):
@@ -97,7 +98,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Blocking code uses [`blocking::Client`], which has the same methods without `async`.
+//! Blocking code uses [`blocking::Client`], which has the same methods without `async`
+//! (`blocking::Client::connect(path)` for a Unix socket with the default settings).
 //!
 //! The guest agent (`qemu-ga`) speaks QMP's JSON without its protocol (no greeting, a
 //! stream to resynchronise): [`ga::Client`] talks to it.
@@ -212,7 +214,7 @@ mod fanout;
 pub mod ga;
 mod io;
 mod latch;
-#[cfg(feature = "server")]
+#[cfg(feature = "local")]
 pub mod local;
 pub mod message;
 pub mod peer;

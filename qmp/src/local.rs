@@ -11,6 +11,28 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`Launch`] starts any of them the same way, without writing a command line: the
+//! storage daemon or a system emulator, paused, with extra arguments, another binary
+//! or release, and the monitor socket where you want it:
+//!
+//! ```no_run
+//! # fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use qmp::local::Launch;
+//!
+//! // qemu-system-x86_64 -M none, its CPUs stopped (`-S`), named `vm1`.
+//! let mut vm = Launch::system_none().paused().args(["-name", "vm1"]).start()?;
+//! // The blocking client, for a program without async code:
+//! let client = vm.connect_blocking(&qmp::Config::new())?;
+//! client.execute_raw("query-status", None::<&()>)?;
+//! // The storage daemon with a block node, its monitor at a path of your own.
+//! let disks = Launch::storage_daemon()
+//!     .args(["--blockdev", "driver=null-co,node-name=null0"])
+//!     .socket("/tmp/disks.sock")
+//!     .start()?;
+//! # let _ = disks;
+//! # Ok(()) }
+//! ```
+//!
 //! [`LocalQemu::spawn`] runs any program (another QEMU binary, a client-mode monitor for
 //! [`crate::Config::accept_unix`], extra devices): it gets the socket path to put into
 //! the command line it returns.
@@ -43,6 +65,11 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::{Client, Config};
 
+/// The storage daemon's program name, looked up on the `PATH`.
+const STORAGE_DAEMON: &str = "qemu-storage-daemon";
+/// The system emulator's program name, looked up on the `PATH`.
+const SYSTEM: &str = "qemu-system-x86_64";
+
 /// How long [`LocalQemu::connect`] waits for QEMU to listen.
 const CONNECT_WITHIN: Duration = Duration::from_secs(10);
 
@@ -53,6 +80,8 @@ pub struct LocalQemu {
     program: String,
     socket: PathBuf,
     dir: PathBuf,
+    /// The socket was chosen outside `dir` ([`Launch::socket`]): removed on drop too.
+    socket_outside: bool,
 }
 
 /// Whether `program` is on the `PATH` (e.g. to skip a test where QEMU is absent).
@@ -62,42 +91,23 @@ pub fn installed(program: &str) -> bool {
 }
 
 impl LocalQemu {
-    /// `qemu-storage-daemon` with a server-mode QMP monitor.
+    /// `qemu-storage-daemon` with a server-mode QMP monitor: [`Launch::storage_daemon`]
+    /// started as it is.
     ///
     /// # Errors
     /// When the directory cannot be made or the program cannot be started.
     pub fn storage_daemon() -> io::Result<LocalQemu> {
-        LocalQemu::spawn("qemu-storage-daemon", |socket| {
-            vec![
-                "--chardev".into(),
-                format!("socket,id=m,path={},server=on,wait=off", socket.display()),
-                "--monitor".into(),
-                "chardev=m".into(),
-            ]
-        })
+        Launch::storage_daemon().start()
     }
 
     /// `qemu-system-x86_64 -M none` (no guest, no display, no default devices) with a
-    /// server-mode QMP monitor; it offers the `oob` capability.
+    /// server-mode QMP monitor; it offers the `oob` capability. [`Launch::system_none`]
+    /// started as it is.
     ///
     /// # Errors
     /// As [`storage_daemon`](Self::storage_daemon).
     pub fn system_none() -> io::Result<LocalQemu> {
-        LocalQemu::spawn("qemu-system-x86_64", |socket| {
-            [
-                "-M",
-                "none",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-chardev",
-                &format!("socket,id=mon,path={},server=on,wait=off", socket.display()),
-                "-mon",
-                "chardev=mon,mode=control",
-            ]
-            .map(String::from)
-            .to_vec()
-        })
+        Launch::system_none().start()
     }
 
     /// Starts `program` with the arguments `args` returns for the socket path (which
@@ -108,7 +118,7 @@ impl LocalQemu {
     /// When the directory cannot be made or the program cannot be started (the error
     /// names the program).
     pub fn spawn(program: &str, args: impl FnOnce(&Path) -> Vec<String>) -> io::Result<LocalQemu> {
-        LocalQemu::spawn_in(Command::new(program), program, |socket| {
+        LocalQemu::spawn_in(Command::new(program), program, None, |socket| {
             Ok(args(socket).into_iter().map(OsString::from).collect())
         })
     }
@@ -121,44 +131,44 @@ impl LocalQemu {
     /// As [`storage_daemon`](Self::storage_daemon), and when the disk image cannot be
     /// made (the error carries `qemu-img`'s message).
     pub fn system(system: &System) -> io::Result<LocalQemu> {
-        let (command, program) = match &system.release {
-            Some(old) => (
-                old.command("qemu-system-x86_64"),
-                old.program("qemu-system-x86_64"),
-            ),
-            None => (
-                Command::new("qemu-system-x86_64"),
-                PathBuf::from("qemu-system-x86_64"),
-            ),
-        };
-        let name = program.display().to_string();
-        LocalQemu::spawn_in(command, &name, |socket| system.command_line(socket))
+        Launch::system(system.clone()).start()
     }
 
     /// Starts `command` (named `program` in errors) with the arguments `args` returns
-    /// for the socket path, in a new private directory (removed again on failure).
+    /// for the socket path (`socket`, or `qmp.sock` in a new private directory; the
+    /// directory is removed again on failure).
     fn spawn_in(
         mut command: Command,
         program: &str,
+        socket: Option<&Path>,
         args: impl FnOnce(&Path) -> io::Result<Vec<OsString>>,
     ) -> io::Result<LocalQemu> {
         let dir = private_dir()?;
-        let socket = dir.join("qmp.sock");
-        let spawned = args(&socket).and_then(|args| {
-            command
+        let chosen = match socket {
+            // Absolute, as /proc/net/unix shows the path QEMU bound (see `listening`).
+            Some(s) => std::path::absolute(s).map(Some),
+            None => Ok(None),
+        };
+        let spawned = chosen.and_then(|chosen| {
+            let socket_outside = chosen.is_some();
+            let socket = chosen.unwrap_or_else(|| dir.join("qmp.sock"));
+            let args = args(&socket)?;
+            let child = command
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .spawn()
-                .map_err(|e| io::Error::new(e.kind(), format!("starting {program}: {e}")))
+                .map_err(|e| spawn_error(program, e))?;
+            Ok((child, socket, socket_outside))
         });
         match spawned {
-            Ok(child) => Ok(LocalQemu {
+            Ok((child, socket, socket_outside)) => Ok(LocalQemu {
                 child,
                 program: program.to_owned(),
                 socket,
                 dir,
+                socket_outside,
             }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -223,6 +233,31 @@ impl LocalQemu {
                 }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// As [`connect`](Self::connect), for a program without async code: a
+    /// [`blocking::Client`](crate::blocking::Client).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect), and [`ErrorKind::Unsupported`] inside a tokio
+    /// runtime (see [`crate::blocking`]).
+    pub fn connect_blocking(&mut self, config: &Config) -> Result<crate::blocking::Client> {
+        const METHOD: &str = "qmp::local::LocalQemu::connect_blocking";
+        crate::blocking::check(METHOD)?;
+        let start = Instant::now();
+        loop {
+            self.check_still_waiting(start, CONNECT_WITHIN)
+                .map_err(|e| Error::io("waiting for QEMU's QMP socket", e))?;
+            if listening(&self.socket) {
+                match crate::blocking::Client::connect_unix(config, &self.socket) {
+                    Ok(client) => return Ok(client),
+                    // As in `connect`: the file exists but nobody listens yet.
+                    Err(e) if e.kind() == ErrorKind::Io => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -486,6 +521,213 @@ impl System {
     }
 }
 
+/// How to start one QEMU program with a QMP monitor, built up with its methods and
+/// started with [`start`](Self::start): the storage daemon or a system emulator,
+/// paused or not, with extra arguments, the binary (on the `PATH`, at a path, or an
+/// [`OldQemu`] release) and the monitor socket's path. It writes the command line
+/// (the program's own options, then a server-mode monitor on the socket, then the
+/// extra arguments); the [`LocalQemu`] it returns kills the process on drop.
+///
+/// ```no_run
+/// # fn f() -> std::io::Result<()> {
+/// use qmp::local::{Launch, System};
+///
+/// // A `pc` machine under TCG, not running yet, two CPUs.
+/// let pc = Launch::system(System::new("pc").accel("tcg"))
+///     .paused()
+///     .args(["-smp", "2"])
+///     .start()?;
+/// // Another build of the storage daemon.
+/// let daemon = Launch::storage_daemon()
+///     .binary("/opt/qemu/bin/qemu-storage-daemon")
+///     .start()?;
+/// # let _ = (pc, daemon);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Launch {
+    kind: Kind,
+    binary: Option<PathBuf>,
+    release: Option<OldQemu>,
+    paused: bool,
+    args: Vec<OsString>,
+    socket: Option<PathBuf>,
+}
+
+/// Which program a [`Launch`] starts.
+#[derive(Clone, Debug)]
+enum Kind {
+    StorageDaemon,
+    System(System),
+}
+
+impl Launch {
+    fn new(kind: Kind) -> Launch {
+        Launch {
+            kind,
+            binary: None,
+            release: None,
+            paused: false,
+            args: Vec::new(),
+            socket: None,
+        }
+    }
+
+    /// `qemu-storage-daemon`: block nodes, exports and jobs without a guest
+    /// (`--blockdev`, `--export`, … as [`args`](Self::args)).
+    pub fn storage_daemon() -> Launch {
+        Launch::new(Kind::StorageDaemon)
+    }
+
+    /// `qemu-system-x86_64 -M none -nodefaults -display none`: QEMU's monitor
+    /// without a machine, the quickest system emulator to start.
+    pub fn system_none() -> Launch {
+        Launch::system(System::new("none"))
+    }
+
+    /// `qemu-system-x86_64` running the machine `system` describes (its release,
+    /// pausing and arguments count too; this builder's come after them).
+    pub fn system(system: System) -> Launch {
+        Launch::new(Kind::System(system))
+    }
+
+    /// Runs the program at `path` (or found on the `PATH` under that name) instead of
+    /// `qemu-storage-daemon` or `qemu-system-x86_64` from the `PATH`, e.g. another
+    /// build or `qemu-system-aarch64` (with a machine it has). Replaces a
+    /// [`release`](Self::release).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Launch {
+        self.binary = Some(path.into());
+        self.release = None;
+        self
+    }
+
+    /// Runs this older release's program (with its modules and firmware, see
+    /// [`OldQemu`]). Replaces a [`binary`](Self::binary).
+    pub fn release(mut self, old: &OldQemu) -> Launch {
+        self.release = Some(old.clone());
+        self.binary = None;
+        self
+    }
+
+    /// Starts a system emulator with its CPUs stopped (`-S`): `query-status` says
+    /// `prelaunch` until `cont`. The storage daemon runs no guest and has nothing to
+    /// pause: [`start`](Self::start) refuses it.
+    pub fn paused(mut self) -> Launch {
+        self.paused = true;
+        self
+    }
+
+    /// Adds one argument after the others.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Launch {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds arguments after the others (more devices, `-name`, `--blockdev`, …).
+    pub fn args<I, S>(mut self, args: I) -> Launch
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Puts the QMP monitor's socket at `path` instead of `qmp.sock` in the private
+    /// directory (e.g. for another program to connect to). QEMU replaces a file left
+    /// there; the socket is removed when the [`LocalQemu`] is dropped.
+    pub fn socket(mut self, path: impl Into<PathBuf>) -> Launch {
+        self.socket = Some(path.into());
+        self
+    }
+
+    /// The program's default name on the `PATH`.
+    fn default_program(&self) -> &'static str {
+        match self.kind {
+            Kind::StorageDaemon => STORAGE_DAEMON,
+            Kind::System(_) => SYSTEM,
+        }
+    }
+
+    /// Starts the program; it listens on [`LocalQemu::socket`] soon after (see
+    /// [`LocalQemu::connect`], [`LocalQemu::connect_blocking`]).
+    ///
+    /// # Errors
+    /// When the program cannot be started (the error names it and, when it was
+    /// looked for on the `PATH`, the `PATH`), when a storage daemon is to start
+    /// [`paused`](Self::paused) (`InvalidInput`), when a path is not UTF-8, or when a
+    /// system's disk image cannot be made (with `qemu-img`'s message).
+    pub fn start(&self) -> io::Result<LocalQemu> {
+        let name = self.default_program();
+        if self.paused && matches!(self.kind, Kind::StorageDaemon) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{name} cannot start paused: it runs no guest (`Launch::paused` is for \
+                     the system emulator)"
+                ),
+            ));
+        }
+        let release = match &self.kind {
+            Kind::System(system) if self.binary.is_none() => {
+                self.release.as_ref().or(system.release.as_ref())
+            }
+            _ => self.release.as_ref(),
+        };
+        let (command, program) = match (&self.binary, release) {
+            (Some(path), _) => (Command::new(path), path.display().to_string()),
+            (None, Some(old)) => (old.command(name), old.program(name).display().to_string()),
+            (None, None) => (Command::new(name), name.to_owned()),
+        };
+        LocalQemu::spawn_in(command, &program, self.socket.as_deref(), |socket| {
+            let mut args = match &self.kind {
+                Kind::StorageDaemon => storage_daemon_command_line(socket)?,
+                Kind::System(system) => {
+                    let mut system = system.clone();
+                    system.paused |= self.paused;
+                    system.command_line(socket)?
+                }
+            };
+            args.extend(self.args.iter().cloned());
+            Ok(args)
+        })
+    }
+}
+
+/// The storage daemon's arguments for a server-mode monitor on `socket`.
+fn storage_daemon_command_line(socket: &Path) -> io::Result<Vec<OsString>> {
+    let mut chardev = OsString::from("socket,id=m,server=on,wait=off,path=");
+    chardev.push(qemu_option_value(socket)?);
+    Ok(vec![
+        "--chardev".into(),
+        chardev,
+        "--monitor".into(),
+        "chardev=m".into(),
+    ])
+}
+
+/// The error of starting `program`: for one looked up on the `PATH` and not found,
+/// the `PATH` searched and what to do; otherwise the system's reason.
+fn spawn_error(program: &str, e: io::Error) -> io::Error {
+    if e.kind() != io::ErrorKind::NotFound || program.contains('/') {
+        return io::Error::new(e.kind(), format!("starting {program}: {e}"));
+    }
+    let searched = match std::env::var_os("PATH") {
+        Some(path) => format!(
+            "not found in any directory of PATH ({})",
+            path.to_string_lossy()
+        ),
+        None => "not found: PATH is not set".to_owned(),
+    };
+    io::Error::new(
+        e.kind(),
+        format!(
+            "starting {program}: {searched}; install it, or give its path with \
+             `Launch::binary`"
+        ),
+    )
+}
+
 /// Makes a qcow2 image of `bytes` at `path` with the installed `qemu-img` (its images
 /// are `compat=1.1`, which every QEMU since 1.1 reads).
 fn make_image(path: &Path, bytes: u64) -> io::Result<()> {
@@ -524,6 +766,10 @@ impl Drop for LocalQemu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.socket_outside {
+            // QEMU, killed, leaves its socket behind.
+            let _ = std::fs::remove_file(&self.socket);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -605,11 +605,11 @@ fn blocking_wrapper_over_a_socket_pair() {
     let client = qmp::blocking::Client::connect_unix(&Config::new(), &path).unwrap();
     assert!(client.as_async().fd_passing());
     assert_eq!(client.execute(&QueryVersion {}).unwrap().qemu.major, 10);
-    let mut ticks = client.subscribe::<Tick>();
+    let mut ticks = client.subscribe::<Tick>().unwrap();
     client.execute_raw("stop", None::<&()>).unwrap();
     let t = ticks.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
     assert_eq!(t.n, 5);
-    client.close();
+    client.close().unwrap();
     server.join().unwrap();
 }
 

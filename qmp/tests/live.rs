@@ -361,7 +361,7 @@ mod basics {
         let client = qmp::blocking::Client::connect_unix(&Config::new(), qemu.socket()).unwrap();
         let v = client.execute(&QueryVersion {}).unwrap();
         assert_eq!(v.qemu.major, 10);
-        let mut stops = client.subscribe::<StopEvent>();
+        let mut stops = client.subscribe::<StopEvent>().unwrap();
         client.execute(&Stop {}).unwrap();
         stops
             .recv_timeout(Duration::from_secs(10))
@@ -371,7 +371,7 @@ mod basics {
             .execute_and_wait(&Cont {}, |_: &ResumeEvent| true)
             .unwrap();
         assert!(client.execute(&QueryStatus {}).unwrap().running);
-        client.close();
+        client.close().unwrap();
     }
 }
 

@@ -343,7 +343,7 @@ fn probe_table_through_the_blocking_client() {
             // -M none has no block node: QEMU's own answer, sent and refused there.
             _ => assert!(e.is_ok() || e.unwrap_err().is_qmp_error()),
         }
-        client.close();
+        client.close().unwrap();
     }
 }
 

@@ -50,7 +50,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // stop after cont: the STOP event, matched on the typed enum.
-    let mut events = client.subscribe_all::<Event>();
+    let mut events = client.subscribe_all::<Event>()?;
     client.execute(&commands::Cont)?;
     client.execute(&commands::Stop)?;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -81,6 +81,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "ok availability: query-status reply member singlestep in {:?}",
         table.reply_member("query-status", "singlestep")
     );
-    client.close();
+    client.close()?;
     Ok(())
 }
