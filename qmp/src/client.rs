@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::{self, Outgoing, ReplyLine, ReplyResult, Shared};
-use crate::error::{Error, Result};
+use crate::error::{Error, Progress, Result};
 use crate::events::{self, EventStream, RawEvent};
 use crate::message::{write_request, ExecKind, Greeting};
 use crate::peer::{PeerSchema, Role};
@@ -510,7 +510,7 @@ impl Client {
     /// Queues a request nobody waits a reply for.
     fn send_only<A: Serialize + ?Sized>(&self, spec: CallSpec<'_, A>) -> Result<()> {
         if let Some(e) = self.shared.error_if_closed() {
-            return Err(e);
+            return Err(e.for_call(&spec.name, Progress::NotSent));
         }
         // With an id, so an error reply is never matched to an id-less caller.
         let bytes = self.encode(&spec, Some(self.shared.unregistered_id()))?;
@@ -526,7 +526,7 @@ impl Client {
                     reported: false,
                 },
             )
-            .map_err(|()| self.closed_error())
+            .map_err(|()| self.closed_error().for_call(&spec.name, Progress::NotSent))
     }
 
     fn closed_error(&self) -> Error {
@@ -563,11 +563,11 @@ impl Client {
                         reported: false,
                     },
                 )
-                .map_err(|()| self.closed_error())?;
+                .map_err(|()| self.closed_error().for_call(&spec.name, Progress::NotSent))?;
             self.wait(rx, guard, &spec.name, spec.timeout).await
         } else {
             if let Some(e) = self.shared.error_if_closed() {
-                return Err(e);
+                return Err(e.for_call(&spec.name, Progress::NotSent));
             }
             let bytes = self.encode(&spec, None)?;
             let (tx, rx) = oneshot::channel();
@@ -584,7 +584,7 @@ impl Client {
                         reported: false,
                     },
                 )
-                .map_err(|()| self.closed_error())?;
+                .map_err(|()| self.closed_error().for_call(&spec.name, Progress::NotSent))?;
             let guard = CallGuard {
                 shared: &self.shared,
                 id: None,
@@ -600,6 +600,7 @@ impl Client {
         name: &str,
         timeout: Option<Duration>,
     ) -> Result<ReplyLine> {
+        let idless = guard.id.is_none();
         let outcome = match timeout {
             None => Ok((&mut rx).await),
             Some(t) => tokio::time::timeout(t, &mut rx).await,
@@ -607,11 +608,25 @@ impl Client {
         match outcome {
             Ok(Ok(reply)) => {
                 guard.id = None;
-                reply
+                // The connection's end reaches an id-less caller without its command
+                // (see `connection::supervise`): it was queued just before its
+                // request was written.
+                reply.map_err(|e| match e.command() {
+                    None if idless => e.for_call(name, Progress::Sent),
+                    _ => e,
+                })
             }
             Ok(Err(_)) => {
                 guard.id = None;
-                Err(self.closed_error())
+                // The reply channel was dropped unanswered: an id-less request the
+                // writer never wrote; for a call with an id this cannot happen
+                // (every pending call is answered), so assume the worst.
+                let progress = if idless {
+                    Progress::NotSent
+                } else {
+                    Progress::Writing
+                };
+                Err(self.closed_error().for_call(name, progress))
             }
             Err(_elapsed) => {
                 // `Err` from `tokio::time::timeout` only when there was one.

@@ -24,7 +24,9 @@
 //! * **QEMU exits or is killed**: the kernel closes its socket; the reader sees the
 //!   end of the stream (or `ECONNRESET`) at once and fails the connection with
 //!   "QEMU closed the connection (…)"; every pending caller gets it with its
-//!   command named ("`query-status`: QEMU closed the connection (end of stream)").
+//!   command named and whether it was sent ("`query-status` was sent, but QEMU
+//!   closed the connection before answering (it may have run): end of stream";
+//!   `Error::may_have_run`, `Error::is_not_sent`).
 //!   A write that meets `EPIPE` does the same.
 //! * **QEMU stops reading** (stopped with `SIGSTOP`, hung, or its monitor
 //!   saturated) while a write is under way: a write (one batch, at most 256 KiB)
@@ -57,7 +59,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, trace, warn, Instrument};
 
 use crate::codec::{CodecError, LineReader, LineWriter};
-use crate::error::{Error, Limit, Phase, TimeoutStage};
+use crate::error::{Error, Limit, Phase, Progress, TimeoutStage};
 use crate::events::RawEvent;
 use crate::fanout::{Fanout, Overflow, ReaderView, Subscriber};
 use crate::latch::Latch;
@@ -220,7 +222,7 @@ impl Shared {
         let (tx, rx) = oneshot::channel();
         let mut p = self.lock();
         if let Some(e) = &p.closed {
-            return Err(e.for_command(&command));
+            return Err(e.for_call(&command, Progress::NotSent));
         }
         let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Never reuse an id that is still waiting (only conceivable after 2^64 calls).
@@ -505,9 +507,18 @@ async fn supervise(
     };
     let n = calls.len() + idless.len();
     for (_, call) in calls {
-        // Each caller learns which of its commands the connection's end cut off.
-        let _ = call.tx.send(Err(error.for_command(&call.command)));
+        // Each caller learns which of its commands the connection's end cut off, and
+        // whether QEMU may have run it. The stages are final: the writer has stopped,
+        // and a caller writing directly sets its stage under the gate lock taken above.
+        let progress = match call.stage {
+            Stage::Queued => Progress::NotSent,
+            Stage::Writing => Progress::Writing,
+            Stage::Sent => Progress::Sent,
+        };
+        let _ = call.tx.send(Err(error.for_call(&call.command, progress)));
     }
+    // Id-less callers were queued here just before their request was written; they
+    // name their command themselves (`Client::wait`).
     for tx in idless {
         let _ = tx.send(Err(error.clone()));
     }
@@ -827,11 +838,11 @@ async fn send_with_fds(w: &mut WriteHalf, bytes: &[u8], fds: &[OwnedFd]) -> std:
 /// Turns the outcome of a timed-out call into an error stating the caller's limit;
 /// the caller has already removed its entry (`a` is what [`Shared::abandon`] returned).
 pub(crate) fn timeout_error_within(command: &str, a: Abandoned, limit: Duration) -> Error {
-    let stage = match a.stage {
-        Stage::Queued | Stage::Writing => TimeoutStage::NotSent,
-        Stage::Sent => TimeoutStage::Unanswered,
-    };
-    Error::call_timeout(command, stage, limit)
+    match a.stage {
+        Stage::Queued => Error::call_timeout(command, TimeoutStage::NotSent, limit),
+        Stage::Writing => Error::call_timeout_writing(command, limit),
+        Stage::Sent => Error::call_timeout(command, TimeoutStage::Unanswered, limit),
+    }
 }
 
 /// The error for an I/O error met while `doing` ("reading", "writing"): the peer

@@ -88,15 +88,87 @@ pub enum Phase {
     Keepalive,
 }
 
-/// An error reply from QEMU: `{"error": {"class", "desc"}}`.
+/// A QMP error reply, `{"error": {"class", "desc"}}`: the one a client receives
+/// ([`Error::qmp_error`]) and the one a test server's handler answers with
+/// (`qmp::server`, which re-exports this type), so an error can be built, served and
+/// compared with what the client got.
+///
+/// Build one with [`new`](Self::new), [`generic`](Self::generic) or
+/// [`command_not_found`](Self::command_not_found). Compare received and built errors
+/// by [`class`](Self::class) and [`desc`](Self::desc): `==` also compares
+/// [`raw`](Self::raw), which for a received error holds its `id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QmpError {
     /// The error class, e.g. `"GenericError"`, `"CommandNotFound"`.
     pub class: String,
-    /// QEMU's description.
+    /// The description.
     pub desc: String,
-    /// The whole reply line as received.
+    /// For an error received from a peer, the whole reply line as received (with its
+    /// `id`). For one built by [`new`](Self::new) and its siblings, the reply line
+    /// it stands for, without `id` (`{"error":{"class":…,"desc":…}}`), made when it
+    /// was built: a server encodes its replies from `class` and `desc`, never from
+    /// this, so changing those fields afterwards changes what is sent but not `raw`.
     pub raw: String,
+}
+
+impl QmpError {
+    /// An error of class `class` (e.g. `DeviceNotFound`) with description `desc`.
+    pub fn new(class: impl Into<String>, desc: impl Into<String>) -> QmpError {
+        let (class, desc) = (class.into(), desc.into());
+        let mut raw = Vec::with_capacity(32 + class.len() + desc.len());
+        crate::message::write_error(&mut raw, &class, &desc, None);
+        QmpError {
+            class,
+            desc,
+            // serde_json writes UTF-8.
+            raw: String::from_utf8(raw).unwrap_or_default(),
+        }
+    }
+
+    /// A `GenericError`, QEMU's usual class.
+    pub fn generic(desc: impl Into<String>) -> QmpError {
+        QmpError::new(crate::schema_check::GENERIC_ERROR, desc)
+    }
+
+    /// A `CommandNotFound`.
+    pub fn command_not_found(desc: impl Into<String>) -> QmpError {
+        QmpError::new(crate::schema_check::COMMAND_NOT_FOUND, desc)
+    }
+
+    /// The error class, e.g. `"GenericError"`.
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+
+    /// The description.
+    pub fn desc(&self) -> &str {
+        &self.desc
+    }
+}
+
+impl From<crate::schema_check::Rejection> for QmpError {
+    fn from(r: crate::schema_check::Rejection) -> QmpError {
+        QmpError::new(r.class, r.desc)
+    }
+}
+
+impl fmt::Display for QmpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.desc)
+    }
+}
+
+impl StdError for QmpError {}
+
+/// How far a call's request had got when the connection it was on ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Not written at all: still queued, or the call was made after the end.
+    NotSent,
+    /// Partly written: QEMU may have read all of it.
+    Writing,
+    /// Written; no reply came.
+    Sent,
 }
 
 #[derive(Debug)]
@@ -108,9 +180,17 @@ enum Detail {
         path: String,
         raw: String,
     },
-    /// A call's timeout, with the limit when known.
+    /// A call's timeout and its limit; `partial` when the request was being
+    /// written (stage `NotSent`, yet QEMU may read the rest and run it).
     Timeout {
         stage: TimeoutStage,
+        limit: Duration,
+        partial: bool,
+    },
+    /// A call refused before anything was written (`message` is the whole text),
+    /// with the limit that ran out when it is a timeout.
+    Unsent {
+        message: String,
         limit: Option<Duration>,
     },
     /// A deadline of the connection itself: connecting, greeting, negotiation,
@@ -125,9 +205,16 @@ enum Detail {
     /// QEMU went away (end of stream, connection reset, broken pipe): how it was
     /// noticed.
     PeerGone(String),
-    /// The error that ended the connection, as one pending call sees it (with the
-    /// call's command).
-    ForCall(Error),
+    /// The error that ended the connection, as one call sees it (with the call's
+    /// command): how far its request had got, and what the layer that saw it adds
+    /// (a reconnecting client: not retried).
+    /// `progress` is `None` for an error that is not a connection's end (only a
+    /// note added).
+    ForCall {
+        base: Error,
+        progress: Option<Progress>,
+        note: Option<String>,
+    },
     Lagged(u64),
     /// Events may have been missed, how many is unknown (the connection was lost
     /// and re-established): why.
@@ -236,14 +323,6 @@ impl Error {
         )
     }
 
-    pub(crate) fn timeout(command: &str, stage: TimeoutStage) -> Self {
-        Self::new(
-            ErrorKind::Timeout,
-            Some(command.to_owned()),
-            Detail::Timeout { stage, limit: None },
-        )
-    }
-
     /// A call that timed out after `limit`.
     pub(crate) fn call_timeout(command: &str, stage: TimeoutStage, limit: Duration) -> Self {
         Self::new(
@@ -251,9 +330,52 @@ impl Error {
             Some(command.to_owned()),
             Detail::Timeout {
                 stage,
-                limit: Some(limit),
+                limit,
+                partial: false,
             },
         )
+    }
+
+    /// A call that timed out after `limit` while its request was being written:
+    /// stage `NotSent`, but QEMU may still read the rest and run it.
+    pub(crate) fn call_timeout_writing(command: &str, limit: Duration) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            Some(command.to_owned()),
+            Detail::Timeout {
+                stage: TimeoutStage::NotSent,
+                limit,
+                partial: true,
+            },
+        )
+    }
+
+    /// No event arrived within `limit` (a blocking subscription's `recv_timeout`).
+    pub(crate) fn event_timeout(limit: Duration) -> Self {
+        Self::waited(
+            "event",
+            format!("no event arrived within {}", Limit(limit)),
+            None,
+        )
+    }
+
+    /// A call of `command` that was not sent (nothing written), of kind `kind`:
+    /// `message` is the whole text; `limit` the call's timeout when that is what
+    /// ran out (kind [`ErrorKind::Timeout`]); `source` the last error met while
+    /// waiting, if any.
+    pub(crate) fn not_sent(
+        kind: ErrorKind,
+        command: &str,
+        message: String,
+        limit: Option<Duration>,
+        source: Option<Error>,
+    ) -> Self {
+        let detail = Detail::Unsent { message, limit };
+        let command = Some(command.to_owned());
+        match source {
+            Some(e) => Self::with_source(kind, command, detail, e),
+            None => Self::new(kind, command, detail),
+        }
     }
 
     /// A deadline of the connection ran out: `message` is the whole text (it names
@@ -289,23 +411,47 @@ impl Error {
         }
     }
 
-    /// This error (one that ended the connection) as the pending call of `command`
-    /// sees it: same kind and details, the command named first.
-    pub(crate) fn for_command(&self, command: &str) -> Self {
-        if self.0.command.as_deref() == Some(command) {
-            return self.clone();
-        }
+    /// This error (one that ended the connection) as the call of `command` sees
+    /// it: same kind and details, the command named first with how far its request
+    /// had got.
+    pub(crate) fn for_call(&self, command: &str, progress: Progress) -> Self {
         let base = match &self.0.detail {
-            Detail::ForCall(inner) => inner.clone(),
+            Detail::ForCall { base, .. } => base.clone(),
             _ => self.clone(),
         };
-        Self::new(base.0.kind, Some(command.to_owned()), Detail::ForCall(base))
+        Self::new(
+            base.0.kind,
+            Some(command.to_owned()),
+            Detail::ForCall {
+                base,
+                progress: Some(progress),
+                note: None,
+            },
+        )
+    }
+
+    /// This error with `note` appended to its text (kind, command and predicates
+    /// unchanged), e.g. a reconnecting client saying that the call was not retried.
+    pub(crate) fn with_note(&self, note: String) -> Self {
+        let (base, progress) = match &self.0.detail {
+            Detail::ForCall { base, progress, .. } => (base.clone(), *progress),
+            _ => (self.clone(), None),
+        };
+        Self::new(
+            base.0.kind,
+            self.0.command.clone(),
+            Detail::ForCall {
+                base,
+                progress,
+                note: Some(note),
+            },
+        )
     }
 
     /// The details, looking through [`Detail::ForCall`].
     fn detail(&self) -> &Detail {
         match &self.0.detail {
-            Detail::ForCall(inner) => &inner.0.detail,
+            Detail::ForCall { base, .. } => &base.0.detail,
             d => d,
         }
     }
@@ -313,7 +459,7 @@ impl Error {
     /// The source, looking through [`Detail::ForCall`].
     fn source_ref(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
         match &self.0.detail {
-            Detail::ForCall(inner) => inner.0.source.as_deref(),
+            Detail::ForCall { base, .. } => base.0.source.as_deref(),
             _ => self.0.source.as_deref(),
         }
     }
@@ -408,19 +554,61 @@ impl Error {
     pub fn timeout_phase(&self) -> Option<Phase> {
         match self.detail() {
             Detail::Timeout { .. } => Some(Phase::Call),
+            Detail::Unsent { limit: Some(_), .. } => Some(Phase::Call),
             Detail::Deadline { phase, .. } => Some(*phase),
             _ => None,
         }
     }
 
-    /// For [`ErrorKind::Timeout`]: the limit that ran out, when known. (For a call
-    /// timeout measured by the connection rather than given by the caller it is the
-    /// time the call waited, rounded down.)
+    /// For [`ErrorKind::Timeout`]: the limit that ran out (also in the text).
     pub fn timeout_limit(&self) -> Option<Duration> {
         match self.detail() {
-            Detail::Timeout { limit, .. } => *limit,
+            Detail::Timeout { limit, .. } => Some(*limit),
+            Detail::Unsent { limit, .. } => *limit,
             Detail::Deadline { limit, .. } => Some(*limit),
             _ => None,
+        }
+    }
+
+    /// True when a call's request was written, or may have been (partly written),
+    /// and no reply came: the connection ended before the reply
+    /// ([`is_closed`](Self::is_closed)), the call timed out after sending
+    /// ([`TimeoutStage::Unanswered`]) or while writing, or a
+    /// [`crate::reconnect::ReconnectingClient`] lost the connection during the call.
+    /// QEMU may have run the command: check its effect before calling again (a
+    /// `device_del` or `migrate` must not run twice blindly).
+    ///
+    /// False for an error reply (the command ran and failed: [`ErrorKind::Qmp`]), a
+    /// reply that did not decode (it ran), and errors before the write
+    /// ([`is_not_sent`](Self::is_not_sent)).
+    pub fn may_have_run(&self) -> bool {
+        match &self.0.detail {
+            Detail::ForCall {
+                progress: Some(p), ..
+            } => *p != Progress::NotSent,
+            Detail::Timeout { stage, partial, .. } => {
+                *stage == TimeoutStage::Unanswered || *partial
+            }
+            _ => false,
+        }
+    }
+
+    /// True when a call failed before any of its request was written, so QEMU did
+    /// not run it and calling again is safe: refused by the peer's schema
+    /// ([`unsupported_by_peer`](Self::unsupported_by_peer)) or not possible on this
+    /// connection ([`ErrorKind::Unsupported`]), arguments that do not serialize
+    /// ([`ErrorKind::Encode`]), a call made on (or queued when) the connection
+    /// closed, a call timeout while still queued, or a
+    /// [`crate::reconnect::ReconnectingClient`] call that got no connection.
+    pub fn is_not_sent(&self) -> bool {
+        match &self.0.detail {
+            Detail::ForCall {
+                progress: Some(p), ..
+            } => *p == Progress::NotSent,
+            Detail::ForCall { progress: None, .. } => false,
+            Detail::Timeout { stage, partial, .. } => *stage == TimeoutStage::NotSent && !*partial,
+            Detail::Unsent { .. } | Detail::Refused { .. } => true,
+            _ => matches!(self.0.kind, ErrorKind::Unsupported | ErrorKind::Encode),
         }
     }
 
@@ -492,6 +680,7 @@ impl Error {
     pub fn timeout_stage(&self) -> Option<TimeoutStage> {
         match self.detail() {
             Detail::Timeout { stage, .. } => Some(*stage),
+            Detail::Unsent { limit: Some(_), .. } => Some(TimeoutStage::NotSent),
             _ => None,
         }
     }
@@ -561,21 +750,33 @@ impl fmt::Display for Error {
             Detail::Timeout {
                 stage: TimeoutStage::NotSent,
                 limit,
-            } => match limit {
-                Some(l) => write!(
-                    f,
-                    "`{cmd}` was not sent within {}: it was still queued, or QEMU stopped reading",
-                    Limit(*l)
-                )?,
-                None => write!(f, "`{cmd}` timed out before the request was sent")?,
-            },
+                partial: false,
+            } => write!(
+                f,
+                "`{cmd}` was not sent within {} (the call's timeout): it was still queued \
+                 behind other requests, and will not be sent",
+                Limit(*limit)
+            )?,
+            Detail::Timeout {
+                stage: TimeoutStage::NotSent,
+                limit,
+                partial: true,
+            } => write!(
+                f,
+                "`{cmd}` was not completely written within {} (the call's timeout): QEMU \
+                 stopped reading; it may still run if QEMU reads the rest",
+                Limit(*limit)
+            )?,
             Detail::Timeout {
                 stage: TimeoutStage::Unanswered,
                 limit,
-            } => match limit {
-                Some(l) => write!(f, "`{cmd}` was sent but not answered within {}", Limit(*l))?,
-                None => write!(f, "`{cmd}` was sent but not answered in time")?,
-            },
+                ..
+            } => write!(
+                f,
+                "`{cmd}` was sent but not answered within {} (the call's timeout)",
+                Limit(*limit)
+            )?,
+            Detail::Unsent { message, .. } => f.write_str(message)?,
             Detail::Deadline { message, .. } => f.write_str(message)?,
             Detail::PeerGone(how) => {
                 write!(f, "QEMU closed the connection ({how}")?;
@@ -584,7 +785,20 @@ impl fmt::Display for Error {
                 }
                 return f.write_str(")");
             }
-            Detail::ForCall(inner) => return write!(f, "`{cmd}`: {inner}"),
+            Detail::ForCall {
+                base,
+                progress,
+                note,
+            } => {
+                match progress {
+                    Some(p) => write_call_end(f, cmd, *p, base)?,
+                    None => write!(f, "{base}")?,
+                }
+                if let Some(note) = note {
+                    write!(f, "; {note}")?;
+                }
+                return Ok(());
+            }
             Detail::Lagged(n) => write!(f, "event subscriber lagged behind: {n} events missed")?,
             Detail::Gap(why) => write!(
                 f,
@@ -615,6 +829,49 @@ impl fmt::Display for Error {
         }
         Ok(())
     }
+}
+
+/// How a call's error reads when the connection ended under it: what became of the
+/// request, then why the connection ended (`base`).
+fn write_call_end(
+    f: &mut fmt::Formatter<'_>,
+    cmd: &str,
+    progress: Progress,
+    base: &Error,
+) -> fmt::Result {
+    // "QEMU closed the connection" is said once, with how it was noticed.
+    let peer_gone = match &base.0.detail {
+        Detail::PeerGone(how) => Some(how),
+        _ => None,
+    };
+    match (progress, peer_gone) {
+        (Progress::NotSent, _) => return write!(f, "`{cmd}` was not sent: {base}"),
+        (Progress::Sent, Some(_)) => write!(
+            f,
+            "`{cmd}` was sent, but QEMU closed the connection before answering (it may have run): "
+        )?,
+        (Progress::Writing, Some(_)) => write!(
+            f,
+            "`{cmd}` was being written when QEMU closed the connection (it may have run): "
+        )?,
+        (Progress::Sent, None) => return write!(
+            f,
+            "`{cmd}` was sent, but the connection ended before its reply (it may have run): {base}"
+        ),
+        (Progress::Writing, None) => {
+            return write!(
+                f,
+                "`{cmd}` was being written when the connection ended (it may have run): {base}"
+            )
+        }
+    }
+    if let Some(how) = peer_gone {
+        f.write_str(how)?;
+        if let Some(source) = &base.0.source {
+            write!(f, ": {source}")?;
+        }
+    }
+    Ok(())
 }
 
 /// A duration as error texts show it: `5 s`, `2.5 s`, `200 ms`.
@@ -681,9 +938,13 @@ mod tests {
         assert_eq!(e.qmp_error().unwrap().class, "GenericError");
         assert_eq!(e.command(), Some("stop"));
         assert_eq!(e.to_string(), "QMP error from `stop`: GenericError: nope");
-        let t = Error::timeout("x", TimeoutStage::NotSent);
-        assert!(t.is_timeout());
+        assert!(!e.may_have_run() && !e.is_not_sent());
+        let t = Error::call_timeout("x", TimeoutStage::NotSent, Duration::from_secs(2));
+        assert!(t.is_timeout() && t.is_not_sent() && !t.may_have_run());
         assert_eq!(t.timeout_stage(), Some(TimeoutStage::NotSent));
+        let w = Error::call_timeout_writing("x", Duration::from_secs(2));
+        assert!(w.may_have_run() && !w.is_not_sent());
+        assert_eq!(w.timeout_stage(), Some(TimeoutStage::NotSent));
         let io = Error::io("read", std::io::Error::other("boom"));
         assert!(io.is_closed());
         assert!(io.as_io().is_some());
@@ -707,19 +968,29 @@ mod tests {
     fn a_pending_call_sees_the_connection_error_with_its_command() {
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         let gone = Error::peer_gone("connection reset while reading", Some(reset));
-        let mine = gone.for_command("query-status");
+        let mine = gone.for_call("query-status", Progress::Sent);
         assert_eq!(mine.command(), Some("query-status"));
         assert!(mine.is_closed() && mine.is_peer_gone() && !mine.is_timeout());
+        assert!(mine.may_have_run() && !mine.is_not_sent());
         assert_eq!(mine.kind(), ErrorKind::Io);
         assert!(mine.as_io().is_some());
         assert!(mine.to_string().starts_with(
-            "`query-status`: QEMU closed the connection (connection reset while reading: "
+            "`query-status` was sent, but QEMU closed the connection before answering (it \
+             may have run): connection reset while reading: "
         ));
         // Wrapping again names the new command once, not both.
         assert_eq!(
-            mine.for_command("stop").to_string(),
-            gone.for_command("stop").to_string()
+            mine.for_call("stop", Progress::NotSent).to_string(),
+            gone.for_call("stop", Progress::NotSent).to_string()
         );
+        let queued = gone.for_call("stop", Progress::NotSent);
+        assert!(queued.is_not_sent() && !queued.may_have_run());
+        assert!(queued
+            .to_string()
+            .starts_with("`stop` was not sent: QEMU closed the connection (connection reset"));
+        let noted = mine.with_note("not retried".into());
+        assert!(noted.may_have_run() && noted.is_peer_gone());
+        assert_eq!(noted.to_string(), format!("{mine}; not retried"));
         let dead = Error::deadline(
             Phase::Keepalive,
             Duration::from_secs(2),
@@ -727,12 +998,18 @@ mod tests {
             "dead".into(),
             true,
         )
-        .for_command("stop");
+        .for_call("stop", Progress::Sent);
         assert!(dead.is_peer_dead() && dead.is_timeout() && dead.is_closed());
         assert_eq!(dead.timeout_limit(), Some(Duration::from_secs(2)));
-        assert_eq!(dead.to_string(), "`stop`: dead");
+        assert_eq!(
+            dead.to_string(),
+            "`stop` was sent, but the connection ended before its reply (it may have run): dead"
+        );
         let call = Error::call_timeout("x", TimeoutStage::Unanswered, Duration::from_secs(5));
-        assert_eq!(call.to_string(), "`x` was sent but not answered within 5 s");
+        assert_eq!(
+            call.to_string(),
+            "`x` was sent but not answered within 5 s (the call's timeout)"
+        );
         assert_eq!(call.timeout_phase(), Some(Phase::Call));
         assert!(!call.is_closed());
     }

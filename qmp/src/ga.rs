@@ -114,7 +114,7 @@ use tracing::{debug, trace, warn, Instrument};
 use crate::client::{decode_no_reply, decode_reply};
 use crate::codec::{CodecError, LineReader, LineWriter, DEFAULT_MAX_LINE};
 use crate::connection::{ReadHalf, ReplyLine, WriteHalf};
-use crate::error::{Error, Result, TimeoutStage};
+use crate::error::{Error, Limit, Result, TimeoutStage};
 use crate::latch::Latch;
 use crate::message::{parse_client_id, write_request, ExecKind, Incoming};
 use crate::race::{race, First};
@@ -224,7 +224,10 @@ impl Config {
             if Instant::now() + RETRY_INTERVAL >= deadline {
                 return Err(Error::waited(
                     SYNC,
-                    format!("no guest agent answered at {peer} within {wait:?}"),
+                    format!(
+                        "no guest agent answered at {peer} within {} (`wait_for_agent`)",
+                        Limit(wait)
+                    ),
                     Some(last),
                 ));
             }
@@ -348,8 +351,9 @@ impl Config {
                         return Err(Error::waited(
                             SYNC,
                             format!(
-                                "no guest agent answered `{SYNC}` on {peer} within {:?}",
-                                started.elapsed()
+                                "no guest agent answered `{SYNC}` on {peer} within {} \
+                                 (`wait_for_agent`)",
+                                Limit(self.wait_for_agent.unwrap_or_else(|| started.elapsed()))
                             ),
                             None,
                         ))
@@ -553,7 +557,11 @@ impl Client {
                 } else {
                     TimeoutStage::NotSent
                 };
-                Err(Error::timeout(&name, stage))
+                Err(Error::call_timeout(
+                    &name,
+                    stage,
+                    self.timeout.unwrap_or_default(),
+                ))
             }
         }
     }
@@ -835,8 +843,10 @@ impl Agent {
             SyncError::Timeout(Error::waited(
                 SYNC,
                 format!(
-                    "the guest agent on {} did not answer `{SYNC}` within {waited:?} (is it running?)",
-                    self.peer
+                    "the guest agent on {} did not answer `{SYNC}` within {} (`sync_timeout`; \
+                     is it running?)",
+                    self.peer,
+                    Limit(waited)
                 ),
                 None,
             ))
@@ -1267,7 +1277,8 @@ mod tests {
         assert!(e.is_timeout(), "{e}");
         let text = e.to_string();
         assert!(
-            text.contains(&path.display().to_string()) && text.contains("200ms"),
+            text.contains(&path.display().to_string())
+                && text.contains("within 200 ms (`wait_for_agent`)"),
             "{text}"
         );
         // Without waiting: the I/O error at once.

@@ -59,11 +59,16 @@
 //! # Calls
 //!
 //! **Never replayed.** A call is sent on one connection only. If that connection ends
-//! before the reply arrives, the call fails with an error of kind
-//! [`ErrorKind::Closed`](crate::ErrorKind::Closed) saying that the connection was lost
-//! during the call and that the command was *not* retried: QEMU may or may not have
-//! run it (a `device_del` or `migrate` must not be run twice blindly). Check, then
-//! call again if that is safe.
+//! before the reply arrives, the call fails with the connection's error
+//! ([`Error::is_closed`]) naming the command, saying whether it was sent and that it
+//! was *not* retried ("`query-status` was sent, but QEMU closed the connection before
+//! answering (it may have run): end of stream; connection #1 to QEMU at unix:… was
+//! lost; the command was NOT retried: …"). [`Error::may_have_run`] is then true: QEMU
+//! may or may not have run it (a `device_del` or `migrate` must not be run twice
+//! blindly); check, then call again if that is safe. A call whose request was still
+//! queued when the connection ended has [`Error::is_not_sent`] instead: calling
+//! again is safe. Every error of a call that got no connection (below) is
+//! [`Error::is_not_sent`] too.
 //!
 //! **While reconnecting**, a call waits for the next connection, then is sent on it
 //! (by default; [`Builder::wait_while_reconnecting`] makes it fail at once
@@ -163,6 +168,7 @@ use futures_core::Stream;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::error::{ErrorKind, Limit};
 use crate::state::StateSender;
 use crate::{
     Client, Command, Config, Error, Event, EventSet, EventStream, Overflow, RawEvent, Result,
@@ -816,7 +822,8 @@ impl ReconnectingClient {
     ///
     /// # Errors
     /// As [`Client::execute`]; a call whose connection was lost before its reply
-    /// fails with [`Closed`](crate::ErrorKind::Closed), saying it was not retried; one
+    /// fails with the connection's error ([`Error::is_closed`],
+    /// [`Error::may_have_run`] when it was sent), saying it was not retried; one
     /// made while reconnecting fails with [`Timeout`](crate::ErrorKind::Timeout) when
     /// the handle's timeout ends the wait, or [`Closed`](crate::ErrorKind::Closed) when
     /// the client gives up or is closed first (or at once, without
@@ -855,7 +862,7 @@ impl ReconnectingClient {
             None => client,
         };
         match call(client).await {
-            Err(e) if e.is_closed() => Err(self.lost_during(command, connection, &e)),
+            Err(e) if e.is_closed() => Err(self.lost_during(connection, &e)),
             other => other,
         }
     }
@@ -876,16 +883,28 @@ impl ReconnectingClient {
                     return Ok((sh.generation, client.clone()));
                 }
                 if let Some(end) = &sh.end {
-                    return Err(Error::closed(&format!("`{command}` was not sent: {end}")));
+                    return Err(Error::not_sent(
+                        ErrorKind::Closed,
+                        command,
+                        format!("`{command}` was not sent: {end}"),
+                        None,
+                        None,
+                    ));
                 }
                 if !inner.policy.wait_while_reconnecting {
-                    return Err(Error::closed(&format!(
-                        "`{command}` was not sent: not connected to QEMU at {} ({}); this \
-                         client fails calls at once while reconnecting \
-                         (`wait_while_reconnecting(false)`): call again later",
-                        inner.address,
-                        inner.state()
-                    )));
+                    return Err(Error::not_sent(
+                        ErrorKind::Closed,
+                        command,
+                        format!(
+                            "`{command}` was not sent: not connected to QEMU at {} ({}); this \
+                             client fails calls at once while reconnecting \
+                             (`wait_while_reconnecting(false)`): call again later",
+                            inner.address,
+                            inner.state()
+                        ),
+                        None,
+                        None,
+                    ));
                 }
             }
             // Any transition (or the end) is a reason to look again.
@@ -898,35 +917,48 @@ impl ReconnectingClient {
             };
             if outcome.is_err() {
                 let last = inner.lock().last_error.clone();
-                return Err(Error::waited(
+                // The handle's timeout: `deadline` was made from it.
+                let limit = self.timeout.unwrap_or_else(|| started.elapsed());
+                return Err(Error::not_sent(
+                    ErrorKind::Timeout,
                     command,
                     format!(
-                        "waited {:.1?} for the connection to QEMU at {} to be re-established \
-                         (the call's timeout); the command was not sent",
-                        started.elapsed(),
-                        inner.address
+                        "`{command}` was not sent: no connection to QEMU at {} within {} (the \
+                         call's timeout, waiting for it to be re-established)",
+                        inner.address,
+                        Limit(limit)
                     ),
+                    Some(limit),
                     last,
                 ));
             }
         }
     }
 
-    fn lost_during(&self, command: &str, connection: u64, e: &Error) -> Error {
+    /// The error of a call whose connection ended under it (`e`, which names the
+    /// command and whether it was sent), saying what this client does about it.
+    fn lost_during(&self, connection: u64, e: &Error) -> Error {
         let inner = self.inner();
-        if inner.close_requested() {
-            return Error::closed(&format!(
-                "`{command}` failed: the reconnecting client for QEMU at {} was closed during \
-                 the call ({e}); it was NOT retried and may or may not have run",
+        let note = if inner.close_requested() {
+            format!(
+                "the reconnecting client for QEMU at {} was closed during the call",
                 inner.address
-            ));
-        }
-        Error::closed(&format!(
-            "the connection to QEMU at {} (connection #{connection}) was lost during \
-             `{command}` ({e}); the command was NOT retried and may or may not have run: \
-             check its effect before calling again (the client is reconnecting by itself)",
-            inner.address
-        ))
+            )
+        } else if e.may_have_run() {
+            format!(
+                "connection #{connection} to QEMU at {} was lost; the command was NOT \
+                 retried: check its effect before calling again (the client is reconnecting \
+                 by itself)",
+                inner.address
+            )
+        } else {
+            format!(
+                "connection #{connection} to QEMU at {} was lost; the client is reconnecting \
+                 by itself: call again",
+                inner.address
+            )
+        };
+        e.with_note(note)
     }
 
     /// Subscribes to one event type, on this connection and the later ones; see the

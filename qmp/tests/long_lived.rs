@@ -219,11 +219,13 @@ async fn a_write_the_peer_does_not_take_closes_the_connection() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "`echo`: could not write to stream within 200 ms: QEMU stopped reading (stopped, \
-         hung, or its monitor saturated); the connection is closed, since a half-written \
-         request leaves the stream unusable"
+        "`echo` was being written when the connection ended (it may have run): could not \
+         write to stream within 200 ms: QEMU stopped reading (stopped, hung, or its monitor \
+         saturated); the connection is closed, since a half-written request leaves the \
+         stream unusable"
     );
     assert!(err.is_timeout() && err.is_closed(), "{err:?}");
+    assert!(err.may_have_run() && !err.is_not_sent(), "{err:?}");
     assert_eq!(err.command(), Some("echo"));
     assert_eq!(format!("{:?}", err.timeout_phase()), "Some(Write)");
     // The connection is gone: run state Idle, later calls fail at once.
@@ -291,8 +293,9 @@ async fn an_unanswered_keepalive_declares_the_peer_dead() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "`query-status`: QEMU did not answer the keepalive (`query-version`, sent after \
-         100 ms of silence) within 300 ms on stream: declared dead; the connection is closed"
+        "`query-status` was sent, but the connection ended before its reply (it may have \
+         run): QEMU did not answer the keepalive (`query-version`, sent after 100 ms of \
+         silence) within 300 ms on stream: declared dead; the connection is closed"
     );
     assert!(
         err.is_peer_dead() && err.is_timeout() && err.is_closed(),
@@ -325,9 +328,13 @@ async fn peer_closing_fails_every_pending_caller_with_its_command() {
         let err = bounded(call).await.unwrap().unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("`{name}`: QEMU closed the connection (end of stream)")
+            format!(
+                "`{name}` was sent, but QEMU closed the connection before answering (it may \
+                 have run): end of stream"
+            )
         );
         assert!(err.is_closed() && err.is_peer_gone(), "{err:?}");
+        assert!(err.may_have_run() && !err.is_not_sent(), "{err:?}");
         assert_eq!(err.command(), Some(*name));
     }
 }
@@ -385,7 +392,7 @@ async fn stopped_qemu_times_out_and_the_keepalive_declares_it_dead() {
     assert_eq!(
         err.to_string(),
         format!(
-            "`query-status` was sent but not answered within {} s",
+            "`query-status` was sent but not answered within {} s (the call's timeout)",
             limit.as_secs()
         )
     );
@@ -395,8 +402,9 @@ async fn stopped_qemu_times_out_and_the_keepalive_declares_it_dead() {
     assert_eq!(
         dead.to_string(),
         format!(
-            "`query-name`: QEMU did not answer the keepalive (`query-version`, sent after \
-             2 s of silence) within 3 s on {}: declared dead; the connection is closed",
+            "`query-name` was sent, but the connection ended before its reply (it may have \
+             run): QEMU did not answer the keepalive (`query-version`, sent after 2 s of \
+             silence) within 3 s on {}: declared dead; the connection is closed",
             qemu.socket().display()
         )
     );
@@ -448,14 +456,18 @@ async fn killed_qemu_fails_every_pending_caller_with_its_command() {
         let err = bounded(call).await.unwrap().unwrap_err();
         // QEMU had not read the requests: Linux reports a reset when a Unix socket
         // closes with unread data, else the end of the stream.
-        let reset = format!(
-            "`{name}`: QEMU closed the connection (connection reset while reading: \
-             Connection reset by peer (os error 104))"
+        let sent = format!(
+            "`{name}` was sent, but QEMU closed the connection before answering (it may have \
+             run): "
         );
-        let eof = format!("`{name}`: QEMU closed the connection (end of stream)");
+        let reset = format!(
+            "{sent}connection reset while reading: Connection reset by peer (os error 104)"
+        );
+        let eof = format!("{sent}end of stream");
         let text = err.to_string();
         assert!(text == reset || text == eof, "{text}");
         assert!(err.is_closed() && err.is_peer_gone(), "{err:?}");
+        assert!(err.may_have_run() && !err.is_not_sent(), "{err:?}");
         assert_eq!(err.command(), Some(*name));
     }
     let _ = qemu.child().wait();
@@ -512,9 +524,10 @@ async fn a_write_the_peer_does_not_take_closes_a_unix_connection() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "`echo`: could not write to unix-stream within 200 ms: QEMU stopped reading \
-         (stopped, hung, or its monitor saturated); the connection is closed, since a \
-         half-written request leaves the stream unusable"
+        "`echo` was being written when the connection ended (it may have run): could not \
+         write to unix-stream within 200 ms: QEMU stopped reading (stopped, hung, or its \
+         monitor saturated); the connection is closed, since a half-written request leaves \
+         the stream unusable"
     );
     assert!(err.is_timeout() && err.is_closed(), "{err:?}");
     bounded(c.closed()).await;

@@ -9,51 +9,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{ClientId, Server};
-use crate::schema_check::{Rejection, COMMAND_NOT_FOUND, GENERIC_ERROR};
 use crate::Command;
 
-/// A QMP error a handler answers with: `{"error": {"class", "desc"}}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QmpError {
-    /// The error class, e.g. `GenericError`, `DeviceNotFound`.
-    pub class: String,
-    /// The human-readable text.
-    pub desc: String,
-}
-
-impl QmpError {
-    /// An error of class `class`.
-    pub fn new(class: impl Into<String>, desc: impl Into<String>) -> QmpError {
-        QmpError {
-            class: class.into(),
-            desc: desc.into(),
-        }
-    }
-
-    /// A `GenericError`, QEMU's usual class.
-    pub fn generic(desc: impl Into<String>) -> QmpError {
-        QmpError::new(GENERIC_ERROR, desc)
-    }
-
-    /// A `CommandNotFound`.
-    pub fn command_not_found(desc: impl Into<String>) -> QmpError {
-        QmpError::new(COMMAND_NOT_FOUND, desc)
-    }
-}
-
-impl From<Rejection> for QmpError {
-    fn from(r: Rejection) -> QmpError {
-        QmpError::new(r.class, r.desc)
-    }
-}
-
-impl std::fmt::Display for QmpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.class, self.desc)
-    }
-}
-
-impl std::error::Error for QmpError {}
+/// The error a handler answers with: the crate's one [`crate::QmpError`] (the type a
+/// client receives), re-exported here as `qmp::server::QmpError`.
+pub use crate::QmpError;
 
 /// What a handler is told besides the arguments.
 #[derive(Debug, Clone)]
