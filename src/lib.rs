@@ -139,3 +139,7 @@ pub mod ga {
 /// Helpers over a guest-agent connection: run a program, copy files, freeze file systems.
 #[cfg(feature = "qga")]
 pub mod guest;
+
+/// Running a background job (`blockdev-create`, `drive-mirror`, …) to its end, with
+/// QEMU's error when it fails: [`jobs::run`].
+pub mod jobs;
