@@ -119,7 +119,7 @@ fn alternates_are_decided_by_the_json_kind() {
 
 #[test]
 fn records_debug_as_their_wire_json() {
-    let resize = BlockResize::new(1024).with_node_name("disk0".into());
+    let resize = BlockResize::new(1024).with_node_name("disk0");
     assert_eq!(
         format!("{resize:?}"),
         r#"BlockResize {"node-name":"disk0","size":1024}"#
@@ -198,7 +198,7 @@ fn events_decode_by_name_and_unknown_events_are_kept() {
 
 #[test]
 fn commands_serialize_to_their_wire_arguments() {
-    let c = BlockResize::new(1 << 30).with_node_name("disk0".into());
+    let c = BlockResize::new(1 << 30).with_node_name("disk0");
     assert_eq!(
         serde_json::to_value(&c).expect("encode"),
         json!({"node-name": "disk0", "size": 1073741824})

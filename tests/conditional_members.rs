@@ -27,7 +27,7 @@ fn a_reply_without_a_conditional_required_member_decodes() {
     let reply = client
         .execute(&QueryCpuModelExpansion::new(
             CpuModelExpansionType::Full,
-            CpuModelInfo::new("qemu64".into()),
+            CpuModelInfo::new("qemu64"),
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reply.model.name, "qemu64");

@@ -78,7 +78,7 @@ async fn info_ping_and_exec() {
         .unwrap();
     assert!(!client.agent_ignores_ids(), "qemu-ga 10.0 echoes ids");
 
-    let exec = GuestExec::new("/bin/echo".into())
+    let exec = GuestExec::new("/bin/echo")
         .with_arg(vec!["hello".into()])
         .with_capture_output(GuestExecCaptureOutput::Flag(true));
     let pid = guard("guest-exec", client.execute(&exec))

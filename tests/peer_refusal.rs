@@ -93,7 +93,7 @@ fn commands_qemu_72_lacks_are_refused_unsent_and_shared_ones_are_answered() {
         ),
         (
             "device-sync-config",
-            outcome(&client, &commands::DeviceSyncConfig::new("x".into())),
+            outcome(&client, &commands::DeviceSyncConfig::new("x")),
         ),
         (
             "query-hv-balloon-status-report",

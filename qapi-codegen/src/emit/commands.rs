@@ -18,9 +18,11 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
     let mut visits = Vec::new();
     let mut replies = Vec::new();
     for (e, c) in ctx.schema.commands() {
-        let name = id(&namer.unique(names::camel_ident(&e.name)));
+        let rust = namer.unique(names::camel_ident(&e.name));
+        let name = id(&rust);
         let wire = &e.name;
-        let docs = ctx.entity_docs(e, "command");
+        let mut docs = ctx.entity_docs(e, "command");
+        docs.extend(super::doc_alias(&rust, wire));
         let dep = ctx.deprecated_attr(Some(e), &e.features);
         let reply = match c.ret_type {
             Some(t) => ctx.rust_type(t, Module::Other)?,
@@ -85,6 +87,9 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                     put: quote!(::qmp::runtime::put_extra(m, &self.#extra)?;),
                 })
             };
+            // Only when every argument is optional: `Default` would otherwise build a
+            // command without its required arguments.
+            let default = f.all_optional() && rest.is_none();
             items.extend(struct_with_ctor(
                 &docs,
                 &dep,
@@ -92,6 +97,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 wire,
                 &f,
                 rest.as_ref(),
+                default,
             ));
             checks.push(quote!(#wire => ::std::option::Option::Some(::qmp::runtime::check_arguments::<#name>(args)),));
         } else {
@@ -111,8 +117,8 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 impl #name {
                     /// Creates the command from its arguments.
                     #[inline]
-                    pub fn new(arguments: #inner) -> Self {
-                        Self(arguments)
+                    pub fn new(arguments: impl ::std::convert::Into<#inner>) -> Self {
+                        Self(arguments.into())
                     }
                 }
             });

@@ -24,10 +24,14 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
     let mut visits = Vec::new();
     for (e, ev) in ctx.schema.events() {
         let camel = names::camel_ident(&e.name);
-        let name = id(&namer.unique(camel.clone()));
-        let var = id(&vnamer.unique(camel));
+        let rust = namer.unique(camel.clone());
+        let name = id(&rust);
+        let vrust = vnamer.unique(camel);
+        let var = id(&vrust);
         let wire = &e.name;
-        let docs = ctx.entity_docs(e, "event");
+        let mut docs = ctx.entity_docs(e, "event");
+        docs.extend(super::doc_alias(&rust, wire));
+        let valias = super::doc_alias(&vrust, wire);
         let dep = ctx.deprecated_attr(Some(e), &e.features);
         let obj = match ev.arg_type.map(|a| &ctx.schema.entity(a).kind) {
             Some(EntityKind::Object(o)) if !ev.boxed && o.branches.is_none() => Some(o),
@@ -43,7 +47,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                     pub struct #name;
                     ::qmp::__qapi_unit_serde!(#name);
                 });
-                variants.push(quote!(#[doc = #vdoc] #dep #var,));
+                variants.push(quote!(#[doc = #vdoc] #valias #dep #var,));
                 decode.push(quote!(#wire => Self::#var,));
                 names_arms.push(quote!(Self::#var => #wire,));
             }
@@ -60,17 +64,24 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                 )?;
                 let defs = f.members.iter().map(|x| &x.def);
                 let record = record_impl(&name, wire, &f.members, None);
+                // For building one in a test (fields can be assigned, not listed:
+                // the struct is `#[non_exhaustive]`).
+                let default = if f.all_default() {
+                    quote!(Default,)
+                } else {
+                    quote!()
+                };
                 items.extend(quote! {
                     #docs
                     #dep
-                    #[derive(Clone, PartialEq)]
+                    #[derive(Clone, #default PartialEq)]
                     #[non_exhaustive]
                     pub struct #name {
                         #(#defs)*
                     }
                     #record
                 });
-                variants.push(quote!(#[doc = #vdoc] #dep #var(#name),));
+                variants.push(quote!(#[doc = #vdoc] #valias #dep #var(#name),));
                 decode.push(quote!(#wire => Self::#var(::qmp::runtime::decode_data(data)?),));
                 names_arms.push(quote!(Self::#var(_) => #wire,));
             }
@@ -83,7 +94,7 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
                     pub struct #name(pub #inner);
                     ::qmp::__qapi_newtype_serde!(#name);
                 });
-                variants.push(quote!(#[doc = #vdoc] #dep #var(#name),));
+                variants.push(quote!(#[doc = #vdoc] #valias #dep #var(#name),));
                 decode.push(quote!(#wire => Self::#var(::qmp::runtime::decode_data(data)?),));
                 names_arms.push(quote!(Self::#var(_) => #wire,));
             }

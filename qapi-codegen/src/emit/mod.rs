@@ -24,8 +24,10 @@
 //! | `number`, `bool`, `null`, `any` | `f64`, `bool`, `()`, `serde_json::Value` |
 //! | `[T]` | `Vec<T>` |
 //! | enum | `enum` with an `Unknown(String)` catch-all that keeps and re-serializes values a newer QEMU sends |
-//! | struct | `struct`, optional members `Option` (omitted when `None`), `new(required…)` and `with_*` setters, `#[non_exhaustive]`; serde and `Debug` (the wire JSON) through `qmp::runtime::Record` rather than derives, to keep the bindings quick to compile |
-//! | union | the base members plus a field named after the discriminator holding a `…Branch` enum (one variant per discriminator value, plus a catch-all), so the discriminator cannot disagree with the branch |
+//! | struct | `struct`, optional members `Option` (omitted when `None`), `new(required…)` and a `with_*` setter per member, `#[non_exhaustive]`; serde and `Debug` (the wire JSON) through `qmp::runtime::Record` rather than derives, to keep the bindings quick to compile |
+//! | building a value | `new` and the setters take `impl Into<T>` for strings, `any` and named types (and boxed members), so `"x"` passes for a `String` and an unboxed value for a `Box`; numbers, booleans and lists take `T` (an integer literal must keep its type). A type (reply or argument) whose every member can be empty, zero or unset `#[derive(Default)]`s, so `T::default().with_a(..)` builds it without the positional `new`; commands do so only when all their arguments are optional, so a missing required argument stays a compile error |
+//! | union | the base members plus a field named after the discriminator holding a `…Branch` enum (one variant per discriminator value, plus a catch-all), so the discriminator cannot disagree with the branch; `From<BranchType>` for the branch enum, and for the union when the discriminator is its only required member (`cycles.rs` says which branches are boxed; `From` boxes them) |
+//! | names | an item, member or value whose Rust name differs from its wire name carries `#[doc(alias = "wire-name")]`, so rustdoc's search finds it by either |
 //! | alternate | an untagged `enum`, decided by the JSON kind of the value |
 //! | optional member whose type admits `null` | `Option<T>` where `None` is absent and `Some(null)` is kept (three states) |
 //! | command | a struct of its arguments implementing `qmp::Command` (unit struct without arguments; a newtype when `boxed`; extra properties kept when `gen: false`) |
@@ -49,7 +51,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::model::{Builtin, Entity, EntityId, EntityKind, Feature, IfCond, Origin, Schema};
+use crate::model::{
+    Builtin, Entity, EntityId, EntityKind, Feature, IfCond, Member, Origin, Schema,
+};
 pub use manual::Manual;
 
 /// Options of the emitter.
@@ -165,6 +169,12 @@ pub fn generate_tokens(schema: &Schema, opts: &Options) -> Result<TokenStream, E
     Ok(quote! {
         #schema_json
         /// The types of the schema: enums, structs, unions and alternates.
+        ///
+        /// A struct is built with `new` (its required members) and the `with_*`
+        /// setters; one whose every member can be empty, zero or unset also
+        /// implements `Default`, so `T::default().with_a(..).with_b(..)` builds it
+        /// without the positional `new`. A union converts from the value of a branch
+        /// (`From`).
         pub mod types {
             #lints
             #types
@@ -196,6 +206,9 @@ pub(crate) struct Ctx<'a> {
     pub emitted: Vec<EntityId>,
     /// `(container, contained)` pairs that must be boxed to break a cycle.
     pub boxed: HashSet<(EntityId, EntityId)>,
+    /// Struct types whose every member can have a `Default` (optional members are
+    /// `None`), so that they derive it.
+    pub defaultable: HashSet<EntityId>,
 }
 
 impl<'a> Ctx<'a> {
@@ -229,6 +242,7 @@ impl<'a> Ctx<'a> {
             }
         }
         let boxed = cycles::boxed_edges(schema, &emitted);
+        let defaultable = defaultable(schema, &emitted);
         Ok(Ctx {
             schema,
             opts,
@@ -236,7 +250,39 @@ impl<'a> Ctx<'a> {
             branch_names,
             emitted,
             boxed,
+            defaultable,
         })
+    }
+
+    /// True if a value of type `id` has a `Default`: builtins and lists (empty, zero,
+    /// `null`), and structs in [`Ctx::defaultable`]; enums, unions and alternates have
+    /// no natural default.
+    pub fn has_default(&self, id: EntityId) -> bool {
+        type_has_default(self.schema, &self.defaultable, id)
+    }
+
+    /// True if `new` and the setters take `impl Into<T>` for a member of type `ty`:
+    /// strings, `any` and named types (so `"x"` passes for a `String`, and `From`
+    /// conversions apply), but not numbers or booleans (an integer literal given to an
+    /// `impl Into<u64>` would fall back to `i32`, which has no such conversion) nor
+    /// lists.
+    pub fn takes_into(&self, ty: EntityId) -> bool {
+        matches!(
+            self.schema.entity(ty).kind,
+            EntityKind::Builtin(Builtin::Str | Builtin::Any)
+                | EntityKind::Enum(_)
+                | EntityKind::Object(_)
+                | EntityKind::Alternate(_)
+        )
+    }
+
+    /// The member's QAPI type as the schema writes it: `int`, `BlockdevRef`, `['str']`.
+    pub fn qapi_type(&self, ty: EntityId) -> String {
+        let e = self.schema.entity(ty);
+        match &e.kind {
+            EntityKind::Array(a) => format!("['{}']", self.qapi_type(a.element)),
+            _ => e.name.clone(),
+        }
     }
 
     /// The Rust type for a reference to entity `id`, written from module `from`
@@ -323,7 +369,7 @@ impl<'a> Ctx<'a> {
     /// the model has it and [`Options::docs`] is on); a link to its entry in the manual
     /// (to the manual's page when the model does not say where the entry is); the QEMU
     /// version that introduced it; notes on `unstable` and `if`.
-    fn entity_doc_lines(&self, e: &Entity, what: &str) -> Vec<String> {
+    pub(crate) fn entity_doc_lines(&self, e: &Entity, what: &str) -> Vec<String> {
         let mut lines = vec![format!("QAPI {what} `{}`.", e.name)];
         let doc = e.doc.filter(|_| self.opts.docs).map(|d| self.schema.doc(d));
         if let Some(doc) = doc {
@@ -354,24 +400,9 @@ impl<'a> Ctx<'a> {
             }
         }
         let has_text = doc.is_some_and(|d| !d.body.text.trim().is_empty());
-        let manual = &self.opts.manual;
-        let what_it_does = if has_text { "" } else { " for what it does" };
-        match manual.entry_url(e) {
-            Some(url) => {
-                lines.push(String::new());
-                lines.push(format!(
-                    "See [`{}` in {}]({url}){what_it_does}.",
-                    e.name, manual.title
-                ));
-            }
-            None if !has_text => {
-                lines.push(String::new());
-                lines.push(format!(
-                    "See [{}]({}){what_it_does}.",
-                    manual.title, manual.url
-                ));
-            }
-            None => {}
+        if let Some(link) = self.manual_link(e, has_text) {
+            lines.push(String::new());
+            lines.push(link);
         }
         if let Some(s) = e.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             lines.push(String::new());
@@ -417,20 +448,84 @@ impl<'a> Ctx<'a> {
         lines
     }
 
-    /// The doc text of member `name` of the entity documented by `owner`.
-    pub fn member_doc_lines(&self, owner: &Entity, name: &str) -> Vec<String> {
-        let text = owner
+    /// The line linking to `e`'s entry in the manual (to the manual's page when the
+    /// model does not say where the entry is; nothing then if the item has its own
+    /// text), with "for what it does" when the item has no text of its own.
+    fn manual_link(&self, e: &Entity, has_text: bool) -> Option<String> {
+        let manual = &self.opts.manual;
+        let what_it_does = if has_text { "" } else { " for what it does" };
+        match manual.entry_url(e) {
+            Some(url) => Some(format!(
+                "See [`{}` in {}]({url}){what_it_does}.",
+                e.name, manual.title
+            )),
+            None if !has_text => Some(format!(
+                "See [{}]({}){what_it_does}.",
+                manual.title, manual.url
+            )),
+            None => None,
+        }
+    }
+
+    /// The doc text of member `name` of the entity documented by `owner` (empty when
+    /// it has none, or docs are off).
+    fn member_text(&self, owner: &Entity, name: &str) -> Vec<String> {
+        owner
             .doc
             .filter(|_| self.opts.docs)
             .map(|d| self.schema.doc(d))
             .and_then(|d| d.args.iter().find(|(n, _)| n == name))
             .map(|(_, s)| docs::to_markdown(&s.text))
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// The doc text of enum value or alternative `name` of `owner`, or `{what}
+    /// \`name\`.` when it has none.
+    pub fn member_doc_lines(&self, owner: &Entity, what: &str, name: &str) -> Vec<String> {
+        let text = self.member_text(owner, name);
         if text.is_empty() {
-            vec![format!("Member `{name}`.")]
+            vec![format!("{what} `{name}`.")]
         } else {
             text
         }
+    }
+
+    /// The docs of a struct member (before its `if` and availability notes): its
+    /// own text if it has one, then what the schema says of it, whatever the docs,
+    /// in one line (`` QAPI member `size`: `int`, optional, deprecated. ``: its QAPI
+    /// type, optional or required, conditional, and the features `deprecated` and
+    /// `unstable`), then the link to the manual's entry of `link_to` (the type or
+    /// command that documents it).
+    pub fn field_doc_lines(&self, doc_owner: &Entity, link_to: &Entity, m: &Member) -> Vec<String> {
+        let mut lines = self.member_text(doc_owner, &m.name);
+        let has_text = !lines.is_empty();
+        if has_text {
+            lines.push(String::new());
+        }
+        let mut facts = vec![format!("`{}`", self.qapi_type(m.ty))];
+        facts.push(match (m.optional, m.ifcond.is_some()) {
+            (true, _) => "optional".to_owned(),
+            // See `types::fields` for why.
+            (false, true) => {
+                "required (an `Option` here: absent where its condition does not hold)".to_owned()
+            }
+            (false, false) => "required".to_owned(),
+        });
+        if m.ifcond.is_some() {
+            facts.push("conditional (QAPI `if`)".to_owned());
+        }
+        if m.features.iter().any(Feature::is_deprecated) {
+            facts.push("deprecated (QAPI feature `deprecated`)".to_owned());
+        }
+        if m.features.iter().any(Feature::is_unstable) {
+            facts.push("unstable (QAPI feature `unstable`)".to_owned());
+        }
+        lines.push(format!("QAPI member `{}`: {}.", m.name, facts.join(", ")));
+        if let Some(link) = self.manual_link(link_to, has_text) {
+            lines.push(String::new());
+            lines.push(link);
+        }
+        lines
     }
 
     /// `#[deprecated(note = ...)]` if the features say so.
@@ -592,6 +687,53 @@ pub(crate) fn match_name(arms: &[TokenStream], fallback: TokenStream) -> TokenSt
 /// An identifier from a converted name.
 pub(crate) fn id(name: &str) -> Ident {
     names::ident(name)
+}
+
+/// `#[doc(alias = "wire")]` when the Rust name `rust` (raw or not) differs from the
+/// wire name, so rustdoc's search finds the item by the name QEMU's docs use (rustdoc
+/// refuses an alias equal to the name).
+pub(crate) fn doc_alias(rust: &str, wire: &str) -> TokenStream {
+    if rust.trim_start_matches("r#") == wire {
+        TokenStream::new()
+    } else {
+        quote!(#[doc(alias = #wire)])
+    }
+}
+
+/// The structs among `emitted` that can derive `Default`: every member optional or of
+/// a type with a default. Computed as the least fixed point, so a struct that needs
+/// itself (through a cycle of required members) gets none.
+fn defaultable(schema: &Schema, emitted: &[EntityId]) -> HashSet<EntityId> {
+    let mut out = HashSet::new();
+    loop {
+        let before = out.len();
+        for &id in emitted {
+            if out.contains(&id) {
+                continue;
+            }
+            if let EntityKind::Object(o) = &schema.entity(id).kind {
+                if o.branches.is_none()
+                    && o.members.iter().all(|m| {
+                        m.optional || m.ifcond.is_some() || type_has_default(schema, &out, m.ty)
+                    })
+                {
+                    out.insert(id);
+                }
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
+/// See [`Ctx::has_default`].
+fn type_has_default(schema: &Schema, structs: &HashSet<EntityId>, id: EntityId) -> bool {
+    match &schema.entity(id).kind {
+        EntityKind::Builtin(_) | EntityKind::Array(_) => true,
+        EntityKind::Object(_) => structs.contains(&id),
+        _ => false,
+    }
 }
 
 /// `with_<field>` for a setter.

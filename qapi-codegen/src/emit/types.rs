@@ -25,21 +25,24 @@ pub(crate) fn emit(ctx: &Ctx) -> Result<TokenStream, EmitError> {
 }
 
 fn emit_enum(ctx: &Ctx, tid: EntityId, e: &Entity, name: &Ident, en: &Enum) -> TokenStream {
-    let docs = ctx.entity_docs(e, "enum");
+    let mut docs = ctx.entity_docs(e, "enum");
+    docs.extend(super::doc_alias(&name.to_string(), &e.name));
     let dep = ctx.deprecated_attr(Some(e), &e.features);
     let mut namer = Namer::default();
     let variants: Vec<(Ident, &str, TokenStream)> = en
         .members
         .iter()
         .map(|m| {
-            let v = id(&namer.unique(names::camel_ident(&m.name)));
-            let mut lines = ctx.member_doc_lines(e, &m.name);
+            let rust = namer.unique(names::camel_ident(&m.name));
+            let v = id(&rust);
+            let mut lines = ctx.member_doc_lines(e, "Value", &m.name);
             lines.extend(ctx.item_notes(
                 m.ifcond.as_ref(),
                 Some(tid),
                 &Part::Value(m.name.clone()),
             ));
             let mut attrs = docs_attrs(&lines);
+            attrs.extend(super::doc_alias(&rust, &m.name));
             attrs.extend(ctx.deprecated_attr(Some(e), &m.features));
             (v, m.name.as_str(), attrs)
         })
@@ -91,8 +94,13 @@ pub(crate) struct Fields {
 
 impl Fields {
     /// True if every member is optional.
-    fn all_optional(&self) -> bool {
+    pub(crate) fn all_optional(&self) -> bool {
         self.members.iter().all(|f| f.param.is_none())
+    }
+
+    /// True if every member's field has a `Default` (optional ones are `None`).
+    pub(crate) fn all_default(&self) -> bool {
+        self.members.iter().all(|f| f.has_default)
     }
 }
 
@@ -106,8 +114,10 @@ pub(crate) struct Field {
     pub param: Option<TokenStream>,
     /// The initializer in `new`: `ident` or `ident: None`.
     pub init: TokenStream,
-    /// The `with_*` setter, for an optional member.
+    /// The `with_*` setter.
     pub setter: Option<TokenStream>,
+    /// True if the field's type has a `Default`.
+    pub has_default: bool,
     /// The slot's type (`Option<T>`): a field of the slots struct.
     pub slot: TokenStream,
     /// The arm of `take`'s `match key`.
@@ -168,16 +178,29 @@ pub(crate) fn fields(
             .lookup(&m.defined_in)
             .filter(|d| d.doc.is_some())
             .unwrap_or(owner);
-        let mut lines = ctx.member_doc_lines(doc_owner, &m.name);
-        if m.features.iter().any(|f| f.is_unstable()) {
-            lines.push(String::new());
-            lines.push("**Unstable:** experimental (QAPI feature `unstable`).".to_owned());
-        }
+        // The manual documents a member under the named type that defines it (a
+        // base struct), or under the command or type itself.
+        let link_to = ctx
+            .schema
+            .lookup(&m.defined_in)
+            .filter(|d| !d.implicit)
+            .unwrap_or(owner);
+        let mut lines = ctx.field_doc_lines(doc_owner, link_to, m);
         lines.extend(ctx.item_notes(m.ifcond.as_ref(), holder, &Part::Member(m.name.clone())));
-        let docs = docs_attrs(&lines);
+        let mut docs = docs_attrs(&lines);
+        docs.extend(super::doc_alias(&rust, &m.name));
         let dep = ctx.deprecated_attr(Some(doc_owner), &m.features);
         let wire = &m.name;
         let slot = proc_macro2::Literal::usize_unsuffixed(f.members.len());
+        // `impl Into<T>` where that cannot make a literal ambiguous (see
+        // `Ctx::takes_into`); a boxed member takes the unboxed value too.
+        let (param_ty, value) = if ctx.takes_into(m.ty) {
+            (quote!(impl ::std::convert::Into<#ty>), quote!(value.into()))
+        } else {
+            (ty.clone(), quote!(value))
+        };
+        let set = setter(&rust);
+        let set_doc = format!(" Sets `{wire}`.");
         // A member under a condition is absent from the QEMU builds that leave it
         // out, required or not (`deprecated-props` of `query-cpu-model-expansion`
         // exists on s390x only): the bindings, built for every target, make it
@@ -190,8 +213,6 @@ pub(crate) fn fields(
             } else {
                 quote!(slot_opt)
             };
-            let set = setter(&rust);
-            let set_doc = format!(" Sets `{wire}`.");
             Field {
                 def: quote! {
                     #docs
@@ -204,11 +225,12 @@ pub(crate) fn fields(
                     #[doc = #set_doc]
                     #dep
                     #[inline]
-                    pub fn #set(mut self, value: #ty) -> Self {
-                        self.#field = ::std::option::Option::Some(value);
+                    pub fn #set(mut self, value: #param_ty) -> Self {
+                        self.#field = ::std::option::Option::Some(#value);
                         self
                     }
                 }),
+                has_default: true,
                 slot: quote!(::std::option::Option<#ty>),
                 take: quote!(#wire => ::qmp::runtime::#take(&mut slots.#slot, key, map),),
                 finish: quote!(#field: slots.#slot),
@@ -221,9 +243,22 @@ pub(crate) fn fields(
                     #dep
                     pub #field: #ty,
                 },
-                param: Some(quote!(#field: #ty)),
-                init: quote!(#field),
-                setter: None,
+                param: Some(quote!(#field: #param_ty)),
+                init: if ctx.takes_into(m.ty) {
+                    quote!(#field: #field.into())
+                } else {
+                    quote!(#field)
+                },
+                setter: Some(quote! {
+                    #[doc = #set_doc]
+                    #dep
+                    #[inline]
+                    pub fn #set(mut self, value: #param_ty) -> Self {
+                        self.#field = #value;
+                        self
+                    }
+                }),
+                has_default: ctx.has_default(m.ty),
                 slot: quote!(::std::option::Option<#ty>),
                 take: quote!(#wire => ::qmp::runtime::slot(&mut slots.#slot, key, map),),
                 finish: quote!(#field: ::qmp::runtime::required(slots.#slot, #wire)?),
@@ -253,11 +288,17 @@ fn emit_struct(
         Module::Types,
         &mut Namer::default(),
     )?;
-    Ok(struct_with_ctor(&docs, &dep, name, &e.name, &f, None))
+    let mut docs = docs;
+    docs.extend(super::doc_alias(&name.to_string(), &e.name));
+    let default = ctx.defaultable.contains(&tid);
+    Ok(struct_with_ctor(
+        &docs, &dep, name, &e.name, &f, None, default,
+    ))
 }
 
 /// A struct with `new` and setters, and its `Record` implementation; `rest` adds a
-/// field after the members that takes every other member.
+/// field after the members that takes every other member. `default`: it derives
+/// `Default` (the caller knows every field has one).
 pub(crate) fn struct_with_ctor(
     docs: &TokenStream,
     dep: &TokenStream,
@@ -265,6 +306,7 @@ pub(crate) fn struct_with_ctor(
     qapi_name: &str,
     f: &Fields,
     rest: Option<&RestField>,
+    default: bool,
 ) -> TokenStream {
     let defs = f.members.iter().map(|x| &x.def);
     let params = f
@@ -282,11 +324,7 @@ pub(crate) fn struct_with_ctor(
         .iter()
         .filter_map(|x| x.setter.as_ref())
         .chain(rest.and_then(|r| r.setter.as_ref()));
-    let default = if f.all_optional() && rest.is_none() {
-        quote!(Default,)
-    } else {
-        quote!()
-    };
+    let default = if default { quote!(Default,) } else { quote!() };
     let extra = rest.map(|r| r.def.clone());
     let record = record_impl(name, qapi_name, &f.members, rest);
     quote! {
@@ -400,7 +438,7 @@ fn emit_union(
     let Some(br) = &o.branches else {
         return Ok(TokenStream::new());
     };
-    let docs = ctx.entity_docs(e, "union");
+    let mut doc_lines = ctx.entity_doc_lines(e, "union");
     let dep = ctx.deprecated_attr(Some(e), &e.features);
     let tag = &br.tag_member.name;
     let mut namer = Namer::default();
@@ -434,8 +472,8 @@ fn emit_union(
             #tag_doc
             pub #tag_field: #branch_name,
         },
-        param: Some(quote!(#tag_field: #branch_name)),
-        init: quote!(#tag_field),
+        param: Some(quote!(#tag_field: impl ::std::convert::Into<#branch_name>)),
+        init: quote!(#tag_field: #tag_field.into()),
         setter: None,
         field: tag_field.clone(),
         slot: quote!(::qmp::runtime::UnionSlots<#branch_name>),
@@ -447,7 +485,6 @@ fn emit_union(
         },
         put: quote!(::qmp::runtime::Branches::put(&self.#tag_field, m)?;),
     };
-    let strukt = struct_with_ctor(&docs, &dep, name, &e.name, &f, Some(&rest));
 
     // One variant per value of the discriminator's enum, in the enum's order.
     let tag_enum = match &ctx.schema.entity(br.tag_member.ty).kind {
@@ -470,8 +507,11 @@ fn emit_union(
     let mut takes = Vec::new();
     let mut finishes = Vec::new();
     let mut puts = Vec::new();
+    // (variant, its unboxed type, boxed, the type's id) of each branch with members.
+    let mut typed: Vec<(Ident, TokenStream, bool, EntityId)> = Vec::new();
     for v in &tag_enum.members {
-        let vid = id(&vnamer.unique(names::camel_ident(&v.name)));
+        let vrust = vnamer.unique(names::camel_ident(&v.name));
+        let vid = id(&vrust);
         let wire = &v.name;
         let branch = br
             .variants
@@ -480,7 +520,8 @@ fn emit_union(
             .filter(|b| !super::is_empty_branch(ctx.schema, b.ty));
         let mut vlines = vec![format!("`{tag}` is `{wire}`.")];
         vlines.extend(ctx.item_notes(None, Some(tid), &Part::Branch(wire.clone())));
-        let vdoc = docs_attrs(&vlines);
+        let mut vdoc = docs_attrs(&vlines);
+        vdoc.extend(super::doc_alias(&vrust, wire));
         match branch {
             Some(b) => {
                 let ty = ctx.member_type(Some(tid), b.ty, Module::Types)?;
@@ -488,6 +529,7 @@ fn emit_union(
                 // cycle) is decoded unboxed and boxed at the end.
                 let inner = ctx.rust_type(b.ty, Module::Types)?;
                 let boxed = ctx.boxed.contains(&(tid, b.ty));
+                typed.push((vid.clone(), inner.clone(), boxed, b.ty));
                 defs.push(quote!(#vdoc #vid(#ty),));
                 slot_defs.push(quote!(#vid(<#inner as ::qmp::runtime::Record>::Slots),));
                 starts
@@ -528,9 +570,84 @@ fn emit_union(
     } else {
         quote!(::serde::ser::SerializeMap::serialize_entry(m, #tag, value)?;)
     };
+    // `From` for each branch type that only one branch has (with two, which variant
+    // a value means is the caller's to say), for the branch enum, and for the whole
+    // union when nothing else is required.
+    let whole = f.all_optional();
+    let mut froms = TokenStream::new();
+    let mut shared: Vec<String> = Vec::new();
+    for (vid, inner, boxed, ty) in &typed {
+        if typed.iter().filter(|t| t.3 == *ty).count() > 1 {
+            let t = ctx.qapi_type(*ty);
+            if !shared.contains(&t) {
+                shared.push(t);
+            }
+            continue;
+        }
+        let value = if *boxed {
+            quote!(::std::boxed::Box::new(value))
+        } else {
+            quote!(value)
+        };
+        froms.extend(quote! {
+            impl ::std::convert::From<#inner> for #branch_name {
+                #[inline]
+                fn from(value: #inner) -> Self {
+                    Self::#vid(#value)
+                }
+            }
+        });
+        if whole {
+            froms.extend(quote! {
+                impl ::std::convert::From<#inner> for #name {
+                    #[inline]
+                    fn from(value: #inner) -> Self {
+                        Self::new(#branch_name::from(value))
+                    }
+                }
+            });
+        }
+    }
+    if whole {
+        froms.extend(quote! {
+            impl ::std::convert::From<#branch_name> for #name {
+                #[inline]
+                fn from(value: #branch_name) -> Self {
+                    Self::new(value)
+                }
+            }
+        });
+    }
+    doc_lines.push(String::new());
+    doc_lines.push(if whole {
+        format!(
+            "Build it from the value of a branch: `{name}::from(value)` (its other \
+             members unset) or `{branch_name}::from(value)`."
+        )
+    } else {
+        format!(
+            "It has required members besides `{tag}`, so it has no `From` a branch's \
+             value: build it with `new`, giving the branch as `{branch_name}::from(value)`."
+        )
+    });
+    if !shared.is_empty() {
+        doc_lines.push(format!(
+            "Several branches have type {}: there is no `From` for it; name the variant.",
+            shared
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    doc_lines.push(BOXING_RULE.to_owned());
+    let mut docs = docs_attrs(&doc_lines);
+    docs.extend(super::doc_alias(&name.to_string(), &e.name));
+    let strukt = struct_with_ctor(&docs, &dep, name, &e.name, &f, Some(&rest), false);
     let branch_doc = format!(" The branches of [`{name}`], selected by its discriminator `{tag}`.");
     Ok(quote! {
         #strukt
+        #froms
         #[doc = #branch_doc]
         #[derive(Clone, Debug, PartialEq)]
         #[non_exhaustive]
@@ -589,6 +706,12 @@ fn emit_union(
     })
 }
 
+/// The boxing rule of union branches, in each union's docs (the rule is
+/// `cycles.rs`'s, seen from a union).
+const BOXING_RULE: &str = "A branch is boxed (`Box<T>`) exactly when its type contains this \
+     union again (otherwise the union would be infinitely large); `From` does the boxing, \
+     so `Box::new` is never needed.";
+
 fn emit_alternate(
     ctx: &Ctx,
     tid: EntityId,
@@ -596,7 +719,8 @@ fn emit_alternate(
     name: &Ident,
     a: &Alternate,
 ) -> Result<TokenStream, EmitError> {
-    let docs = ctx.entity_docs(e, "alternate");
+    let mut docs = ctx.entity_docs(e, "alternate");
+    docs.extend(super::doc_alias(&name.to_string(), &e.name));
     let dep = ctx.deprecated_attr(Some(e), &e.features);
     let mut namer = Namer::default();
     let mut variants = Vec::new();
@@ -611,7 +735,7 @@ fn emit_alternate(
     for v in &a.alternatives.variants {
         let vid = id(&namer.unique(names::camel_ident(&v.name)));
         let ty = ctx.member_type(Some(tid), v.ty, Module::Types)?;
-        let mut lines = ctx.member_doc_lines(e, &v.name);
+        let mut lines = ctx.member_doc_lines(e, "Alternative", &v.name);
         // (Alternatives never had an `if` note: only their availability.)
         lines.extend(ctx.item_notes(None, Some(tid), &Part::Alternative(v.name.clone())));
         let vdocs = docs_attrs(&lines);

@@ -73,26 +73,26 @@ pub async fn session(qmp: &Client, image: &str) -> Result<Seen> {
     let file = BlockdevOptions::new(BlockdevOptionsBranch::File(BlockdevOptionsFile::new(
         image.to_string(),
     )))
-    .with_node_name("disk0-file".into());
+    .with_node_name("disk0-file");
     let qcow2 = BlockdevOptionsQcow2::new(Box::new(BlockdevRef::Definition(Box::new(file))))
         .with_lazy_refcounts(true);
     let disk = BlockdevOptions::new(BlockdevOptionsBranch::Qcow2(Box::new(qcow2)))
-        .with_node_name("disk0".into());
+        .with_node_name("disk0");
     qmp.execute(&BlockdevAdd::new(disk)).await?;
     let nodes = qmp.execute(&QueryNamedBlockNodes::new()).await?;
     seen.facts
         .extend(nodes.into_iter().filter_map(|n| n.node_name));
     let stats = qmp.execute(&QueryBlockstats::new()).await?;
     seen.count += stats.len();
-    qmp.execute(&BlockResize::new(1 << 30).with_node_name("disk0".into()))
+    qmp.execute(&BlockResize::new(1 << 30).with_node_name("disk0"))
         .await?;
     qmp.execute(&BlockdevBackup::new(
         qemu_qapi::types::BlockdevBackup::new(
-            "disk0".into(),
+            "disk0",
             MirrorSyncMode::Full,
-            "backup0".into(),
+            "backup0",
         )
-        .with_job_id("backup-job".into()),
+        .with_job_id("backup-job"),
     ))
     .await?;
     let jobs = qmp.execute(&QueryJobs).await?;
@@ -108,18 +108,18 @@ pub async fn session(qmp: &Client, image: &str) -> Result<Seen> {
 
     // Devices.
     qmp.execute(
-        &DeviceAdd::new("virtio-blk-pci".into())
-            .with_id("vd0".into())
+        &DeviceAdd::new("virtio-blk-pci")
+            .with_id("vd0")
             .with_extra("drive", "disk0".into()),
     )
     .await?;
     let props = qmp
-        .execute(&QomList::new("/machine/peripheral/vd0".into()))
+        .execute(&QomList::new("/machine/peripheral/vd0"))
         .await?;
     seen.facts.extend(props.into_iter().map(|p| p.name));
-    qmp.execute(&DeviceDel::new("vd0".into())).await?;
-    qmp.execute(&BlockdevDel::new("disk0".into())).await?;
-    qmp.execute(&NetdevDel::new("net0".into())).await?;
+    qmp.execute(&DeviceDel::new("vd0")).await?;
+    qmp.execute(&BlockdevDel::new("disk0")).await?;
+    qmp.execute(&NetdevDel::new("net0")).await?;
 
     // Migration.
     qmp.execute(&MigrateSetCapabilities::new(vec![
@@ -129,7 +129,7 @@ pub async fn session(qmp: &Client, image: &str) -> Result<Seen> {
     .await?;
     let caps = qmp.execute(&QueryMigrateCapabilities).await?;
     seen.count += caps.iter().filter(|c| c.state).count();
-    qmp.execute(&Migrate::new().with_uri("unix:/tmp/migrate.sock".into()))
+    qmp.execute(&Migrate::new().with_uri("unix:/tmp/migrate.sock"))
         .await?;
     let migration = qmp.execute(&QueryMigrate).await?;
     seen.count += usize::from(migration.status.is_some());
@@ -139,7 +139,7 @@ pub async fn session(qmp: &Client, image: &str) -> Result<Seen> {
     qmp.execute(&Cont).await?;
     qmp.execute(&SystemReset).await?;
     let hmp = qmp
-        .execute(&HumanMonitorCommand::new("info mtree".into()))
+        .execute(&HumanMonitorCommand::new("info mtree"))
         .await?;
     seen.count += hmp.len();
     qmp.execute(&SystemPowerdown).await?;
