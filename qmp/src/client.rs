@@ -796,6 +796,10 @@ impl Client {
     /// subscribing before the command is sent so the event cannot be missed even if
     /// it arrives before the reply. E.g. `job-dismiss` waiting for a
     /// `JOB_STATUS_CHANGE` to `null`, or `blockdev-create` waiting for `concluded`.
+    /// For a job, `concluded` does not mean it succeeded (its error is only in
+    /// `query-jobs`) and the job stays until dismissed: the bindings' `jobs::run`
+    /// (`qemu_qapi::jobs::run`) follows a job to its end, returns its error and
+    /// dismisses it.
     ///
     /// The call's timeout covers the reply only; wrap the whole future in
     /// `tokio::time::timeout` to bound the wait for the event.
