@@ -15,7 +15,8 @@
 //! ```
 //!
 //! `--record FILE` records the session's traffic as a transcript (JSON lines);
-//! `qmp serve --replay FILE` serves such a transcript back (see `qmp::server`).
+//! `qmp serve --replay FILE` serves such a transcript back, to every connection from
+//! its start (see `qmp::server::replay`).
 //!
 //! Without `--socket`/`--tcp`, it starts a private QEMU with a QMP monitor on a socket
 //! in a temporary directory, says on stderr which one (and its version), and stops it
@@ -182,7 +183,8 @@ enum Cmd {
     /// --replay) answer only `query-version`. With --ga, serve as a guest agent
     /// (syncs and `guest-ping` built in; without --replay, `guest-info` too).
     Serve {
-        /// The transcript to replay (recorded with --record).
+        /// The transcript to replay (recorded with --record), to every connection
+        /// from its start.
         #[arg(long, value_name = "FILE")]
         replay: Option<PathBuf>,
     },
