@@ -6,27 +6,46 @@
 //! compiler checks command names, argument types, reply types and `match` arms over
 //! events for the QEMU version the bindings were built for.
 //!
-//! ```no_run
-//! use qemu_qapi::{commands, events::Event, types::RunState};
+//! Quick start (the README's): a typed call, then a `match` over events.
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = qemu_qapi::qmp::connect_unix("/tmp/qmp.sock").await?;
-//! let status = client.execute(&commands::QueryStatus).await?;
-//! if status.status == RunState::Paused {
-//!     client.execute(&commands::Cont).await?;
-//! }
-//! let resize = commands::BlockResize::new(1 << 30).with_node_name("disk0".into());
-//! client.execute(&resize).await?;
-//! let mut events = client.subscribe_all::<Event>();
-//! while let Some(event) = events.next().await {
-//!     match event? {
-//!         Event::Stop => println!("stopped"),
-//!         Event::BlockJobCompleted(done) => println!("{} done", done.device),
-//!         other => println!("{}", other.name()),
+//! ```no_run
+//! use qemu_qapi::events::Event;
+//! use qemu_qapi::{commands, qmp};
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), qmp::Error> {
+//!     let client = qmp::connect_unix("/tmp/qmp.sock").await?;
+//!     let status = client.execute(&commands::QueryStatus {}).await?;
+//!     println!("the VM is {:?}", status.status);
+//!
+//!     let mut events = client.subscribe_all::<Event>(); // before the command that causes them
+//!     client.execute(&commands::Stop {}).await?;
+//!     while let Some(event) = events.next().await {
+//!         match event? {
+//!             Event::Stop => println!("stopped"),
+//!             Event::JobStatusChange(job) => println!("job {}: {:?}", job.id, job.status),
+//!             other => println!("{}", other.name()),
+//!         }
 //!     }
+//!     Ok(())
 //! }
+//! ```
+//!
+//! Structs are built with `new(required…)` and `with_*` setters:
+//!
+//! ```no_run
+//! # async fn demo(client: &qemu_qapi::qmp::Client) -> Result<(), qemu_qapi::qmp::Error> {
+//! use qemu_qapi::commands;
+//!
+//! let resize = commands::BlockResize::new(1 << 30).with_node_name("disk0");
+//! client.execute(&resize).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! The guides (`docs/` in the repository, listed in the README) cover calls and
+//! errors, events, jobs, fd passing, the blocking client, building for your QEMU,
+//! testing with `qmp::server`, and the `qmp` program; `examples/` has a runnable
+//! program for each.
 //!
 //! # Which QEMU
 //!
@@ -49,8 +68,8 @@
 //! snapshots of `schema/` in that range (or `QMP_SCHEMA` lists several schemas,
 //! separated as in `PATH`): every command, event, type, member and enum value any of
 //! them has, members optional unless every release requires them, and
-//! `availability` saying which release has each item (the README's "One build for a
-//! range of releases").
+//! `availability` saying which release has each item (`docs/building.md`, "One build
+//! for a range of releases").
 //!
 //! # Compatibility with newer QEMU
 //!
