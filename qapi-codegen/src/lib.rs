@@ -3,6 +3,8 @@
 //! The pipeline runs in passes with an explicit model between them:
 //! sources or `query-qmp-schema` output → [`model::Schema`] (checked, resolved) → Rust.
 #![deny(missing_docs)]
+// Feature badges on docs.rs (`[package.metadata.docs.rs]` in Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;
 pub mod diff;

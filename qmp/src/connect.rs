@@ -288,8 +288,14 @@ impl Config {
     /// Tells `hook` about every message of the connections made with this `Config`:
     /// the greeting, the negotiation, every request written (one call per request)
     /// and every line read (replies, events), each at the moment it crosses the wire.
-    /// A [`Recorder`](crate::server::transcript::Recorder) writes them to a transcript
-    /// file that [`crate::server`] can replay. See [`crate::traffic`].
+    /// A [`Recorder`][recorder] writes them to a transcript file that
+    /// [`qmp::server`][server] can replay (feature `server`). See [`crate::traffic`].
+    ///
+    // The links exist only with the feature: without it they point at the crate root.
+    #[cfg_attr(feature = "server", doc = "[recorder]: crate::server::transcript::Recorder")]
+    #[cfg_attr(feature = "server", doc = "[server]: crate::server")]
+    #[cfg_attr(not(feature = "server"), doc = "[recorder]: crate")]
+    #[cfg_attr(not(feature = "server"), doc = "[server]: crate")]
     pub fn traffic_hook(&mut self, hook: Arc<dyn TrafficHook>) -> &mut Self {
         self.hook = HookSlot(Some(hook));
         self

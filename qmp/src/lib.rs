@@ -198,6 +198,8 @@
 //! `qmp::connection`, `qmp::client`, `qmp::events` and `qmp::state`; dropped late
 //! replies and lagging subscribers at `warn`. All are inside a `qmp` span with the peer.
 #![deny(missing_docs)]
+// Feature badges on docs.rs (`[package.metadata.docs.rs]` in Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod blocking;
 mod chardev;

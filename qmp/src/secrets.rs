@@ -1,10 +1,10 @@
 //! The members of QMP requests that carry secrets, and their redaction.
 //!
-//! Transcripts ([`crate::server::transcript::Recorder`]) and the `qmp::wire` trace log
-//! write requests out; a password written there outlives the session and can be read
-//! by whoever reads the file or the log. Both replace the members listed in
-//! [`SECRET_MEMBERS`] with [`REDACTED`] unless told otherwise
-//! ([`crate::server::transcript::Recorder::keep_secrets`]).
+//! Transcripts ([`server::transcript::Recorder`][recorder], feature `server`) and the
+//! `qmp::wire` trace log write requests out; a password written there outlives the
+//! session and can be read by whoever reads the file or the log. Both replace the
+//! members listed in [`SECRET_MEMBERS`] with [`REDACTED`] unless told otherwise
+//! ([`Recorder::keep_secrets`][keep_secrets]).
 //!
 //! Redaction goes by command and member path, never by looking for a value: the value
 //! is not known to us, and a secret that also appears somewhere harmless (an `id`)
@@ -15,6 +15,18 @@
 //!
 //! The list was drawn up from QEMU 10.0's schemas (`qapi/*.json`, `qga/`): every
 //! member named or documented as a password, key, cookie or secret data.
+//!
+// The links exist only with the `server` feature: without it they point at the crate root.
+#![cfg_attr(
+    feature = "server",
+    doc = "[recorder]: crate::server::transcript::Recorder"
+)]
+#![cfg_attr(
+    feature = "server",
+    doc = "[keep_secrets]: crate::server::transcript::Recorder::keep_secrets"
+)]
+#![cfg_attr(not(feature = "server"), doc = "[recorder]: crate")]
+#![cfg_attr(not(feature = "server"), doc = "[keep_secrets]: crate")]
 
 use std::borrow::Cow;
 

@@ -2,8 +2,8 @@
 //! crosses the wire (for transcripts, auditing, debugging).
 //!
 //! The client calls a hook set with [`crate::Config::traffic_hook`]; the test server
-//! ([`crate::server`]) calls one set on its builder. Both use the same trait, so the
-//! transcript [`Recorder`](crate::server::transcript::Recorder) records either side.
+//! ([`qmp::server`][server], feature `server`) calls one set on its builder. Both use
+//! the same trait, so the transcript [`Recorder`][recorder] records either side.
 //!
 //! On the client, the hook sees the greeting and every line read during
 //! negotiation, the `qmp_capabilities` request, then every line the reader task
@@ -38,6 +38,12 @@
 //!   reports a reply), hence `Sync`. An implementation that takes the time on entry
 //!   (as the `Recorder` does) timestamps the message within microseconds of its
 //!   crossing the wire.
+//!
+// The links exist only with the `server` feature: without it they point at the crate root.
+#![cfg_attr(feature = "server", doc = "[server]: crate::server")]
+#![cfg_attr(feature = "server", doc = "[recorder]: crate::server::transcript::Recorder")]
+#![cfg_attr(not(feature = "server"), doc = "[server]: crate")]
+#![cfg_attr(not(feature = "server"), doc = "[recorder]: crate")]
 
 use std::sync::Arc;
 
