@@ -78,7 +78,13 @@
 //! never makes decoding fail where it only added something. Structs are
 //! `#[non_exhaustive]` and built with `new(required…)` and `with_*` setters, so code
 //! keeps compiling when a newer schema adds optional members.
+//!
+// `ga` exists only with the `qga` feature: without it the link points at "Which QEMU".
+#![cfg_attr(feature = "qga", doc = "[`ga`]: crate::ga")]
+#![cfg_attr(not(feature = "qga"), doc = "[`ga`]: crate#which-qemu")]
 #![deny(missing_docs)]
+// Feature badges on docs.rs (`[package.metadata.docs.rs]` in Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use qmp;
 
