@@ -155,8 +155,7 @@ fn qemu(program: &str) -> Option<LocalQemu> {
 /// The test's own connection to `qemu`, made after the example has gone (QEMU serves
 /// one client per monitor).
 fn connect(qemu: &LocalQemu) -> Client {
-    Client::connect_unix(&Config::new(), qemu.socket())
-        .expect("connecting to QEMU after the example")
+    Client::connect(qemu.socket()).expect("connecting to QEMU after the example")
 }
 
 /// Asserts that `text` has `lines` in that order (other lines may come between).
