@@ -2,6 +2,10 @@
 //! through other types) has no finite size. `Vec` already breaks a cycle, so only
 //! by-value edges count (members, union branches, alternatives). Every by-value edge
 //! inside a strongly connected component is boxed, and no other.
+//!
+//! Seen from a union, that is one rule, which each union's docs repeat: a branch is
+//! boxed (`Box<T>`) exactly when its type contains the union again; the union's
+//! `From<T>` conversions do the boxing, so users never write `Box::new`.
 
 use std::collections::{HashMap, HashSet};
 

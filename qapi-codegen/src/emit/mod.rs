@@ -25,7 +25,7 @@
 //! | `[T]` | `Vec<T>` |
 //! | enum | `enum` with an `Unknown(String)` catch-all that keeps and re-serializes values a newer QEMU sends |
 //! | struct | `struct`, optional members `Option` (omitted when `None`), `new(required…)` and a `with_*` setter per member, `#[non_exhaustive]`; serde and `Debug` (the wire JSON) through `qmp::runtime::Record` rather than derives, to keep the bindings quick to compile |
-//! | building a value | `new` and the setters take `impl Into<T>` for strings, `any` and named types (and boxed members), so `"x"` passes for a `String` and an unboxed value for a `Box`; numbers, booleans and lists take `T` (an integer literal must keep its type). A type (reply or argument) whose every member can be empty, zero or unset `#[derive(Default)]`s, so `T::default().with_a(..)` builds it without the positional `new`; commands do so only when all their arguments are optional, so a missing required argument stays a compile error |
+//! | building a value | `new` and the setters take `impl Into<T>` for strings, `any` and named types (and boxed members), so `"x"` passes for a `String` and an unboxed value for a `Box`; numbers, booleans and lists take `T` (an integer literal must keep its type). A type (reply or argument) whose every member can be empty, zero, unset or its enum's first value (as in protobuf) `#[derive(Default)]`s, so `T::default().with_a(..)` builds it without the positional `new`; commands do so only when all their arguments are optional, so a missing required argument stays a compile error |
 //! | union | the base members plus a field named after the discriminator holding a `…Branch` enum (one variant per discriminator value, plus a catch-all), so the discriminator cannot disagree with the branch; `From<BranchType>` for the branch enum, and for the union when the discriminator is its only required member (`cycles.rs` says which branches are boxed; `From` boxes them) |
 //! | names | an item, member or value whose Rust name differs from its wire name carries `#[doc(alias = "wire-name")]`, so rustdoc's search finds it by either |
 //! | alternate | an untagged `enum`, decided by the JSON kind of the value |
@@ -173,8 +173,8 @@ pub fn generate_tokens(schema: &Schema, opts: &Options) -> Result<TokenStream, E
         /// A struct is built with `new` (its required members) and the `with_*`
         /// setters; one whose every member can be empty, zero or unset also
         /// implements `Default`, so `T::default().with_a(..).with_b(..)` builds it
-        /// without the positional `new`. A union converts from the value of a branch
-        /// (`From`).
+        /// without the positional `new` (an enum's default is its first value, as in
+        /// protobuf). A union converts from the value of a branch (`From`).
         pub mod types {
             #lints
             #types
@@ -255,8 +255,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// True if a value of type `id` has a `Default`: builtins and lists (empty, zero,
-    /// `null`), and structs in [`Ctx::defaultable`]; enums, unions and alternates have
-    /// no natural default.
+    /// `null`), enums (their first value, as in protobuf), and structs in
+    /// [`Ctx::defaultable`]; unions and alternates have no natural default.
     pub fn has_default(&self, id: EntityId) -> bool {
         type_has_default(self.schema, &self.defaultable, id)
     }
@@ -731,6 +731,7 @@ fn defaultable(schema: &Schema, emitted: &[EntityId]) -> HashSet<EntityId> {
 fn type_has_default(schema: &Schema, structs: &HashSet<EntityId>, id: EntityId) -> bool {
     match &schema.entity(id).kind {
         EntityKind::Builtin(_) | EntityKind::Array(_) => true,
+        EntityKind::Enum(en) => !en.members.is_empty(),
         EntityKind::Object(_) => structs.contains(&id),
         _ => false,
     }

@@ -32,10 +32,15 @@ fn emit_enum(ctx: &Ctx, tid: EntityId, e: &Entity, name: &Ident, en: &Enum) -> T
     let variants: Vec<(Ident, &str, TokenStream)> = en
         .members
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(i, m)| {
             let rust = namer.unique(names::camel_ident(&m.name));
             let v = id(&rust);
             let mut lines = ctx.member_doc_lines(e, "Value", &m.name);
+            if i == 0 {
+                lines.push(String::new());
+                lines.push("The `Default`: the first value, as in protobuf.".to_owned());
+            }
             lines.extend(ctx.item_notes(
                 m.ifcond.as_ref(),
                 Some(tid),
@@ -44,6 +49,9 @@ fn emit_enum(ctx: &Ctx, tid: EntityId, e: &Entity, name: &Ident, en: &Enum) -> T
             let mut attrs = docs_attrs(&lines);
             attrs.extend(super::doc_alias(&rust, &m.name));
             attrs.extend(ctx.deprecated_attr(Some(e), &m.features));
+            if i == 0 {
+                attrs.extend(quote!(#[default]));
+            }
             (v, m.name.as_str(), attrs)
         })
         .collect();
@@ -51,10 +59,17 @@ fn emit_enum(ctx: &Ctx, tid: EntityId, e: &Entity, name: &Ident, en: &Enum) -> T
     let defs = variants.iter().map(|(v, _, attrs)| quote!(#attrs #v,));
     let to_str = variants.iter().map(|(v, w, _)| quote!(Self::#v => #w,));
     let from_str = variants.iter().map(|(v, w, _)| quote!(#w => Self::#v,));
+    // An enum's default is its first value (as protobuf's and prost's are), so that
+    // the structs holding it can derive `Default` too (`Ctx::has_default`).
+    let default = if en.members.is_empty() {
+        quote!()
+    } else {
+        quote!(Default,)
+    };
     quote! {
         #docs
         #dep
-        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        #[derive(Clone, Debug, #default PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum #name {
             #(#defs)*
@@ -632,7 +647,8 @@ fn emit_union(
     });
     if !shared.is_empty() {
         doc_lines.push(format!(
-            "Several branches have type {}: there is no `From` for it; name the variant.",
+            "Some types are the type of several branches, so no `From` converts them: {}; \
+             name the variant.",
             shared
                 .iter()
                 .map(|t| format!("`{t}`"))

@@ -9,8 +9,8 @@
 /// A struct is built with `new` (its required members) and the `with_*`
 /// setters; one whose every member can be empty, zero or unset also
 /// implements `Default`, so `T::default().with_a(..).with_b(..)` builds it
-/// without the positional `new`. A union converts from the value of a branch
-/// (`From`).
+/// without the positional `new` (an enum's default is its first value, as in
+/// protobuf). A union converts from the value of a branch (`From`).
 pub mod types {
     #![allow(deprecated)]
     #![allow(

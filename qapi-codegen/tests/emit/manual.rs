@@ -9,8 +9,8 @@
 /// A struct is built with `new` (its required members) and the `with_*`
 /// setters; one whose every member can be empty, zero or unset also
 /// implements `Default`, so `T::default().with_a(..).with_b(..)` builds it
-/// without the positional `new`. A union converts from the value of a branch
-/// (`From`).
+/// without the positional `new` (an enum's default is its first value, as in
+/// protobuf). A union converts from the value of a branch (`From`).
 pub mod types {
     #![allow(deprecated)]
     #![allow(
@@ -27,11 +27,14 @@ pub mod types {
     /// See [`RunState` in QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#enum-QMP-run-state.RunState) for what it does.
     ///
     /// Since QEMU 0.14.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
     #[non_exhaustive]
     pub enum RunState {
         /// Value `running`.
+        ///
+        /// The `Default`: the first value, as in protobuf.
         #[doc(alias = "running")]
+        #[default]
         Running,
         /// Value `paused`.
         #[doc(alias = "paused")]
@@ -65,7 +68,7 @@ pub mod types {
     /// See [`StatusInfo` in QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#object-QMP-run-state.StatusInfo) for what it does.
     ///
     /// Since QEMU 0.14.
-    #[derive(Clone, PartialEq)]
+    #[derive(Clone, Default, PartialEq)]
     #[non_exhaustive]
     pub struct StatusInfo {
         /// QAPI member `running`: `bool`, required.

@@ -9,8 +9,8 @@
 /// A struct is built with `new` (its required members) and the `with_*`
 /// setters; one whose every member can be empty, zero or unset also
 /// implements `Default`, so `T::default().with_a(..).with_b(..)` builds it
-/// without the positional `new`. A union converts from the value of a branch
-/// (`From`).
+/// without the positional `new` (an enum's default is its first value, as in
+/// protobuf). A union converts from the value of a branch (`From`).
 pub mod types {
     #![allow(deprecated)]
     #![allow(
@@ -209,11 +209,14 @@ pub mod types {
     /// QAPI enum `Unknown`.
     ///
     /// See [QEMU's QMP reference manual](https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html) for what it does.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
     #[non_exhaustive]
     pub enum Unknown {
         /// Value `a`.
+        ///
+        /// The `Default`: the first value, as in protobuf.
         #[doc(alias = "a")]
+        #[default]
         A,
         /// A value these bindings do not know (from a newer QEMU), kept as sent.
         Unknown(::std::string::String),
