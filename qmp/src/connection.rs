@@ -297,9 +297,13 @@ impl Shared {
                         return Ok(());
                     }
                     Ok(n) => {
-                        // Partly written: the writer task must finish it.
+                        // Partly written: the writer task must finish it, and QEMU
+                        // may run it even if the call gives up (its timeout says so).
                         m.bytes.drain(..n);
                         m.must_send = true;
+                        if let Some(id) = m.id {
+                            self.set_stage(id, Stage::Writing);
+                        }
                     }
                     // Nothing written (socket full, or an error the writer task will
                     // meet and report): queue the whole request.
