@@ -350,6 +350,24 @@ impl Error {
         )
     }
 
+    /// This error with a call timeout's limit replaced by `limit` (other errors
+    /// unchanged): for a layer whose own deadline was handed down as what was left of
+    /// it (a reconnecting client's handle timeout covers the wait and the call).
+    pub(crate) fn with_call_limit(&self, limit: Duration) -> Self {
+        match &self.0.detail {
+            Detail::Timeout { stage, partial, .. } if self.0.source.is_none() => Self::new(
+                self.0.kind,
+                self.0.command.clone(),
+                Detail::Timeout {
+                    stage: *stage,
+                    limit,
+                    partial: *partial,
+                },
+            ),
+            _ => self.clone(),
+        }
+    }
+
     /// No event arrived within `limit` (a blocking subscription's `recv_timeout`).
     pub(crate) fn event_timeout(limit: Duration) -> Self {
         Self::waited(
@@ -854,10 +872,12 @@ fn write_call_end(
             f,
             "`{cmd}` was being written when QEMU closed the connection (it may have run): "
         )?,
-        (Progress::Sent, None) => return write!(
+        (Progress::Sent, None) => {
+            return write!(
             f,
             "`{cmd}` was sent, but the connection ended before its reply (it may have run): {base}"
-        ),
+        )
+        }
         (Progress::Writing, None) => {
             return write!(
                 f,

@@ -863,6 +863,11 @@ impl ReconnectingClient {
         };
         match call(client).await {
             Err(e) if e.is_closed() => Err(self.lost_during(connection, &e)),
+            // The call was given what was left of the handle's timeout: state the
+            // handle's own limit, the one the caller set.
+            Err(e) if e.timeout_phase() == Some(crate::Phase::Call) => {
+                Err(self.timeout.map_or(e.clone(), |t| e.with_call_limit(t)))
+            }
             other => other,
         }
     }

@@ -258,6 +258,33 @@ async fn an_unanswered_call_states_its_limit_and_phase() {
     peer.abort();
 }
 
+/// A reconnecting client's unanswered call states the handle's limit (the call got
+/// what was left of it after getting the connection).
+#[tokio::test]
+async fn a_reconnecting_call_states_the_handles_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let peer = silent_peer(&path).await;
+    let qmp = bounded(
+        ReconnectingClient::unix(&Config::new(), &path)
+            .call_timeout(Some(Duration::from_millis(300)))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let err = bounded(qmp.execute_raw("query-status", None::<&()>))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`query-status` was sent but not answered within 300 ms (the call's timeout)"
+    );
+    assert_eq!(err.timeout_limit(), Some(Duration::from_millis(300)));
+    assert!(err.may_have_run() && !err.is_closed(), "{err:?}");
+    bounded(qmp.close()).await;
+    peer.abort();
+}
+
 /// A peer that stops reading: the request cut mid-write and the one queued behind
 /// it each say what became of them, with the limit.
 #[tokio::test]
