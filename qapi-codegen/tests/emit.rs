@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use qapi_codegen::emit::{generate, Manual, Options};
 
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/snapshots.rs"]
 mod snapshots;
 
@@ -175,4 +177,164 @@ fn checked_in_snapshots_link_items_to_their_manual_entries() {
         let got = item_docs(&code, what, name);
         assert_eq!(got[..want.len()], want[..], "{name}");
     }
+}
+
+/// The docs of field `field` (its declaration, `pub name:`) of the struct whose
+/// declaration line is `item`, without their indentation: the `///` lines before it.
+fn field_docs(code: &str, item: &str, field: &str) -> Vec<String> {
+    let start = code.find(item).unwrap_or_else(|| panic!("no {item}"));
+    let at = start
+        + code[start..]
+            .find(field)
+            .unwrap_or_else(|| panic!("no {field} in {item}"));
+    let mut lines: Vec<String> = code[..at]
+        .trim_end()
+        .lines()
+        .rev()
+        .map(str::trim)
+        .take_while(|l| l.starts_with("///") || l.starts_with("#["))
+        .filter(|l| l.starts_with("///"))
+        .map(str::to_owned)
+        .collect();
+    lines.reverse();
+    lines
+}
+
+/// A member's docs say what the schema says of it: from a definitions-only snapshot
+/// (no prose), its QAPI type, optional or required, conditional, deprecated or
+/// unstable, and the link to the manual's entry of the command or type that documents
+/// it; from QAPI sources, its own text first, then the same.
+#[test]
+fn member_docs_give_type_presence_condition_features_and_manual_entry() {
+    let qmp = "https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html";
+    let see = |entry: &str, anchor: &str, tail: &str| {
+        format!("/// See [`{entry}` in QEMU's QMP reference manual]({qmp}#{anchor}){tail}.")
+    };
+    let what = " for what it does";
+    let code = checked_in("qemu-system-10.0.json", Manual::qmp());
+    let resize = "command-QMP-block-core.block_resize";
+    for (item, field, want) in [
+        (
+            "pub struct BlockResize {",
+            "pub size:",
+            vec![
+                "/// QAPI member `size`: `int`, required.".to_owned(),
+                "///".to_owned(),
+                see("block_resize", resize, what),
+            ],
+        ),
+        (
+            "pub struct BlockResize {",
+            "pub node_name:",
+            vec![
+                "/// QAPI member `node-name`: `str`, optional.".to_owned(),
+                "///".to_owned(),
+                see("block_resize", resize, what),
+            ],
+        ),
+        (
+            "pub struct CpuModelExpansionInfo {",
+            "pub deprecated_props:",
+            vec![
+                "/// QAPI member `deprecated-props`: `['str']`, required (an `Option` here: \
+                 absent where its condition does not hold), conditional (QAPI `if`)."
+                    .to_owned(),
+                "///".to_owned(),
+                see(
+                    "CpuModelExpansionInfo",
+                    "object-QMP-machine-target.CpuModelExpansionInfo",
+                    what,
+                ),
+                "///".to_owned(),
+                "/// Only in QEMU builds where `TARGET_S390X` holds.".to_owned(),
+            ],
+        ),
+        (
+            "pub struct BlockIOThrottle {",
+            "pub device:",
+            vec![
+                "/// QAPI member `device`: `str`, optional, deprecated (QAPI feature \
+                 `deprecated`)."
+                    .to_owned(),
+                "///".to_owned(),
+                see(
+                    "BlockIOThrottle",
+                    "object-QMP-block-core.BlockIOThrottle",
+                    what,
+                ),
+            ],
+        ),
+        (
+            // Inherited from `BackupCommon`, which the manual documents it under.
+            "pub struct DriveBackup {",
+            "pub x_perf:",
+            vec![
+                "/// QAPI member `x-perf`: `BackupPerf`, optional, unstable (QAPI feature \
+                 `unstable`)."
+                    .to_owned(),
+                "///".to_owned(),
+                see("BackupCommon", "object-QMP-block-core.BackupCommon", what),
+            ],
+        ),
+        (
+            "pub struct BlockDeviceInfo {",
+            "pub image:",
+            vec![
+                "/// QAPI member `image`: `ImageInfo`, required.".to_owned(),
+                "///".to_owned(),
+                see(
+                    "BlockDeviceInfo",
+                    "object-QMP-block-core.BlockDeviceInfo",
+                    what,
+                ),
+            ],
+        ),
+    ] {
+        assert_eq!(field_docs(&code, item, field), want, "{item} {field}");
+    }
+
+    // From QAPI sources: the member's text, then the same facts; the link without
+    // "for what it does".
+    let path = Path::new("tests/emit/docs.json");
+    let schema = qapi_codegen::front::parse_file(path).unwrap_or_else(|e| panic!("{e}"));
+    let code = generate(&schema, &Options::default()).expect("generate");
+    assert_eq!(
+        field_docs(&code, "pub struct Thing {", "pub size:"),
+        [
+            "/// The size in bytes; must be a multiple of `align`.".to_owned(),
+            "///".to_owned(),
+            "/// QAPI member `size`: `size`, required.".to_owned(),
+            "///".to_owned(),
+            see("Thing", "object-QMP-docs.Thing", ""),
+        ]
+    );
+    let Some(corpus) = std::env::var_os("QAPI_CORPUS") else {
+        skip::skipping("QAPI_CORPUS is not set (QEMU 10.0's own sources)");
+        return;
+    };
+    let path = Path::new(&corpus).join("qapi/qapi-schema.json");
+    let schema = qapi_codegen::front::parse_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let code = generate(&schema, &Options::default()).expect("generate");
+    assert_eq!(
+        field_docs(&code, "pub struct BlockResize {", "pub size:"),
+        [
+            "/// new image size in bytes".to_owned(),
+            "///".to_owned(),
+            "/// QAPI member `size`: `int`, required.".to_owned(),
+            "///".to_owned(),
+            see("block_resize", resize, ""),
+        ]
+    );
+    assert_eq!(
+        field_docs(&code, "pub struct DriveBackup {", "pub x_perf:"),
+        [
+            "/// Performance options.  (Since 6.0)".to_owned(),
+            "///".to_owned(),
+            "/// QAPI member `x-perf`: `BackupPerf`, optional, unstable (QAPI feature \
+             `unstable`)."
+                .to_owned(),
+            "///".to_owned(),
+            see("BackupCommon", "object-QMP-block-core.BackupCommon", ""),
+        ]
+    );
 }
