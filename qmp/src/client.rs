@@ -705,9 +705,10 @@ impl Client {
     /// ordering and buffer bounds are those of [`subscribe`](Self::subscribe); a decode
     /// error reaches every subscriber, each with its own [`Error`](crate::Error).
     pub fn subscribe_shared<E: Event + Send + Sync + 'static>(&self) -> EventStream<Arc<E>> {
-        EventStream::new(
+        EventStream::new_shared(
             self.shared.subscribe(Some(E::NAME), None),
             events::decode_one_shared::<E>,
+            events::cache_one::<E>(),
         )
     }
 
@@ -717,9 +718,10 @@ impl Client {
         &self,
         overflow: Overflow,
     ) -> EventStream<Arc<E>> {
-        EventStream::new(
+        EventStream::new_shared(
             self.shared.subscribe(Some(E::NAME), Some(overflow)),
             events::decode_one_shared::<E>,
+            events::cache_one::<E>(),
         )
     }
 
@@ -730,9 +732,10 @@ impl Client {
     /// same set (e.g. the generated `Event` enum). With one subscriber it costs the same
     /// as [`subscribe_all`](Self::subscribe_all) plus the `Arc`.
     pub fn subscribe_all_shared<S: EventSet + Send + Sync + 'static>(&self) -> EventStream<Arc<S>> {
-        EventStream::new(
+        EventStream::new_shared(
             self.shared.subscribe(None, None),
             events::decode_set_shared::<S>,
+            events::cache_set::<S>(),
         )
     }
 
@@ -742,9 +745,10 @@ impl Client {
         &self,
         overflow: Overflow,
     ) -> EventStream<Arc<S>> {
-        EventStream::new(
+        EventStream::new_shared(
             self.shared.subscribe(None, Some(overflow)),
             events::decode_set_shared::<S>,
+            events::cache_set::<S>(),
         )
     }
 

@@ -1,6 +1,17 @@
 //! Event fan-out from the reader task to subscribers: one bounded queue per
 //! subscriber, filled in batches.
 //!
+//! **Cost per subscriber.** The reader shares each batch of events it read once
+//! (`Arc<Batch>`) and puts one entry per batch in the queue of each subscription
+//! to every event: a range of that shared batch. So the reader's work per batch is
+//! one lock, one entry and one wake per such subscriber, whatever the batch's length,
+//! and a subscriber reads the events by index, without touching their reference
+//! counts. A subscription to one event type gets its events one entry each (as
+//! before: it holds only the events it asked for). A range shorter than a quarter
+//! of its batch (a queue nearly full) is copied as single events rather than pinning
+//! the whole batch, so the events a queue keeps alive stay within four times its
+//! capacity, plus one batch.
+//!
 //! **Accounting invariant.** Every event the reader routes while a subscription
 //! exists is, for that subscription, either put in its queue (and so delivered, unless
 //! the subscription is dropped) or counted in a [`Item::Missed`] marker at the place in
@@ -22,13 +33,14 @@
 //! wait too).
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
 use tokio::sync::Notify;
 
-use crate::events::RawEvent;
+use crate::events::{Batch, RawEvent};
 use crate::latch::Latch;
 use crate::race::{race, First};
 
@@ -65,6 +77,8 @@ pub enum Overflow {
 #[derive(Clone)]
 pub(crate) enum Item {
     Event(RawEvent),
+    /// These events of a batch shared with the other subscribers.
+    Batch(Arc<Batch>, Range<usize>),
     /// This many events were dropped here because the queue was full.
     Missed(u64),
 }
@@ -78,6 +92,32 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
+    /// Adds `batch[range]` as far as there is room, and counts the rest as missed.
+    fn push_range_or_count(&mut self, batch: &Arc<Batch>, range: Range<usize>, capacity: usize) {
+        let room = capacity.saturating_sub(self.events);
+        let fit = range.len().min(room);
+        self.push_range(batch, range.start..range.start + fit);
+        if fit < range.len() {
+            self.count_missed((range.len() - fit) as u64);
+        }
+    }
+
+    /// Adds `batch[range]` (there is room): as one shared entry, or as single events
+    /// when the range is a small part of the batch (see the module docs).
+    fn push_range(&mut self, batch: &Arc<Batch>, range: Range<usize>) {
+        if range.is_empty() {
+            return;
+        }
+        self.events += range.len();
+        if range.len() * 4 < batch.len() {
+            for ev in &batch[range] {
+                self.items.push_back(Item::Event(ev.clone()));
+            }
+        } else {
+            self.items.push_back(Item::Batch(batch.clone(), range));
+        }
+    }
+
     /// Adds `ev` if there is room, else counts it as missed.
     fn push_or_count(&mut self, ev: &RawEvent, capacity: usize) {
         if self.events < capacity {
@@ -172,28 +212,49 @@ impl Subscriber {
 
     /// Delivers `batch[from..]`; returns how far it got (less than `batch.len()` only
     /// when a back-pressure queue is full).
-    fn deliver(&self, batch: &[RawEvent], from: usize) -> usize {
+    fn deliver(&self, batch: &Arc<Batch>, from: usize) -> usize {
         let mut st = self.lock();
         if st.dropped {
             return batch.len();
         }
-        let mut i = from;
-        let mut changed = false;
-        while i < batch.len() {
-            let ev = &batch[i];
-            if !self.wants(ev) {
-                i += 1;
-                continue;
+        let i = match self.filter {
+            None => {
+                let rest = from..batch.len();
+                let room = self.capacity.saturating_sub(st.queue.events);
+                if rest.len() > room && st.overflow == Overflow::Backpressure {
+                    st.queue.push_range(batch, from..from + room);
+                    st.reader_waiting = true;
+                    from + room
+                } else {
+                    st.queue.push_range_or_count(batch, rest, self.capacity);
+                    batch.len()
+                }
             }
-            if st.queue.events >= self.capacity && st.overflow == Overflow::Backpressure {
-                st.reader_waiting = true;
-                break;
+            Some(_) => {
+                let mut i = from;
+                while i < batch.len() {
+                    let ev = &batch[i];
+                    if !self.wants(ev) {
+                        i += 1;
+                        continue;
+                    }
+                    if st.queue.events >= self.capacity && st.overflow == Overflow::Backpressure {
+                        st.reader_waiting = true;
+                        break;
+                    }
+                    st.queue.push_or_count(ev, self.capacity);
+                    i += 1;
+                }
+                i
             }
-            st.queue.push_or_count(ev, self.capacity);
-            changed = true;
-            i += 1;
-        }
-        let waker = if changed { st.waker.take() } else { None };
+        };
+        // A registered waker means the stream found the queue empty: anything in it
+        // now (events, or a missed count) is news.
+        let waker = if st.queue.items.is_empty() {
+            None
+        } else {
+            st.waker.take()
+        };
         drop(st);
         if let Some(w) = waker {
             w.wake();
@@ -291,6 +352,17 @@ impl Fanout {
                         queue.events += 1;
                     }
                     Item::Event(_) => {}
+                    Item::Batch(batch, range) if filter.is_none() => {
+                        queue.push_range(batch, range.clone());
+                    }
+                    Item::Batch(batch, range) => {
+                        for ev in &batch[range.clone()] {
+                            if filter.is_none_or(|f| ev.name() == f) {
+                                queue.items.push_back(Item::Event(ev.clone()));
+                                queue.events += 1;
+                            }
+                        }
+                    }
                     Item::Missed(n) => queue.count_missed(*n),
                 }
             }
@@ -326,15 +398,20 @@ impl Fanout {
         batch: &mut Vec<RawEvent>,
         shutdown: &Latch,
     ) -> Result<(), ()> {
+        // Shared by every subscriber (and the backlog); the reader's vector keeps its
+        // capacity for the next batch.
+        let shared = Arc::new(Batch::new(std::mem::replace(
+            batch,
+            Vec::with_capacity(batch.capacity()),
+        )));
+        let batch = &shared;
         {
             // Under one lock: the list to deliver to and the backlog, so a concurrent
             // subscription either gets this batch directly or in its backlog copy.
             let mut st = self.lock();
             if self.backlog_open.load(Ordering::Acquire) && !st.closed {
                 let backlog = st.backlog.get_or_insert_with(Queue::default);
-                for ev in batch.iter() {
-                    backlog.push_or_count(ev, self.capacity);
-                }
+                backlog.push_range_or_count(batch, 0..batch.len(), self.capacity);
             }
             if st.generation != view.generation {
                 st.subs.retain(|s| !s.lock().dropped);
@@ -356,7 +433,6 @@ impl Fanout {
             }
             pruned |= sub.lock().dropped;
         }
-        batch.clear();
         if pruned {
             let mut st = self.lock();
             let before = st.subs.len();
@@ -389,13 +465,14 @@ mod tests {
     use super::*;
     use crate::message::Timestamp;
 
-    fn events(n: usize) -> Vec<RawEvent> {
-        (0..n)
+    fn events(n: usize) -> Arc<Batch> {
+        let events = (0..n)
             .map(|i| {
                 let line = format!(r#"{{"event": "E", "data": {{"n": {i}}}}}"#);
                 RawEvent::new(&line, "E", None, Timestamp::default())
             })
-            .collect()
+            .collect();
+        Arc::new(Batch::new(events))
     }
 
     /// The mode given at subscription holds from the first event: a back-pressure
@@ -422,5 +499,55 @@ mod tests {
             "the connection's default drops"
         );
         assert!(!lossy.lock().reader_waiting);
+    }
+
+    /// A shared batch goes into a queue as one range; what does not fit is counted
+    /// right after it (lossy) or waits (back-pressure); a range that is a small part of
+    /// its batch is copied as single events, so a queue never pins a batch for a few
+    /// events.
+    #[test]
+    fn batches_are_queued_as_ranges_and_the_rest_counted_or_held() {
+        let fanout = Fanout::new(100, Overflow::DropNewest);
+        let lossy = fanout.subscribe(None, None);
+        let first = events(80);
+        assert_eq!(lossy.deliver(&first, 0), 80);
+        let second = events(80);
+        assert_eq!(lossy.deliver(&second, 0), 80);
+        {
+            let st = lossy.lock();
+            assert_eq!(st.queue.events, 100);
+            let shapes: Vec<String> = st
+                .queue
+                .items
+                .iter()
+                .map(|i| match i {
+                    Item::Batch(_, r) => format!("batch {r:?}"),
+                    Item::Event(_) => "event".into(),
+                    Item::Missed(n) => format!("missed {n}"),
+                })
+                .collect();
+            // 20 of the second 80 fit: a quarter, so still one range.
+            assert_eq!(shapes, ["batch 0..80", "batch 0..20", "missed 60"]);
+        }
+
+        let waiting = fanout.subscribe(None, Some(Overflow::Backpressure));
+        assert_eq!(waiting.deliver(&events(95), 0), 95);
+        let big = events(40);
+        assert_eq!(
+            waiting.deliver(&big, 0),
+            5,
+            "room for 5, then the reader waits"
+        );
+        let st = waiting.lock();
+        assert!(st.reader_waiting);
+        assert_eq!(st.queue.events, 100);
+        // 5 of 40 is less than a quarter: copied as single events.
+        let singles = st
+            .queue
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Event(_)))
+            .count();
+        assert_eq!(singles, 5);
     }
 }

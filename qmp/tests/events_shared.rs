@@ -161,3 +161,104 @@ async fn deprecated_subscribe_set_names_deliver_what_subscribe_all_delivers() {
         "subscribe_set_shared_with"
     );
 }
+
+/// `next_ref` (lending `&S`, decoded once per batch for all the subscribers) yields,
+/// to each of many subscribers of one connection, every event in the order sent,
+/// the same values `next` yields; an event that does not decode is an error item, in
+/// its place, for each of them, and the stream goes on after it.
+#[test]
+fn next_ref_lends_every_event_to_every_subscriber_in_order() {
+    const N: u64 = 3000;
+    const SUBSCRIBERS: usize = 12;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Every 500th event has data the set cannot decode (`n` is a string).
+        let lines: Vec<String> = (0..N)
+            .map(|i| {
+                if i % 500 == 250 {
+                    json!({"event": "BAD", "data": {"n": "x"}}).to_string()
+                } else {
+                    line(if i % 2 == 0 { "EVEN" } else { "ODD" }, i, 1, 0)
+                }
+            })
+            .collect();
+        let client = connect(lines).await;
+        let mut tasks = Vec::new();
+        for _ in 0..SUBSCRIBERS {
+            let mut sub = client.subscribe_all_shared_with::<Named>(Overflow::Backpressure);
+            tasks.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while let Some(item) = sub.next_ref().await {
+                    seen.push(item.cloned().map_err(|e| e.to_string()));
+                }
+                seen
+            }));
+        }
+        let owned = client.subscribe_all_shared_with::<Named>(Overflow::Backpressure);
+        client.execute_raw::<Value>("go", None).await.unwrap();
+        let by_next: Vec<_> = {
+            let mut owned = owned;
+            let mut out = Vec::new();
+            while let Some(item) = owned.next().await {
+                out.push(item.map(|v| (*v).clone()).map_err(|e| e.to_string()));
+            }
+            out
+        };
+        assert_eq!(by_next.len(), N as usize);
+        for (i, item) in by_next.iter().enumerate() {
+            match item {
+                Ok(v) => assert_eq!(v.n, i as u64, "event {i}"),
+                Err(e) => {
+                    assert_eq!(i % 500, 250, "event {i} failed: {e}");
+                    assert!(e.contains("BAD"), "the error names the event: {e}");
+                }
+            }
+        }
+        for t in tasks {
+            let seen = t.await.unwrap();
+            assert_eq!(seen, by_next, "next_ref and next disagree");
+        }
+    });
+}
+
+/// A lossy `next_ref` subscriber that reads slowly with a small buffer: every event
+/// is either lent or counted in a lag error, and the ones lent come in order.
+#[tokio::test]
+async fn next_ref_accounts_for_every_event_it_misses() {
+    const N: u64 = 5000;
+    let lines = (0..N).map(|i| line("E", i, 1, 0)).collect();
+    let mut config = Config::new();
+    config.event_capacity(16);
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(peer(b, lines));
+    let client = config.connect_stream(a).await.unwrap();
+    let mut sub = client.subscribe_all_shared::<Named>();
+    client.execute_raw::<Value>("go", None).await.unwrap();
+    let (mut lent, mut missed, mut last) = (0u64, 0u64, None::<u64>);
+    while let Some(item) = sub.next_ref().await {
+        match item {
+            Ok(v) => {
+                assert!(
+                    last.is_none_or(|l| v.n > l),
+                    "out of order: {last:?} then {}",
+                    v.n
+                );
+                last = Some(v.n);
+                lent += 1;
+                if lent % 8 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            Err(e) => missed += e.missed_events().expect("only lag errors"),
+        }
+    }
+    assert_eq!(lent + missed, N, "lent {lent} + missed {missed}");
+    assert!(
+        missed > 0,
+        "the buffer of 16 never overflowed: the test shows nothing"
+    );
+}

@@ -6,8 +6,9 @@
 //! - `schema`: typed `query-qmp-schema` (into `Vec<types::SchemaInfo>`);
 //! - `events`: `--subscribers` subscriptions to the generated `Event` enum (or raw
 //!   with `--raw`), each drained by its own task: `subscribe_all` for one subscriber,
-//!   `subscribe_all_shared` (each event decoded once, `Arc<Event>` handed to each) for
-//!   more, as the crate's docs advise for several subscribers of one type (issue 18);
+//!   `subscribe_all_shared` read with `next_ref` (each event decoded once, lent to
+//!   each as `&Event`) for more, as the crate's docs advise for many subscribers of
+//!   one type (issue 18);
 //!   they must see every event, so they
 //!   use `Overflow::Backpressure` (the reader waits for them rather than counting
 //!   events as missed). `--stalled` adds one subscription that is never read, with the
@@ -129,8 +130,8 @@ async fn events(a: &Args) -> ! {
             tasks.push(tokio::spawn(async move {
                 let mut seen = Seen::default();
                 while seen.events + (seen.missed as usize) < total {
-                    let item = sub.next().await;
-                    if !typed(item.as_ref().map(|r| r.as_deref()), &mut seen) {
+                    let item = sub.next_ref().await;
+                    if !typed(item.as_ref().map(|r| r.as_ref().copied()), &mut seen) {
                         break;
                     }
                 }
