@@ -32,7 +32,7 @@ async fn daemon() -> Option<(LocalQemu, Client)> {
     }
     let mut qsd = LocalQemu::storage_daemon().expect("starting qemu-storage-daemon");
     let client = qsd
-        .connect(&qmp::Config::new().call_timeout(Some(WITHIN)))
+        .connect(qmp::Config::new().call_timeout(Some(WITHIN)))
         .await
         .expect("connecting to qemu-storage-daemon");
     Some((qsd, client))
