@@ -13,6 +13,7 @@ use qmp::blocking::{Client, Events};
 use qmp::local::{installed, Launch, LocalQemu};
 use qmp::{Command, Config, ErrorKind, Event, Overflow, RawEvent};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 fn have_daemon() -> bool {
     let found = installed("qemu-storage-daemon");
@@ -424,4 +425,77 @@ fn errors_have_the_async_clients_texts() {
     assert_eq!(blocking_qmp, async_qmp);
     assert_eq!(blocking_probe, async_probe);
     assert_eq!(blocking_missing, async_missing);
+}
+
+/// A peer on a Unix socket at `path` for `connections` clients in turn: greets,
+/// negotiates, never answers `query-status`, and closes the connection on
+/// `query-name` (after reading it).
+fn silent_peer(path: &std::path::Path, connections: usize) -> std::thread::JoinHandle<()> {
+    use std::io::{BufRead, Write};
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..connections {
+            let (s, _) = listener.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let greeting = json!({"QMP": {"version": {"qemu": {"major": 10, "minor": 0,
+                "micro": 0}, "package": ""}, "capabilities": []}});
+            writeln!(w, "{greeting}\r").unwrap();
+            for line in std::io::BufReader::new(s).lines() {
+                let Ok(line) = line else { break };
+                let req: serde_json::Value = serde_json::from_str(&line).unwrap();
+                match req["execute"].as_str() {
+                    Some("query-status") => {}
+                    Some("query-name") => break,
+                    _ => {
+                        let reply = json!({"return": {}, "id": req["id"]});
+                        if writeln!(w, "{reply}\r").is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// A call's timeout and a peer that closes the connection mid-call read as in the
+/// async client, word for word.
+#[test]
+fn a_timeout_and_a_lost_peer_read_as_in_the_async_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peer.sock");
+    let peer = silent_peer(&path, 2);
+    let blocking = Client::connect(&path).unwrap();
+    let blocking_timeout = blocking
+        .with_timeout(Some(Duration::from_millis(200)))
+        .execute_raw("query-status", None::<&()>)
+        .unwrap_err();
+    let blocking_gone = blocking.execute_raw("query-name", None::<&()>).unwrap_err();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (async_timeout, async_gone) = rt.block_on(async {
+        let c = qmp::connect_unix(&path).await.unwrap();
+        let t = c
+            .with_timeout(Some(Duration::from_millis(200)))
+            .execute_raw("query-status", None::<&()>)
+            .await
+            .unwrap_err();
+        let g = c.execute_raw("query-name", None::<&()>).await.unwrap_err();
+        (t, g)
+    });
+    peer.join().unwrap();
+    assert_eq!(
+        blocking_timeout.to_string(),
+        "`query-status` was sent but not answered within 200 ms (the call's timeout)"
+    );
+    assert_eq!(blocking_timeout.to_string(), async_timeout.to_string());
+    assert_eq!(
+        blocking_gone.to_string(),
+        "`query-name` was sent, but QEMU closed the connection before answering (it may \
+         have run): end of stream"
+    );
+    assert_eq!(blocking_gone.to_string(), async_gone.to_string());
+    assert_eq!(blocking_gone.kind(), async_gone.kind());
 }
