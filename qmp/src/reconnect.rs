@@ -76,7 +76,7 @@
 //! ([`Builder::call_timeout`], [`ReconnectingClient::with_timeout`]), which then
 //! covers the wait and the call together; without one it waits until connected, given
 //! up or closed. A wait that times out fails with
-//! [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) and the command was not sent.
+//! [`ErrorKind::Timeout`] and the command was not sent.
 //! Without a handle timeout, the call itself is bounded by the `Config`'s
 //! [`call_timeout`](Config::call_timeout) once it is sent.
 //!
