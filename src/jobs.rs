@@ -1,4 +1,4 @@
-//! Running a background job to its end: [`run`] sends a job-starting command
+//! Running a background job to its end: [`run`](crate::jobs::run) sends a job-starting command
 //! (`blockdev-create`, `blockdev-backup`, `drive-mirror`, `block-commit`,
 //! `x-blockdev-amend`, `snapshot-save`, …), follows the job through its
 //! `JOB_STATUS_CHANGE` events, and says whether it succeeded, with QEMU's error text
