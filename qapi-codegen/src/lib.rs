@@ -2,6 +2,10 @@
 //!
 //! The pipeline runs in passes with an explicit model between them:
 //! sources or `query-qmp-schema` output → [`model::Schema`] (checked, resolved) → Rust.
+//!
+//! The library (what build scripts depend on, without default features) needs Rust
+//! 1.82; the `cli` feature (the `qapi-codegen` program, on by default) needs 1.85, for
+//! clap 4.6.
 #![deny(missing_docs)]
 // Feature badges on docs.rs (`[package.metadata.docs.rs]` in Cargo.toml).
 #![cfg_attr(docsrs, feature(doc_cfg))]
