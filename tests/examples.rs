@@ -31,22 +31,40 @@ use qemu_qapi::types::RunState;
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// The features of this build, passed on to `cargo build --examples` so that it reuses
-/// what `cargo test` built.
+/// what `cargo test` built (other features would build the crate again, beside it).
 fn features() -> Vec<&'static str> {
-    let mut on = Vec::new();
-    for (name, enabled) in [
+    let known = [
         ("server", cfg!(feature = "server")),
+        ("local", cfg!(feature = "local")),
         ("qga", cfg!(feature = "qga")),
         ("cli", cfg!(feature = "cli")),
         ("schema", cfg!(feature = "schema")),
         ("check-arguments", cfg!(feature = "check-arguments")),
         ("format", cfg!(feature = "format")),
-    ] {
-        if enabled {
-            on.push(name);
-        }
+    ];
+    // A feature added to Cargo.toml and missing here would be left out silently.
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .expect("reading Cargo.toml");
+    let declared: Vec<&str> = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[features]")
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .filter_map(|l| l.split_once(" = ").map(|(name, _)| name.trim()))
+        .filter(|name| !name.starts_with('#'))
+        .collect();
+    for name in &declared {
+        assert!(
+            known.iter().any(|(k, _)| k == name),
+            "Cargo.toml declares feature `{name}`: add it to tests/examples.rs's features()"
+        );
     }
-    on
+    known
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 /// Every example's executable, built once per test run.
