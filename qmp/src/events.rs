@@ -511,27 +511,54 @@ impl<T: 'static + Send> EventStream<T> {
     pub async fn next(&mut self) -> Option<Result<T>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
+
+    /// As [`next`](Self::next), with the time QEMU stamped on the event (its
+    /// `timestamp` member): one subscription gives both, for every kind of
+    /// subscription (one event type, every event, shared, raw). Lag and decode
+    /// errors are the same `Err` items as `next` yields (a missed event has no
+    /// timestamp to give).
+    pub async fn next_stamped(&mut self) -> Option<Result<Stamped<T>>> {
+        std::future::poll_fn(|cx| self.poll_stamped(cx)).await
+    }
+
+    fn poll_stamped(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Stamped<T>>>> {
+        loop {
+            match std::task::ready!(self.advance(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Ok(())) => {
+                    let sole = self.current_is_sole();
+                    if let Some(ev) = self.current() {
+                        if let Some(item) = (self.decode)(ev, sole) {
+                            let timestamp = ev.timestamp();
+                            return Poll::Ready(Some(
+                                item.map(|event| Stamped { timestamp, event }),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An event with the time QEMU stamped on it, from [`EventStream::next_stamped`] (or
+/// [`EventStream::next_ref_stamped`], with `T` a reference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamped<T> {
+    /// The event's `timestamp` member: QEMU's host clock when it emitted the event
+    /// (zero when the peer sent none).
+    pub timestamp: Timestamp,
+    /// The event, as [`EventStream::next`] would have yielded it.
+    pub event: T,
 }
 
 impl<T: 'static + Send> Stream for EventStream<T> {
     type Item = Result<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            match std::task::ready!(this.advance(cx)) {
-                None => return Poll::Ready(None),
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                Some(Ok(())) => {
-                    let sole = this.current_is_sole();
-                    if let Some(ev) = this.current() {
-                        if let Some(item) = (this.decode)(ev, sole) {
-                            return Poll::Ready(Some(item));
-                        }
-                    }
-                }
-            }
-        }
+        self.poll_stamped(cx)
+            .map(|item| item.map(|r| r.map(|stamped| stamped.event)))
     }
 }
 
@@ -557,6 +584,20 @@ impl<S: Send + Sync + 'static> EventStream<Arc<S>> {
     /// Lag counts, decode errors, ordering and the end of the stream are those of
     /// [`next`](Self::next).
     pub async fn next_ref(&mut self) -> Option<Result<&S>> {
+        let found = self.next_found().await?;
+        Some(self.lend(found))
+    }
+
+    /// As [`next_ref`](Self::next_ref), with the time QEMU stamped on the event (see
+    /// [`next_stamped`](Self::next_stamped)).
+    pub async fn next_ref_stamped(&mut self) -> Option<Result<Stamped<&S>>> {
+        let found = self.next_found().await?;
+        let timestamp = self.current().map(RawEvent::timestamp).unwrap_or_default();
+        Some(self.lend(found).map(|event| Stamped { timestamp, event }))
+    }
+
+    /// Moves to the next event `next_ref` lends and says where its value is.
+    async fn next_found(&mut self) -> Option<Result<Found>> {
         let found = loop {
             self.lent += 1;
             if self.lent % YIELD_EVERY == 0 {
@@ -573,7 +614,7 @@ impl<S: Send + Sync + 'static> EventStream<Arc<S>> {
                 match (self.decode)(ev, false) {
                     None => continue,
                     Some(Err(e)) => return Some(Err(e)),
-                    Some(Ok(v)) => break Found::Own(v),
+                    Some(Ok(v)) => break Found::Own(v as Arc<dyn Any + Send + Sync>),
                 }
             };
             if let (Current::InBatch(i), Some((batch, _))) = (&self.current, &self.batch) {
@@ -593,44 +634,43 @@ impl<S: Send + Sync + 'static> EventStream<Arc<S>> {
                 None => continue,
                 Some(Err(e)) => return Some(Err(e)),
                 Some(Ok(Cached::Slot(slot))) => break Found::InEvent(slot),
-                Some(Ok(Cached::Own(v))) => match v.downcast::<S>() {
-                    Ok(v) => break Found::Own(v),
-                    Err(_) => break Found::Lost,
-                },
+                Some(Ok(Cached::Own(v))) => break Found::Own(v),
             }
         };
-        let value = match found {
+        if let Found::Own(v) = &found {
+            self.own = Some(v.clone());
+        }
+        Some(Ok(found))
+    }
+
+    /// The value `next_found` found.
+    fn lend(&self, found: Result<Found>) -> Result<&S> {
+        let value = match found? {
             Found::InBatch(slot, i) => self.batch.as_ref().and_then(|(b, _)| b.value(slot, i)),
             Found::InEvent(slot) => self
                 .current()
                 .and_then(|ev| ev.slot(slot))
                 .and_then(|v| v.downcast_ref::<S>()),
-            Found::Own(v) => self
-                .own
-                .insert(v as Arc<dyn Any + Send + Sync>)
-                .downcast_ref::<S>(),
-            Found::Lost => None,
+            Found::Own(_) => self.own.as_ref().and_then(|v| v.downcast_ref::<S>()),
         };
         match value {
-            Some(v) => Some(Ok(v)),
+            Some(v) => Ok(v),
             // Not reached: each decoder stores `S` where it says it did.
-            None => Some(Err(Error::protocol(
+            None => Err(Error::protocol(
                 "internal error: a decoded event was not where the decoder put it".into(),
-            ))),
+            )),
         }
     }
 }
 
 /// Where `next_ref` found the value it lends.
-enum Found<S> {
+enum Found {
     /// In this slot of the stream's batch, at this index.
     InBatch(usize, usize),
     /// In this slot of the current event's cache.
     InEvent(usize),
-    /// Decoded for this stream alone.
-    Own(Arc<S>),
-    /// Nowhere: a decoder stored another type than it said (not reached).
-    Lost,
+    /// Decoded for this stream alone (also kept in the stream's `own`).
+    Own(Arc<dyn Any + Send + Sync>),
 }
 
 pub(crate) fn decode_raw(ev: &RawEvent, _sole: bool) -> Option<Result<RawEvent>> {

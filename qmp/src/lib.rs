@@ -242,7 +242,7 @@ pub use connect::{
     DEFAULT_WRITE_TIMEOUT,
 };
 pub use error::{Error, ErrorKind, Phase, QmpError, Result, TimeoutStage};
-pub use events::{EventStream, RawEvent};
+pub use events::{EventStream, RawEvent, Stamped};
 pub use fanout::Overflow;
 pub use peer::PeerSchema;
 pub use probe::{ProbeError, ProbeErrorKind};

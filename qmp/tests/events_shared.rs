@@ -262,3 +262,88 @@ async fn next_ref_accounts_for_every_event_it_misses() {
         "the buffer of 16 never overflowed: the test shows nothing"
     );
 }
+
+/// A typed event of the test lines: `{"n": n}` named `EVEN`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+struct Even {
+    n: u64,
+}
+
+impl qmp::Event for Even {
+    const NAME: &'static str = "EVEN";
+}
+
+/// `next_stamped` gives each event with the exact `timestamp` the peer wrote on its
+/// line, for every kind of subscription: one type, every event (owned and shared),
+/// raw, and lent through `next_ref_stamped`; a line without a timestamp gives zero.
+#[tokio::test]
+async fn typed_events_carry_the_timestamp_the_peer_sent() {
+    // (name, n, seconds, microseconds); the last one has no timestamp member.
+    let sent: [(&str, u64, i64, i64); 4] = [
+        ("EVEN", 0, 1_700_000_001, 5),
+        ("ODD", 1, 1_700_000_002, 999_999),
+        ("EVEN", 2, -1, -1),
+        ("EVEN", 4, 0, 0),
+    ];
+    let mut lines: Vec<String> = sent[..3]
+        .iter()
+        .map(|&(name, n, s, us)| line(name, n, s, us))
+        .collect();
+    lines.push(json!({"event": "EVEN", "data": {"n": 4}}).to_string());
+    let client = connect(lines).await;
+    let mut one = client.subscribe::<Even>();
+    let mut one_shared = client.subscribe_shared::<Even>();
+    let mut all = client.subscribe_all::<Named>();
+    let mut all_shared = client.subscribe_all_shared::<Named>();
+    let mut lent = client.subscribe_all_shared::<Named>();
+    let mut raw = client.subscribe_raw();
+    client.execute_raw::<Value>("go", None).await.unwrap();
+
+    let stamp = |s: i64, us: i64| qmp::message::Timestamp {
+        seconds: s,
+        microseconds: us,
+    };
+    let evens: Vec<_> = sent.iter().filter(|e| e.0 == "EVEN").collect();
+    for &&(_, n, s, us) in &evens {
+        let got = one.next_stamped().await.unwrap().unwrap();
+        assert_eq!((got.event.n, got.timestamp), (n, stamp(s, us)), "subscribe");
+        let got = one_shared.next_stamped().await.unwrap().unwrap();
+        assert_eq!(
+            (got.event.n, got.timestamp),
+            (n, stamp(s, us)),
+            "subscribe_shared"
+        );
+    }
+    for &(name, n, s, us) in &sent {
+        let want = (name.to_owned(), n, stamp(s, us));
+        let got = all.next_stamped().await.unwrap().unwrap();
+        assert_eq!(
+            (got.event.name, got.event.n, got.timestamp),
+            want,
+            "subscribe_all"
+        );
+        let got = all_shared.next_stamped().await.unwrap().unwrap();
+        let event = (*got.event).clone();
+        assert_eq!(
+            (event.name, event.n, got.timestamp),
+            want,
+            "subscribe_all_shared"
+        );
+        let got = lent.next_ref_stamped().await.unwrap().unwrap();
+        let event = got.event.clone();
+        assert_eq!(
+            (event.name, event.n, got.timestamp),
+            want,
+            "next_ref_stamped"
+        );
+        let got = raw.next_stamped().await.unwrap().unwrap();
+        assert_eq!(got.timestamp, got.event.timestamp(), "raw: the event's own");
+        assert_eq!(
+            (got.event.name(), got.timestamp),
+            (name, stamp(s, us)),
+            "raw"
+        );
+    }
+    assert!(one.next_stamped().await.is_none(), "the connection closed");
+    assert!(all.next().await.is_none());
+}
