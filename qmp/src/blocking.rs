@@ -495,6 +495,60 @@ impl Client {
         })
     }
 
+    /// As [`subscribe`](Self::subscribe), each event decoded once for all the
+    /// shared subscriptions of its type and handed out as an `Arc<E>`; see
+    /// [`crate::Client::subscribe_shared`].
+    ///
+    /// # Errors
+    /// As [`subscribe`](Self::subscribe).
+    pub fn subscribe_shared<E: Event + Send + Sync + 'static>(&self) -> Result<Events<Arc<E>>> {
+        self.events("qmp::blocking::Client::subscribe_shared", || {
+            self.inner.subscribe_shared()
+        })
+    }
+
+    /// As [`subscribe_shared`](Self::subscribe_shared), with the overflow mode chosen
+    /// at creation; see [`crate::Client::subscribe_shared_with`].
+    ///
+    /// # Errors
+    /// As [`subscribe`](Self::subscribe).
+    pub fn subscribe_shared_with<E: Event + Send + Sync + 'static>(
+        &self,
+        overflow: Overflow,
+    ) -> Result<Events<Arc<E>>> {
+        self.events("qmp::blocking::Client::subscribe_shared_with", || {
+            self.inner.subscribe_shared_with(overflow)
+        })
+    }
+
+    /// As [`subscribe_all`](Self::subscribe_all), each event decoded once for all the
+    /// shared subscriptions of the set and handed out as an `Arc<S>`; see
+    /// [`crate::Client::subscribe_all_shared`].
+    ///
+    /// # Errors
+    /// As [`subscribe`](Self::subscribe).
+    pub fn subscribe_all_shared<S: EventSet + Send + Sync + 'static>(
+        &self,
+    ) -> Result<Events<Arc<S>>> {
+        self.events("qmp::blocking::Client::subscribe_all_shared", || {
+            self.inner.subscribe_all_shared()
+        })
+    }
+
+    /// As [`subscribe_all_shared`](Self::subscribe_all_shared), with the overflow mode
+    /// chosen at creation; see [`crate::Client::subscribe_all_shared_with`].
+    ///
+    /// # Errors
+    /// As [`subscribe`](Self::subscribe).
+    pub fn subscribe_all_shared_with<S: EventSet + Send + Sync + 'static>(
+        &self,
+        overflow: Overflow,
+    ) -> Result<Events<Arc<S>>> {
+        self.events("qmp::blocking::Client::subscribe_all_shared_with", || {
+            self.inner.subscribe_all_shared_with(overflow)
+        })
+    }
+
     /// Renamed to [`subscribe_all`](Self::subscribe_all) (every event, typed).
     ///
     /// # Errors

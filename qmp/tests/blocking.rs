@@ -203,6 +203,22 @@ async fn every_method_refuses_inside_a_runtime() {
         );
     }
     assert_refused(
+        "qmp::blocking::Client::subscribe_shared",
+        client.subscribe_shared::<Stop>(),
+    );
+    assert_refused(
+        "qmp::blocking::Client::subscribe_shared_with",
+        client.subscribe_shared_with::<Stop>(Overflow::Backpressure),
+    );
+    assert_refused(
+        "qmp::blocking::Client::subscribe_all_shared",
+        client.subscribe_all_shared::<RawSet>(),
+    );
+    assert_refused(
+        "qmp::blocking::Client::subscribe_all_shared_with",
+        client.subscribe_all_shared_with::<RawSet>(Overflow::Backpressure),
+    );
+    assert_refused(
         "qmp::blocking::Client::subscribe_raw",
         client.subscribe_raw(),
     );
@@ -327,7 +343,7 @@ async fn dropping_inside_a_multi_thread_runtime_closes_without_panicking() {
 
 /// Any event, decoded as its name (an `EventSet` for `subscribe_all`).
 #[derive(Debug)]
-struct RawSet(#[allow(dead_code)] String);
+struct RawSet(String);
 impl qmp::EventSet for RawSet {
     fn decode(name: &str, _data: Option<&str>) -> Result<Self, serde_json::Error> {
         Ok(RawSet(name.to_owned()))
@@ -349,6 +365,8 @@ fn a_timeout_names_its_limit_and_differs_from_the_end() {
         .unwrap_err();
     assert_eq!(e.to_string(), "timed out: no event arrived within 2 s");
     assert!(e.is_timeout() && !e.is_closed(), "{e}");
+    let mut shared = client.subscribe_shared::<Stop>().unwrap();
+    let mut all_shared = client.subscribe_all_shared::<RawSet>().unwrap();
     let mut raw = client.subscribe_raw().unwrap();
     let e = raw
         .recv_timeout(Duration::from_millis(150))
@@ -366,6 +384,15 @@ fn a_timeout_names_its_limit_and_differs_from_the_end() {
         .expect("the stream is open")
         .expect("STOP after a timeout");
     assert_eq!(stop.name(), "STOP");
+    shared
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the stream is open")
+        .expect("STOP, shared");
+    let set = all_shared
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the stream is open")
+        .expect("STOP, shared set");
+    assert_eq!(set.0, "STOP");
     // The end of the stream is `None`, with or without a limit, never a timeout.
     client.close().unwrap();
     assert!(raw.recv_timeout(Duration::from_secs(5)).is_none());
