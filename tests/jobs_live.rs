@@ -399,3 +399,90 @@ async fn a_disconnect_while_waiting_names_the_command() {
     );
     assert!(err.as_qmp().is_some_and(qmp::Error::is_closed), "{err:?}");
 }
+
+/// A job-starting command of the fake server below.
+#[derive(serde::Serialize)]
+struct FakeJob {
+    #[serde(rename = "job-id")]
+    job_id: String,
+}
+
+impl qmp::Command for FakeJob {
+    const NAME: &'static str = "fake-job";
+    type Reply = Value;
+}
+
+/// When events are missed (a flood fills the subscription), the job's state is read
+/// from `query-jobs`: a concluded job's error is still found (and the job dismissed);
+/// a job QEMU already removed, with no block event to say how it ended, is
+/// `Vanished`. A scripted server plays QEMU: the job's events, a flood, then the end,
+/// all before the reply, to a client buffering two events per subscription.
+#[tokio::test]
+async fn missed_events_are_made_up_for_by_query_jobs() {
+    use std::sync::{Arc, Mutex};
+
+    use qmp::server::Server;
+
+    let dismissed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let dismissed_by_server = dismissed.clone();
+    let server = Server::builder()
+        .handle_raw("fake-job", false, |ctx, args| async move {
+            let id = args["job-id"].clone();
+            let status = |s: &str| Some(json!({"id": id, "status": s}));
+            ctx.server
+                .emit_raw_to(ctx.client, "JOB_STATUS_CHANGE", status("created"))
+                .await;
+            ctx.server
+                .emit_raw_to(ctx.client, "JOB_STATUS_CHANGE", status("running"))
+                .await;
+            for _ in 0..10 {
+                ctx.server.emit_raw_to(ctx.client, "NOISE", None).await;
+            }
+            ctx.server
+                .emit_raw_to(ctx.client, "JOB_STATUS_CHANGE", status("concluded"))
+                .await;
+            Ok(json!({}))
+        })
+        .handle_raw("query-jobs", false, |_ctx, _args| async {
+            // `kept0` concluded with an error; `gone0` was dismissed by QEMU.
+            Ok(
+                json!([{"id": "kept0", "type": "create", "status": "concluded",
+                       "current-progress": 1, "total-progress": 1, "error": "boom"}]),
+            )
+        })
+        .handle_raw("job-dismiss", false, move |_ctx, args| {
+            let dismissed = dismissed_by_server.clone();
+            async move {
+                dismissed
+                    .lock()
+                    .unwrap()
+                    .push(args["id"].as_str().unwrap().to_owned());
+                Ok(json!({}))
+            }
+        })
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("fake.sock");
+    let _listening = server.listen_unix(&sock).await.unwrap();
+    let client = qmp::Config::new()
+        .event_capacity(2)
+        .connect_unix(&sock)
+        .await
+        .unwrap();
+    let kept = FakeJob {
+        job_id: "kept0".into(),
+    };
+    let err = run(&client, &kept, "kept0").await.unwrap_err();
+    assert_eq!(err.to_string(), "job `kept0` (create) failed: boom");
+    assert_eq!(*dismissed.lock().unwrap(), ["kept0"]);
+    let gone = FakeJob {
+        job_id: "gone0".into(),
+    };
+    let err = run(&client, &gone, "gone0").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "job `gone0` (started by `fake-job`) was dismissed by QEMU before its outcome could \
+         be read (events were missed)"
+    );
+    assert_eq!(*dismissed.lock().unwrap(), ["kept0"], "nothing to dismiss");
+}
