@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use qemu_qapi::events::{self, Event};
+use qemu_qapi::qmp::Stamped;
 use qemu_qapi::{commands, qmp};
 
 #[tokio::main(flavor = "current_thread")]
@@ -39,27 +40,35 @@ async fn main() -> Result<ExitCode, qmp::Error> {
     println!("stopped");
     client.execute(&commands::Cont {}).await?;
 
-    // Every event, typed. Bound the wait: a stream waits as long as the connection lives.
+    // Every event, typed, with the time QEMU stamped on it (`next` gives the event
+    // alone). Bound the wait: a stream waits as long as the connection lives.
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(10), all.next()).await;
-        let Ok(Some(event)) = next else {
+        let next = tokio::time::timeout(Duration::from_secs(10), all.next_stamped()).await;
+        let Ok(Some(item)) = next else {
             eprintln!("no RESUME within 10 s");
             return Ok(ExitCode::FAILURE);
         };
+        let Stamped { timestamp, event } = match item {
+            Ok(stamped) => stamped,
+            // The buffer (1024 events) overflowed: how many were missed, never a silent gap.
+            Err(e) if e.is_lagged() => {
+                eprintln!("missed {:?} events", e.missed_events());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let at = format!("{}.{:06}", timestamp.seconds, timestamp.microseconds);
         match event {
-            Ok(Event::Stop) => println!("event STOP"),
-            Ok(Event::Resume) => {
-                println!("event RESUME");
+            Event::Stop => println!("event STOP at {at}"),
+            Event::Resume => {
+                println!("event RESUME at {at}");
                 break;
             }
-            Ok(Event::JobStatusChange(change)) => {
+            Event::JobStatusChange(change) => {
                 println!("job {} is now {:?}", change.id, change.status)
             }
             // Events these bindings do not know arrive as `Event::Unknown`, with their name.
-            Ok(other) => println!("event {}", other.name()),
-            // The buffer (1024 events) overflowed: how many were missed, never a silent gap.
-            Err(e) if e.is_lagged() => eprintln!("missed {:?} events", e.missed_events()),
-            Err(e) => return Err(e),
+            other => println!("event {} at {at}", other.name()),
         }
     }
     client.close().await;

@@ -231,7 +231,21 @@ fn events_sees_stop_then_resume_and_leaves_the_vm_running() {
         return;
     };
     let out = stdout_of("events", &[qemu.socket()]);
-    assert_in_order(&out, &["stopped", "event STOP", "event RESUME"]);
+    assert_in_order(&out, &["stopped", "event STOP at ", "event RESUME at "]);
+    // QEMU's timestamps: of this run (the clock QEMU reads is the host's), in order.
+    let at = |name: &str| -> f64 {
+        let prefix = format!("event {name} at ");
+        let line = out.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap();
+        line.parse()
+            .unwrap_or_else(|e| panic!("{name}'s timestamp {line:?}: {e}"))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let (stop, resume) = (at("STOP"), at("RESUME"));
+    assert!(stop <= resume, "STOP at {stop} after RESUME at {resume}");
+    assert!((now - stop).abs() < 600.0, "STOP at {stop}, now is {now}");
     let status = connect(&qemu).execute(&commands::QueryStatus {}).unwrap();
     assert_eq!(status.status, RunState::Running);
 }
