@@ -172,9 +172,13 @@
 //! blocked on a peer that stopped reading, every pending caller fails with the
 //! *first* error (later ones are only logged), later calls fail with the same error
 //! ([`Error::is_closed`]), event streams end, and the connection state goes
-//! `Disconnecting` → `Idle` ([`Client::watch_connection_state`] reports every transition of the
-//! [`ConnectionState`]). The
-//! connection is also closed when the last [`Client`] handle is dropped.
+//! `Disconnecting` → `Idle` ([`Client::watch_connection_state`] reports every
+//! transition of the [`ConnectionState`]). Each caller's error names its command
+//! and what became of its request: "`query-status` was sent, but QEMU closed the
+//! connection before answering (it may have run): end of stream"
+//! ([`Error::may_have_run`]: check the command's effect before calling again), or
+//! "`query-status` was not sent: …" ([`Error::is_not_sent`]: calling again is safe).
+//! The connection is also closed when the last [`Client`] handle is dropped.
 //!
 //! **Events and memory.** Every event is either delivered to a subscription or
 //! counted in its missed count: a stream yields [`ErrorKind::Lagged`] with the exact
