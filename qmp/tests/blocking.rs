@@ -4,7 +4,7 @@
 //! timeout told from its end, and errors with the async client's texts. A test whose
 //! QEMU is missing skips with one line (tests/support/skip.rs).
 
-#[path = "../../tests/support/skip.rs"]
+#[path = "support/skip.rs"]
 mod skip;
 
 use std::time::Duration;

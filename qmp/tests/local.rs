@@ -4,7 +4,7 @@
 //! binary and of pausing the storage daemon. A test whose QEMU is missing skips with
 //! one line (tests/support/skip.rs).
 
-#[path = "../../tests/support/skip.rs"]
+#[path = "support/skip.rs"]
 mod skip;
 
 use qmp::local::{installed, Launch, LocalQemu};

@@ -1,6 +1,9 @@
 //! Skipping a test whose resource is missing (QEMU 10.0, the unpacked QEMU 7.2 in
 //! `target/old-qemu/7.2`, the old schemas in `target/old-schemas`, `QAPI_CORPUS`), in
-//! one place for the three crates' tests (each includes this file with `#[path]`).
+//! one place for the three crates' tests (each includes this file with `#[path]`;
+//! qmp's and qapi-codegen's through the symlink in their own `tests/support/`, as
+//! `#[path = "support/skip.rs"]`: a path out of the package would not be in its
+//! `.crate`, and scripts/package-check builds the tests from those).
 //!
 //! Outside CI a missing resource skips the test with a line on stdout. CI sets
 //! `QMP_TESTS_REQUIRE_ALL=1` (`.ci/run`), having set every resource up first
