@@ -371,6 +371,8 @@ pub struct EventStream<T> {
     local: VecDeque<Item>,
     /// The shared batch being read, and the indices of it not yet read.
     batch: Option<(Arc<Batch>, Range<usize>)>,
+    /// The events not yet read of a batch nobody else held.
+    taken: Option<std::vec::IntoIter<RawEvent>>,
     /// The slot of `batch` that holds this stream's type, once `next_ref` looked.
     batch_slot: Option<Option<usize>>,
     /// The event last moved to (kept until the next one, for `next_ref`).
@@ -420,6 +422,7 @@ impl<T: 'static + Send> EventStream<T> {
             sub: Some(sub),
             local: VecDeque::new(),
             batch: None,
+            taken: None,
             batch_slot: None,
             current: Current::None,
             decode,
@@ -454,6 +457,14 @@ impl<T: 'static + Send> EventStream<T> {
     /// `None` at the end.
     fn advance(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<()>>> {
         loop {
+            if let Some(events) = &mut self.taken {
+                if let Some(ev) = events.next() {
+                    // The event before it is dropped here, just after it was read.
+                    self.current = Current::Single(ev);
+                    return Poll::Ready(Some(Ok(())));
+                }
+                self.taken = None;
+            }
             if let Some((_, range)) = &mut self.batch {
                 if let Some(i) = range.next() {
                     self.current = Current::InBatch(i);
@@ -467,10 +478,22 @@ impl<T: 'static + Send> EventStream<T> {
                     self.current = Current::Single(ev);
                     return Poll::Ready(Some(Ok(())));
                 }
-                Some(Item::Batch(batch, range)) => {
-                    self.batch = Some((batch, range));
-                    self.batch_slot = None;
-                }
+                Some(Item::Batch(mut batch, range)) => match Arc::get_mut(&mut batch) {
+                    // The only holder of the batch (one subscriber, the common case):
+                    // take its events, so that each is freed right after it is read,
+                    // while it is still in the processor's cache, rather than all of
+                    // them when the batch is dropped.
+                    Some(batch) => {
+                        let mut events = std::mem::take(&mut batch.events);
+                        events.truncate(range.end);
+                        events.drain(..range.start.min(events.len()));
+                        self.taken = Some(events.into_iter());
+                    }
+                    None => {
+                        self.batch = Some((batch, range));
+                        self.batch_slot = None;
+                    }
+                },
                 Some(Item::Missed(n)) => {
                     tracing::warn!(target: "qmp::events", missed = n, "event subscriber lagged");
                     return Poll::Ready(Some(Err(Error::lagged(n))));
@@ -518,10 +541,22 @@ impl<T: 'static + Send> EventStream<T> {
     /// errors are the same `Err` items as `next` yields (a missed event has no
     /// timestamp to give).
     pub async fn next_stamped(&mut self) -> Option<Result<Stamped<T>>> {
-        std::future::poll_fn(|cx| self.poll_stamped(cx)).await
+        std::future::poll_fn(|cx| {
+            self.poll_with(cx, |event, ev| Stamped {
+                timestamp: ev.timestamp(),
+                event,
+            })
+        })
+        .await
     }
 
-    fn poll_stamped(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Stamped<T>>>> {
+    /// The next item, made by `wrap` from the decoded value and its event.
+    #[inline]
+    fn poll_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        wrap: impl FnOnce(T, &RawEvent) -> R,
+    ) -> Poll<Option<Result<R>>> {
         loop {
             match std::task::ready!(self.advance(cx)) {
                 None => return Poll::Ready(None),
@@ -530,10 +565,7 @@ impl<T: 'static + Send> EventStream<T> {
                     let sole = self.current_is_sole();
                     if let Some(ev) = self.current() {
                         if let Some(item) = (self.decode)(ev, sole) {
-                            let timestamp = ev.timestamp();
-                            return Poll::Ready(Some(
-                                item.map(|event| Stamped { timestamp, event }),
-                            ));
+                            return Poll::Ready(Some(item.map(|value| wrap(value, ev))));
                         }
                     }
                 }
@@ -557,8 +589,7 @@ impl<T: 'static + Send> Stream for EventStream<T> {
     type Item = Result<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.poll_stamped(cx)
-            .map(|item| item.map(|r| r.map(|stamped| stamped.event)))
+        self.poll_with(cx, |value, _| value)
     }
 }
 
