@@ -292,7 +292,10 @@ impl Config {
     /// [`qmp::server`][server] can replay (feature `server`). See [`crate::traffic`].
     ///
     // The links exist only with the feature: without it they point at the crate root.
-    #[cfg_attr(feature = "server", doc = "[recorder]: crate::server::transcript::Recorder")]
+    #[cfg_attr(
+        feature = "server",
+        doc = "[recorder]: crate::server::transcript::Recorder"
+    )]
     #[cfg_attr(feature = "server", doc = "[server]: crate::server")]
     #[cfg_attr(not(feature = "server"), doc = "[recorder]: crate")]
     #[cfg_attr(not(feature = "server"), doc = "[server]: crate")]

@@ -41,7 +41,10 @@
 //!
 // The links exist only with the `server` feature: without it they point at the crate root.
 #![cfg_attr(feature = "server", doc = "[server]: crate::server")]
-#![cfg_attr(feature = "server", doc = "[recorder]: crate::server::transcript::Recorder")]
+#![cfg_attr(
+    feature = "server",
+    doc = "[recorder]: crate::server::transcript::Recorder"
+)]
 #![cfg_attr(not(feature = "server"), doc = "[server]: crate")]
 #![cfg_attr(not(feature = "server"), doc = "[recorder]: crate")]
 
