@@ -679,6 +679,13 @@ async fn negotiate(
             Ok(Incoming::Event { name, .. }) => {
                 tracing::debug!(target: "qmp::connection", event = %name, "event during negotiation dropped");
             }
+            // QEMU greets twice when a client connects to the chardev before the
+            // monitor is attached to it (seen with qemu-storage-daemon 10.0, whose
+            // `--chardev` exists before its `--monitor`): the greeting is never a
+            // reply, so it is skipped here as the reader task skips it later.
+            Ok(Incoming::Greeting(_)) => {
+                tracing::warn!(target: "qmp::wire", "ignoring a second greeting during negotiation");
+            }
             _ => {
                 return Err(Error::handshake(format!(
                     "unexpected message during negotiation: {line}"

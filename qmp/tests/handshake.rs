@@ -1,0 +1,61 @@
+//! The handshake with peers that deviate from the protocol in ways QEMU itself does.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+
+const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}}"#;
+
+/// A peer that greets, reads `qmp_capabilities`, greets again (as qemu-storage-daemon
+/// 10.0 does when a client connects before its monitor is attached to the chardev),
+/// then answers it and one `query-version`, echoing ids; returns the lines it read.
+async fn greets_twice(listener: UnixListener) -> Vec<String> {
+    let (stream, _) = listener.accept().await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    write
+        .write_all(format!("{GREETING}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let caps = lines.next_line().await.unwrap().unwrap();
+    seen.push(caps.clone());
+    let id = |line: &str| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].clone();
+    let reply = serde_json::json!({"return": {}, "id": id(&caps)});
+    write
+        .write_all(format!("{GREETING}\r\n{reply}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let call = lines.next_line().await.unwrap().unwrap();
+    seen.push(call.clone());
+    let reply = serde_json::json!({"return": {"qemu": {"major": 10}}, "id": id(&call)});
+    write
+        .write_all(format!("{reply}\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Stay until the client has read the reply.
+    let _ = lines.next_line().await;
+    seen
+}
+
+#[tokio::test]
+async fn a_second_greeting_during_negotiation_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let peer = tokio::spawn(greets_twice(UnixListener::bind(&path).unwrap()));
+    let within = Duration::from_secs(10);
+    let client = tokio::time::timeout(within, qmp::connect_unix(&path))
+        .await
+        .expect("connect finished")
+        .expect("a repeated greeting does not fail the handshake");
+    let version = client
+        .execute_raw("query-version", None::<&()>)
+        .await
+        .expect("the connection works after it");
+    assert_eq!(version["qemu"]["major"], 10);
+    client.close().await;
+    let seen = tokio::time::timeout(within, peer).await.unwrap().unwrap();
+    assert!(seen[0].contains("qmp_capabilities"), "{seen:?}");
+    assert!(seen[1].contains("query-version"), "{seen:?}");
+}
