@@ -460,22 +460,17 @@ def main():
 
     for rep in range(args.reps):
         log(f'repetition {rep + 1}/{args.reps} ({time.monotonic() - t0:.0f} s)')
-        for name, wargs, _unit in CALL_WORKLOADS:
+        # The pinned rows' peak RSS is the unpinned ones' again: only theirs is kept.
+        call_runs = ([(w, storage_daemon, True) for w in CALL_WORKLOADS]
+                     + [(w, storage_daemon_pinned, False) for w in PINNED_CALL_WORKLOADS])
+        for (name, wargs, _unit), server, rss in call_runs:
             if not on(name):
                 continue
             for client in shuffled(name, drivers, rep):
-                r = measure(storage_daemon,
+                r = measure(server,
                             lambda p, a=drivers[client], w=wargs: a + w + common + ['--socket', p],
                             args.timeout)
-                res.add(client, name, r, rep, rss=True)
-        for name, wargs, _unit in PINNED_CALL_WORKLOADS:
-            if not on(name):
-                continue
-            for client in shuffled(name, drivers, rep):
-                r = measure(storage_daemon_pinned,
-                            lambda p, a=drivers[client], w=wargs: a + w + common + ['--socket', p],
-                            args.timeout)
-                res.add(client, name, r, rep)
+                res.add(client, name, r, rep, rss=rss)
         if on('schema'):
             for client in shuffled('schema', drivers, rep):
                 r = measure(system_none,
