@@ -369,6 +369,13 @@ impl Follower<'_> {
                 return Err(self.follow_error("the connection closed while waiting for the job", e));
             }
         };
+        // Only these three events concern a job: the others' data is not parsed.
+        if !matches!(
+            ev.name(),
+            "JOB_STATUS_CHANGE" | "BLOCK_JOB_COMPLETED" | "BLOCK_JOB_CANCELLED"
+        ) {
+            return Ok(Step::Wait);
+        }
         let data: Value = ev
             .data_json()
             .and_then(|d| serde_json::from_str(d).ok())
