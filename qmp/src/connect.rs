@@ -634,9 +634,23 @@ async fn read_greeting(reader: &mut LineReader<ReadHalf>, hook: &HookSlot) -> Re
         Ok(Incoming::Greeting(_)) => serde_json::from_str(line)
             .map_err(|e| Error::handshake(format!("malformed greeting ({e}): {line}"))),
         _ => Err(Error::handshake(format!(
-            "expected a QMP greeting, got: {line}"
+            "expected a QMP greeting, got: {line}{}",
+            if is_hmp_banner(line) {
+                "; this is QEMU's human monitor (HMP), not QMP: give QEMU \
+                 `-qmp unix:PATH,server=on,wait=off` (or `-mon chardev=ID,mode=control`) \
+                 for the socket to connect to"
+            } else {
+                ""
+            }
         ))),
     }
+}
+
+/// Whether `line` is the banner of QEMU's human monitor ("QEMU 10.0.2 monitor - type
+/// 'help' for more information"), which a socket given with `-monitor` sends: the
+/// most common wrong socket.
+fn is_hmp_banner(line: &str) -> bool {
+    line.starts_with("QEMU ") && line.contains(" monitor - type 'help'")
 }
 
 /// Runs `qmp_capabilities`; returns whether `oob` is enabled.

@@ -59,3 +59,33 @@ async fn a_second_greeting_during_negotiation_is_skipped() {
     assert!(seen[0].contains("qmp_capabilities"), "{seen:?}");
     assert!(seen[1].contains("query-version"), "{seen:?}");
 }
+
+/// A socket of QEMU's human monitor (`-monitor unix:…`), the usual wrong socket: the
+/// error says what it is and what to give QEMU instead.
+#[tokio::test]
+async fn a_human_monitor_socket_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hmp.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let peer = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream
+            .write_all(b"QEMU 10.0.2 monitor - type 'help' for more information\r\n(qemu) ")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await;
+    });
+    let err = tokio::time::timeout(Duration::from_secs(10), qmp::connect_unix(&path))
+        .await
+        .expect("connect finished")
+        .expect_err("an HMP socket is not QMP");
+    assert_eq!(
+        err.to_string(),
+        "QMP handshake failed: expected a QMP greeting, got: QEMU 10.0.2 monitor - type \
+         'help' for more information; this is QEMU's human monitor (HMP), not QMP: give \
+         QEMU `-qmp unix:PATH,server=on,wait=off` (or `-mon chardev=ID,mode=control`) for \
+         the socket to connect to"
+    );
+    peer.abort();
+}
