@@ -194,6 +194,31 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
+    /// Waits until [`next_line`](Self::next_line) would return at once (a complete
+    /// line or an error is buffered, or the stream has ended), reading from the peer
+    /// as `next_line` does but handing nothing out. Cancellation-safe, like
+    /// `next_line`: what a cancelled call read stays buffered.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn wait_line(&mut self) -> std::io::Result<()> {
+        while !self.line_ready() {
+            self.make_room();
+            let space = self.buf.len() - self.end;
+            let n = crate::io::read(&mut self.inner, &mut self.buf[self.end..]).await?;
+            if n == 0 {
+                // The end: `next_line` reads it again (it stays at the end) and says
+                // whether a line was cut short.
+                return Ok(());
+            }
+            if n == space {
+                self.read_size = (self.read_size * 2).min(MAX_READ);
+            }
+            self.end += n;
+        }
+        Ok(())
+    }
+
     /// Whether [`next_line`](Self::next_line) would return at once (a complete line,
     /// or an error, is already buffered) rather than wait for the peer.
     pub fn line_ready(&mut self) -> bool {
@@ -572,6 +597,38 @@ mod tests {
         assert!(r.line_ready());
         assert!(r.skip_through(0xFF).await.unwrap());
         assert_eq!(r.next_line().await.unwrap(), Some("b"));
+    }
+
+    /// `wait_line` returns once a line is complete, hands nothing out, survives
+    /// being cancelled mid-line (what it read stays), and returns at the end of the
+    /// stream, where `next_line` then tells a clean end from a cut line.
+    #[tokio::test]
+    async fn wait_line_waits_for_a_whole_line_and_keeps_what_it_read() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut r = LineReader::new(rx);
+        tx.write_all(b"{\"a\":").await.unwrap();
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(50), r.wait_line()).await;
+        assert!(
+            waited.is_err(),
+            "half a line: still waiting (then cancelled)"
+        );
+        tx.write_all(b"1}\n{\"b\":2}\n").await.unwrap();
+        r.wait_line().await.unwrap();
+        assert!(r.line_ready());
+        assert_eq!(r.next_line().await.unwrap(), Some("{\"a\":1}"));
+        r.wait_line().await.unwrap();
+        assert_eq!(r.next_line().await.unwrap(), Some("{\"b\":2}"));
+        tx.write_all(b"{\"cut").await.unwrap();
+        drop(tx);
+        r.wait_line().await.unwrap();
+        assert!(matches!(
+            r.next_line().await,
+            Err(CodecError::TruncatedLine { partial: 5 })
+        ));
+        let mut r = LineReader::new(&b""[..]);
+        r.wait_line().await.unwrap();
+        assert_eq!(r.next_line().await.unwrap(), None);
     }
 
     /// A reader that hands out one byte per read.

@@ -61,7 +61,7 @@ use tracing::{debug, trace, warn, Instrument};
 use crate::codec::{CodecError, LineReader, LineWriter};
 use crate::error::{Error, Limit, Phase, Progress, TimeoutStage};
 use crate::events::RawEvent;
-use crate::fanout::{Fanout, Overflow, ReaderView, Subscriber};
+use crate::fanout::{Fanout, Overflow, ReaderView, Subscriber, Wakes};
 use crate::latch::Latch;
 use crate::message::{parse_client_id, write_request, ExecKind, Greeting, Incoming};
 use crate::race::{race, First};
@@ -539,9 +539,16 @@ fn note_join(task: &str, r: Result<(), tokio::task::JoinError>, shared: &Shared)
 /// Most events the reader gathers before handing them to subscribers.
 const MAX_EVENT_BATCH: usize = 256;
 
+/// How long the peer must stay quiet before the reader lets go of the event batches
+/// it keeps to free itself (fanout.rs, `RETIRED`).
+const RELEASE_RETIRED_AFTER: Duration = Duration::from_millis(100);
+
 async fn read_loop(mut reader: LineReader<ReadHalf>, shared: Arc<Shared>) {
     let mut batch: Vec<RawEvent> = Vec::new();
     let mut view = ReaderView::default();
+    // Subscribers given events but not woken yet (see `Wakes`); woken at the latest
+    // before this task waits, and when it ends (on drop).
+    let mut wakes = Wakes::default();
     loop {
         // Events go out in batches: whenever the next line is not already buffered
         // (so never held while waiting for the peer), when the batch is full, and
@@ -550,7 +557,7 @@ async fn read_loop(mut reader: LineReader<ReadHalf>, shared: Arc<Shared>) {
             let delivered = batch.len();
             if shared
                 .events
-                .deliver(&mut view, &mut batch, &shared.shutdown)
+                .deliver(&mut view, &mut batch, &shared.shutdown, &mut wakes)
                 .await
                 .is_err()
             {
@@ -563,9 +570,34 @@ async fn read_loop(mut reader: LineReader<ReadHalf>, shared: Arc<Shared>) {
                 tokio::task::consume_budget().await;
             }
         }
-        let line = match race(shared.shutdown.wait(), reader.next_line()).await {
-            First::A(()) => return,
-            First::B(line) => line,
+        let line = if reader.line_ready() {
+            // Buffered: `next_line` returns at once, so there is nothing to race the
+            // shutdown against (a wait future per line cost ~6 % of a flood).
+            if shared.shutdown.is_set() {
+                return;
+            }
+            reader.next_line().await
+        } else {
+            // About to wait for the peer: every subscriber with news must run.
+            wakes.wake_all();
+            if view.holds_retired() {
+                // Batches kept to be freed here (fanout.rs, `RETIRED`): if the peer
+                // stays quiet, let go of them, so an idle connection holds none.
+                let quiet = tokio::time::sleep(RELEASE_RETIRED_AFTER);
+                match race(shared.shutdown.wait(), race(reader.wait_line(), quiet)).await {
+                    First::A(()) => return,
+                    First::B(First::A(Ok(()))) => {}
+                    First::B(First::A(Err(e))) => {
+                        shared.fail(io_failure("reading", e));
+                        return;
+                    }
+                    First::B(First::B(())) => view.release_retired(),
+                }
+            }
+            match race(shared.shutdown.wait(), reader.next_line()).await {
+                First::A(()) => return,
+                First::B(line) => line,
+            }
         };
         let line = match line {
             Ok(Some(line)) => line,
@@ -625,17 +657,18 @@ async fn read_loop(mut reader: LineReader<ReadHalf>, shared: Arc<Shared>) {
                 continue;
             }
         };
-        // Events received before a reply reach the subscribers before the caller
-        // gets the reply.
+        // Events received before a reply reach the subscribers (and wake them)
+        // before the caller gets the reply.
         if !batch.is_empty()
             && shared
                 .events
-                .deliver(&mut view, &mut batch, &shared.shutdown)
+                .deliver(&mut view, &mut batch, &shared.shutdown, &mut wakes)
                 .await
                 .is_err()
         {
             return;
         }
+        wakes.wake_all();
         let (id, is_error, value) = reply;
         deliver(&shared, line, id, is_error, value);
     }

@@ -211,8 +211,9 @@ impl Subscriber {
     }
 
     /// Delivers `batch[from..]`; returns how far it got (less than `batch.len()` only
-    /// when a back-pressure queue is full).
-    fn deliver(&self, batch: &Arc<Batch>, from: usize) -> usize {
+    /// when a back-pressure queue is full). The stream's wake-up goes to `wakes`
+    /// unless it cannot wait.
+    fn deliver(&self, batch: &Arc<Batch>, from: usize, wakes: &mut Wakes) -> usize {
         let mut st = self.lock();
         if st.dropped {
             return batch.len();
@@ -249,15 +250,21 @@ impl Subscriber {
             }
         };
         // A registered waker means the stream found the queue empty: anything in it
-        // now (events, or a missed count) is news.
+        // now (events, or a missed count) is news. The wake is left to `wakes`
+        // (see `Wakes`) unless the queue is half full, or the reader stops here.
         let waker = if st.queue.items.is_empty() {
             None
         } else {
             st.waker.take()
         };
+        let urgent = i < batch.len() || st.queue.events * 2 >= self.capacity;
         drop(st);
         if let Some(w) = waker {
-            w.wake();
+            if urgent {
+                w.wake();
+            } else {
+                wakes.defer(w);
+            }
         }
         i
     }
@@ -270,6 +277,43 @@ impl Subscriber {
         if let Some(w) = waker {
             w.wake();
         }
+    }
+}
+
+/// Streams with new events whose wake-up the reader put off.
+///
+/// **Why.** While more lines are already buffered, waking every subscriber after
+/// each batch makes each of them run, find a few hundred events, and sleep again:
+/// on a multi-thread runtime each round also wakes a second worker thread that
+/// steals half of them, with ten subscribers costing more in wake-ups and
+/// cross-thread hand-offs than in reading. So a wake-up waits until the reader is
+/// about to wait itself (for the peer, or for room in a full queue), is about to hand
+/// a reply to its caller, or has put half a queue's capacity in that queue, whichever
+/// comes first: no event waits for the peer, and a subscriber that drops events
+/// when full ([`Overflow::DropNewest`]) is woken with half its queue still free, as
+/// it was when every batch (a quarter of a queue at most) woke it.
+///
+/// Dropping it wakes what it holds, so no path out of the reader (a shutdown, an
+/// error, a panic) can leave a stream asleep on events it was given.
+#[derive(Default)]
+pub(crate) struct Wakes(Vec<Waker>);
+
+impl Wakes {
+    fn defer(&mut self, waker: Waker) {
+        self.0.push(waker);
+    }
+
+    /// Wakes every stream put off so far.
+    pub(crate) fn wake_all(&mut self) {
+        for w in self.0.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for Wakes {
+    fn drop(&mut self) {
+        self.wake_all();
     }
 }
 
@@ -299,6 +343,48 @@ struct FanoutState {
 pub(crate) struct ReaderView {
     subs: Vec<Arc<Subscriber>>,
     generation: u64,
+    /// Batches handed out, kept so that the reader frees them once every
+    /// subscriber is done with them (see `RETIRED`).
+    retired: VecDeque<Arc<Batch>>,
+}
+
+/// How many delivered batches the reader keeps to free them itself.
+///
+/// **Why.** The reader allocates every event of a batch (two allocations each). If the
+/// last subscriber to read a batch frees it, on a multi-thread runtime that is often
+/// another thread, and the allocator (glibc's) then takes the reader's arena lock for
+/// each of those frees while the reader allocates the next batch from it: with ten
+/// subscribers (issue 18's `events10`), a sixth of the run was spent in that lock
+/// and the futex calls around it. Freed by the reader, the memory goes back where it
+/// came from, uncontended and still in the caches. Only batches shared by several
+/// subscribers are kept (a lone subscriber takes a batch's events and frees each as
+/// it reads it, see events.rs).
+///
+/// **How many.** Enough for the batches the subscribers are still reading, few enough
+/// that the kept memory stays in the caches: measured with ten subscribers, keeping
+/// 8 beat 4, 16 and 32 (bench/README.md). When the list is full, a new batch is not
+/// kept (whoever drops it last frees it, as without this list), so a slow subscriber
+/// never makes the reader hold more; and once the peer is quiet for a moment the
+/// reader lets go of the list (connection.rs, `RELEASE_RETIRED_AFTER`), so an idle
+/// connection holds no batch.
+const RETIRED: usize = 8;
+
+impl ReaderView {
+    /// Frees the batches nobody else holds any more.
+    fn free_retired(&mut self) {
+        self.retired.retain(|b| Arc::strong_count(b) > 1);
+    }
+
+    /// Whether the reader keeps delivered batches to free them.
+    pub(crate) fn holds_retired(&self) -> bool {
+        !self.retired.is_empty()
+    }
+
+    /// The peer is quiet: let go of the kept batches (each is freed now, or by the
+    /// last subscriber to drop it), so that an idle connection holds none.
+    pub(crate) fn release_retired(&mut self) {
+        self.retired.clear();
+    }
 }
 
 impl Fanout {
@@ -391,15 +477,18 @@ impl Fanout {
 
     /// Hands `batch` to every subscriber (and the backlog), then empties it. Waits
     /// while a back-pressure subscriber's queue is full; returns `Err(())` if
-    /// `shutdown` fires meanwhile.
+    /// `shutdown` fires meanwhile. The streams to wake are added to `wakes`, for the
+    /// reader to wake before it waits (see [`Wakes`]).
     pub(crate) async fn deliver(
         &self,
         view: &mut ReaderView,
         batch: &mut Vec<RawEvent>,
         shutdown: &Latch,
+        wakes: &mut Wakes,
     ) -> Result<(), ()> {
         // Shared by every subscriber (and the backlog); the reader's vector keeps its
         // capacity for the next batch.
+        view.free_retired();
         let shared = Arc::new(Batch::new(std::mem::replace(
             batch,
             Vec::with_capacity(batch.capacity()),
@@ -419,14 +508,22 @@ impl Fanout {
                 view.generation = st.generation;
             }
         }
+        // With one subscriber the batch is not shared: it takes the events as it
+        // reads them, and frees each while it is in the cache (events.rs), which
+        // a copy kept here would prevent.
+        if view.subs.len() > 1 && view.retired.len() < RETIRED {
+            view.retired.push_back(shared.clone());
+        }
         let mut pruned = false;
         for sub in &view.subs {
             let mut from = 0;
             loop {
-                from = sub.deliver(batch, from);
+                from = sub.deliver(batch, from, wakes);
                 if from == batch.len() {
                     break;
                 }
+                // The reader waits: whoever could make room must be able to run.
+                wakes.wake_all();
                 if let First::A(()) = race(shutdown.wait(), sub.room.notified()).await {
                     return Err(());
                 }
@@ -485,7 +582,7 @@ mod tests {
 
         let lossless = fanout.subscribe(None, Some(Overflow::Backpressure));
         assert_eq!(
-            lossless.deliver(&batch, 0),
+            lossless.deliver(&batch, 0, &mut Wakes::default()),
             2,
             "the reader waits at the third"
         );
@@ -494,7 +591,7 @@ mod tests {
 
         let lossy = fanout.subscribe(None, None);
         assert_eq!(
-            lossy.deliver(&batch, 0),
+            lossy.deliver(&batch, 0, &mut Wakes::default()),
             3,
             "the connection's default drops"
         );
@@ -510,9 +607,9 @@ mod tests {
         let fanout = Fanout::new(100, Overflow::DropNewest);
         let lossy = fanout.subscribe(None, None);
         let first = events(80);
-        assert_eq!(lossy.deliver(&first, 0), 80);
+        assert_eq!(lossy.deliver(&first, 0, &mut Wakes::default()), 80);
         let second = events(80);
-        assert_eq!(lossy.deliver(&second, 0), 80);
+        assert_eq!(lossy.deliver(&second, 0, &mut Wakes::default()), 80);
         {
             let st = lossy.lock();
             assert_eq!(st.queue.events, 100);
@@ -531,10 +628,10 @@ mod tests {
         }
 
         let waiting = fanout.subscribe(None, Some(Overflow::Backpressure));
-        assert_eq!(waiting.deliver(&events(95), 0), 95);
+        assert_eq!(waiting.deliver(&events(95), 0, &mut Wakes::default()), 95);
         let big = events(40);
         assert_eq!(
-            waiting.deliver(&big, 0),
+            waiting.deliver(&big, 0, &mut Wakes::default()),
             5,
             "room for 5, then the reader waits"
         );
@@ -549,5 +646,133 @@ mod tests {
             .filter(|i| matches!(i, Item::Event(_)))
             .count();
         assert_eq!(singles, 5);
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Count(AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    fn woken(c: &Count) -> usize {
+        c.0.load(Ordering::SeqCst)
+    }
+
+    /// A stream waiting for events is woken when the reader is about to wait
+    /// (`wake_all`), or at once when its queue is half full or full for the reader:
+    /// never left asleep on events, whatever path the reader takes (dropping the list
+    /// wakes too).
+    #[test]
+    fn a_waiting_stream_is_woken_before_the_reader_waits_or_at_half_a_queue() {
+        let fanout = Fanout::new(100, Overflow::DropNewest);
+        let sub = fanout.subscribe(None, None);
+        let (count, waker) = counting();
+        let mut local = VecDeque::new();
+        assert_eq!(sub.take_all(&mut local, &waker), Ok(false), "waits");
+
+        let mut wakes = Wakes::default();
+        sub.deliver(&events(10), 0, &mut wakes);
+        assert_eq!(woken(&count), 0, "put off while the reader goes on");
+        wakes.wake_all();
+        assert_eq!(woken(&count), 1, "woken before the reader waits");
+
+        assert_eq!(sub.take_all(&mut local, &waker), Ok(true));
+        local.clear();
+        assert_eq!(sub.take_all(&mut local, &waker), Ok(false));
+        sub.deliver(&events(50), 0, &mut wakes);
+        assert_eq!(woken(&count), 2, "half the capacity: at once");
+        wakes.wake_all();
+        assert_eq!(woken(&count), 2, "once");
+
+        let held = fanout.subscribe(None, Some(Overflow::Backpressure));
+        let (held_count, held_waker) = counting();
+        assert_eq!(held.take_all(&mut local, &held_waker), Ok(false));
+        let mut wakes = Wakes::default();
+        sub.deliver(&events(1), 0, &mut wakes);
+        held.deliver(&events(150), 0, &mut wakes);
+        assert_eq!(
+            woken(&held_count),
+            1,
+            "the reader stops at a full queue: at once"
+        );
+
+        let (late_count, late_waker) = counting();
+        let late = fanout.subscribe(None, None);
+        assert_eq!(late.take_all(&mut local, &late_waker), Ok(false));
+        late.deliver(&events(1), 0, &mut wakes);
+        drop(wakes);
+        assert_eq!(
+            woken(&late_count),
+            1,
+            "dropping the list wakes what it holds"
+        );
+    }
+
+    /// The reader keeps the batches it shared among several subscribers and frees
+    /// them once they let go (not while one is still reading), never more than
+    /// `RETIRED`, none for a lone subscriber, and lets go of all of them on
+    /// `release_retired`.
+    #[tokio::test]
+    async fn the_reader_frees_shared_batches_once_their_subscribers_let_go() {
+        let fanout = Fanout::new(1000, Overflow::DropNewest);
+        // As once the client has sent its first request (the backlog holds batches too).
+        fanout.close_backlog();
+        let shutdown = Latch::new();
+        let mut view = ReaderView::default();
+        let mut wakes = Wakes::default();
+        let batch_of = |n: usize| -> Vec<RawEvent> { events(n).iter().cloned().collect() };
+
+        let alone = fanout.subscribe(None, None);
+        fanout
+            .deliver(&mut view, &mut batch_of(3), &shutdown, &mut wakes)
+            .await
+            .unwrap();
+        assert!(!view.holds_retired(), "one subscriber: nothing kept");
+        let other = fanout.subscribe(None, None);
+
+        fanout
+            .deliver(&mut view, &mut batch_of(3), &shutdown, &mut wakes)
+            .await
+            .unwrap();
+        assert_eq!(view.retired.len(), 1);
+        let kept = Arc::downgrade(&view.retired[0]);
+        // Both subscribers still hold it: the next delivery keeps it.
+        fanout
+            .deliver(&mut view, &mut batch_of(3), &shutdown, &mut wakes)
+            .await
+            .unwrap();
+        assert!(kept.upgrade().is_some());
+        assert_eq!(view.retired.len(), 2);
+
+        // Both read everything (their queues emptied): freed at the next delivery.
+        let (_, waker) = counting();
+        for sub in [&alone, &other] {
+            let mut local = VecDeque::new();
+            assert_eq!(sub.take_all(&mut local, &waker), Ok(true));
+        }
+        fanout
+            .deliver(&mut view, &mut batch_of(3), &shutdown, &mut wakes)
+            .await
+            .unwrap();
+        assert!(kept.upgrade().is_none(), "freed by the reader");
+        assert_eq!(view.retired.len(), 1, "only the new one");
+
+        for _ in 0..2 * RETIRED {
+            fanout
+                .deliver(&mut view, &mut batch_of(3), &shutdown, &mut wakes)
+                .await
+                .unwrap();
+        }
+        assert_eq!(view.retired.len(), RETIRED, "bounded");
+        view.release_retired();
+        assert!(!view.holds_retired());
     }
 }
