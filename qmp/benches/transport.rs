@@ -25,7 +25,11 @@
 //!   daemon each, the order alternating between pairs; prints both medians and the
 //!   median of the per-pair ratios proxy/direct with their range. The proxy runs in
 //!   this process, on a current-thread runtime of its own thread (as a separate
-//!   `qmp proxy` process would have its own), the client on the bench's runtime.
+//!   `qmp proxy` process would have its own). The client runs twice: `proxy-seq` on a
+//!   current-thread runtime, the rule of bench/run.py's drivers for one call at a
+//!   time (a second worker thread only adds cross-thread wake-ups), which is the row
+//!   issue 18's target is read from; then `proxy-seq-mt` on the bench's 2-worker
+//!   runtime, as this section ran before, for comparison.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -296,10 +300,14 @@ fn main() {
         return;
     }
     if only == "proxy" {
-        println!(
-            "client: multi-thread runtime, 2 workers; proxy: current-thread runtime, own thread:"
-        );
-        rt.block_on(proxy());
+        println!("client: current-thread runtime; proxy: current-thread runtime, own thread:");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(proxy(""));
+        println!("client: multi-thread runtime, 2 workers; proxy: as above:");
+        rt.block_on(proxy("-mt"));
         return;
     }
     if only != "events" {
@@ -582,7 +590,9 @@ fn start_proxy(
     (thread, ready)
 }
 
-async fn proxy() {
+/// The proxy section's pairs with the client on the runtime this runs on; `label`
+/// ends the rows' names.
+async fn proxy(label: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (mut direct, mut proxied, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut cpu_per_call = Vec::new();
@@ -626,14 +636,14 @@ async fn proxy() {
         proxied.iter().cloned().fold(0.0, f64::max),
     );
     println!(
-        "proxy-seq        direct {:>8.0} calls/s ({dmin:.0}-{dmax:.0})   through the proxy {:>8.0} calls/s ({pmin:.0}-{pmax:.0})   \
+        "proxy-seq{label:<8} direct {:>8.0} calls/s ({dmin:.0}-{dmax:.0})   through the proxy {:>8.0} calls/s ({pmin:.0}-{pmax:.0})   \
          proxy/direct {:.3} (per-pair ratios {lo:.3}-{hi:.3}; medians of {PROXY_PAIRS} pairs, {SEQ_CALLS} calls each)",
         median(direct),
         median(proxied),
         median(ratios),
     );
     println!(
-        "proxy-cpu        the proxy's thread: {:.1} us of CPU per call (median of {PROXY_PAIRS}; {:.1?})",
+        "proxy-cpu{label:<8} the proxy's thread: {:.1} us of CPU per call (median of {PROXY_PAIRS}; {:.1?})",
         median(cpu_per_call.clone()),
         {
             let mut v = cpu_per_call;
