@@ -62,6 +62,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use serde_json::value::RawValue;
+use triomphe::HeaderSlice;
 
 use crate::error::{Error, Result};
 use crate::fanout::{Item, Overflow, Subscriber};
@@ -74,7 +75,11 @@ use crate::{Event, EventSet};
 /// however many subscribers there are.
 #[derive(Clone)]
 pub struct RawEvent {
-    inner: Arc<Inner>,
+    /// What the reader found in the line, and the line, in one allocation
+    /// (`triomphe`'s header-and-slice `Arc`: with `std`'s, an `Arc<Inner>` holding a
+    /// `Box<str>` took two, and with many subscribers on a multi-thread runtime
+    /// allocating and freeing cost as much as parsing).
+    inner: triomphe::Arc<HeaderSlice<Inner, str>>,
 }
 
 /// How many decoded types one event can cache (see the module docs).
@@ -90,8 +95,9 @@ type Decoded = (TypeId, Option<Arc<dyn Any + Send + Sync>>);
 /// memory, rather than from one allocation per event.
 pub(crate) struct Batch {
     events: Vec<RawEvent>,
-    /// Per type: a `Vec<Option<S>>` (`None`: not decoded, see `decode_batch`).
-    decoded: [OnceLock<(TypeId, Box<dyn Any + Send + Sync>)>; SLOTS],
+    /// Per type: a `Vec<Option<S>>` (`None`: not decoded, see `decode_batch`), and
+    /// whether every event decoded (then a reader need not check each one).
+    decoded: [OnceLock<(TypeId, bool, Box<dyn Any + Send + Sync>)>; SLOTS],
 }
 
 impl Batch {
@@ -104,27 +110,31 @@ impl Batch {
 
     /// The slot of the values of type `T` decoded from this batch by `decode` (`None`
     /// to leave an event to the per-event path), decoding them if no subscriber has
-    /// yet; `None` when every slot holds another type.
+    /// yet, and whether every event decoded; `None` when every slot holds another type.
     fn cached<T: Send + Sync + 'static>(
         &self,
         decode: impl Fn(&RawEvent) -> Option<T>,
-    ) -> Option<usize> {
+    ) -> Option<BatchSlot> {
         let ty = TypeId::of::<T>();
         for (i, slot) in self.decoded.iter().enumerate() {
-            let (t, _) = match slot.get() {
+            let (t, complete, _) = match slot.get() {
                 Some(found) => found,
                 None => {
                     // Not `get_or_init`: a subscriber on another thread that gets here
                     // at the same moment decodes too rather than block its thread; the
                     // first value stored is the one every subscriber reads.
                     let values: Vec<Option<T>> = self.events.iter().map(&decode).collect();
-                    let _ = slot.set((ty, Box::new(values)));
+                    let complete = values.iter().all(Option::is_some);
+                    let _ = slot.set((ty, complete, Box::new(values)));
                     let Some(found) = slot.get() else { continue };
                     found
                 }
             };
             if *t == ty {
-                return Some(i);
+                return Some(BatchSlot {
+                    slot: i,
+                    complete: *complete,
+                });
             }
         }
         None
@@ -132,7 +142,7 @@ impl Batch {
 
     /// The value of type `T` decoded from event `i`, from slot `slot`.
     fn value<T: 'static>(&self, slot: usize, i: usize) -> Option<&T> {
-        let (_, values) = self.decoded.get(slot)?.get()?;
+        let (_, _, values) = self.decoded.get(slot)?.get()?;
         values.downcast_ref::<Vec<Option<T>>>()?.get(i)?.as_ref()
     }
 }
@@ -143,6 +153,14 @@ impl std::ops::Deref for Batch {
     fn deref(&self) -> &[RawEvent] {
         &self.events
     }
+}
+
+/// Where a batch's values of one type are ([`Batch::cached`]).
+#[derive(Clone, Copy)]
+pub(crate) struct BatchSlot {
+    slot: usize,
+    /// Every event of the batch decoded: no per-event check needed.
+    complete: bool,
 }
 
 /// Where [`RawEvent::cached`] put a decoded value.
@@ -160,11 +178,10 @@ pub(crate) struct RefDecoder {
     /// Decodes an event into its own cache; `None` skips the event.
     event: fn(&RawEvent) -> Option<Result<Cached>>,
     /// Decodes a whole batch into its cache ([`Batch::cached`]).
-    batch: fn(&Batch) -> Option<usize>,
+    batch: fn(&Batch) -> Option<BatchSlot>,
 }
 
 struct Inner {
-    line: Box<str>,
     name: NameRepr,
     data: Option<Range<usize>>,
     timestamp: Timestamp,
@@ -201,14 +218,14 @@ impl RawEvent {
             NameRepr::Owned(Arc::from(name))
         };
         let data = data.map(|d| offset_in(line, d.get()));
+        let header = Inner {
+            name,
+            data,
+            timestamp,
+            decoded: Default::default(),
+        };
         RawEvent {
-            inner: Arc::new(Inner {
-                line: Box::from(line),
-                name,
-                data,
-                timestamp,
-                decoded: Default::default(),
-            }),
+            inner: triomphe::Arc::from_header_and_str(header, line),
         }
     }
 
@@ -243,7 +260,7 @@ impl RawEvent {
         decode: impl Fn(&RawEvent) -> Result<T>,
     ) -> Result<Cached> {
         let ty = TypeId::of::<T>();
-        for (i, slot) in self.inner.decoded.iter().enumerate() {
+        for (i, slot) in self.inner.header.decoded.iter().enumerate() {
             let (t, value) = slot.get_or_init(|| {
                 let value = decode(self)
                     .ok()
@@ -264,19 +281,19 @@ impl RawEvent {
 
     /// The value in slot `i` of the decode cache, if that slot holds one.
     fn slot(&self, i: usize) -> Option<&Arc<dyn Any + Send + Sync>> {
-        self.inner.decoded.get(i)?.get()?.1.as_ref()
+        self.inner.header.decoded.get(i)?.get()?.1.as_ref()
     }
 
     /// Whether this handle is the only one to the event (nobody else can then get
     /// one: a new handle is cloned from an existing one).
     fn is_sole(&self) -> bool {
-        Arc::strong_count(&self.inner) == 1
+        triomphe::Arc::strong_count(&self.inner) == 1
     }
 
     /// The event name, e.g. `"STOP"`.
     pub fn name(&self) -> &str {
-        match &self.inner.name {
-            NameRepr::InLine(r) => &self.inner.line[r.clone()],
+        match &self.inner.header.name {
+            NameRepr::InLine(r) => &self.inner.slice[r.clone()],
             NameRepr::Owned(n) => n,
         }
     }
@@ -284,19 +301,20 @@ impl RawEvent {
     /// The `data` member as JSON text, if present.
     pub fn data_json(&self) -> Option<&str> {
         self.inner
+            .header
             .data
             .as_ref()
-            .map(|r| &self.inner.line[r.clone()])
+            .map(|r| &self.inner.slice[r.clone()])
     }
 
     /// The timestamp QEMU put on the event.
     pub fn timestamp(&self) -> Timestamp {
-        self.inner.timestamp
+        self.inner.header.timestamp
     }
 
     /// The whole event line, as received.
     pub fn json(&self) -> &str {
-        &self.inner.line
+        &self.inner.slice
     }
 
     /// Decodes `data` into `T` (from `{}` when the event has no `data`).
@@ -311,7 +329,7 @@ impl RawEvent {
             Error::decode(
                 self.name(),
                 path,
-                self.inner.line.to_string(),
+                self.inner.slice.to_string(),
                 e.into_inner(),
             )
         })
@@ -324,19 +342,19 @@ impl RawEvent {
     /// this event name.
     pub fn decode_set<S: EventSet>(&self) -> Result<S> {
         S::decode(self.name(), self.data_json())
-            .map_err(|e| Error::decode(self.name(), "data".into(), self.inner.line.to_string(), e))
+            .map_err(|e| Error::decode(self.name(), "data".into(), self.inner.slice.to_string(), e))
     }
 
     /// The whole event as a `serde_json::Value`.
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(&self.inner.line).unwrap_or(serde_json::Value::Null)
+        serde_json::from_str(&self.inner.slice).unwrap_or(serde_json::Value::Null)
     }
 }
 
 impl fmt::Debug for RawEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawEvent")
-            .field("line", &self.inner.line)
+            .field("line", &self.json())
             .finish()
     }
 }
@@ -374,7 +392,7 @@ pub struct EventStream<T> {
     /// The events not yet read of a batch nobody else held.
     taken: Option<std::vec::IntoIter<RawEvent>>,
     /// The slot of `batch` that holds this stream's type, once `next_ref` looked.
-    batch_slot: Option<Option<usize>>,
+    batch_slot: Option<Option<BatchSlot>>,
     /// The event last moved to (kept until the next one, for `next_ref`).
     current: Current,
     decode: Decoder<T>,
@@ -652,8 +670,10 @@ impl<S: Send + Sync + 'static> EventStream<Arc<S>> {
                 let slot = *self
                     .batch_slot
                     .get_or_insert_with(|| (decode_ref.batch)(batch));
-                if let Some(slot) = slot {
-                    if batch.value::<S>(slot, *i).is_some() {
+                if let Some(BatchSlot { slot, complete }) = slot {
+                    // `lend` looks the value up: checked here only when some event of
+                    // the batch did not decode.
+                    if complete || batch.value::<S>(slot, *i).is_some() {
                         break Found::InBatch(slot, *i);
                     }
                 }
@@ -820,7 +840,7 @@ mod tests {
         assert!(ev.is_sole());
         let job = decode_one_shared::<Job>(&ev, true).unwrap().unwrap();
         assert_eq!(job.id, "j2");
-        assert!(ev.inner.decoded.iter().all(|s| s.get().is_none()));
+        assert!(ev.inner.header.decoded.iter().all(|s| s.get().is_none()));
         let other = event(r#"{"event": "OTHER"}"#);
         assert!(
             decode_one_shared::<Job>(&other.clone(), true).is_none(),

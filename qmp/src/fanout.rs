@@ -289,9 +289,12 @@ impl Subscriber {
 /// cross-thread hand-offs than in reading. So a wake-up waits until the reader is
 /// about to wait itself (for the peer, or for room in a full queue), is about to hand
 /// a reply to its caller, or has put half a queue's capacity in that queue, whichever
-/// comes first: no event waits for the peer, and a subscriber that drops events
-/// when full ([`Overflow::DropNewest`]) is woken with half its queue still free, as
-/// it was when every batch (a quarter of a queue at most) woke it.
+/// comes first: no event waits for the peer (the reader reaches a wait point at least
+/// once per read of the socket), and a subscriber that drops events when full
+/// ([`Overflow::DropNewest`]) is woken by the time its queue is half full (plus the
+/// rest of the batch that crossed the mark: with the default 1,024 and batches of at
+/// most 256, a quarter of the queue is still free then), so it gets to read long
+/// before it would lose anything.
 ///
 /// Dropping it wakes what it holds, so no path out of the reader (a shutdown, an
 /// error, a panic) can leave a stream asleep on events it was given.
