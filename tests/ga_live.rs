@@ -350,7 +350,7 @@ async fn an_exec_timeout_names_the_program_and_pid_and_leaves_it_running() {
     for part in [
         "`/bin/sleep`".to_owned(),
         format!("pid {pid}"),
-        "300ms".to_owned(),
+        "within 300 ms".to_owned(),
         "may still be running".to_owned(),
         "qemu-ga has no command to kill it".to_owned(),
     ] {

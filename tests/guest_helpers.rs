@@ -545,7 +545,7 @@ async fn an_exec_timeout_names_the_program_the_pid_and_the_limit() {
     for part in [
         "`/bin/stuck`",
         "pid 42",
-        "300ms",
+        "within 300 ms",
         "may still be running",
         "no command to kill",
     ] {

@@ -200,7 +200,7 @@ fn exec_timeout_names_the_pid_and_says_the_program_may_still_run() {
     let err = text(&out.stderr);
     assert!(
         err.contains("`/bin/sleep`")
-            && err.contains("300ms")
+            && err.contains("within 300 ms")
             && err.contains("may still be running"),
         "{err}"
     );

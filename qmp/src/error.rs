@@ -894,8 +894,12 @@ fn write_call_end(
     Ok(())
 }
 
-/// A duration as error texts show it: `5 s`, `2.5 s`, `200 ms`.
-pub(crate) struct Limit(pub(crate) Duration);
+/// A duration as this crate's error texts show it: `5 s`, `2.5 s`, `200 ms` (sub-
+/// millisecond ones as `Duration`'s `Debug` does, `1.5µs`). For programs and crates
+/// built on `qmp` whose own messages name a limit, so that they read like ours:
+/// `format!("no reply within {}", qmp::Limit(timeout))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub Duration);
 
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -917,8 +921,15 @@ impl fmt::Display for Limit {
     }
 }
 
+/// `{:?}` gives the message and the kind, `Error(Io): connecting to /run/qmp.sock: No
+/// such file or directory (os error 2)`, so that what `main` returning
+/// `Result<(), qmp::Error>` prints on failure, and what `unwrap` panics with, read as
+/// the message does; `{:#?}` gives the fields (kind, command, detail, source).
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return write!(f, "Error({:?}): {self}", self.0.kind);
+        }
         f.debug_struct("Error")
             .field("kind", &self.0.kind)
             .field("command", &self.0.command)

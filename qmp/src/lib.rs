@@ -245,7 +245,7 @@ pub use connect::{
     DEFAULT_GREETING_TIMEOUT, DEFAULT_NEGOTIATION_TIMEOUT, DEFAULT_SOCKET_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT,
 };
-pub use error::{Error, ErrorKind, Phase, QmpError, Result, TimeoutStage};
+pub use error::{Error, ErrorKind, Limit, Phase, QmpError, Result, TimeoutStage};
 pub use events::{EventStream, RawEvent, Stamped};
 pub use fanout::Overflow;
 pub use peer::PeerSchema;

@@ -273,9 +273,10 @@ impl LocalQemu {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "{} did not open its QMP socket {} within {timeout:?}",
+                    "{} did not open its QMP socket {} within {}",
                     self.program,
-                    self.socket.display()
+                    self.socket.display(),
+                    crate::Limit(timeout)
                 ),
             ));
         }

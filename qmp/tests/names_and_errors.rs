@@ -644,3 +644,32 @@ fn signal(qemu: &mut qmp::local::LocalQemu, sig: &str) {
         .expect("running kill");
     assert!(status.success(), "kill {sig} {pid}: {status}");
 }
+
+/// `{:?}` of an error reads as its message (what `main` returning
+/// `Result<(), qmp::Error>` prints, and what `unwrap` panics with), with its kind;
+/// `{:#?}` keeps the fields. `qmp::Limit` writes durations as the error texts do.
+#[tokio::test]
+async fn an_error_debug_form_is_its_message_and_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such.sock");
+    let err = bounded(qmp::connect_unix(&missing)).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("no-such.sock"), "{shown}");
+    assert_eq!(
+        format!("{err:?}"),
+        format!("Error({:?}): {shown}", err.kind())
+    );
+    let fields = format!("{err:#?}");
+    assert!(
+        fields.starts_with("Error {") && fields.contains("kind:"),
+        "{fields}"
+    );
+    let main_says = format!("Error: {:?}", Err::<(), _>(err).unwrap_err());
+    assert!(!main_says.contains('{'), "{main_says}");
+
+    let texts: Vec<String> = [5000, 2500, 1250, 200, 1]
+        .into_iter()
+        .map(|ms| qmp::Limit(Duration::from_millis(ms)).to_string())
+        .collect();
+    assert_eq!(texts, ["5 s", "2.5 s", "1.25 s", "200 ms", "1 ms"]);
+}

@@ -122,10 +122,11 @@ impl fmt::Display for Error {
                 limit,
             } => write!(
                 f,
-                "`{program}` (pid {pid} in the guest) did not exit within {limit:?}; it may \
+                "`{program}` (pid {pid} in the guest) did not exit within {}; it may \
                  still be running in the guest, and qemu-ga has no command to kill it: kill it \
                  from the guest (e.g. run `kill {pid}` with guest-exec), or give it a longer \
-                 timeout"
+                 timeout",
+                qmp::Limit(*limit)
             ),
             Error::ExecTimeout {
                 program,
@@ -133,9 +134,10 @@ impl fmt::Display for Error {
                 limit,
             } => write!(
                 f,
-                "the guest agent did not answer `guest-exec` of `{program}` within {limit:?}; \
+                "the guest agent did not answer `guest-exec` of `{program}` within {}; \
                  it may still start the program (pid unknown), and qemu-ga has no command to \
-                 kill it: check the guest, or give it a longer timeout"
+                 kill it: check the guest, or give it a longer timeout",
+                qmp::Limit(*limit)
             ),
             Error::BadReply { what, detail } => write!(
                 f,

@@ -90,8 +90,9 @@ pub(super) async fn start(
             io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "{peer}: no greeting and negotiation within {t:?}; QEMU serves one client \
-                     per monitor socket: is another client connected to it?"
+                    "{peer}: no greeting and negotiation within {}; QEMU serves one client \
+                     per monitor socket: is another client connected to it?",
+                    crate::Limit(t)
                 ),
             )
         })??,
