@@ -113,6 +113,7 @@ mod session;
 mod upstream;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -257,6 +258,34 @@ impl ProxyConfig {
 
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A listening socket the proxy takes clients from: each accepted connection comes
+/// split into its own halves.
+trait Accept: Send + 'static {
+    fn accept_split(&self) -> impl Future<Output = io::Result<(BoxRead, BoxWrite)>> + Send;
+}
+
+impl Accept for tokio::net::UnixListener {
+    fn accept_split(&self) -> impl Future<Output = io::Result<(BoxRead, BoxWrite)>> + Send {
+        async move {
+            let (stream, _) = self.accept().await?;
+            let (r, w) = stream.into_split();
+            Ok((Box::new(r) as BoxRead, Box::new(w) as BoxWrite))
+        }
+    }
+}
+
+impl Accept for tokio::net::TcpListener {
+    fn accept_split(&self) -> impl Future<Output = io::Result<(BoxRead, BoxWrite)>> + Send {
+        async move {
+            let (stream, _) = self.accept().await?;
+            // Replies are small and each is written whole: send at once.
+            let _ = stream.set_nodelay(true);
+            let (r, w) = stream.into_split();
+            Ok((Box::new(r) as BoxRead, Box::new(w) as BoxWrite))
+        }
+    }
+}
 
 /// What a client's writer sends.
 #[derive(Debug)]
@@ -480,32 +509,9 @@ impl Proxy {
         }
         let listener = tokio::net::UnixListener::bind(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        let shared = self.shared().clone();
-        let allow = Arc::new(allow);
-        let task = tokio::spawn(async move {
-            let mut closed = shared.closed.subscribe();
-            loop {
-                let accepted = tokio::select! {
-                    a = listener.accept() => a,
-                    _ = closed.wait_for(Option::is_some) => break,
-                };
-                match accepted {
-                    Ok((stream, _)) => {
-                        let (r, w) = stream.into_split();
-                        let session =
-                            session::run(shared.clone(), Box::new(r), Box::new(w), allow.clone());
-                        tokio::spawn(session);
-                    }
-                    Err(e) => {
-                        tracing::warn!(target: "qmp::proxy", "accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
-        });
         Ok(Listener {
             addr: ListenAddr::Unix(path),
-            task,
+            task: self.accept_clients(listener, allow),
         })
     }
 
@@ -520,33 +526,35 @@ impl Proxy {
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
         let local = listener.local_addr()?;
+        Ok(Listener {
+            addr: ListenAddr::Tcp(local),
+            task: self.accept_clients(listener, allow),
+        })
+    }
+
+    /// The task that accepts clients on `listener` and runs a session for each, until
+    /// the proxy closes (or the task is aborted: the [`Listener`] was dropped).
+    fn accept_clients<L: Accept>(&self, listener: L, allow: Allow) -> JoinHandle<()> {
         let shared = self.shared().clone();
         let allow = Arc::new(allow);
-        let task = tokio::spawn(async move {
+        tokio::spawn(async move {
             let mut closed = shared.closed.subscribe();
             loop {
                 let accepted = tokio::select! {
-                    a = listener.accept() => a,
+                    a = listener.accept_split() => a,
                     _ = closed.wait_for(Option::is_some) => break,
                 };
                 match accepted {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nodelay(true);
-                        let (r, w) = stream.into_split();
-                        let session =
-                            session::run(shared.clone(), Box::new(r), Box::new(w), allow.clone());
-                        tokio::spawn(session);
+                    Ok((r, w)) => {
+                        tokio::spawn(session::run(shared.clone(), r, w, allow.clone()));
                     }
                     Err(e) => {
+                        // E.g. out of descriptors: wait a little rather than spin.
                         tracing::warn!(target: "qmp::proxy", "accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
             }
-        });
-        Ok(Listener {
-            addr: ListenAddr::Tcp(local),
-            task,
         })
     }
 
