@@ -88,6 +88,10 @@ pub(crate) const SLOTS: usize = 2;
 /// A decoded value of some type, or `None` when decoding failed.
 type Decoded = (TypeId, Option<Arc<dyn Any + Send + Sync>>);
 
+/// One type's values decoded from a [`Batch`]: the type, whether every event decoded,
+/// and the `Vec<Option<S>>`.
+type BatchValues = (TypeId, bool, Box<dyn Any + Send + Sync>);
+
 /// Events the reader read in one go, shared by the subscribers (see `fanout.rs`),
 /// with the values the `*_shared` subscriptions read through
 /// [`EventStream::next_ref`] decoded from them: for each type, one vector for the
@@ -97,7 +101,7 @@ pub(crate) struct Batch {
     events: Vec<RawEvent>,
     /// Per type: a `Vec<Option<S>>` (`None`: not decoded, see `decode_batch`), and
     /// whether every event decoded (then a reader need not check each one).
-    decoded: [OnceLock<(TypeId, bool, Box<dyn Any + Send + Sync>)>; SLOTS],
+    decoded: [OnceLock<BatchValues>; SLOTS],
 }
 
 impl Batch {

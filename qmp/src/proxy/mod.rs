@@ -266,24 +266,20 @@ trait Accept: Send + 'static {
 }
 
 impl Accept for tokio::net::UnixListener {
-    fn accept_split(&self) -> impl Future<Output = io::Result<(BoxRead, BoxWrite)>> + Send {
-        async move {
-            let (stream, _) = self.accept().await?;
-            let (r, w) = stream.into_split();
-            Ok((Box::new(r) as BoxRead, Box::new(w) as BoxWrite))
-        }
+    async fn accept_split(&self) -> io::Result<(BoxRead, BoxWrite)> {
+        let (stream, _) = self.accept().await?;
+        let (r, w) = stream.into_split();
+        Ok((Box::new(r), Box::new(w)))
     }
 }
 
 impl Accept for tokio::net::TcpListener {
-    fn accept_split(&self) -> impl Future<Output = io::Result<(BoxRead, BoxWrite)>> + Send {
-        async move {
-            let (stream, _) = self.accept().await?;
-            // Replies are small and each is written whole: send at once.
-            let _ = stream.set_nodelay(true);
-            let (r, w) = stream.into_split();
-            Ok((Box::new(r) as BoxRead, Box::new(w) as BoxWrite))
-        }
+    async fn accept_split(&self) -> io::Result<(BoxRead, BoxWrite)> {
+        let (stream, _) = self.accept().await?;
+        // Replies are small and each is written whole: send at once.
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        Ok((Box::new(r), Box::new(w)))
     }
 }
 
