@@ -171,6 +171,27 @@ impl CallError {
     }
 }
 
+/// For a call that got no reply: whether QEMU may have run it (sent, or partly
+/// written, then the connection ended or the call timed out) or surely did not (not
+/// sent), so the user knows whether running it again is safe. `None` when it ran (an
+/// error reply, a reply that did not decode) or nothing is known.
+fn call_hint(command: &str, e: &CallError) -> Option<String> {
+    let sent = match e {
+        CallError::NotSent(_) => false,
+        CallError::Qmp(q) if q.may_have_run() => true,
+        CallError::Qmp(q) if q.is_not_sent() => false,
+        CallError::Qmp(_) => return None,
+    };
+    Some(if sent {
+        format!(
+            "`{command}` got no reply, but QEMU may have run it: check its effect before \
+             running it again"
+        )
+    } else {
+        format!("`{command}` was not sent to QEMU: running it again is safe")
+    })
+}
+
 /// What the shell needs of its connection (see the module docs).
 pub(crate) trait Backend {
     /// A stream of events (the connection's, or following the connections).
@@ -637,11 +658,21 @@ impl Shell<'_> {
     /// Reports a failed call; `Flow::Lost` when the connection is gone for good.
     fn failed<B: Backend>(&self, backend: &B, request: &Request, e: CallError) -> Flow {
         if backend.gone(&e) {
+            // The shell ends with why the connection went; whether this command
+            // ran is the user's next question.
+            if let Some(hint) = call_hint(&request.name, &e) {
+                eprintln!("qmp: {hint}");
+            }
             return Flow::Lost;
         }
         match e.qmp_error() {
             Some(q) => eprintln!("Error: {}: {}", q.class, q.desc),
-            None => eprintln!("Error: `{}`: {e}", request.name),
+            None => {
+                eprintln!("Error: `{}`: {e}", request.name);
+                if let Some(hint) = call_hint(&request.name, &e) {
+                    eprintln!("qmp: {hint}");
+                }
+            }
         }
         Flow::Go
     }
@@ -1057,6 +1088,71 @@ mod tests {
             json_text(&v, true),
             r#"{"return":{"running":true,"status":"running"}}"#
         );
+    }
+
+    /// A call sent and left unanswered may have run; one that never left did not;
+    /// one QEMU answered needs no hint.
+    #[tokio::test]
+    async fn a_call_without_reply_says_whether_it_may_have_run() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        // Greets, accepts the negotiation, answers `query-version` with an error
+        // reply, and never answers anything else.
+        let peer = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let (rd, mut wr) = sock.into_split();
+            wr.write_all(
+                b"{\"QMP\": {\"version\": {\"qemu\": {\"major\": 10, \"minor\": 0, \
+                  \"micro\": 0}, \"package\": \"\"}, \"capabilities\": []}}\r\n",
+            )
+            .await
+            .unwrap();
+            let mut lines = BufReader::new(rd).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: Value = serde_json::from_str(&line).unwrap();
+                let reply = match v["execute"].as_str() {
+                    Some("qmp_capabilities") => json!({"return": {}, "id": v["id"]}),
+                    Some("query-version") => json!({"error": {"class": "GenericError",
+                        "desc": "no"}, "id": v["id"]}),
+                    _ => continue,
+                };
+                let mut text = reply.to_string();
+                text.push_str("\r\n");
+                wr.write_all(text.as_bytes()).await.unwrap();
+            }
+        });
+        let mut config = qmp::Config::new();
+        config.call_timeout(Some(Duration::from_millis(200)));
+        let client = config.connect_unix(&path).await.unwrap();
+        let unanswered = CallError::from(
+            client
+                .execute_raw("stop", None::<&Value>)
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(
+            call_hint("stop", &unanswered).as_deref(),
+            Some(
+                "`stop` got no reply, but QEMU may have run it: check its effect before \
+                 running it again"
+            )
+        );
+        let refused = CallError::from(
+            client
+                .execute_raw("query-version", None::<&Value>)
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(call_hint("query-version", &refused), None, "QEMU answered");
+        let not_sent = CallError::NotSent("no connection within 1 s".into());
+        assert_eq!(
+            call_hint("cont", &not_sent).as_deref(),
+            Some("`cont` was not sent to QEMU: running it again is safe")
+        );
+        drop(client);
+        peer.abort();
     }
 
     #[test]
