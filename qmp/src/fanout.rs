@@ -285,10 +285,11 @@ impl Subscriber {
 /// **Why.** While more lines are already buffered, waking every subscriber after
 /// each batch makes each of them run, find a few hundred events, and sleep again:
 /// on a multi-thread runtime each round also wakes a second worker thread that
-/// steals half of them, with ten subscribers costing more in wake-ups and
-/// cross-thread hand-offs than in reading. So a wake-up waits until the reader is
-/// about to wait itself (for the peer, or for room in a full queue), is about to hand
-/// a reply to its caller, or has put half a queue's capacity in that queue, whichever
+/// steals half of them. Fewer rounds cost less (measured with ten subscribers: a
+/// small gain, bench/README.md, "Events for many subscribers"). So a wake-up waits
+/// until the reader is about to wait itself (for the peer, or for room in a full
+/// queue), is about to hand a reply to its caller, or has put half a queue's
+/// capacity in that queue, whichever
 /// comes first: no event waits for the peer (the reader reaches a wait point at least
 /// once per read of the socket), and a subscriber that drops events when full
 /// ([`Overflow::DropNewest`]) is woken by the time its queue is half full (plus the
@@ -353,12 +354,12 @@ pub(crate) struct ReaderView {
 
 /// How many delivered batches the reader keeps to free them itself.
 ///
-/// **Why.** The reader allocates every event of a batch (two allocations each). If the
-/// last subscriber to read a batch frees it, on a multi-thread runtime that is often
-/// another thread, and the allocator (glibc's) then takes the reader's arena lock for
-/// each of those frees while the reader allocates the next batch from it: with ten
-/// subscribers (issue 18's `events10`), a sixth of the run was spent in that lock
-/// and the futex calls around it. Freed by the reader, the memory goes back where it
+/// **Why.** The reader allocates every event of a batch (one allocation each, two
+/// when this was measured). If the last subscriber to read a batch frees it, on a
+/// multi-thread runtime that is often another thread, and the allocator (glibc's) then
+/// takes the reader's arena lock for each of those frees while the reader allocates
+/// the next batch from it: with ten subscribers (issue 18's `events10`), a sixth of
+/// the run was spent in that lock and the futex calls around it. Freed by the reader, the memory goes back where it
 /// came from, uncontended and still in the caches. Only batches shared by several
 /// subscribers are kept (a lone subscriber takes a batch's events and frees each as
 /// it reads it, see events.rs).
