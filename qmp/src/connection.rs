@@ -1035,3 +1035,75 @@ async fn keepalive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// The reader keeps the batches it shared among several subscribers to free them
+    /// itself (fanout.rs, `RETIRED`), but lets go of them once the peer is quiet for
+    /// `RELEASE_RETIRED_AFTER`: an idle connection holds no batch, so the last handle
+    /// to an event is the program's own.
+    #[tokio::test]
+    async fn an_idle_reader_lets_go_of_the_batches_it_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peer.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let peer = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let (rd, mut wr) = sock.into_split();
+            wr.write_all(
+                b"{\"QMP\": {\"version\": {\"qemu\": {\"major\": 10, \"minor\": 0, \
+                  \"micro\": 0}, \"package\": \"\"}, \"capabilities\": []}}\r\n",
+            )
+            .await
+            .unwrap();
+            let mut lines = BufReader::new(rd).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let mut out = serde_json::json!({"return": {}, "id": v["id"]}).to_string();
+                out.push_str("\r\n");
+                if v["execute"] == "query-status" {
+                    // Three events in one write: one batch for both subscribers.
+                    for n in 0..3 {
+                        out.push_str(&format!(
+                            "{{\"event\": \"E\", \"data\": {{\"n\": {n}}}, \"timestamp\": \
+                             {{\"seconds\": 1, \"microseconds\": 2}}}}\r\n"
+                        ));
+                    }
+                }
+                wr.write_all(out.as_bytes()).await.unwrap();
+            }
+        });
+        let client = crate::Config::new().connect_unix(&path).await.unwrap();
+        let mut a = client.subscribe_raw();
+        let mut b = client.subscribe_raw();
+        client
+            .execute_raw("query-status", None::<&serde_json::Value>)
+            .await
+            .unwrap();
+        let mut kept = None;
+        for _ in 0..3 {
+            let ev = a.next().await.unwrap().unwrap();
+            kept.get_or_insert(ev);
+            b.next().await.unwrap().unwrap();
+        }
+        // The streams let go of the batch; the reader's copy is all that is left
+        // besides ours, until the peer has been quiet for a while.
+        drop((a, b));
+        let kept = kept.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !kept.is_sole() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the reader still holds the batch after 10 s of quiet"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(super::RELEASE_RETIRED_AFTER < Duration::from_secs(10));
+        drop(client);
+        peer.abort();
+    }
+}

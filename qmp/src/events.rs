@@ -290,7 +290,7 @@ impl RawEvent {
 
     /// Whether this handle is the only one to the event (nobody else can then get
     /// one: a new handle is cloned from an existing one).
-    fn is_sole(&self) -> bool {
+    pub(crate) fn is_sole(&self) -> bool {
         triomphe::Arc::strong_count(&self.inner) == 1
     }
 
