@@ -1036,11 +1036,11 @@ async fn keepalive(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 mod tests {
     use std::time::Duration;
 
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use crate::server::Server;
 
     /// The reader keeps the batches it shared among several subscribers to free them
     /// itself (fanout.rs, `RETIRED`), but lets go of them once the peer is quiet for
@@ -1050,33 +1050,17 @@ mod tests {
     async fn an_idle_reader_lets_go_of_the_batches_it_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("peer.sock");
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        let peer = tokio::spawn(async move {
-            let (sock, _) = listener.accept().await.unwrap();
-            let (rd, mut wr) = sock.into_split();
-            wr.write_all(
-                b"{\"QMP\": {\"version\": {\"qemu\": {\"major\": 10, \"minor\": 0, \
-                  \"micro\": 0}, \"package\": \"\"}, \"capabilities\": []}}\r\n",
-            )
-            .await
-            .unwrap();
-            let mut lines = BufReader::new(rd).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                let mut out = serde_json::json!({"return": {}, "id": v["id"]}).to_string();
-                out.push_str("\r\n");
-                if v["execute"] == "query-status" {
-                    // Three events in one write: one batch for both subscribers.
-                    for n in 0..3 {
-                        out.push_str(&format!(
-                            "{{\"event\": \"E\", \"data\": {{\"n\": {n}}}, \"timestamp\": \
-                             {{\"seconds\": 1, \"microseconds\": 2}}}}\r\n"
-                        ));
-                    }
+        let server = Server::builder()
+            .handle_raw("query-status", false, |ctx, _| async move {
+                for n in 0..3 {
+                    ctx.server
+                        .emit_raw("E", Some(serde_json::json!({ "n": n })))
+                        .await;
                 }
-                wr.write_all(out.as_bytes()).await.unwrap();
-            }
-        });
+                Ok(serde_json::json!({}))
+            })
+            .build();
+        let _listening = server.listen_unix(&path).await.unwrap();
         let client = crate::Config::new().connect_unix(&path).await.unwrap();
         let mut a = client.subscribe_raw();
         let mut b = client.subscribe_raw();
@@ -1090,8 +1074,8 @@ mod tests {
             kept.get_or_insert(ev);
             b.next().await.unwrap().unwrap();
         }
-        // The streams let go of the batch; the reader's copy is all that is left
-        // besides ours, until the peer has been quiet for a while.
+        // The streams let go of their batches; the reader's copies are all that is
+        // left besides ours, until the peer has been quiet for a while.
         drop((a, b));
         let kept = kept.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -1103,7 +1087,5 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(super::RELEASE_RETIRED_AFTER < Duration::from_secs(10));
-        drop(client);
-        peer.abort();
     }
 }
