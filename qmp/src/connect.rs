@@ -626,10 +626,25 @@ pub(crate) fn split_other<S: AsyncRead + AsyncWrite + Send + 'static>(
     (Box::new(r), WriteHalf::Other(Box::new(w)))
 }
 
-/// Reads the greeting.
+/// Reads the greeting, skipping events that come before it.
+///
+/// QEMU can write an event to a new connection before its greeting: one emitted (by
+/// the main thread) for the previous client of the monitor while the new connection
+/// was being opened (seen with QEMU 7.2: a `RESUME` caused by the previous client's
+/// `cont`, first on the next client's socket). Such an event belongs to nobody's
+/// session here, so it is dropped (logged), as events during negotiation are; the
+/// greeting's deadline still bounds the wait.
 async fn read_greeting(reader: &mut LineReader<ReadHalf>, hook: &HookSlot) -> Result<Greeting> {
-    let line = read_line(reader, "the greeting").await?;
-    hook.received(line);
+    let line = loop {
+        let line = read_line(reader, "the greeting").await?;
+        hook.received(line);
+        match Incoming::parse(line) {
+            Ok(Incoming::Event { name, .. }) => {
+                tracing::warn!(target: "qmp::wire", event = %name, "ignoring an event before the greeting");
+            }
+            _ => break line,
+        }
+    };
     match Incoming::parse(line) {
         Ok(Incoming::Greeting(_)) => serde_json::from_str(line)
             .map_err(|e| Error::handshake(format!("malformed greeting ({e}): {line}"))),

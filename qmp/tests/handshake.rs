@@ -7,15 +7,26 @@ use tokio::net::UnixListener;
 
 const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}}"#;
 
+/// An event QEMU 7.2 wrote to a new connection before its greeting: emitted for the
+/// monitor's previous client (whose `cont` caused it) as the new one connected.
+const STALE_EVENT: &str =
+    r#"{"timestamp": {"seconds": 1796691205, "microseconds": 582146}, "event": "RESUME"}"#;
+
 /// A peer that greets, reads `qmp_capabilities`, greets again (as qemu-storage-daemon
 /// 10.0 does when a client connects before its monitor is attached to the chardev),
 /// then answers it and one `query-version`, echoing ids; returns the lines it read.
 async fn greets_twice(listener: UnixListener) -> Vec<String> {
+    deviating_peer(listener, "", true).await
+}
+
+/// As [`greets_twice`], with `before` written ahead of the first greeting, and the
+/// second greeting only if `twice`.
+async fn deviating_peer(listener: UnixListener, before: &str, twice: bool) -> Vec<String> {
     let (stream, _) = listener.accept().await.unwrap();
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     write
-        .write_all(format!("{GREETING}\r\n").as_bytes())
+        .write_all(format!("{before}{GREETING}\r\n").as_bytes())
         .await
         .unwrap();
     let mut seen = Vec::new();
@@ -23,8 +34,13 @@ async fn greets_twice(listener: UnixListener) -> Vec<String> {
     seen.push(caps.clone());
     let id = |line: &str| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].clone();
     let reply = serde_json::json!({"return": {}, "id": id(&caps)});
+    let again = if twice {
+        format!("{GREETING}\r\n")
+    } else {
+        String::new()
+    };
     write
-        .write_all(format!("{GREETING}\r\n{reply}\r\n").as_bytes())
+        .write_all(format!("{again}{reply}\r\n").as_bytes())
         .await
         .unwrap();
     let call = lines.next_line().await.unwrap().unwrap();
@@ -58,6 +74,52 @@ async fn a_second_greeting_during_negotiation_is_skipped() {
     let seen = tokio::time::timeout(within, peer).await.unwrap().unwrap();
     assert!(seen[0].contains("qmp_capabilities"), "{seen:?}");
     assert!(seen[1].contains("query-version"), "{seen:?}");
+}
+
+/// An event before the greeting (QEMU 7.2, for the monitor's previous client) is
+/// dropped, not taken for a bad greeting; the session then works.
+#[tokio::test]
+async fn an_event_before_the_greeting_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let before = format!("{STALE_EVENT}\r\n");
+    let peer = tokio::spawn(async move { deviating_peer(listener, &before, false).await });
+    let within = Duration::from_secs(10);
+    let client = tokio::time::timeout(within, qmp::connect_unix(&path))
+        .await
+        .expect("connect finished")
+        .expect("an event before the greeting does not fail the handshake");
+    let version = client
+        .execute_raw("query-version", None::<&()>)
+        .await
+        .expect("the connection works after it");
+    assert_eq!(version["qemu"]["major"], 10);
+    client.close().await;
+    let seen = tokio::time::timeout(within, peer).await.unwrap().unwrap();
+    assert!(seen[0].contains("qmp_capabilities"), "{seen:?}");
+}
+
+/// The proxy's own connection to QEMU skips such an event too, and passes QEMU's
+/// greeting on to its clients unchanged.
+#[cfg(feature = "server")]
+#[tokio::test]
+async fn the_proxy_skips_an_event_before_qemus_greeting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let before = format!("{STALE_EVENT}\r\n");
+    let peer = tokio::spawn(async move { deviating_peer(listener, &before, false).await });
+    let proxy = tokio::time::timeout(
+        Duration::from_secs(10),
+        qmp::proxy::ProxyConfig::new().connect_unix(&path),
+    )
+    .await
+    .expect("connect finished")
+    .expect("an event before the greeting does not fail the proxy's handshake");
+    assert_eq!(proxy.greeting(), GREETING);
+    proxy.close();
+    peer.abort();
 }
 
 /// A socket of QEMU's human monitor (`-monitor unix:…`), the usual wrong socket: the

@@ -27,19 +27,30 @@ pub(super) async fn start(
 ) -> io::Result<Arc<Shared>> {
     let mut reader = LineReader::with_max_line(reader, config.max_message_size);
     let handshake = async {
-        let greeting = match reader.next_line().await {
-            Ok(Some(line)) => line.to_string(),
-            Ok(None) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{peer}: closed before greeting"),
-                ))
+        let greeting = loop {
+            let line = match reader.next_line().await {
+                Ok(Some(line)) => line,
+                Ok(None) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{peer}: closed before greeting"),
+                    ))
+                }
+                Err(e) => {
+                    return Err(io::Error::other(format!(
+                        "{peer}: reading the greeting: {e}"
+                    )))
+                }
+            };
+            // An event before the greeting was meant for the monitor's previous
+            // client (see `crate::connect`'s `read_greeting`): dropped.
+            if let Ok(crate::message::Incoming::Event { name, .. }) =
+                crate::message::Incoming::parse(line)
+            {
+                tracing::warn!(target: "qmp::proxy", event = %name, "ignoring an event before QEMU's greeting");
+                continue;
             }
-            Err(e) => {
-                return Err(io::Error::other(format!(
-                    "{peer}: reading the greeting: {e}"
-                )))
-            }
+            break line.to_string();
         };
         let (client_greeting, offered) = client_greeting(&greeting, config.oob)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{peer}: {e}")))?;
