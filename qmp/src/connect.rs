@@ -628,12 +628,13 @@ pub(crate) fn split_other<S: AsyncRead + AsyncWrite + Send + 'static>(
 
 /// Reads the greeting, skipping events that come before it.
 ///
-/// QEMU can write an event to a new connection before its greeting: one emitted (by
-/// the main thread) for the previous client of the monitor while the new connection
-/// was being opened (seen with QEMU 7.2: a `RESUME` caused by the previous client's
-/// `cont`, first on the next client's socket). Such an event belongs to nobody's
-/// session here, so it is dropped (logged), as events during negotiation are; the
-/// greeting's deadline still bounds the wait.
+/// QEMU can write an event to a new connection before its greeting. It sends events
+/// to a monitor whose client has negotiated, and resets that state only when it
+/// handles the new connection's opening; an event emitted in between (by the main
+/// thread) goes out on the new socket first. Seen in CI with QEMU 7.2 started for a
+/// test: a `RESUME` ahead of the greeting of the first `qmp call` after the socket
+/// appeared. Such an event belongs to no session of ours, so it is dropped (logged),
+/// as events during negotiation are; the greeting's deadline still bounds the wait.
 async fn read_greeting(reader: &mut LineReader<ReadHalf>, hook: &HookSlot) -> Result<Greeting> {
     let line = loop {
         let line = read_line(reader, "the greeting").await?;

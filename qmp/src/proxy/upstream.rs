@@ -42,8 +42,8 @@ pub(super) async fn start(
                     )))
                 }
             };
-            // An event before the greeting was meant for the monitor's previous
-            // client (see `crate::connect`'s `read_greeting`): dropped.
+            // An event before the greeting belongs to no session of ours (see
+            // `read_greeting` in crate::connect): dropped.
             if let Ok(crate::message::Incoming::Event { name, .. }) =
                 crate::message::Incoming::parse(line)
             {
