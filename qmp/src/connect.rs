@@ -626,26 +626,13 @@ pub(crate) fn split_other<S: AsyncRead + AsyncWrite + Send + 'static>(
     (Box::new(r), WriteHalf::Other(Box::new(w)))
 }
 
-/// Reads the greeting, skipping events that come before it.
-///
-/// QEMU can write an event to a new connection before its greeting. It sends events
-/// to a monitor whose client has negotiated, and resets that state only when it
-/// handles the new connection's opening; an event emitted in between (by the main
-/// thread) goes out on the new socket first. Seen in CI with QEMU 7.2 started for a
-/// test: a `RESUME` ahead of the greeting of the first `qmp call` after the socket
-/// appeared. Such an event belongs to no session of ours, so it is dropped (logged),
-/// as events during negotiation are; the greeting's deadline still bounds the wait.
+/// Reads the greeting (see [`greeting_line`] for the events that may come first).
 async fn read_greeting(reader: &mut LineReader<ReadHalf>, hook: &HookSlot) -> Result<Greeting> {
-    let line = loop {
-        let line = read_line(reader, "the greeting").await?;
-        hook.received(line);
-        match Incoming::parse(line) {
-            Ok(Incoming::Event { name, .. }) => {
-                tracing::warn!(target: "qmp::wire", event = %name, "ignoring an event before the greeting");
-            }
-            _ => break line,
-        }
-    };
+    let line = handshake_line(
+        greeting_line(reader, |line| hook.received(line)).await,
+        "the greeting",
+    )?;
+    let line = line.as_str();
     match Incoming::parse(line) {
         Ok(Incoming::Greeting(_)) => serde_json::from_str(line)
             .map_err(|e| Error::handshake(format!("malformed greeting ({e}): {line}"))),
@@ -659,6 +646,37 @@ async fn read_greeting(reader: &mut LineReader<ReadHalf>, hook: &HookSlot) -> Re
                 ""
             }
         ))),
+    }
+}
+
+/// The first line of a new connection that is not an event: the greeting, or
+/// whatever stands in its place (`None` at the end of the stream); `received` sees
+/// every line read, the skipped ones too. The client's handshake and the proxy's
+/// connection to QEMU both read the greeting through it.
+///
+/// QEMU can write an event to a new connection before its greeting. It sends events
+/// to a monitor whose client has negotiated, and resets that state only when it
+/// handles the new connection's opening; an event emitted in between (by the main
+/// thread) goes out on the new socket first. Seen in CI with QEMU 7.2 started for a
+/// test: a `RESUME` ahead of the greeting of the first `qmp call` after the socket
+/// appeared. Such an event belongs to no session of ours, so it is dropped (logged),
+/// as events during negotiation are; the caller's deadline still bounds the wait.
+pub(crate) async fn greeting_line<R: AsyncRead + Unpin>(
+    reader: &mut LineReader<R>,
+    mut received: impl FnMut(&str),
+) -> std::result::Result<Option<String>, CodecError> {
+    loop {
+        let Some(line) = reader.next_line().await? else {
+            return Ok(None);
+        };
+        received(line);
+        match Incoming::parse(line) {
+            Ok(Incoming::Event { name, .. }) => {
+                tracing::warn!(target: "qmp::wire", event = %name, "ignoring an event before the greeting");
+            }
+            // Owned: a borrowed line cannot leave this loop (it reads again).
+            _ => return Ok(Some(line.to_owned())),
+        }
     }
 }
 
@@ -803,7 +821,12 @@ async fn within<T>(
 }
 
 async fn read_line<'r>(reader: &'r mut LineReader<ReadHalf>, what: &str) -> Result<&'r str> {
-    match reader.next_line().await {
+    handshake_line(reader.next_line().await, what)
+}
+
+/// A handshake read's outcome as the handshake's error: `what` names what was expected.
+fn handshake_line<T>(read: std::result::Result<Option<T>, CodecError>, what: &str) -> Result<T> {
+    match read {
         Ok(Some(line)) => Ok(line),
         Ok(None) => Err(Error::handshake(format!(
             "the peer closed the connection before {what}"

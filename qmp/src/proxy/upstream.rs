@@ -27,30 +27,19 @@ pub(super) async fn start(
 ) -> io::Result<Arc<Shared>> {
     let mut reader = LineReader::with_max_line(reader, config.max_message_size);
     let handshake = async {
-        let greeting = loop {
-            let line = match reader.next_line().await {
-                Ok(Some(line)) => line,
-                Ok(None) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("{peer}: closed before greeting"),
-                    ))
-                }
-                Err(e) => {
-                    return Err(io::Error::other(format!(
-                        "{peer}: reading the greeting: {e}"
-                    )))
-                }
-            };
-            // An event before the greeting belongs to no session of ours (see
-            // `read_greeting` in crate::connect): dropped.
-            if let Ok(crate::message::Incoming::Event { name, .. }) =
-                crate::message::Incoming::parse(line)
-            {
-                tracing::warn!(target: "qmp::proxy", event = %name, "ignoring an event before QEMU's greeting");
-                continue;
+        let greeting = match crate::connect::greeting_line(&mut reader, |_| {}).await {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{peer}: closed before greeting"),
+                ))
             }
-            break line.to_string();
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "{peer}: reading the greeting: {e}"
+                )))
+            }
         };
         let (client_greeting, offered) = client_greeting(&greeting, config.oob)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{peer}: {e}")))?;
