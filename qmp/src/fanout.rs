@@ -289,9 +289,9 @@ impl Subscriber {
 /// small gain, bench/README.md, "Events for many subscribers"). So a wake-up waits
 /// until the reader is about to wait itself (for the peer, or for room in a full
 /// queue), is about to hand a reply to its caller, or has put half a queue's
-/// capacity in that queue, whichever
-/// comes first: no event waits for the peer (the reader reaches a wait point at least
-/// once per read of the socket), and a subscriber that drops events when full
+/// capacity in that queue, whichever comes first: no event waits for the peer (the
+/// reader reaches a wait point at least once per read of the socket), and a
+/// subscriber that drops events when full
 /// ([`Overflow::DropNewest`]) is woken by the time its queue is half full (plus the
 /// rest of the batch that crossed the mark: with the default 1,024 and batches of at
 /// most 256, a quarter of the queue is still free then), so it gets to read long
@@ -359,8 +359,9 @@ pub(crate) struct ReaderView {
 /// multi-thread runtime that is often another thread, and the allocator (glibc's) then
 /// takes the reader's arena lock for each of those frees while the reader allocates
 /// the next batch from it: with ten subscribers (issue 18's `events10`), a sixth of
-/// the run was spent in that lock and the futex calls around it. Freed by the reader, the memory goes back where it
-/// came from, uncontended and still in the caches. Only batches shared by several
+/// the run was spent in that lock and the futex calls around it. Freed by the
+/// reader, the memory goes back where it came from, uncontended and still in the
+/// caches. Only batches shared by several
 /// subscribers are kept (a lone subscriber takes a batch's events and frees each as
 /// it reads it, see events.rs).
 ///
